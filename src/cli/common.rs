@@ -1,0 +1,63 @@
+//! Arguments and helpers shared by several subcommands.
+
+use clap::Args;
+
+use crate::catalog::{
+    self,
+    model::ModelArch,
+    quant::{KvDtype, Quant},
+};
+use crate::error::{Error, Result};
+use crate::profile::GpuProfile;
+
+/// The GPU, model, scheme and KV dtype a command is about.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// GPU catalog key (see `cardplan list gpus`) or a profile YAML path.
+    #[arg(long, value_name = "GPU")]
+    pub gpu: String,
+    /// Model catalog key (see `cardplan list models`), a model YAML path, or a Hugging Face config.json.
+    #[arg(long, value_name = "MODEL", default_value = "llama-3.1-8b")]
+    pub model: String,
+    /// Weight quantization: fp16, int8, llm-int8, nf4, nf4-fused.
+    #[arg(long, value_name = "SCHEME", default_value = "fp16")]
+    pub quant: String,
+    /// KV-cache dtype: fp16 or int8.
+    #[arg(long, value_name = "DTYPE", default_value = "fp16")]
+    pub kv: String,
+}
+
+/// The resolved target.
+pub struct Target {
+    pub gpu: GpuProfile,
+    pub model: ModelArch,
+    pub quant: Quant,
+    pub kv: KvDtype,
+}
+
+impl TargetArgs {
+    pub fn resolve(&self) -> Result<Target> {
+        Ok(Target {
+            gpu: catalog::gpu(&self.gpu)?,
+            model: catalog::model(&self.model)?,
+            quant: parse_quant(&self.quant)?,
+            kv: self
+                .kv
+                .parse()
+                .map_err(|e: String| Error::Usage(format!("--kv: {e}")))?,
+        })
+    }
+}
+
+pub fn parse_quant(s: &str) -> Result<Quant> {
+    s.parse()
+        .map_err(|e: String| Error::Usage(format!("--quant: {e}")))
+}
+
+/// Print `value` as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> Result<()> {
+    let text =
+        serde_json::to_string_pretty(value).map_err(|e| Error::Internal(format!("JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Does the model fit? Weights, runtime reserve and KV-cache capacity on one GPU.
+
+use serde::Serialize;
+
+use crate::catalog::engine::EnginePreset;
+use crate::catalog::model::ModelArch;
+use crate::catalog::quant::{KvDtype, Quant};
+use crate::profile::GpuProfile;
+
+/// Memory outside weights and KV: CUDA context, cuBLAS workspaces and CUDA graphs. vLLM counts
+/// all of it against `gpu_memory_utilization`; 512 MiB is the low end of what its logs show for
+/// one process on one GPU (cardplan estimate).
+pub const FIXED_RESERVE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Inputs to the fit calculation beyond model, scheme and GPU.
+#[derive(Debug, Clone, Copy)]
+pub struct FitOptions {
+    pub kv: KvDtype,
+    pub gpu_memory_utilization: f64,
+    /// Token budget of one step: sets the activation peak the engine reserves for.
+    pub max_num_batched_tokens: u32,
+    /// Sequences per step: sets the logits buffer.
+    pub max_num_seqs: u32,
+    pub block_size: u32,
+}
+
+impl FitOptions {
+    pub fn for_engine(engine: &EnginePreset, kv: KvDtype) -> Self {
+        FitOptions {
+            kv,
+            gpu_memory_utilization: engine.gpu_memory_utilization,
+            max_num_batched_tokens: engine.max_num_batched_tokens.min(1 << 16),
+            max_num_seqs: engine.max_num_seqs,
+            block_size: engine.block_size,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FitReport {
+    pub fits: bool,
+    pub gpu: String,
+    pub model: String,
+    pub quant: Quant,
+    pub kv_dtype: KvDtype,
+    pub memory_bytes: u64,
+    pub gpu_memory_utilization: f64,
+    /// `memory × utilization`: what the engine may allocate.
+    pub usable_bytes: u64,
+    pub weights_bytes: u64,
+    /// Activation peak + fixed runtime reserve.
+    pub reserve_bytes: u64,
+    pub activation_bytes: u64,
+    pub kv_bytes_per_token: u64,
+    /// Bytes left for the KV cache (0 when it does not fit).
+    pub kv_bytes: u64,
+    /// Whole paged blocks that fit, and the tokens they hold.
+    pub kv_blocks: u64,
+    pub kv_tokens: u64,
+    pub block_size: u32,
+    /// Bytes missing for the weights plus reserve plus one full-context sequence, when it does not fit.
+    pub shortfall_bytes: u64,
+    /// Why it does not fit, or empty.
+    pub reason: String,
+}
+
+impl FitReport {
+    /// Sequences of `context` tokens that fit in the KV cache at once.
+    pub fn max_seqs_at(&self, context: u32) -> u64 {
+        let blocks_per_seq = u64::from(context.max(1)).div_ceil(u64::from(self.block_size));
+        self.kv_blocks / blocks_per_seq
+    }
+}
+
+/// Peak activation memory of one forward pass over `tokens` tokens plus the logits of `seqs`
+/// sequences: the largest intermediate tensors of one layer alive at once (fp16), and fp32 logits
+/// and probabilities for sampling.
+pub fn activation_bytes(model: &ModelArch, tokens: u32, seqs: u32) -> u64 {
+    let t = u64::from(tokens);
+    let per_token = model.q_width()
+        + 2 * model.kv_width()
+        + 3 * u64::from(model.intermediate)
+        + 4 * u64::from(model.hidden);
+    2 * t * per_token + 8 * u64::from(seqs) * u64::from(model.vocab)
+}
+
+/// Compute weights, reserve and KV capacity of `model` in `quant` on `gpu`.
+pub fn fit(gpu: &GpuProfile, model: &ModelArch, quant: Quant, opts: &FitOptions) -> FitReport {
+    let memory = gpu.datasheet.memory_bytes();
+    let usable = (memory as f64 * opts.gpu_memory_utilization) as u64;
+    let weights = quant.weight_bytes(model);
+    let activation = activation_bytes(model, opts.max_num_batched_tokens, opts.max_num_seqs);
+    let reserve = activation + FIXED_RESERVE_BYTES;
+    let per_token = opts.kv.bytes_per_token(model);
+    let block_bytes = per_token * u64::from(opts.block_size);
+    let kv_bytes = usable.saturating_sub(weights + reserve);
+    let kv_blocks = kv_bytes / block_bytes;
+    let kv_tokens = kv_blocks * u64::from(opts.block_size);
+    // It fits when at least one block is free; a buyer also sees how many full-context
+    // sequences fit via `max_seqs_at`.
+    let need_one_block = weights + reserve + block_bytes;
+    let fits = usable >= need_one_block;
+    let (shortfall, reason) = if fits {
+        (0, String::new())
+    } else if weights > usable {
+        (
+            need_one_block - usable,
+            format!(
+                "weights alone ({}) exceed the usable memory ({} = {} × {:.2})",
+                gb(weights),
+                gb(usable),
+                gb(memory),
+                opts.gpu_memory_utilization
+            ),
+        )
+    } else {
+        (
+            need_one_block - usable,
+            format!(
+                "weights ({}) + runtime reserve ({}) leave no room for the KV cache in {}",
+                gb(weights),
+                gb(reserve),
+                gb(usable)
+            ),
+        )
+    };
+    FitReport {
+        fits,
+        gpu: gpu.key.clone(),
+        model: model.key.clone(),
+        quant,
+        kv_dtype: opts.kv,
+        memory_bytes: memory,
+        gpu_memory_utilization: opts.gpu_memory_utilization,
+        usable_bytes: usable,
+        weights_bytes: weights,
+        reserve_bytes: reserve,
+        activation_bytes: activation,
+        kv_bytes_per_token: per_token,
+        kv_bytes: if fits { kv_bytes } else { 0 },
+        kv_blocks: if fits { kv_blocks } else { 0 },
+        kv_tokens: if fits { kv_tokens } else { 0 },
+        block_size: opts.block_size,
+        shortfall_bytes: shortfall,
+        reason,
+    }
+}
+
+/// Bytes as decimal gigabytes, the unit datasheets and model cards use.
+pub fn gb(bytes: u64) -> String {
+    format!("{:.2} GB", bytes as f64 / 1e9)
+}

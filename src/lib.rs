@@ -1,0 +1,25 @@
+//! cardplan: how many end users can one GPU serve at >= 10 tokens/s each?
+//!
+//! Data flows one way: kernels → [`calibrate`] → [`profile`] → [`cost`] → [`sim`] → [`plan`] →
+//! [`report`], with [`catalog`] supplying models, GPUs, schemes and engines.
+
+pub mod calibrate;
+pub mod catalog;
+pub mod cli;
+pub mod cost;
+pub mod error;
+pub mod fit;
+pub mod fsutil;
+pub mod plan;
+pub mod profile;
+pub mod report;
+pub mod sim;
+pub mod yaml;
+
+pub use error::{Error, Result};
+
+/// Scenario keys and one-line descriptions, for `cardplan list scenarios`.
+/// Replaced by the simulator's scenario catalog.
+pub fn scenario_list() -> Result<Vec<(String, String)>> {
+    Ok(Vec::new())
+}

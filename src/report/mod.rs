@@ -1,0 +1,3 @@
+//! Reports: terminal tables, JSON, Markdown/HTML, charts.
+
+pub mod table;
