@@ -552,7 +552,7 @@ impl StepCost {
             ));
         }
         notes.push(
-            "elementwise includes rotary, KV-cache write and embedding gather, priced at the measured \
+            "elementwise includes rotary, KV-cache write and embedding gather, priced at the \
              RMSNorm kernel's efficiency (not timed themselves)"
                 .into(),
         );
