@@ -92,7 +92,8 @@ impl From<&StepBreakdown> for BreakdownMs {
 fn check(args: &StepArgs) -> Result<()> {
     if args.batch == 0 && args.prefill_tokens == 0 {
         return Err(Error::BadInput(
-            "a step needs tokens: give --batch > 0 (decoding sequences) or --prefill-tokens > 0".into(),
+            "a step needs tokens: give --batch > 0 (decoding sequences) or --prefill-tokens > 0"
+                .into(),
         ));
     }
     if args.batch > 0 && args.context == 0 {
@@ -121,7 +122,11 @@ pub fn run(args: StepArgs) -> Result<()> {
     let batch = BatchShape {
         decode_seqs: args.batch,
         decode_context_tokens: u64::from(args.batch) * u64::from(args.context),
-        prefills: if args.prefill_tokens > 0 { &chunks } else { &[] },
+        prefills: if args.prefill_tokens > 0 {
+            &chunks
+        } else {
+            &[]
+        },
     };
     let b = cost.breakdown(&batch);
     let step_s = cost.step_seconds(&batch);
