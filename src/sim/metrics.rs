@@ -17,6 +17,7 @@ pub struct Summary {
     pub p90: f64,
     pub p95: f64,
     pub p99: f64,
+    pub min: f64,
     pub max: f64,
     /// Number of values summarised.
     pub count: u64,
@@ -30,6 +31,7 @@ impl Summary {
             p90: s.quantile(0.90) * scale,
             p95: s.quantile(0.95) * scale,
             p99: s.quantile(0.99) * scale,
+            min: s.min() * scale,
             max: s.max() * scale,
             count: s.count(),
         }
@@ -184,7 +186,13 @@ impl Recorder {
             .first_send_ns
             .map_or(0, |f| self.last_token_ns.saturating_sub(f));
         let duration_s = duration_ns as f64 * 1e-9;
-        let per_s = |x: f64| if duration_s > 0.0 { x / duration_s } else { 0.0 };
+        let per_s = |x: f64| {
+            if duration_s > 0.0 {
+                x / duration_s
+            } else {
+                0.0
+            }
+        };
         let held = self.measured_ns.max(1) as f64;
         Metrics {
             requests: self.requests,
