@@ -5,15 +5,21 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{self, engine::EnginePreset, quant::KvDtype};
 use crate::catalog::quant::Quant;
+use crate::catalog::{self, engine::EnginePreset, quant::KvDtype};
 use crate::error::{Error, Result};
 use crate::sim::{self, Load, Scenario, SimConfig, Stop, TraceLoad, TraceRequest};
 
 /// Embedded validation sets: (file name, YAML text).
 pub const SETS: &[(&str, &str)] = &[
-    ("backprop-rtx3090.yaml", include_str!("../profiles/validation/backprop-rtx3090.yaml")),
-    ("phi2-single.yaml", include_str!("../profiles/validation/phi2-single.yaml")),
+    (
+        "backprop-rtx3090.yaml",
+        include_str!("../profiles/validation/backprop-rtx3090.yaml"),
+    ),
+    (
+        "phi2-single.yaml",
+        include_str!("../profiles/validation/phi2-single.yaml"),
+    ),
 ];
 
 /// Seed of every validation run (one run per row, like the published single runs).
@@ -108,7 +114,10 @@ pub struct FigureError {
 impl RowResult {
     /// The signed error of one figure, if compared.
     pub fn error_of(&self, figure: &str) -> Option<f64> {
-        self.errors.iter().find(|e| e.figure == figure).map(|e| e.error)
+        self.errors
+            .iter()
+            .find(|e| e.figure == figure)
+            .map(|e| e.error)
     }
 }
 
@@ -116,7 +125,10 @@ impl RowResult {
 pub fn sets() -> Result<Vec<ValidationSet>> {
     SETS.iter()
         .map(|(name, text)| {
-            crate::yaml::from_str(text, Path::new(&format!("<embedded profiles/validation/{name}>")))
+            crate::yaml::from_str(
+                text,
+                Path::new(&format!("<embedded profiles/validation/{name}>")),
+            )
         })
         .collect()
 }
@@ -147,14 +159,26 @@ pub fn run_row(set: &ValidationSet, row: &Row) -> Result<RowResult> {
     let (load, scenario, stop) = match (row.concurrency, row.prompt_tokens, row.output_tokens) {
         (Some(c), _, _) => {
             let scenario = Scenario::load(row.scenario.as_deref().unwrap_or("backprop-short"))?;
-            (Load::Concurrency(c), scenario, Stop::Requests(row.requests.unwrap_or(u64::from(c) * 10)))
+            (
+                Load::Concurrency(c),
+                scenario,
+                Stop::Requests(row.requests.unwrap_or(u64::from(c) * 10)),
+            )
         }
         (None, Some(p), Some(o)) => {
             let trace = TraceLoad {
                 path: format!("<single request: {p} prompt, {o} output tokens>"),
-                requests: vec![TraceRequest { arrival_s: 0.0, prompt_tokens: p, output_tokens: o }],
+                requests: vec![TraceRequest {
+                    arrival_s: 0.0,
+                    prompt_tokens: p,
+                    output_tokens: o,
+                }],
             };
-            (Load::Trace(trace), Scenario::load("backprop-short")?, Stop::Requests(1))
+            (
+                Load::Trace(trace),
+                Scenario::load("backprop-short")?,
+                Stop::Requests(1),
+            )
         }
         _ => {
             return Err(Error::BadInput(format!(
@@ -187,7 +211,12 @@ pub fn run_row(set: &ValidationSet, row: &Row) -> Result<RowResult> {
         requests_per_s: want.requests_per_s.map(|_| m.requests_per_s),
         e2e_s: stat(want.e2e_s, m.e2e_s.mean, m.e2e_s.p50, f64::NAN),
         ttft_ms: stat(want.ttft_ms, m.ttft_ms.mean, m.ttft_ms.p50, f64::NAN),
-        request_tok_s: stat(want.request_tok_s, m.request_tok_s.mean, m.request_tok_s.p50, m.request_tok_s.p01),
+        request_tok_s: stat(
+            want.request_tok_s,
+            m.request_tok_s.mean,
+            m.request_tok_s.p50,
+            m.request_tok_s.p01,
+        ),
     };
     Ok(RowResult {
         name: row.name.clone(),
@@ -207,14 +236,27 @@ fn compare(measured: &Observed, predicted: &Observed) -> Vec<FigureError> {
     let mut out = Vec::new();
     let mut push = |figure: &str, m: Option<f64>, p: Option<f64>| {
         if let (Some(m), Some(p)) = (m, p) {
-            out.push(FigureError { figure: figure.to_string(), measured: m, predicted: p, error: (p - m) / m });
+            out.push(FigureError {
+                figure: figure.to_string(),
+                measured: m,
+                predicted: p,
+                error: (p - m) / m,
+            });
         }
     };
-    push("requests_per_s", measured.requests_per_s, predicted.requests_per_s);
+    push(
+        "requests_per_s",
+        measured.requests_per_s,
+        predicted.requests_per_s,
+    );
     for (name, m, p) in [
         ("e2e_s", measured.e2e_s, predicted.e2e_s),
         ("ttft_ms", measured.ttft_ms, predicted.ttft_ms),
-        ("request_tok_s", measured.request_tok_s, predicted.request_tok_s),
+        (
+            "request_tok_s",
+            measured.request_tok_s,
+            predicted.request_tok_s,
+        ),
     ] {
         let (m, p) = (m.unwrap_or_default(), p.unwrap_or_default());
         push(&format!("{name}.mean"), m.mean, p.mean);
@@ -226,12 +268,19 @@ fn compare(measured: &Observed, predicted: &Observed) -> Vec<FigureError> {
 
 /// Median and maximum absolute error over every compared figure of `rows`.
 pub fn summary(rows: &[RowResult]) -> (f64, f64) {
-    let mut errs: Vec<f64> = rows.iter().flat_map(|r| r.errors.iter().map(|e| e.error.abs())).collect();
+    let mut errs: Vec<f64> = rows
+        .iter()
+        .flat_map(|r| r.errors.iter().map(|e| e.error.abs()))
+        .collect();
     if errs.is_empty() {
         return (0.0, 0.0);
     }
     errs.sort_by(f64::total_cmp);
     let n = errs.len();
-    let median = if n % 2 == 1 { errs[n / 2] } else { 0.5 * (errs[n / 2 - 1] + errs[n / 2]) };
+    let median = if n % 2 == 1 {
+        errs[n / 2]
+    } else {
+        0.5 * (errs[n / 2 - 1] + errs[n / 2])
+    };
     (median, errs[n - 1])
 }

@@ -53,10 +53,17 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     if args.json {
         return print_json(&Json {
             rows: &rows,
-            summary: Summary { median_abs_error: median, max_abs_error: max, figures_compared: compared },
+            summary: Summary {
+                median_abs_error: median,
+                max_abs_error: max,
+                figures_compared: compared,
+            },
         });
     }
-    let header: Vec<&str> = ["row", "GPU", "engine"].into_iter().chain(COLUMNS.iter().map(|c| c.0)).collect();
+    let header: Vec<&str> = ["row", "GPU", "engine"]
+        .into_iter()
+        .chain(COLUMNS.iter().map(|c| c.0))
+        .collect();
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -73,7 +80,10 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     );
     if args.markdown {
         println!("| {} |", header.join(" | "));
-        println!("|{}|", header.iter().map(|_| "---").collect::<Vec<_>>().join("|"));
+        println!(
+            "|{}|",
+            header.iter().map(|_| "---").collect::<Vec<_>>().join("|")
+        );
         for row in &body {
             println!("| {} |", row.join(" | "));
         }
@@ -90,7 +100,12 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     println!("{footer}");
     let profiles: std::collections::BTreeSet<String> = rows
         .iter()
-        .map(|r| format!("{}: {} profile, {}", r.gpu, r.profile.kind, r.profile.source))
+        .map(|r| {
+            format!(
+                "{}: {} profile, {}",
+                r.gpu, r.profile.kind, r.profile.source
+            )
+        })
         .collect();
     for p in profiles {
         println!("profile {p}");
@@ -100,7 +115,12 @@ pub fn run(args: ValidateArgs) -> Result<()> {
 
 fn cell(r: &RowResult, key: &str) -> String {
     match r.errors.iter().find(|e| e.figure == key) {
-        Some(e) => format!("{} → {} ({:+.1}%)", fmt(e.measured), fmt(e.predicted), 100.0 * e.error),
+        Some(e) => format!(
+            "{} → {} ({:+.1}%)",
+            fmt(e.measured),
+            fmt(e.predicted),
+            100.0 * e.error
+        ),
         None => "–".to_string(),
     }
 }
