@@ -367,5 +367,7 @@ proptest! {
         prop_assert_eq!(m.itl_ms.count + m.requests, m.output_tokens);
         prop_assert!(m.kv_peak_util <= 1.0);
         prop_assert_eq!(m.e2e_s.count, m.requests);
+        prop_assert!(out.kv_timeline.len() <= sim::TIMELINE_POINTS);
+        prop_assert!(out.kv_timeline.iter().all(|p| p.1 <= 1.0));
     }
 }
