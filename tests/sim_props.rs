@@ -371,3 +371,20 @@ proptest! {
         prop_assert!(out.kv_timeline.iter().all(|p| p.1 <= 1.0));
     }
 }
+
+#[test]
+fn closed_loop_client_gap_delays_each_next_request() {
+    let mut sc = scenario(fixed(20), fixed(10));
+    let base = config("vllm", Load::Concurrency(1), sc.clone(), Stop::Requests(3));
+    let e2e = sim::run(&MOCK, &base).unwrap().metrics.e2e_s.mean;
+    sc.client_gap_s = Some(Dist::Fixed { value: 0.5 });
+    let cfg = config("vllm", Load::Concurrency(1), sc, Stop::Requests(3));
+    let m = sim::run_checked(&MOCK, &cfg).unwrap().metrics;
+    assert!((m.e2e_s.mean - e2e).abs() < 1e-12);
+    // Makespan: first send (after one gap) to the last token: three requests, two gaps between.
+    assert!(
+        (m.duration_s - (3.0 * e2e + 1.0)).abs() < 1e-9,
+        "{}",
+        m.duration_s
+    );
+}
