@@ -388,3 +388,18 @@ fn closed_loop_client_gap_delays_each_next_request() {
         m.duration_s
     );
 }
+
+#[test]
+fn session_history_is_truncated_to_the_context() {
+    let mut sc = scenario(fixed(300), fixed(100));
+    sc.session.turns = fixed(6);
+    let mut cfg = config("vllm", Load::Users(100), sc, Stop::Duration(600.0));
+    cfg.max_context = 1000;
+    cfg.warmup_s = 100.0;
+    let m = sim::run_checked(&MOCK, &cfg).unwrap().metrics;
+    assert_eq!(m.rejected, 0);
+    assert!(m.requests > 50);
+    let per_req = m.prompt_tokens as f64 / m.requests as f64;
+    // Later turns are capped at 1000 − 100 tokens; the first turn sends 300.
+    assert!(per_req > 600.0 && per_req <= 900.0, "{per_req}");
+}
