@@ -99,7 +99,9 @@ fn check(opts: &SearchOptions) -> Result<()> {
         return Err(Error::BadInput("at least one replication is needed".into()));
     }
     if opts.max_users == 0 {
-        return Err(Error::BadInput("the search limit must be at least 1 user".into()));
+        return Err(Error::BadInput(
+            "the search limit must be at least 1 user".into(),
+        ));
     }
     if !(opts.rel_tol.is_finite() && opts.rel_tol >= 0.0 && opts.rel_tol < 1.0) {
         return Err(Error::BadInput(format!(
