@@ -19,7 +19,4 @@ pub mod yaml;
 pub use error::{Error, Result};
 
 /// Scenario keys and one-line descriptions, for `cardplan list scenarios`.
-/// Replaced by the simulator's scenario catalog.
-pub fn scenario_list() -> Result<Vec<(String, String)>> {
-    Ok(Vec::new())
-}
+pub use sim::scenario::scenario_list;

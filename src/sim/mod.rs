@@ -1,1 +1,209 @@
-//! Owned by a later issue.
+//! Discrete-event simulation of a vLLM-style server under load.
+//!
+//! Time is integer nanoseconds; simultaneous events are ordered by a sequence number; every
+//! source of randomness (each closed-loop client, each user slot, the arrival process) has its
+//! own seeded stream, so one seed always gives the same numbers.
+//!
+//! The server ([`server`]) advances one engine step at a time in O(1) work per step plus
+//! O(log n) per admission, completion or preemption: per-sequence progress is derived from a
+//! global decode-step counter instead of being updated sequence by sequence.
+
+pub mod load;
+pub mod metrics;
+mod rng;
+pub mod scenario;
+mod server;
+pub mod sketch;
+pub mod trace;
+
+use serde::Serialize;
+
+use crate::catalog::engine::{EnginePreset, Policy};
+use crate::catalog::model::ModelArch;
+use crate::catalog::quant::{KvDtype, Quant};
+use crate::cost::{StepCost, StepTime};
+use crate::error::{Error, Result};
+use crate::fit::{FitOptions, FitReport, fit};
+use crate::profile::GpuProfile;
+
+pub use load::{Load, TraceLoad};
+pub use metrics::{Metrics, RateSummary, Summary};
+pub use scenario::{Dist, Scenario, Session, Slo};
+pub use trace::TraceRequest;
+
+/// When a run stops issuing requests.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stop {
+    /// Issue this many measured requests (after the warm-up), then let them finish.
+    Requests(u64),
+    /// Measure the requests that arrive in `[warmup, warmup + duration)` seconds; the load keeps
+    /// running until every measured request has finished.
+    Duration(f64),
+}
+
+/// Everything one simulation needs besides the step-time model.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Scheduler policy and limits (already including command-line overrides).
+    pub engine: EnginePreset,
+    /// Paged KV blocks of `engine.block_size` tokens available to the server.
+    pub kv_blocks: u64,
+    /// Longest request (prompt + output) the server accepts (vLLM `max_model_len`).
+    pub max_context: u32,
+    pub load: Load,
+    pub scenario: Scenario,
+    pub stop: Stop,
+    pub seed: u64,
+    /// Requests that arrive before this time (seconds) load the server but are not measured.
+    pub warmup_s: f64,
+}
+
+/// What one simulation produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimOutput {
+    pub metrics: Metrics,
+    /// (time s, KV blocks in use / capacity), at most [`TIMELINE_POINTS`] evenly spaced samples.
+    pub kv_timeline: Vec<(f64, f64)>,
+    /// (time s, requests waiting), sampled at the same instants as `kv_timeline`.
+    pub queue_timeline: Vec<(f64, f64)>,
+    /// What the load generator did.
+    pub load: LoadStats,
+    /// The sketches behind `metrics`, for quantiles not in the summary (e.g. an SLO's p05 at
+    /// another percentile): `sketches.request_tok_s.quantile(0.05)`.
+    #[serde(skip)]
+    pub sketches: Sketches,
+}
+
+/// What the load generator did over the whole run (warm-up and drain included).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoadStats {
+    /// Requests sent, measured or not.
+    pub sent: u64,
+    /// Requests sent while measuring, per second of the measurement window.
+    pub offered_requests_per_s: f64,
+    /// Users in a session at the peak (`--users` only).
+    pub active_sessions: Option<u64>,
+    /// Warm-up applied, seconds.
+    pub warmup_s: f64,
+}
+
+/// Bounded-memory distributions of the measured requests.
+#[derive(Debug, Clone, Default)]
+pub struct Sketches {
+    pub ttft_ms: sketch::Sketch,
+    pub tpot_ms: sketch::Sketch,
+    pub itl_ms: sketch::Sketch,
+    pub e2e_s: sketch::Sketch,
+    pub request_tok_s: sketch::Sketch,
+}
+
+/// Upper bound on the number of samples in a timeline.
+pub const TIMELINE_POINTS: usize = 500;
+
+/// Run one simulation.
+pub fn run(cost: &dyn StepTime, cfg: &SimConfig) -> Result<SimOutput> {
+    validate(cfg)?;
+    server::simulate(cost, cfg)
+}
+
+/// Check a configuration before running it.
+pub fn validate(cfg: &SimConfig) -> Result<()> {
+    let e = &cfg.engine;
+    if e.max_num_seqs == 0 {
+        return Err(Error::BadInput("--max-num-seqs must be at least 1".into()));
+    }
+    if e.max_num_batched_tokens == 0 {
+        return Err(Error::BadInput(
+            "--max-num-batched-tokens must be at least 1".into(),
+        ));
+    }
+    if e.policy == Policy::ChunkedDecodeFirst && e.max_num_batched_tokens < e.max_num_seqs {
+        return Err(Error::BadInput(format!(
+            "--max-num-batched-tokens ({}) must be at least --max-num-seqs ({}) with chunked prefill, as vLLM requires",
+            e.max_num_batched_tokens, e.max_num_seqs
+        )));
+    }
+    if e.block_size == 0 || e.block_size > 1024 {
+        return Err(Error::BadInput(format!(
+            "--block-size must be 1..=1024, got {}",
+            e.block_size
+        )));
+    }
+    if cfg.kv_blocks == 0 {
+        return Err(Error::BadInput("the KV cache has no blocks".into()));
+    }
+    if cfg.max_context == 0 {
+        return Err(Error::BadInput("max context must be at least 1 token".into()));
+    }
+    if !(cfg.warmup_s.is_finite() && cfg.warmup_s >= 0.0) {
+        return Err(Error::BadInput(format!(
+            "--warmup must be a finite number >= 0, got {}",
+            cfg.warmup_s
+        )));
+    }
+    match cfg.stop {
+        Stop::Requests(0) => {
+            return Err(Error::BadInput("--requests must be at least 1".into()));
+        }
+        Stop::Duration(d) if !(d.is_finite() && d > 0.0) => {
+            return Err(Error::BadInput(format!(
+                "--duration must be a finite number > 0, got {d}"
+            )));
+        }
+        _ => {}
+    }
+    cfg.load.validate()?;
+    cfg.scenario
+        .validate()
+        .map_err(|m| Error::BadInput(format!("scenario {}: {m}", cfg.scenario.key)))
+}
+
+/// The step-time model and KV capacity of one (GPU, model, scheme, KV dtype, engine).
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub cost: StepCost,
+    pub fit: FitReport,
+    /// KV blocks the simulation uses (the fit, or the override).
+    pub kv_blocks: u64,
+    /// `min(model context, KV tokens)`: what a deployer would set as vLLM's `max_model_len`.
+    pub max_context: u32,
+}
+
+/// Build the step-time model and KV capacity, so callers do not repeat the fit logic.
+/// `kv_blocks_override` replaces the fitted block count (e.g. to match a measured server).
+/// A model that does not fit is a [`Error::BadInput`] that says why.
+pub fn prepare(
+    gpu: &GpuProfile,
+    model: &ModelArch,
+    quant: Quant,
+    kv: KvDtype,
+    engine: &EnginePreset,
+    kv_blocks_override: Option<u64>,
+) -> Result<Prepared> {
+    let report = fit(gpu, model, quant, &FitOptions::for_engine(engine, kv));
+    let kv_blocks = match kv_blocks_override {
+        Some(0) => return Err(Error::BadInput("--kv-blocks must be at least 1".into())),
+        Some(b) => b,
+        None if !report.fits => {
+            return Err(Error::BadInput(format!(
+                "{} ({}) does not fit on {}: {} (short by {}; try a smaller --quant, --kv int8 or a larger GPU)",
+                model.key,
+                quant,
+                gpu.key,
+                report.reason,
+                crate::fit::gb(report.shortfall_bytes)
+            )));
+        }
+        None => report.kv_blocks,
+    };
+    let cost = StepCost::new(gpu, model, quant, kv, engine)?;
+    let kv_tokens = kv_blocks.saturating_mul(u64::from(engine.block_size));
+    let max_context = u64::from(model.max_context).min(kv_tokens) as u32;
+    Ok(Prepared {
+        cost,
+        fit: report,
+        kv_blocks,
+        max_context,
+    })
+}

@@ -1,0 +1,290 @@
+//! Load generators: closed-loop clients, an open-loop arrival process, a population of users in
+//! sessions, or a recorded trace. Each source draws from its own random stream.
+
+use serde::{Serialize, Serializer};
+
+use super::rng::Rng;
+use super::scenario::Scenario;
+use super::trace::TraceRequest;
+use crate::error::{Error, Result};
+
+/// How requests are generated.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Load {
+    /// Closed loop: N clients, each sends its next request as soon as its last one ends.
+    Concurrency(u32),
+    /// Open loop: arrivals at `rate` requests/s with gamma-distributed gaps of shape
+    /// `burstiness` (1 = Poisson), as `vllm bench serve --request-rate --burstiness`.
+    Rate { rate: f64, burstiness: f64 },
+    /// A population of N users; the scenario's session model says how many are in a session at
+    /// the peak, how many turns a session has and how long users think between turns.
+    Users(u64),
+    /// A recorded trace, replayed at its arrival times.
+    Trace(TraceLoad),
+}
+
+/// A trace and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceLoad {
+    pub path: String,
+    pub requests: Vec<TraceRequest>,
+}
+
+impl Serialize for TraceLoad {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("TraceLoad", 2)?;
+        st.serialize_field("path", &self.path)?;
+        st.serialize_field("requests", &self.requests.len())?;
+        st.end()
+    }
+}
+
+impl Load {
+    pub fn validate(&self) -> Result<()> {
+        match self {
+            Load::Concurrency(n) if *n == 0 || *n > 10_000_000 => Err(Error::BadInput(format!(
+                "--concurrency must be 1..=10000000, got {n}"
+            ))),
+            Load::Rate { rate, burstiness } => {
+                crate::error::check_range("--rate", *rate, 1e-9, 1e9)?;
+                crate::error::check_range("--burstiness", *burstiness, 1e-3, 1e3)?;
+                Ok(())
+            }
+            Load::Users(n) if *n == 0 || *n > 1_000_000_000 => Err(Error::BadInput(format!(
+                "--users must be 1..=1000000000, got {n}"
+            ))),
+            Load::Trace(t) if t.requests.is_empty() => Err(Error::BadInput(format!(
+                "trace {} holds no requests",
+                t.path
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Users in a session at the peak for `--users N`: `max(1, round(N × active_share))`.
+    pub fn active_sessions(users: u64, scenario: &Scenario) -> u64 {
+        ((users as f64 * scenario.session.active_share).round() as u64).max(1)
+    }
+
+    /// A warm-up long enough for the load to reach its steady state: one average session
+    /// (turns × think time + the gap between sessions) for `--users`, none otherwise.
+    pub fn default_warmup_s(&self, scenario: &Scenario) -> f64 {
+        match self {
+            Load::Users(_) => {
+                let s = &scenario.session;
+                let gap = s.gap_s.as_ref().map_or(s.think_time_s.mean(), |g| g.mean());
+                (s.turns.mean() * s.think_time_s.mean() + gap).round()
+            }
+            _ => 0.0,
+        }
+    }
+}
+
+pub(crate) fn secs_to_ns(s: f64) -> u64 {
+    (s * 1e9).round().max(0.0) as u64
+}
+
+/// What an arrival produces: a request's lengths and, for open-loop sources, when the source's
+/// next arrival is due.
+pub(crate) struct Arrival {
+    pub prompt: u32,
+    pub output: u32,
+    pub next: Option<u64>,
+}
+
+/// Per-source state.
+pub(crate) struct Sources<'a> {
+    scenario: &'a Scenario,
+    max_context: u32,
+    kind: Kind<'a>,
+}
+
+enum Kind<'a> {
+    Closed {
+        clients: Vec<Rng>,
+    },
+    Open {
+        gaps: Rng,
+        lengths: Rng,
+        /// Mean gap in seconds and gamma shape.
+        mean_gap: f64,
+        shape: f64,
+        t: f64,
+    },
+    Users {
+        slots: Vec<Slot>,
+    },
+    Trace {
+        requests: &'a [TraceRequest],
+        next: usize,
+    },
+}
+
+struct Slot {
+    rng: Rng,
+    turn: u32,
+    turns: u32,
+    /// Tokens of the conversation so far (prompts and answers), resent with the next turn.
+    history: u64,
+}
+
+impl<'a> Sources<'a> {
+    pub fn new(load: &'a Load, scenario: &'a Scenario, max_context: u32, seed: u64) -> Self {
+        let kind = match load {
+            Load::Concurrency(n) => Kind::Closed {
+                clients: (0..u64::from(*n)).map(|i| Rng::stream(seed, 2 + i)).collect(),
+            },
+            Load::Rate { rate, burstiness } => Kind::Open {
+                gaps: Rng::stream(seed, 0),
+                lengths: Rng::stream(seed, 1),
+                mean_gap: 1.0 / rate,
+                shape: *burstiness,
+                t: 0.0,
+            },
+            Load::Users(n) => Kind::Users {
+                slots: (0..Load::active_sessions(*n, scenario))
+                    .map(|i| {
+                        let mut rng = Rng::stream(seed, 2 + i);
+                        let turns = scenario.session.turns.sample_count(&mut rng);
+                        Slot {
+                            rng,
+                            turn: 0,
+                            turns,
+                            history: 0,
+                        }
+                    })
+                    .collect(),
+            },
+            Load::Trace(t) => Kind::Trace {
+                requests: &t.requests,
+                next: 0,
+            },
+        };
+        Sources {
+            scenario,
+            max_context,
+            kind,
+        }
+    }
+
+    /// The first event of every source: (time ns, source).
+    pub fn initial_events(&mut self) -> Vec<(u64, u32)> {
+        match &mut self.kind {
+            Kind::Closed { clients } => (0..clients.len() as u32).map(|i| (0, i)).collect(),
+            Kind::Open { .. } => vec![(0, 0)],
+            Kind::Users { slots } => {
+                // Stagger the first turns over one think time so users do not start in lockstep.
+                let spread = self.scenario.session.think_time_s.mean();
+                slots
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, s)| (secs_to_ns(spread * s.rng.f64()), i as u32))
+                    .collect()
+            }
+            Kind::Trace { requests, .. } => vec![(secs_to_ns(requests[0].arrival_s), 0)],
+        }
+    }
+
+    /// Source `src` sends a request at `now`.
+    pub fn arrive(&mut self, now: u64, src: u32) -> Arrival {
+        let sc = self.scenario;
+        match &mut self.kind {
+            Kind::Closed { clients } => {
+                let rng = &mut clients[src as usize];
+                let prompt = sc.prompt_tokens.sample_count(rng);
+                let output = sc.output_tokens.sample_count(rng);
+                Arrival {
+                    prompt,
+                    output,
+                    next: None,
+                }
+            }
+            Kind::Open {
+                gaps,
+                lengths,
+                mean_gap,
+                shape,
+                t,
+            } => {
+                let prompt = sc.prompt_tokens.sample_count(lengths);
+                let output = sc.output_tokens.sample_count(lengths);
+                let gap = if *shape == 1.0 {
+                    gaps.exp1() * *mean_gap
+                } else {
+                    gaps.gamma(*shape) * *mean_gap / *shape
+                };
+                *t += gap;
+                Arrival {
+                    prompt,
+                    output,
+                    next: Some(secs_to_ns(*t).max(now)),
+                }
+            }
+            Kind::Users { slots } => {
+                let s = &mut slots[src as usize];
+                let new = sc.prompt_tokens.sample_count(&mut s.rng);
+                let output = sc.output_tokens.sample_count(&mut s.rng);
+                let mut prompt = u64::from(new);
+                if sc.session.context_growth {
+                    prompt += s.history;
+                    // Front-ends truncate the oldest history to fit the model's context.
+                    let room = u64::from(self.max_context.saturating_sub(output));
+                    if prompt > room {
+                        prompt = room.max(u64::from(new));
+                    }
+                }
+                Arrival {
+                    prompt: prompt.min(u64::from(u32::MAX)) as u32,
+                    output,
+                    next: None,
+                }
+            }
+            Kind::Trace { requests, next } => {
+                let r = requests[*next];
+                *next += 1;
+                Arrival {
+                    prompt: r.prompt_tokens,
+                    output: r.output_tokens,
+                    next: requests.get(*next).map(|n| secs_to_ns(n.arrival_s).max(now)),
+                }
+            }
+        }
+    }
+
+    /// A request of source `src` ended at `now` (completed, or rejected with `rejected`); returns
+    /// when this source sends its next request, for closed-loop sources.
+    pub fn done(&mut self, now: u64, src: u32, prompt: u32, output: u32, rejected: bool) -> Option<u64> {
+        let session = &self.scenario.session;
+        match &mut self.kind {
+            Kind::Closed { .. } => Some(now),
+            Kind::Open { .. } | Kind::Trace { .. } => None,
+            Kind::Users { slots } => {
+                let s = &mut slots[src as usize];
+                if !rejected {
+                    s.history = u64::from(prompt) + u64::from(output);
+                }
+                s.turn += 1;
+                if s.turn < s.turns {
+                    let think = session.think_time_s.sample(&mut s.rng);
+                    return Some(now + secs_to_ns(think));
+                }
+                // The session is over: the next user takes the slot after a gap.
+                s.turn = 0;
+                s.history = 0;
+                s.turns = session.turns.sample_count(&mut s.rng);
+                let gap = match &session.gap_s {
+                    Some(g) => g.sample(&mut s.rng),
+                    None => session.think_time_s.sample(&mut s.rng),
+                };
+                Some(now + secs_to_ns(gap))
+            }
+        }
+    }
+
+    /// Whether sources can never send another request (a trace that has been replayed).
+    pub fn exhausted(&self) -> bool {
+        matches!(&self.kind, Kind::Trace { requests, next } if *next >= requests.len())
+    }
+}
