@@ -36,6 +36,7 @@ pub struct PlanInputs {
 }
 
 /// A ready-to-run evaluator for one configuration that fits.
+#[derive(Debug, Clone)]
 pub struct Planner {
     pub inputs: PlanInputs,
     pub prepared: Prepared,
@@ -143,7 +144,10 @@ impl Planner {
             return Ok(true);
         }
         let out = self.simulate(users, seed)?;
-        Ok(self.inputs.slo.met_by(&slo_stats(&out.metrics, &self.inputs.slo)?))
+        Ok(self
+            .inputs
+            .slo
+            .met_by(&slo_stats(&out.metrics, &self.inputs.slo)?))
     }
 
     /// A first guess at the capacity, from the card's decode throughput at its largest batch

@@ -3,4 +3,6 @@
 pub mod chart;
 pub mod doc;
 pub mod format;
+pub mod plan;
 pub mod table;
+pub mod whatif;

@@ -134,7 +134,9 @@ impl<'a> Sources<'a> {
     pub fn new(load: &'a Load, scenario: &'a Scenario, max_context: u32, seed: u64) -> Self {
         let kind = match load {
             Load::Concurrency(n) => Kind::Closed {
-                clients: (0..u64::from(*n)).map(|i| Rng::stream(seed, 2 + i)).collect(),
+                clients: (0..u64::from(*n))
+                    .map(|i| Rng::stream(seed, 2 + i))
+                    .collect(),
             },
             Load::Rate { rate, burstiness } => Kind::Open {
                 gaps: Rng::stream(seed, 0),
@@ -247,7 +249,9 @@ impl<'a> Sources<'a> {
                 Arrival {
                     prompt: r.prompt_tokens,
                     output: r.output_tokens,
-                    next: requests.get(*next).map(|n| secs_to_ns(n.arrival_s).max(now)),
+                    next: requests
+                        .get(*next)
+                        .map(|n| secs_to_ns(n.arrival_s).max(now)),
                 }
             }
         }
@@ -255,7 +259,14 @@ impl<'a> Sources<'a> {
 
     /// A request of source `src` ended at `now` (completed, or rejected with `rejected`); returns
     /// when this source sends its next request, for closed-loop sources.
-    pub fn done(&mut self, now: u64, src: u32, prompt: u32, output: u32, rejected: bool) -> Option<u64> {
+    pub fn done(
+        &mut self,
+        now: u64,
+        src: u32,
+        prompt: u32,
+        output: u32,
+        rejected: bool,
+    ) -> Option<u64> {
         let session = &self.scenario.session;
         match &mut self.kind {
             Kind::Closed { .. } => Some(now),

@@ -184,7 +184,13 @@ impl Recorder {
             .first_send_ns
             .map_or(0, |f| self.last_token_ns.saturating_sub(f));
         let duration_s = duration_ns as f64 * 1e-9;
-        let per_s = |x: f64| if duration_s > 0.0 { x / duration_s } else { 0.0 };
+        let per_s = |x: f64| {
+            if duration_s > 0.0 {
+                x / duration_s
+            } else {
+                0.0
+            }
+        };
         let held = self.measured_ns.max(1) as f64;
         Metrics {
             requests: self.requests,

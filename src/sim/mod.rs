@@ -134,7 +134,9 @@ pub fn validate(cfg: &SimConfig) -> Result<()> {
         return Err(Error::BadInput("the KV cache has no blocks".into()));
     }
     if cfg.max_context == 0 {
-        return Err(Error::BadInput("max context must be at least 1 token".into()));
+        return Err(Error::BadInput(
+            "max context must be at least 1 token".into(),
+        ));
     }
     if !(cfg.warmup_s.is_finite() && cfg.warmup_s >= 0.0) {
         return Err(Error::BadInput(format!(

@@ -127,12 +127,18 @@ mod tests {
         assert!(mean(&mut || r.normal()).abs() < 0.02);
         for shape in [0.5, 1.0, 3.0] {
             let m = mean(&mut || r.gamma(shape));
-            assert!((m - shape).abs() < 0.03 * shape.max(1.0), "shape {shape}: {m}");
+            assert!(
+                (m - shape).abs() < 0.03 * shape.max(1.0),
+                "shape {shape}: {m}"
+            );
         }
         let mut hits = [0u32; 3];
         for _ in 0..30_000 {
             hits[(r.range_inclusive(4, 6) - 4) as usize] += 1;
         }
-        assert!(hits.iter().all(|&h| (9_000..11_000).contains(&h)), "{hits:?}");
+        assert!(
+            hits.iter().all(|&h| (9_000..11_000).contains(&h)),
+            "{hits:?}"
+        );
     }
 }

@@ -22,7 +22,10 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ),
     ("sharegpt", include_str!("../../scenarios/sharegpt.yaml")),
     ("rag-long", include_str!("../../scenarios/rag-long.yaml")),
-    ("code-assist", include_str!("../../scenarios/code-assist.yaml")),
+    (
+        "code-assist",
+        include_str!("../../scenarios/code-assist.yaml"),
+    ),
 ];
 
 /// z of the 90th percentile of the standard normal.
@@ -92,7 +95,10 @@ pub enum Dist {
         value: f64,
     },
     /// Uniform on `[min, max]`; integers `min..=max` for token counts.
-    Uniform { min: f64, max: f64 },
+    Uniform {
+        min: f64,
+        max: f64,
+    },
     /// Log-normal given by its median and 90th percentile, optionally clamped to `[min, max]`.
     Lognormal {
         median: f64,
@@ -381,11 +387,19 @@ mod tests {
 
     #[test]
     fn semantic_errors_name_file_and_field() {
-        let text = SCENARIOS[0].1.replace("active_share: 0.1", "active_share: 1.5");
-        assert_ne!(text, SCENARIOS[0].1, "fixture must contain active_share: 0.1");
+        let text = SCENARIOS[0]
+            .1
+            .replace("active_share: 0.1", "active_share: 1.5");
+        assert_ne!(
+            text, SCENARIOS[0].1,
+            "fixture must contain active_share: 0.1"
+        );
         let e = Scenario::parse(&text, Path::new("x.yaml"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("x.yaml") && e.contains("session.active_share"), "{e}");
+        assert!(
+            e.contains("x.yaml") && e.contains("session.active_share"),
+            "{e}"
+        );
     }
 }

@@ -193,7 +193,11 @@ mod tests {
         let (mut a, mut b, mut all) = (Sketch::new(), Sketch::new(), Sketch::new());
         for i in 0..1000 {
             let v = 1.0 + f64::from(i) * 0.37;
-            if i % 3 == 0 { a.add(v) } else { b.add(v) }
+            if i % 3 == 0 {
+                a.add(v)
+            } else {
+                b.add(v)
+            }
             all.add(v);
         }
         a.add(0.0);
