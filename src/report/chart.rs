@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
 
 use crate::error::{Error, Result};
@@ -221,6 +222,8 @@ fn draw_lines<DB: DrawingBackend>(
         .configure_mesh()
         .x_desc(x_label)
         .y_desc(y_label)
+        .x_label_formatter(&|v| axis_label(*v))
+        .y_label_formatter(&|v| axis_label(*v))
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 16))
         .light_line_style(RGBColor(235, 235, 235))
@@ -256,7 +259,7 @@ fn draw_lines<DB: DrawingBackend>(
         chart
             .draw_series(std::iter::once(Text::new(
                 l.label.clone(),
-                (l.at + (x1 - x0) * 0.008, y1 - (y1 - y0) * 0.04),
+                (l.at + (x1 - x0) * 0.008, y0 + (y1 - y0) * 0.06),
                 (FAMILY, 14).into_font().color(&grey),
             )))
             .map_err(draw_err)?;
@@ -298,8 +301,12 @@ fn draw_bars<DB: DrawingBackend>(
     x_label: &str,
     bars: &[Bar],
 ) -> Result<()> {
-    let n = bars.len().max(1) as u32;
+    let n = bars.len().max(1);
+    // Bar `i` is centred on y = n − 1 − i, so the first bar is drawn at the top.
+    let y_of = |i: usize| (n - 1 - i) as f64;
     let (_, x1) = padded(bars.iter().map(|b| b.value), true);
+    // Room for the value labels right of the longest bar.
+    let x1 = x1 * 1.12;
     let label_width = bars
         .iter()
         .map(|b| b.label.chars().count() as u32)
@@ -313,18 +320,22 @@ fn draw_bars<DB: DrawingBackend>(
         .margin(14)
         .x_label_area_size(48)
         .y_label_area_size(label_width)
-        .build_cartesian_2d(0f64..x1, (0u32..n).into_segmented())
+        .build_cartesian_2d(0f64..x1, -0.5f64..(n as f64 - 0.5))
         .map_err(draw_err)?;
     let labels: Vec<String> = bars.iter().map(|b| b.label.clone()).collect();
-    let fmt = move |v: &SegmentValue<u32>| match v {
-        SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
-        _ => String::new(),
+    let fmt = move |v: &f64| {
+        let r = v.round();
+        if (v - r).abs() > 1e-6 || r < 0.0 || r > (n - 1) as f64 {
+            return String::new();
+        }
+        labels.get(n - 1 - r as usize).cloned().unwrap_or_default()
     };
     chart
         .configure_mesh()
         .disable_y_mesh()
         .x_desc(x_label)
-        .y_labels(n as usize)
+        .x_label_formatter(&|v| axis_label(*v))
+        .y_labels(n)
         .y_label_formatter(&fmt)
         .label_style((FAMILY, 14))
         .axis_desc_style((FAMILY, 16))
@@ -335,17 +346,12 @@ fn draw_bars<DB: DrawingBackend>(
     let best = palette(2);
     chart
         .draw_series(bars.iter().enumerate().map(|(i, b)| {
-            let i = i as u32;
             let c = if b.highlight { best } else { base };
-            let mut r = Rectangle::new(
-                [
-                    (0.0, SegmentValue::Exact(i)),
-                    (b.value.max(0.0), SegmentValue::Exact(i + 1)),
-                ],
+            let y = y_of(i);
+            Rectangle::new(
+                [(0.0, y - 0.35), (b.value.max(0.0), y + 0.35)],
                 ShapeStyle::from(&c).filled(),
-            );
-            r.set_margin(6, 6, 0, 0);
-            r
+            )
         }))
         .map_err(draw_err)?;
     chart
@@ -357,15 +363,27 @@ fn draw_bars<DB: DrawingBackend>(
             };
             Text::new(
                 text,
-                (
-                    b.value.max(0.0) + x1 * 0.01,
-                    SegmentValue::CenterOf(i as u32),
-                ),
-                (FAMILY, 14).into_font(),
+                (b.value.max(0.0) + x1 * 0.01, y_of(i)),
+                (FAMILY, 14)
+                    .into_font()
+                    .into_text_style(root)
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
             )
         }))
         .map_err(draw_err)?;
     Ok(())
+}
+
+/// Tick labels: whole numbers with separators from 10 up, 3 significant figures below.
+fn axis_label(v: f64) -> String {
+    if v.abs() >= 10.0 {
+        let s = super::format::thousands(v.abs().round() as u64);
+        if v < 0.0 { format!("-{s}") } else { s }
+    } else if v.abs() < 1e-9 {
+        "0".into()
+    } else {
+        super::format::sig_str(v, 3)
+    }
 }
 
 fn fmt_value(v: f64) -> String {
