@@ -17,6 +17,7 @@ pub struct Summary {
     pub p90: f64,
     pub p95: f64,
     pub p99: f64,
+    pub min: f64,
     pub max: f64,
     /// Number of values summarised.
     pub count: u64,
@@ -30,6 +31,7 @@ impl Summary {
             p90: s.quantile(0.90) * scale,
             p95: s.quantile(0.95) * scale,
             p99: s.quantile(0.99) * scale,
+            min: s.min() * scale,
             max: s.max() * scale,
             count: s.count(),
         }

@@ -104,7 +104,14 @@ pub const TIMELINE_POINTS: usize = 500;
 /// Run one simulation.
 pub fn run(cost: &dyn StepTime, cfg: &SimConfig) -> Result<SimOutput> {
     validate(cfg)?;
-    server::simulate(cost, cfg)
+    server::simulate(cost, cfg, false)
+}
+
+/// [`run`], re-checking the server's bookkeeping (KV blocks, decode context, limits) from
+/// scratch after every scheduling decision: O(running) per step, for tests.
+pub fn run_checked(cost: &dyn StepTime, cfg: &SimConfig) -> Result<SimOutput> {
+    validate(cfg)?;
+    server::simulate(cost, cfg, true)
 }
 
 /// Check a configuration before running it.
@@ -183,7 +190,13 @@ pub fn prepare(
     engine: &EnginePreset,
     kv_blocks_override: Option<u64>,
 ) -> Result<Prepared> {
-    let report = fit(gpu, model, quant, &FitOptions::for_engine(engine, kv));
+    let mut opts = FitOptions::for_engine(engine, kv);
+    if engine.policy == Policy::Static && engine.max_num_batched_tokens == u32::MAX {
+        // `generate` has no token budget; size the activation reserve for a batch of
+        // 2048-token prompts (cardplan assumption) instead of fit's 64k-token ceiling.
+        opts.max_num_batched_tokens = engine.max_num_seqs.saturating_mul(2048).min(1 << 16);
+    }
+    let report = fit(gpu, model, quant, &opts);
     let kv_blocks = match kv_blocks_override {
         Some(0) => return Err(Error::BadInput("--kv-blocks must be at least 1".into())),
         Some(b) => b,
