@@ -23,7 +23,14 @@ fn stderr(o: &Output) -> String {
 }
 
 const SMALL: [&str; 8] = [
-    "simulate", "--gpu", "rtx3090", "--quant", "int8", "--scenario", "sharegpt", "--json",
+    "simulate",
+    "--gpu",
+    "rtx3090",
+    "--quant",
+    "int8",
+    "--scenario",
+    "sharegpt",
+    "--json",
 ];
 
 #[test]
@@ -40,9 +47,27 @@ fn same_seed_same_json_and_other_seed_differs() {
     assert_ne!(a, c);
     let v: serde_json::Value = serde_json::from_str(&a).unwrap();
     for key in [
-        "requests", "output_tokens", "duration_s", "ttft_ms", "tpot_ms", "itl_ms", "e2e_s",
-        "request_tok_s", "output_tok_s", "requests_per_s", "preemptions", "kv_peak_util",
-        "rejected", "gpu", "model", "quant", "engine", "load", "scenario", "seed", "profile",
+        "requests",
+        "output_tokens",
+        "duration_s",
+        "ttft_ms",
+        "tpot_ms",
+        "itl_ms",
+        "e2e_s",
+        "request_tok_s",
+        "output_tok_s",
+        "requests_per_s",
+        "preemptions",
+        "kv_peak_util",
+        "rejected",
+        "gpu",
+        "model",
+        "quant",
+        "engine",
+        "load",
+        "scenario",
+        "seed",
+        "profile",
     ] {
         assert!(v.get(key).is_some(), "missing {key}");
     }
@@ -52,7 +77,10 @@ fn same_seed_same_json_and_other_seed_differs() {
     for key in ["mean", "p50", "p05", "p01"] {
         assert!(v["request_tok_s"][key].is_number(), "request_tok_s.{key}");
     }
-    assert_eq!(v["requests"].as_u64().unwrap() + v["rejected"].as_u64().unwrap(), 150);
+    assert_eq!(
+        v["requests"].as_u64().unwrap() + v["rejected"].as_u64().unwrap(),
+        150
+    );
 }
 
 #[test]
@@ -68,12 +96,16 @@ fn malformed_scenario_yaml_names_file_line_and_column() {
     assert!(e.contains(&loc), "{e}");
     let after = &e[e.find(&loc).unwrap() + loc.len()..];
     let pos: Vec<&str> = after.split(':').take(2).collect();
-    assert!(pos.iter().all(|x| x.trim().parse::<u32>().is_ok()), "no line:col in {e}");
+    assert!(
+        pos.iter().all(|x| x.trim().parse::<u32>().is_ok()),
+        "no line:col in {e}"
+    );
 }
 
 #[test]
 fn semantic_scenario_error_names_file_and_field() {
-    let text = include_str!("../scenarios/chat.yaml").replace("active_share: 0.1", "active_share: 2");
+    let text =
+        include_str!("../scenarios/chat.yaml").replace("active_share: 0.1", "active_share: 2");
     let p = temp_file("share.yaml", &text);
     let mut a = SMALL.to_vec();
     a[6] = p.to_str().unwrap();
@@ -81,7 +113,10 @@ fn semantic_scenario_error_names_file_and_field() {
     let o = cardplan(&a);
     assert_eq!(o.status.code(), Some(3));
     let e = stderr(&o);
-    assert!(e.contains("share.yaml") && e.contains("session.active_share"), "{e}");
+    assert!(
+        e.contains("share.yaml") && e.contains("session.active_share"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -120,8 +155,15 @@ fn good_trace_replays_every_line() {
 #[test]
 fn model_that_does_not_fit_is_exit_3_with_the_reason() {
     let o = cardplan(&[
-        "simulate", "--gpu", "rtx3090", "--model", "llama-3.1-70b", "--quant", "fp16",
-        "--concurrency", "1",
+        "simulate",
+        "--gpu",
+        "rtx3090",
+        "--model",
+        "llama-3.1-70b",
+        "--quant",
+        "fp16",
+        "--concurrency",
+        "1",
     ]);
     assert_eq!(o.status.code(), Some(3));
     assert!(stderr(&o).contains("does not fit"), "{}", stderr(&o));
@@ -131,7 +173,9 @@ fn model_that_does_not_fit_is_exit_3_with_the_reason() {
 fn load_is_required_and_exclusive() {
     let o = cardplan(&["simulate", "--gpu", "rtx3090"]);
     assert_eq!(o.status.code(), Some(2));
-    let o = cardplan(&["simulate", "--gpu", "rtx3090", "--rate", "1", "--users", "5"]);
+    let o = cardplan(&[
+        "simulate", "--gpu", "rtx3090", "--rate", "1", "--users", "5",
+    ]);
     assert_eq!(o.status.code(), Some(2));
 }
 
@@ -140,7 +184,14 @@ fn list_scenarios_shows_every_key() {
     let o = cardplan(&["list", "scenarios"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    for k in ["chat", "backprop-short", "backprop-long", "sharegpt", "rag-long", "code-assist"] {
+    for k in [
+        "chat",
+        "backprop-short",
+        "backprop-long",
+        "sharegpt",
+        "rag-long",
+        "code-assist",
+    ] {
         assert!(out.contains(k), "{k} missing from {out}");
     }
 }

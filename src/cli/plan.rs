@@ -52,10 +52,10 @@ pub struct PlanOptions {
     #[arg(long, value_name = "SEED", default_value_t = 1)]
     pub seed: u64,
     /// Simulated peak windows (different seeds) behind the interval.
-    #[arg(long, value_name = "N", default_value_t = 4)]
+    #[arg(long, value_name = "N", default_value_t = 10)]
     pub replications: usize,
     /// Measured part of each simulated peak window, seconds (after the warm-up).
-    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
     pub window_s: f64,
     /// Write report.md, report.html and SVG charts into this folder.
     #[arg(long, value_name = "DIR")]
@@ -171,7 +171,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
     };
     let work = PlanWork {
         at_load: true,
-        sensitivity_replications: 2,
+        sensitivity_replications: args.opts.replications,
     };
     let result = plan(
         inputs,

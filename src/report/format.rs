@@ -70,11 +70,17 @@ pub fn sig_str(x: f64, sig: u32) -> String {
     }
     let mag = x.abs().log10().floor() as i32;
     let decimals = (sig as i32 - 1 - mag).max(0) as usize;
-    format!(
+    let s = format!(
         "{:.*}",
         decimals,
         round_sig(x, sig.max((mag + 1).max(1) as u32))
-    )
+    );
+    // "10.0" reads as more precise than it is: drop trailing zeros after the point.
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 /// Seconds in a readable unit: "850 ms", "1.24 s", "12.5 s".
@@ -142,6 +148,12 @@ mod tests {
         assert_eq!(sig_str(1234.5, 3), "1235");
         assert_eq!(round_sig(4321.0, 2), 4300.0);
         assert_eq!(seconds(0.8504), "850 ms");
+        assert_eq!(sig_str(10.0, 3), "10");
+        assert_eq!(sig_str(0.25, 3), "0.25");
+        assert_eq!(percent(0.1), "10%");
+        assert_eq!(sig_str(10.0, 3), "10");
+        assert_eq!(sig_str(0.25, 3), "0.25");
+        assert_eq!(percent(0.1), "10%");
         assert_eq!(seconds(1.2449), "1.24 s");
         assert_eq!(tok_s(12.44), "12.4 tok/s");
         assert_eq!(percent(0.1234), "12.3%");
