@@ -259,8 +259,11 @@ fn draw_lines<DB: DrawingBackend>(
         chart
             .draw_series(std::iter::once(Text::new(
                 l.label.clone(),
-                (l.at + (x1 - x0) * 0.008, y0 + (y1 - y0) * 0.06),
-                (FAMILY, 14).into_font().color(&grey),
+                (l.at - (x1 - x0) * 0.008, y1 - (y1 - y0) * 0.03),
+                (FAMILY, 14)
+                    .into_font()
+                    .color(&grey)
+                    .pos(Pos::new(HPos::Right, VPos::Top)),
             )))
             .map_err(draw_err)?;
     }

@@ -201,11 +201,16 @@ pub fn to_html(doc: &Document, svgs: &[(String, String)]) -> String {
                 out.push_str("</ul>\n");
             }
             Block::Table { header, rows } => {
-                out.push_str("<table>\n<thead><tr>");
-                for h in header {
-                    out.push_str(&format!("<th>{}</th>", escape_html(h)));
+                out.push_str("<table>\n");
+                // A key-value table has no header worth a row.
+                if header.iter().any(|h| !h.is_empty()) {
+                    out.push_str("<thead><tr>");
+                    for h in header {
+                        out.push_str(&format!("<th>{}</th>", escape_html(h)));
+                    }
+                    out.push_str("</tr></thead>\n");
                 }
-                out.push_str("</tr></thead>\n<tbody>\n");
+                out.push_str("<tbody>\n");
                 for r in rows {
                     out.push_str("<tr>");
                     for c in r {
@@ -221,8 +226,9 @@ pub fn to_html(doc: &Document, svgs: &[(String, String)]) -> String {
                     .find(|(n, _)| n == name)
                     .map(|(_, s)| inline_svg(s))
                     .unwrap_or_default();
+                // The title is drawn in the chart; repeat it only for screen readers.
                 out.push_str(&format!(
-                    "<figure>\n{svg}\n<figcaption>{}</figcaption>\n</figure>\n",
+                    "<figure aria-label=\"{}\">\n{svg}\n</figure>\n",
                     escape_html(spec.title())
                 ));
             }

@@ -43,6 +43,40 @@ pub fn users_range(low: f64, high: f64) -> String {
     if a == b { a } else { format!("{a}–{b}") }
 }
 
+/// An estimate and its interval rounded to the same step, chosen from the interval's width so
+/// that the digits shown are the digits known: (712, 661, 756) → ("710", "660–760").
+/// Without a width (one replication) the estimate gets two significant figures from 1,000 up.
+pub fn users_with_interval(estimate: f64, low: f64, high: f64) -> (String, String) {
+    if ![estimate, low, high]
+        .iter()
+        .all(|x| x.is_finite() && *x >= 0.0)
+    {
+        return ("n/a".into(), "n/a".into());
+    }
+    let half = (high - low) / 2.0;
+    let step = if half >= 1.0 {
+        let top = 10f64.powi((estimate.max(1.0).log10().floor() as i32 - 1).max(0));
+        10f64.powi(half.log10().floor() as i32).min(top)
+    } else if estimate >= 1000.0 {
+        10f64.powi(estimate.log10().floor() as i32 - 1)
+    } else {
+        1.0
+    };
+    let r = |x: f64| thousands(((x / step).round() * step) as u64);
+    let (a, b) = (r(low), r(high));
+    let range = if a == b { a } else { format!("{a}–{b}") };
+    (r(estimate), range)
+}
+
+/// A price per hour: "$0.25/h", "$1.00/h".
+pub fn usd_per_hour(x: f64) -> String {
+    if x > 0.0 && x < 0.01 {
+        format!("${}/h", sig_str(x, 2))
+    } else {
+        format!("${x:.2}/h")
+    }
+}
+
 /// US dollars: "$1,234" for large amounts, "$12.30" below 100, "$0.0123" below 1 cent.
 pub fn usd(x: f64) -> String {
     if !x.is_finite() {
@@ -129,6 +163,25 @@ mod tests {
         assert_eq!(users_range(3890.0, 4310.0), "3,900–4,300");
         assert_eq!(users_range(4310.0, 4320.0), "4,300");
         assert_eq!(users(f64::NAN), "n/a");
+        assert_eq!(
+            users_with_interval(712.0, 661.0, 756.0),
+            ("710".into(), "660–760".into())
+        );
+        assert_eq!(
+            users_with_interval(1740.0, 1700.0, 1790.0),
+            ("1,740".into(), "1,700–1,790".into())
+        );
+        assert_eq!(
+            users_with_interval(4120.0, 3890.0, 4310.0),
+            ("4,100".into(), "3,900–4,300".into())
+        );
+        assert_eq!(users_with_interval(4321.0, 4321.0, 4321.0).0, "4,300");
+        assert_eq!(
+            users_with_interval(87.0, 80.0, 95.0),
+            ("87".into(), "80–95".into())
+        );
+        assert_eq!(usd_per_hour(1.0), "$1.00/h");
+        assert_eq!(usd_per_hour(0.25), "$0.25/h");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use super::chart::{ChartSpec, RefLine, Series};
 use super::doc::Document;
-use super::format::{percent, seconds, sig_str, thousands, tok_s, usd, users, users_range};
+use super::format::{
+    percent, seconds, sig_str, thousands, tok_s, usd, usd_per_hour, users, users_with_interval,
+};
 use super::table::new_table;
 use crate::plan::planner::SweepPoint;
 use crate::plan::result::PlanResult;
@@ -50,13 +52,12 @@ pub fn verdict_rows(r: &PlanResult) -> Vec<(String, String)> {
         } else {
             ""
         };
+        let (est, range) = users_with_interval(u.estimate as f64, u.low as f64, u.high as f64);
         rows.push((
             "users per card".into(),
             format!(
-                "{}{capped} ({}% interval {}, {} simulated peak windows)",
-                users(u.estimate as f64),
+                "{est}{capped} ({}% interval {range}, {} simulated peak windows)",
                 sig_str(u.confidence * 100.0, 2),
-                users_range(u.low as f64, u.high as f64),
                 u.per_replication.len()
             ),
         ));
@@ -81,10 +82,10 @@ pub fn verdict_rows(r: &PlanResult) -> Vec<(String, String)> {
         rows.push((
             "cost".into(),
             format!(
-                "{}/month ({}/month with the spare) at ${}/h per card, 730 h/month",
+                "{}/month ({}/month with the spare) at {} per card, 730 h/month",
                 usd(c.per_month),
                 usd(c.per_month_with_spare),
-                sig_str(c.price_per_hour, 3)
+                usd_per_hour(c.price_per_hour)
             ),
         ));
         if let Some(p) = c.per_user_month {
@@ -170,11 +171,10 @@ pub fn sensitivity_rows(r: &PlanResult) -> Vec<Vec<String>> {
         .map(|s| {
             vec![
                 s.change.clone(),
-                format!(
-                    "{} ({})",
-                    users(s.users_per_card),
-                    users_range(s.low, s.high)
-                ),
+                {
+                    let (e, r) = users_with_interval(s.users_per_card, s.low, s.high);
+                    format!("{e} ({r})")
+                },
                 s.ratio
                     .map(|x| format!("× {}", sig_str(x, 2)))
                     .unwrap_or_else(|| "n/a".into()),
@@ -235,8 +235,8 @@ pub fn assumption_lines(r: &PlanResult) -> Vec<String> {
         ));
     }
     v.push(format!(
-        "price ${}/h per card ({}); {}",
-        sig_str(a.price_per_hour, 3),
+        "price {} per card ({}); {}",
+        usd_per_hour(a.price_per_hour),
         a.price_source,
         a.billing
     ));

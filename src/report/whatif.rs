@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::chart::{Bar, ChartSpec};
 use super::doc::Document;
-use super::format::{sig_str, thousands, usd, users, users_range};
+use super::format::{thousands, usd, usd_per_hour, users_with_interval};
 use super::table::new_table;
 use crate::plan::result::PlanResult;
 
@@ -29,13 +29,13 @@ pub struct Row {
     pub note: Option<String>,
 }
 
-/// Index of the best row per column (`None` when no row has a value).
+/// Rows holding the best value of each column (ties all marked; empty when no row has a value).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Best {
-    pub users_per_card: Option<usize>,
-    pub cards_needed: Option<usize>,
-    pub cost_per_month: Option<usize>,
-    pub cost_per_user_month: Option<usize>,
+    pub users_per_card: Vec<usize>,
+    pub cards_needed: Vec<usize>,
+    pub cost_per_month: Vec<usize>,
+    pub cost_per_user_month: Vec<usize>,
 }
 
 /// The whole comparison (also the `--json` output).
@@ -51,26 +51,28 @@ pub struct Comparison {
     pub plans: Vec<PlanResult>,
 }
 
-fn best_by<F: Fn(&Row) -> Option<f64>>(rows: &[Row], key: F, larger: bool) -> Option<usize> {
-    let mut best: Option<(usize, f64)> = None;
-    for (i, r) in rows.iter().enumerate() {
-        if let Some(v) = key(r).filter(|v| v.is_finite()) {
-            let better = match best {
-                None => true,
-                Some((_, b)) => {
-                    if larger {
-                        v > b
-                    } else {
-                        v < b
-                    }
-                }
-            };
-            if better {
-                best = Some((i, v));
-            }
+/// Indices of the rows whose `key` is best (largest or smallest); equal values all count.
+fn best_by<F: Fn(&Row) -> Option<f64>>(rows: &[Row], key: F, larger: bool) -> Vec<usize> {
+    let vals: Vec<Option<f64>> = rows
+        .iter()
+        .map(|r| key(r).filter(|v| v.is_finite()))
+        .collect();
+    let best = vals.iter().flatten().copied().reduce(|a, b| {
+        if (larger && b > a) || (!larger && b < a) {
+            b
+        } else {
+            a
         }
-    }
-    best.map(|(i, _)| i)
+    });
+    let Some(best) = best else {
+        return Vec::new();
+    };
+    let tol = 1e-9 * best.abs().max(1.0);
+    vals.iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_some_and(|v| (v - best).abs() <= tol))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 impl Comparison {
@@ -129,10 +131,10 @@ impl Comparison {
             "cards needed".into(),
             "$/month".into(),
             "$/user/month".into(),
-            "$/GPU-h".into(),
+            "price".into(),
         ];
-        let mark = |s: String, i: usize, b: Option<usize>| {
-            if b == Some(i) { format!("{s} *") } else { s }
+        let mark = |s: String, i: usize, b: &[usize]| {
+            if b.contains(&i) { format!("{s} *") } else { s }
         };
         let rows = self
             .rows
@@ -144,15 +146,10 @@ impl Comparison {
                     r.users_per_card_low,
                     r.users_per_card_high,
                 ) {
-                    (Some(e), Some(lo), Some(hi)) => mark(
-                        format!(
-                            "{} ({})",
-                            users(e as f64),
-                            users_range(lo as f64, hi as f64)
-                        ),
-                        i,
-                        self.best.users_per_card,
-                    ),
+                    (Some(e), Some(lo), Some(hi)) => {
+                        let (e, range) = users_with_interval(e as f64, lo as f64, hi as f64);
+                        mark(format!("{e} ({range})"), i, &self.best.users_per_card)
+                    }
                     _ => r.note.clone().unwrap_or_else(|| "n/a".into()),
                 };
                 let dash = || "–".to_string();
@@ -161,15 +158,15 @@ impl Comparison {
                     r.quant.clone(),
                     upc,
                     r.cards_needed
-                        .map(|c| mark(thousands(c), i, self.best.cards_needed))
+                        .map(|c| mark(thousands(c), i, &self.best.cards_needed))
                         .unwrap_or_else(dash),
                     r.cost_per_month
-                        .map(|c| mark(usd(c), i, self.best.cost_per_month))
+                        .map(|c| mark(usd(c), i, &self.best.cost_per_month))
                         .unwrap_or_else(dash),
                     r.cost_per_user_month
-                        .map(|c| mark(usd(c), i, self.best.cost_per_user_month))
+                        .map(|c| mark(usd(c), i, &self.best.cost_per_user_month))
                         .unwrap_or_else(dash),
-                    format!("${}", sig_str(r.price_per_hour, 3)),
+                    usd_per_hour(r.price_per_hour),
                 ]
             })
             .collect();
@@ -199,7 +196,7 @@ pub fn terminal(c: &Comparison) -> String {
         t.add_row(r);
     }
     out.push_str(&format!(
-        "{t}\n* best in its column. Cost: cards × $/GPU-h × 730 h/month.\n"
+        "{t}\n* best in its column. Cost: cards × price per GPU-hour × 730 h/month.\n"
     ));
     let derived: Vec<String> = c
         .plans
@@ -230,7 +227,7 @@ pub fn charts(c: &Comparison) -> Vec<(String, ChartSpec)> {
             r.users_per_card.map(|v| Bar {
                 label: label(r),
                 value: v as f64,
-                highlight: c.best.users_per_card == Some(i),
+                highlight: c.best.users_per_card.contains(&i),
             })
         })
         .collect();
@@ -242,7 +239,7 @@ pub fn charts(c: &Comparison) -> Vec<(String, ChartSpec)> {
             r.users_per_dollar_month.map(|v| Bar {
                 label: label(r),
                 value: v,
-                highlight: c.best.cost_per_user_month == Some(i),
+                highlight: c.best.cost_per_user_month.contains(&i),
             })
         })
         .collect();
@@ -304,9 +301,9 @@ pub fn document(c: &Comparison) -> Document {
     for r in &c.rows {
         seen.entry(r.gpu.clone()).or_insert_with(|| {
             format!(
-                "{}: ${}/h ({})",
+                "{}: {} ({})",
                 r.gpu,
-                sig_str(r.price_per_hour, 3),
+                usd_per_hour(r.price_per_hour),
                 r.price_source
             )
         });
