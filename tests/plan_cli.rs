@@ -134,7 +134,10 @@ fn whatif_compares_and_marks_what_does_not_fit() {
     // The best users-per-card row is a fitting one, and it has the largest value.
     let best = v["best"]["users_per_card"].as_array().unwrap();
     assert!(!best.is_empty());
-    let top = rows.iter().filter_map(|r| r["users_per_card"].as_u64()).max();
+    let top = rows
+        .iter()
+        .filter_map(|r| r["users_per_card"].as_u64())
+        .max();
     for i in best {
         let r = &rows[i.as_u64().unwrap() as usize];
         assert_eq!(r["users_per_card"].as_u64(), top);

@@ -5,7 +5,8 @@ use serde::Serialize;
 
 use super::cost::{CostEstimate, HOURS_PER_MONTH};
 use super::planner::{
-    AtLoad, PlanInputs, Planner, Prepare, Sensitivity, at_load, sensitivity, verdict, verdict_cost,
+    AtLoad, PlanInputs, Planner, Prepare, Sensitivity, Verdict, at_load, sensitivity, verdict,
+    verdict_cost,
 };
 use super::search::Capacity;
 use super::slo::Slo;
@@ -125,12 +126,21 @@ pub struct PlanResult {
     pub cost: Option<CostEstimate>,
     pub assumptions: Assumptions,
     pub sensitivity: Vec<Sensitivity>,
+    /// The SLO at the lightest load (one user, one active session).
+    pub light_load: Option<LightLoad>,
     pub profile: Option<ProfileInfo>,
     /// Caveats in words.
     pub notes: Vec<String>,
     /// The planner, for follow-up simulations (charts); not part of the JSON.
     #[serde(skip)]
     pub planner: Option<std::sync::Arc<Planner>>,
+}
+
+/// The SLO with a single active session, per simulated window.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct LightLoad {
+    pub slo_met: usize,
+    pub windows: usize,
 }
 
 /// What to compute beyond users per card and cards.
@@ -223,6 +233,7 @@ pub fn plan(
                 cost: None,
                 assumptions,
                 sensitivity: Vec::new(),
+                light_load: None,
                 profile: None,
                 notes: vec![note],
                 planner: None,
@@ -235,15 +246,44 @@ pub fn plan(
         Some(planner.prepared.kv_blocks * u64::from(planner.inputs.engine.block_size));
     assumptions.max_context = Some(planner.prepared.max_context);
     let cap = planner.capacity()?;
-    let v = verdict(users, &cap);
+    let mut v = verdict(users, &cap);
     let mut notes = Vec::new();
+    // One user (one active session) tells load-bound from latency-bound: if the SLO fails
+    // without any load, more cards cannot fix it.
+    let light = at_load(&planner, 1)?;
+    let light_load = LightLoad {
+        slo_met: light.slo_met,
+        windows: light.slo_stats.len(),
+    };
+    if light_load.slo_met * 2 < light_load.windows {
+        v = Verdict {
+            cards_needed: None,
+            cards_with_spare: None,
+            cards_range: None,
+            users_per_card_at_load: None,
+        };
+        notes.push(format!(
+            "a single active session misses the SLO in {} of {} simulated windows: the limit is \
+             per-request latency on this GPU (long prompts or outputs), not load, so more cards do \
+             not help; a faster GPU, a smaller scheme or a looser SLO is needed",
+            light_load.windows - light_load.slo_met,
+            light_load.windows
+        ));
+    } else if light_load.slo_met < light_load.windows {
+        notes.push(format!(
+            "even a single active session misses the SLO in {} of {} simulated windows: the \
+             number is close to a latency limit, not only a load limit",
+            light_load.windows - light_load.slo_met,
+            light_load.windows
+        ));
+    }
     if cap.capped {
         notes.push(format!(
             "the search stopped at its limit of {} users per card: the card may serve more",
             planner.inputs.search.max_users
         ));
     }
-    if v.cards_needed.is_none() {
+    if v.cards_needed.is_none() && light_load.slo_met * 2 >= light_load.windows {
         notes.push(
             "one card does not meet the SLO even for a single user: no number of cards is enough \
              (a faster GPU, a smaller scheme or a looser SLO is needed)"
@@ -292,6 +332,7 @@ pub fn plan(
         cost: verdict_cost(users, &v, price_per_hour, price_source),
         assumptions,
         sensitivity: sens,
+        light_load: Some(light_load),
         profile,
         notes,
         planner: Some(planner),
