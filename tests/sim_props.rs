@@ -367,5 +367,39 @@ proptest! {
         prop_assert_eq!(m.itl_ms.count + m.requests, m.output_tokens);
         prop_assert!(m.kv_peak_util <= 1.0);
         prop_assert_eq!(m.e2e_s.count, m.requests);
+        prop_assert!(out.kv_timeline.len() <= sim::TIMELINE_POINTS);
+        prop_assert!(out.kv_timeline.iter().all(|p| p.1 <= 1.0));
     }
+}
+
+#[test]
+fn closed_loop_client_gap_delays_each_next_request() {
+    let mut sc = scenario(fixed(20), fixed(10));
+    let base = config("vllm", Load::Concurrency(1), sc.clone(), Stop::Requests(3));
+    let e2e = sim::run(&MOCK, &base).unwrap().metrics.e2e_s.mean;
+    sc.client_gap_s = Some(Dist::Fixed { value: 0.5 });
+    let cfg = config("vllm", Load::Concurrency(1), sc, Stop::Requests(3));
+    let m = sim::run_checked(&MOCK, &cfg).unwrap().metrics;
+    assert!((m.e2e_s.mean - e2e).abs() < 1e-12);
+    // Makespan: first send (after one gap) to the last token: three requests, two gaps between.
+    assert!(
+        (m.duration_s - (3.0 * e2e + 1.0)).abs() < 1e-9,
+        "{}",
+        m.duration_s
+    );
+}
+
+#[test]
+fn session_history_is_truncated_to_the_context() {
+    let mut sc = scenario(fixed(300), fixed(100));
+    sc.session.turns = fixed(6);
+    let mut cfg = config("vllm", Load::Users(100), sc, Stop::Duration(600.0));
+    cfg.max_context = 1000;
+    cfg.warmup_s = 100.0;
+    let m = sim::run_checked(&MOCK, &cfg).unwrap().metrics;
+    assert_eq!(m.rejected, 0);
+    assert!(m.requests > 50);
+    let per_req = m.prompt_tokens as f64 / m.requests as f64;
+    // Later turns are capped at 1000 − 100 tokens; the first turn sends 300.
+    assert!(per_req > 600.0 && per_req <= 900.0, "{per_req}");
 }

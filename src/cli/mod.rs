@@ -38,7 +38,7 @@ pub enum Command {
     /// Users one card serves within the SLO, cards needed for N users, and the cost.
     Plan(plan::PlanArgs),
     /// Replay a load through the simulated server and report latency and throughput.
-    Simulate(simulate::SimulateArgs),
+    Simulate(Box<simulate::SimulateArgs>),
     /// Compare GPUs × quantization schemes for the same user population.
     Whatif(whatif::WhatifArgs),
     /// Time of one serving step, with its breakdown.
@@ -57,7 +57,7 @@ pub enum Command {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Plan(a) => plan::run(a),
-        Command::Simulate(a) => simulate::run(a),
+        Command::Simulate(a) => simulate::run(*a),
         Command::Whatif(a) => whatif::run(a),
         Command::Step(a) => step::run(a),
         Command::Calibrate(a) => calibrate::run(a),

@@ -174,7 +174,14 @@ impl<'a> Sources<'a> {
     /// The first event of every source: (time ns, source).
     pub fn initial_events(&mut self) -> Vec<(u64, u32)> {
         match &mut self.kind {
-            Kind::Closed { clients } => (0..clients.len() as u32).map(|i| (0, i)).collect(),
+            Kind::Closed { clients } => {
+                let gap = self.scenario.client_gap_s.as_ref();
+                clients
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(i, rng)| (gap.map_or(0, |g| secs_to_ns(g.sample(rng))), i as u32))
+                    .collect()
+            }
             Kind::Open { .. } => vec![(0, 0)],
             Kind::Users { slots } => {
                 // Stagger the first turns over one think time so users do not start in lockstep.
@@ -269,7 +276,11 @@ impl<'a> Sources<'a> {
     ) -> Option<u64> {
         let session = &self.scenario.session;
         match &mut self.kind {
-            Kind::Closed { .. } => Some(now),
+            Kind::Closed { clients } => {
+                let gap = self.scenario.client_gap_s.as_ref();
+                let rng = &mut clients[src as usize];
+                Some(now + gap.map_or(0, |g| secs_to_ns(g.sample(rng))))
+            }
             Kind::Open { .. } | Kind::Trace { .. } => None,
             Kind::Users { slots } => {
                 let s = &mut slots[src as usize];

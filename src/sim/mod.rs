@@ -86,6 +86,8 @@ pub struct LoadStats {
     pub active_sessions: Option<u64>,
     /// Warm-up applied, seconds.
     pub warmup_s: f64,
+    /// Output tokens the server generated in the whole run, measured or not (for speed figures).
+    pub simulated_output_tokens: u64,
 }
 
 /// Bounded-memory distributions of the measured requests.

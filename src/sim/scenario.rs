@@ -51,6 +51,11 @@ pub struct Scenario {
     pub output_tokens: Dist,
     /// How users behave under `--users`.
     pub session: Session,
+    /// Closed loop (`--concurrency`): time from a response's last token to the client's next
+    /// request, and from the start to each client's first request (client and HTTP overhead,
+    /// API-server tokenization). None = 0: every client sends at once, in lockstep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_gap_s: Option<Dist>,
 }
 
 /// Service-level objective: the share of requests that must stream fast enough, and TTFT.
@@ -296,6 +301,9 @@ impl Scenario {
         self.session.think_time_s.validate("session.think_time_s")?;
         if let Some(g) = &self.session.gap_s {
             g.validate("session.gap_s")?;
+        }
+        if let Some(g) = &self.client_gap_s {
+            g.validate("client_gap_s")?;
         }
         let share = self.session.active_share;
         if !(share > 0.0 && share <= 1.0) {

@@ -117,12 +117,17 @@ struct Server<'a> {
     measured_sent: u64,
     last_measured_send: u64,
     sent: u64,
+    /// Tokens emitted, measured or not.
+    emitted: u64,
     consecutive_rejects: u64,
     /// Requests whose end a source must hear about: (source, prompt, output, rejected).
     ended: Vec<(u32, u32, u32, bool)>,
     /// Recompute every invariant after each scheduling decision (tests).
     check: bool,
 }
+
+/// (time s, value) samples.
+type Series = Vec<(f64, f64)>;
 
 #[derive(Debug, Default)]
 struct Timeline {
@@ -145,7 +150,7 @@ impl Timeline {
         }
     }
 
-    fn finish(mut self) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+    fn finish(mut self) -> (Series, Series) {
         if self.points.len() > TIMELINE_POINTS {
             let step = self.points.len().div_ceil(TIMELINE_POINTS);
             self.points = self.points.iter().step_by(step).copied().collect();
@@ -204,6 +209,7 @@ impl<'a> Server<'a> {
             measured_sent: 0,
             last_measured_send: 0,
             sent: 0,
+            emitted: 0,
             consecutive_rejects: 0,
             ended: Vec::new(),
             check: false,
@@ -714,6 +720,7 @@ impl<'a> Server<'a> {
             if self.static_batch.is_none() {
                 self.ctx += self.decoders;
             }
+            self.emitted += self.decoders;
             self.g += 1;
             self.last_decode_end = t;
             if let Some(b) = &mut self.static_batch {
@@ -745,6 +752,7 @@ impl<'a> Server<'a> {
             }
             // The prefill is complete: it samples the next token.
             r.generated += 1;
+            self.emitted += 1;
             if r.first_token == NONE {
                 r.first_token = t;
             } else if r.measured && r.last_token != NONE {
@@ -939,6 +947,7 @@ pub(crate) fn simulate(cost: &dyn StepTime, cfg: &SimConfig, check: bool) -> Res
             _ => None,
         },
         warmup_s: cfg.warmup_s,
+        simulated_output_tokens: srv.emitted,
     };
     let sketches = Sketches {
         ttft_ms: std::mem::take(&mut rec.ttft),
