@@ -32,12 +32,18 @@ pub fn verdict_rows(r: &PlanResult) -> Vec<(String, String)> {
         rows.push((
             "fits".into(),
             format!(
-                "NO: {} (weights {}, reserve {}, usable {}; short by {})",
-                r.fit.reason,
+                "NO, short by {}: {}",
+                crate::fit::gb(r.fit.shortfall_bytes),
+                r.fit.reason
+            ),
+        ));
+        rows.push((
+            "memory".into(),
+            format!(
+                "weights {} + runtime reserve {} + KV cache vs {} usable",
                 crate::fit::gb(r.fit.weights_bytes),
                 crate::fit::gb(r.fit.reserve_bytes),
-                crate::fit::gb(r.fit.usable_bytes),
-                crate::fit::gb(r.fit.shortfall_bytes)
+                crate::fit::gb(r.fit.usable_bytes)
             ),
         ));
         rows.push((
@@ -183,8 +189,9 @@ pub fn sensitivity_rows(r: &PlanResult) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The assumptions as short sentences.
-pub fn assumption_lines(r: &PlanResult) -> Vec<String> {
+/// The assumptions as short sentences; `per_target` adds the lines specific to this GPU and
+/// scheme (KV capacity, price), left out where several targets share one list.
+pub fn assumption_lines(r: &PlanResult, per_target: bool) -> Vec<String> {
     let a = &r.assumptions;
     let mut v = vec![
         format!(
@@ -225,6 +232,9 @@ pub fn assumption_lines(r: &PlanResult) -> Vec<String> {
             percent(a.engine.gpu_memory_utilization)
         ),
     ];
+    if !per_target {
+        return v;
+    }
     if let (Some(b), Some(t)) = (a.kv_blocks, a.kv_tokens) {
         v.push(format!(
             "KV cache: {} blocks = {} tokens; longest request {} tokens",
@@ -280,7 +290,7 @@ pub fn terminal(r: &PlanResult) -> String {
         out.push_str(&format!("{t}\n"));
     }
     out.push_str("\nAssumptions\n");
-    for l in assumption_lines(r) {
+    for l in assumption_lines(r, true) {
         out.push_str(&format!("  - {l}\n"));
     }
     if let Some(p) = &r.profile {
@@ -289,8 +299,11 @@ pub fn terminal(r: &PlanResult) -> String {
             p.kind, p.gpu, p.source
         ));
     }
-    for n in &r.notes {
-        out.push_str(&format!("Note: {n}\n"));
+    // Without a fit, the verdict table already says why.
+    if r.fits {
+        for n in &r.notes {
+            out.push_str(&format!("Note: {n}\n"));
+        }
     }
     out
 }
@@ -486,7 +499,7 @@ pub fn document(r: &PlanResult, sweep: &[SweepPoint]) -> Document {
         );
     }
     d.heading("Assumptions");
-    d.bullets(assumption_lines(r));
+    d.bullets(assumption_lines(r, true));
     if !r.assumptions.scenario_assumptions.is_empty() {
         d.para(format!(
             "Scenario {}: {}",

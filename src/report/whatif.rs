@@ -82,7 +82,12 @@ impl Comparison {
             .map(|p| {
                 let u = p.users_per_card.as_ref();
                 let note = if !p.fits {
-                    Some(format!("does not fit: {}", p.fit.reason))
+                    Some(format!(
+                        "does not fit: weights {} + reserve {} > {} usable",
+                        crate::fit::gb(p.fit.weights_bytes),
+                        crate::fit::gb(p.fit.reserve_bytes),
+                        crate::fit::gb(p.fit.usable_bytes)
+                    ))
                 } else if p.cards_needed.is_none() {
                     Some("misses the SLO even for one user".into())
                 } else {
@@ -281,16 +286,23 @@ pub fn document(c: &Comparison) -> Document {
     }
     if let Some(p) = c.plans.iter().find(|p| p.fits) {
         d.heading("Assumptions");
-        d.bullets(super::plan::assumption_lines(p));
+        d.bullets(super::plan::assumption_lines(p, false));
     }
-    let notes: Vec<String> = c
-        .plans
-        .iter()
-        .flat_map(|p| {
-            p.notes
-                .iter()
-                .map(move |n| format!("{} {}: {n}", p.question.gpu, p.question.quant))
-        })
+    // The same caveat for several combinations is listed once, with the combinations it covers.
+    let mut grouped: Vec<(String, Vec<String>)> = Vec::new();
+    for p in &c.plans {
+        let who = format!("{} {}", p.question.gpu, p.question.quant);
+        for n in &p.notes {
+            let n = n.replace(&p.question.gpu, "this GPU");
+            match grouped.iter_mut().find(|(text, _)| *text == n) {
+                Some((_, list)) => list.push(who.clone()),
+                None => grouped.push((n, vec![who.clone()])),
+            }
+        }
+    }
+    let notes: Vec<String> = grouped
+        .into_iter()
+        .map(|(n, who)| format!("{}: {n}", who.join(", ")))
         .collect();
     if !notes.is_empty() {
         d.heading("Notes");
