@@ -375,6 +375,8 @@ pub struct Verdict {
     pub cards_with_spare: Option<u64>,
     /// Cards at the high and low ends of the capacity interval.
     pub cards_range: Option<(u64, u64)>,
+    /// Cards if sized by the worst simulated peak window's capacity: the conservative answer.
+    pub cards_all_windows: Option<u64>,
     /// Users each card carries with `cards_needed` cards.
     pub users_per_card_at_load: Option<u64>,
 }
@@ -388,6 +390,7 @@ pub fn verdict(users: u64, cap: &Capacity) -> Verdict {
         cards_needed: cards,
         cards_with_spare: cards.map(|c| c + 1),
         cards_range: range,
+        cards_all_windows: cards.and(cards_needed(users, cap.min)),
         users_per_card_at_load: cards.map(|c| users_per_card_at(users, c)),
     }
 }

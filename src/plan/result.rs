@@ -121,6 +121,8 @@ pub struct PlanResult {
     pub cards_with_spare: Option<u64>,
     /// Cards at the high and the low end of the users-per-card interval.
     pub cards_range: Option<(u64, u64)>,
+    /// Cards if sized by the worst simulated peak window's capacity (the conservative answer).
+    pub cards_all_windows: Option<u64>,
     pub slo: SloInfo,
     pub at_load: Option<AtLoad>,
     pub cost: Option<CostEstimate>,
@@ -228,6 +230,7 @@ pub fn plan(
                 cards_needed: None,
                 cards_with_spare: None,
                 cards_range: None,
+                cards_all_windows: None,
                 slo,
                 at_load: None,
                 cost: None,
@@ -260,6 +263,7 @@ pub fn plan(
             cards_needed: None,
             cards_with_spare: None,
             cards_range: None,
+            cards_all_windows: None,
             users_per_card_at_load: None,
         };
         notes.push(format!(
@@ -327,6 +331,7 @@ pub fn plan(
         cards_needed: v.cards_needed,
         cards_with_spare: v.cards_with_spare,
         cards_range: v.cards_range,
+        cards_all_windows: v.cards_all_windows,
         slo,
         at_load: at,
         cost: verdict_cost(users, &v, price_per_hour, price_source),

@@ -78,6 +78,19 @@ pub fn verdict_rows(r: &PlanResult) -> Vec<(String, String)> {
                 "cards needed".into(),
                 format!("{c} ({s} with one spare{range})"),
             ));
+            if let (Some(all), Some(u)) = (r.cards_all_windows, &r.users_per_card)
+                && all > c
+            {
+                rows.push((
+                    "conservative".into(),
+                    format!(
+                        "{all} cards if sized by the worst of the {} simulated peak windows \
+                         ({} users per card)",
+                        u.per_replication.len(),
+                        thousands(u.per_replication.iter().copied().min().unwrap_or(0))
+                    ),
+                ));
+            }
         }
         _ => rows.push((
             "cards needed".into(),
