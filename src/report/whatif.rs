@@ -323,3 +323,42 @@ pub fn document(c: &Comparison) -> Document {
     d.bullets(seen.into_values().collect());
     d
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(upc: Option<u64>, cost: Option<f64>) -> Row {
+        Row {
+            gpu: "g".into(),
+            quant: "q".into(),
+            fits: upc.is_some(),
+            users_per_card: upc,
+            users_per_card_low: upc,
+            users_per_card_high: upc,
+            cards_needed: None,
+            cost_per_month: cost,
+            cost_per_user_month: cost,
+            users_per_dollar_month: None,
+            price_per_hour: 1.0,
+            price_source: String::new(),
+            note: None,
+        }
+    }
+
+    #[test]
+    fn best_marks_every_tie_and_skips_missing_values() {
+        let rows = vec![
+            row(Some(10), Some(5.0)),
+            row(None, None),
+            row(Some(30), Some(2.0)),
+            row(Some(30), Some(2.0)),
+        ];
+        assert_eq!(
+            best_by(&rows, |r| r.users_per_card.map(|x| x as f64), true),
+            vec![2, 3]
+        );
+        assert_eq!(best_by(&rows, |r| r.cost_per_month, false), vec![2, 3]);
+        assert!(best_by(&rows, |r| r.cards_needed.map(|x| x as f64), false).is_empty());
+    }
+}
