@@ -228,6 +228,10 @@ pub fn assumption_lines(r: &PlanResult, per_target: bool) -> Vec<String> {
                 ""
             }
         ),
+        "users are spread evenly over the cards; each card holds a fixed number of session \
+         slots (users × active share, a new user taking a slot after a short gap) for the whole \
+         window: hour-to-hour swings in how many users are active are not modelled"
+            .to_string(),
         format!("SLO ({}): {}", r.slo.source, r.slo.text),
         format!(
             "each peak window: {} warm-up, then {} of measured arrivals; {} windows (seed {})",
