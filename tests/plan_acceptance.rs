@@ -1,7 +1,7 @@
 //! Acceptance properties of `cardplan plan` on the real simulator and cost model.
 
 use cardplan::catalog::{self, engine::EnginePreset, quant::KvDtype, quant::Quant};
-use cardplan::plan::planner::{PlanInputs, Planner, Prepare};
+use cardplan::plan::planner::{PlanInputs, Planner, Prepare, Window};
 use cardplan::plan::result::{PlanResult, PlanWork, plan};
 use cardplan::plan::search::SearchOptions;
 use cardplan::plan::slo::Slo;
@@ -18,7 +18,7 @@ fn inputs(gpu: GpuProfile, slo: Slo) -> PlanInputs {
         engine: EnginePreset::builtin("vllm").unwrap(),
         scenario: Scenario::load("chat").unwrap(),
         slo,
-        window_s: 40.0,
+        window: Window::Requests(150),
         search: SearchOptions {
             replications: 2,
             base_seed: 7,

@@ -7,7 +7,7 @@ use clap::Args;
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
 use crate::error::{Error, Result, check_range};
-use crate::plan::planner::{PlanInputs, load_grid, sweep};
+use crate::plan::planner::{PlanInputs, Window, load_grid, sweep};
 use crate::plan::result::{PlanResult, PlanWork, plan};
 use crate::plan::search::SearchOptions;
 use crate::plan::slo::Slo;
@@ -54,9 +54,13 @@ pub struct PlanOptions {
     /// Simulated peak windows (different seeds) behind the interval.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub replications: usize,
-    /// Measured part of each simulated peak window, seconds (after the warm-up).
-    #[arg(long, value_name = "SECONDS", default_value_t = 300.0)]
-    pub window_s: f64,
+    /// Requests measured in each simulated peak window (after the warm-up): the same
+    /// statistical precision at every load.
+    #[arg(long, value_name = "N", default_value_t = 400)]
+    pub window_requests: u64,
+    /// Measure a fixed time instead: requests sent in this many seconds after the warm-up.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "window_requests")]
+    pub window_s: Option<f64>,
     /// Write report.md, report.html and SVG charts into this folder.
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
@@ -87,7 +91,7 @@ pub struct Common {
     pub slo: Slo,
     pub slo_source: String,
     pub search: SearchOptions,
-    pub window_s: f64,
+    pub window: Window,
 }
 
 impl PlanOptions {
@@ -118,7 +122,18 @@ impl PlanOptions {
                 self.replications
             )));
         }
-        check_range("--window-s", self.window_s, 1.0, 86_400.0)?;
+        let window = match self.window_s {
+            Some(s) => Window::Seconds(check_range("--window-s", s, 1.0, 86_400.0)?),
+            None if (10..=1_000_000).contains(&self.window_requests) => {
+                Window::Requests(self.window_requests)
+            }
+            None => {
+                return Err(Error::BadInput(format!(
+                    "--window-requests must be 10..=1000000, got {}",
+                    self.window_requests
+                )));
+            }
+        };
         if let Some(p) = self.price_per_hour {
             check_range("--price-per-hour", p, 0.0, 1e6)?;
         }
@@ -132,7 +147,7 @@ impl PlanOptions {
                 base_seed: self.seed,
                 ..SearchOptions::default()
             },
-            window_s: self.window_s,
+            window,
         })
     }
 
@@ -166,7 +181,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
         engine: common.engine,
         scenario: common.scenario,
         slo: common.slo,
-        window_s: common.window_s,
+        window: common.window,
         search: common.search,
     };
     let work = PlanWork {

@@ -105,7 +105,7 @@ pub fn run(args: WhatifArgs) -> Result<()> {
                 engine: common.engine.clone(),
                 scenario: common.scenario.clone(),
                 slo: common.slo,
-                window_s: common.window_s,
+                window: common.window,
                 search: common.search,
             };
             let r = plan(inputs, args.users, price, &source, &common.slo_source, work);

@@ -2,7 +2,8 @@
 //! into users per card, cards needed, their cost, and the numbers behind them.
 //!
 //! Every simulation is a steady-state peak window: the scenario's population model with the
-//! simulator's default warm-up (one average session), then `window_s` seconds of measured
+//! simulator's default warm-up (one average session), then a measured window of a fixed number
+//! of requests (so every load gets the same statistical precision) or of fixed seconds
 //! arrivals. The capacity search ([`super::search`]) sees only pass/fail per (users, seed).
 
 use rayon::prelude::*;
@@ -30,9 +31,36 @@ pub struct PlanInputs {
     pub engine: EnginePreset,
     pub scenario: Scenario,
     pub slo: Slo,
-    /// Measured part of each simulated peak window, seconds.
-    pub window_s: f64,
+    /// Measured part of each simulated peak window.
+    pub window: Window,
     pub search: SearchOptions,
+}
+
+/// How long each simulated peak window measures.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Window {
+    /// The first N requests sent after the warm-up: the same precision at every load.
+    Requests(u64),
+    /// Requests sent during this many seconds after the warm-up.
+    Seconds(f64),
+}
+
+impl Window {
+    pub fn stop(&self) -> Stop {
+        match *self {
+            Window::Requests(n) => Stop::Requests(n),
+            Window::Seconds(s) => Stop::Duration(s),
+        }
+    }
+
+    /// "400 measured requests" or "300 s of measured arrivals".
+    pub fn describe(&self) -> String {
+        match *self {
+            Window::Requests(n) => format!("{n} measured requests"),
+            Window::Seconds(s) => format!("{s} s of measured arrivals"),
+        }
+    }
 }
 
 /// A ready-to-run evaluator for one configuration that fits.
@@ -127,7 +155,7 @@ impl Planner {
             max_context: self.prepared.max_context,
             load,
             scenario: self.inputs.scenario.clone(),
-            stop: Stop::Duration(self.inputs.window_s),
+            stop: self.inputs.window.stop(),
             seed,
             warmup_s,
         }

@@ -5,8 +5,8 @@ use serde::Serialize;
 
 use super::cost::{CostEstimate, HOURS_PER_MONTH};
 use super::planner::{
-    AtLoad, PlanInputs, Planner, Prepare, Sensitivity, Verdict, at_load, sensitivity, verdict,
-    verdict_cost,
+    AtLoad, PlanInputs, Planner, Prepare, Sensitivity, Verdict, Window, at_load, sensitivity,
+    verdict, verdict_cost,
 };
 use super::search::Capacity;
 use super::slo::Slo;
@@ -94,8 +94,8 @@ pub struct Assumptions {
     /// The scenario's assumptions in words, with their sources.
     pub scenario_assumptions: Vec<String>,
     pub slo: String,
-    /// Measured window and warm-up of each simulated peak, seconds.
-    pub window_s: f64,
+    /// Measured window and warm-up (seconds) of each simulated peak.
+    pub window: Window,
     pub warmup_s: f64,
     pub replications: usize,
     pub seed: u64,
@@ -186,7 +186,7 @@ pub fn plan(
         context_growth: sc.session.context_growth,
         scenario_assumptions: sc.assumptions.clone(),
         slo: inputs.slo.describe(),
-        window_s: inputs.window_s,
+        window: inputs.window,
         warmup_s,
         replications: inputs.search.replications,
         seed: inputs.search.base_seed,
@@ -307,6 +307,15 @@ pub fn plan(
             a.users,
             a.slo_met,
             a.slo_stats.len()
+        ));
+    }
+    if let Some(a) = &at
+        && a.metrics.requests < 200
+    {
+        notes.push(format!(
+            "only {} requests were measured per peak window at this load: tail percentiles \
+             are coarse; a larger --window-requests gives steadier numbers",
+            a.metrics.requests
         ));
     }
     let sens = if work.sensitivity_replications > 0 && cap.estimate >= 1.0 {

@@ -234,9 +234,9 @@ pub fn assumption_lines(r: &PlanResult, per_target: bool) -> Vec<String> {
             .to_string(),
         format!("SLO ({}): {}", r.slo.source, r.slo.text),
         format!(
-            "each peak window: {} warm-up, then {} of measured arrivals; {} windows (seed {})",
+            "each simulated peak window: {} warm-up, then {}; {} windows (seed {})",
             seconds(a.warmup_s),
-            seconds(a.window_s),
+            a.window.describe(),
             a.replications,
             a.seed
         ),
