@@ -68,20 +68,32 @@ fn more_users_never_need_fewer_cards() {
 
 #[test]
 fn more_bandwidth_with_the_same_memory_never_serves_fewer_users() {
-    let slow = catalog::gpu("rtx3090").unwrap();
-    let mut fast = slow.clone();
-    fast.key = "rtx3090-2x-bandwidth".into();
-    fast.datasheet.bandwidth_gbs *= 2.0;
-    let a = capacities(slow, Slo::default());
-    let b = capacities(fast, Slo::default());
-    for (s, f) in a.iter().zip(&b) {
-        assert!(f >= s, "same seed: fast card {f} < slow card {s}");
+    // Decode-bound configurations (KV cache not the limit): an L40S (48 GB) and an RTX 3090
+    // (24 GB) with an 8B model. Single windows are noisy near the capacity cliff, so the
+    // comparison is of the estimates (means over windows with the same seeds).
+    for key in ["l40s", "rtx3090"] {
+        let slow = catalog::gpu(key).unwrap();
+        let mut fast = slow.clone();
+        fast.key = format!("{key}-2x-bandwidth");
+        fast.datasheet.bandwidth_gbs *= 2.0;
+        let inp = |g: GpuProfile| {
+            let mut i = inputs(g, Slo::default());
+            i.search.replications = 6;
+            i.window = Window::Requests(300);
+            i
+        };
+        let cap = |i: PlanInputs| {
+            let Prepare::Fits(p) = Planner::prepare(i).unwrap() else {
+                panic!("llama-3.1-8b fp16 must fit on {key}");
+            };
+            p.capacity().unwrap().estimate
+        };
+        let (a, b) = (cap(inp(slow)), cap(inp(fast)));
+        assert!(
+            b >= a,
+            "{key}: twice the bandwidth serves {b} < {a} users per card"
+        );
     }
-    let mean = |v: &[u64]| v.iter().sum::<u64>() as f64 / v.len() as f64;
-    assert!(
-        mean(&b) > mean(&a),
-        "doubling bandwidth should help a decode-bound card"
-    );
 }
 
 #[test]
