@@ -56,7 +56,7 @@ pub struct PlanOptions {
     pub replications: usize,
     /// Requests measured in each simulated peak window (after the warm-up): the same
     /// statistical precision at every load.
-    #[arg(long, value_name = "N", default_value_t = 400)]
+    #[arg(long, value_name = "N", default_value_t = 1000)]
     pub window_requests: u64,
     /// Measure a fixed time instead: requests sent in this many seconds after the warm-up.
     #[arg(long, value_name = "SECONDS", conflicts_with = "window_requests")]
