@@ -23,7 +23,7 @@ pub enum Error {
     #[error("{0}")]
     BadInput(String),
     /// A file could not be read or parsed; `location` is `line:column` when known.
-    #[error("{}: {}{message}", path.display(), location.as_ref().map(|l| format!("{l}: ")).unwrap_or_default())]
+    #[error("{}{}: {message}", path.display(), location.as_ref().map(|l| format!(":{l}")).unwrap_or_default())]
     File {
         path: PathBuf,
         location: Option<String>,

@@ -14,6 +14,7 @@ pub mod plan;
 pub mod profile;
 pub mod report;
 pub mod sim;
+pub mod validate;
 pub mod yaml;
 
 pub use error::{Error, Result};

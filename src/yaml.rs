@@ -32,12 +32,17 @@ pub fn to_string<T: Serialize>(value: &T) -> Result<String> {
     serde_saphyr::to_string(value).map_err(|e| Error::Internal(format!("cannot write YAML: {e}")))
 }
 
-/// The first line of a (possibly multi-line, snippet-decorated) parser message.
+/// The first line of a (possibly multi-line, snippet-decorated) parser message, without the
+/// parser's own "error: line L column C:" prefix (the position is reported separately).
 fn first_line(message: &str) -> String {
-    message
-        .lines()
-        .next()
-        .unwrap_or("malformed YAML")
-        .trim()
-        .to_string()
+    let line = message.lines().next().unwrap_or("malformed YAML").trim();
+    let line = line.strip_prefix("error:").unwrap_or(line).trim_start();
+    let line = match line
+        .strip_prefix("line ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        Some((position, rest)) if position.contains("column") => rest,
+        _ => line,
+    };
+    line.to_string()
 }

@@ -19,8 +19,18 @@ pub fn import(path: &Path) -> Result<ModelArch> {
 
 /// Parse config.json text; `origin` names the file in errors.
 pub fn from_json(text: &str, origin: &Path) -> Result<ModelArch> {
-    let v: Value = serde_json::from_str(text)
-        .map_err(|e| Error::file_at(origin, e.line(), e.column(), format!("invalid JSON: {e}")))?;
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        let full = e.to_string();
+        let reason = full
+            .rsplit_once(" at line ")
+            .map_or(full.as_str(), |(r, _)| r);
+        Error::file_at(
+            origin,
+            e.line(),
+            e.column(),
+            format!("invalid JSON: {reason}"),
+        )
+    })?;
     let model_type = v
         .get("model_type")
         .and_then(Value::as_str)

@@ -20,7 +20,12 @@ pub struct FitArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     /// Share of GPU memory the engine may use (vLLM's gpu_memory_utilization).
-    #[arg(long, value_name = "SHARE", default_value_t = 0.9)]
+    #[arg(
+        long,
+        value_name = "SHARE",
+        default_value_t = 0.9,
+        allow_negative_numbers = true
+    )]
     pub gpu_memory_utilization: f64,
     /// Context length (prompt + output tokens) for "sequences that fit at once".
     #[arg(long, value_name = "TOKENS", default_value_t = 4096)]

@@ -1,13 +1,244 @@
-//! `cardplan step` (not built yet: owned by a later issue).
+//! `cardplan step`: the time of one serving step and what it is made of.
 
 use clap::Args;
+use serde::Serialize;
 
+use super::common::{TargetArgs, print_json};
+use crate::catalog::engine::EnginePreset;
+use crate::cost::{BatchShape, PrefillChunk, ProfileInfo, StepBreakdown, StepCost, StepTime};
 use crate::error::{Error, Result};
+use crate::fit::{FitOptions, fit};
+use crate::report::table::new_table;
+
+const EXAMPLES: &str = "Examples:
+  cardplan step --gpu h100-sxm --model llama-3.1-8b --batch 64 --context 1024
+  cardplan step --gpu rtx3090 --batch 1 --context 512 --quant nf4
+  cardplan step --gpu h100-sxm --batch 0 --context 0 --prefill-tokens 2048 --json
+  cardplan step --gpu l40s --batch 32 --context 2048 --prefill-tokens 512 --prefill-cached 1024
+
+A step runs --batch sequences decoding one token each over --context cached tokens, plus (with
+--prefill-tokens) one prompt chunk of that many new tokens on top of --prefill-cached cached ones.
+'gpu_ms' is the GPU time; 'step_ms' adds the engine's per-step overhead.";
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  cardplan step --help")]
-pub struct StepArgs {}
+#[command(after_help = EXAMPLES)]
+pub struct StepArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Sequences decoding one token each in this step (0: a pure prefill step).
+    #[arg(long, value_name = "SEQS", default_value_t = 1)]
+    pub batch: u32,
+    /// Cached context of each decoding sequence, tokens.
+    #[arg(long, value_name = "TOKENS", default_value_t = 1024)]
+    pub context: u32,
+    /// New prompt tokens of one prefill chunk in the same step.
+    #[arg(long, value_name = "TOKENS", default_value_t = 0)]
+    pub prefill_tokens: u32,
+    /// Tokens of that prompt already in the KV cache (earlier chunks).
+    #[arg(long, value_name = "TOKENS", default_value_t = 0)]
+    pub prefill_cached: u32,
+    /// Engine preset (overhead per step and per sequence, block size): vllm, vllm-v0, hf-static.
+    #[arg(long, value_name = "ENGINE", default_value = "vllm")]
+    pub engine: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
 
-pub fn run(_args: StepArgs) -> Result<()> {
-    Err(Error::NotImplemented("cardplan step"))
+#[derive(Serialize)]
+struct StepJson<'a> {
+    gpu: &'a str,
+    model: &'a str,
+    quant: String,
+    kv: String,
+    engine: &'a str,
+    batch: u32,
+    context: u32,
+    prefill_tokens: u32,
+    prefill_cached: u32,
+    tokens: u64,
+    /// GPU time plus engine overhead.
+    step_ms: f64,
+    /// GPU time only (everything but overhead).
+    gpu_ms: f64,
+    breakdown: BreakdownMs,
+    notes: &'a [String],
+    profile: &'a ProfileInfo,
+    warnings: &'a [String],
+}
+
+#[derive(Serialize)]
+struct BreakdownMs {
+    linear: f64,
+    attention: f64,
+    lm_head: f64,
+    elementwise: f64,
+    overhead: f64,
+}
+
+impl From<&StepBreakdown> for BreakdownMs {
+    fn from(b: &StepBreakdown) -> Self {
+        BreakdownMs {
+            linear: b.linear * 1e3,
+            attention: b.attention * 1e3,
+            lm_head: b.lm_head * 1e3,
+            elementwise: b.elementwise * 1e3,
+            overhead: b.overhead * 1e3,
+        }
+    }
+}
+
+/// Reject steps that mean nothing.
+fn check(args: &StepArgs) -> Result<()> {
+    if args.batch == 0 && args.prefill_tokens == 0 {
+        return Err(Error::BadInput(
+            "a step needs tokens: give --batch > 0 (decoding sequences) or --prefill-tokens > 0"
+                .into(),
+        ));
+    }
+    if args.batch > 0 && args.context == 0 {
+        return Err(Error::BadInput(
+            "--context must be at least 1 token when --batch > 0 (a decoding sequence attends to its context)"
+                .into(),
+        ));
+    }
+    if args.prefill_tokens == 0 && args.prefill_cached > 0 {
+        return Err(Error::BadInput(
+            "--prefill-cached needs --prefill-tokens > 0".into(),
+        ));
+    }
+    Ok(())
+}
+
+pub fn run(args: StepArgs) -> Result<()> {
+    check(&args)?;
+    let target = args.target.resolve()?;
+    let engine: EnginePreset = args.engine.parse().map_err(Error::Usage)?;
+    let cost = StepCost::new(&target.gpu, &target.model, target.quant, target.kv, &engine)?;
+    let chunks = [PrefillChunk {
+        new_tokens: args.prefill_tokens,
+        cached_tokens: args.prefill_cached,
+    }];
+    let batch = BatchShape {
+        decode_seqs: args.batch,
+        decode_context_tokens: u64::from(args.batch) * u64::from(args.context),
+        prefills: if args.prefill_tokens > 0 {
+            &chunks
+        } else {
+            &[]
+        },
+    };
+    let b = cost.breakdown(&batch);
+    let step_s = cost.step_seconds(&batch);
+
+    let mut warnings = Vec::new();
+    let report = fit(
+        &target.gpu,
+        &target.model,
+        target.quant,
+        &FitOptions::for_engine(&engine, target.kv),
+    );
+    let kv_needed = u64::from(args.batch) * u64::from(args.context)
+        + u64::from(args.prefill_cached)
+        + u64::from(args.prefill_tokens);
+    if !report.fits {
+        warnings.push(format!(
+            "the model does not fit on {}: {} (step time priced anyway)",
+            target.gpu.key, report.reason
+        ));
+    } else if kv_needed > report.kv_tokens {
+        warnings.push(format!(
+            "this step holds {kv_needed} KV tokens but {} has room for {} (step time priced anyway)",
+            target.gpu.key, report.kv_tokens
+        ));
+    }
+    if args.batch > engine.max_num_seqs {
+        warnings.push(format!(
+            "--batch {} exceeds the '{}' engine's max_num_seqs {}",
+            args.batch, engine.key, engine.max_num_seqs
+        ));
+    }
+    if batch.tokens() > u64::from(engine.max_num_batched_tokens) {
+        warnings.push(format!(
+            "{} tokens exceed the '{}' engine's token budget {} per step",
+            batch.tokens(),
+            engine.key,
+            engine.max_num_batched_tokens
+        ));
+    }
+
+    if args.json {
+        return print_json(&StepJson {
+            gpu: &target.gpu.key,
+            model: &target.model.key,
+            quant: target.quant.to_string(),
+            kv: target.kv.to_string(),
+            engine: &engine.key,
+            batch: args.batch,
+            context: args.context,
+            prefill_tokens: args.prefill_tokens,
+            prefill_cached: args.prefill_cached,
+            tokens: batch.tokens(),
+            step_ms: step_s * 1e3,
+            gpu_ms: (step_s - b.overhead) * 1e3,
+            breakdown: BreakdownMs::from(&b),
+            notes: &b.notes,
+            profile: cost.profile_info(),
+            warnings: &warnings,
+        });
+    }
+
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "{} ({}, KV {}) on {}, engine {}: {} decoding × {} context{}",
+        target.model.key,
+        target.quant,
+        target.kv,
+        target.gpu.key,
+        engine.key,
+        args.batch,
+        args.context,
+        if args.prefill_tokens > 0 {
+            format!(
+                " + prefill of {} tokens over {} cached",
+                args.prefill_tokens, args.prefill_cached
+            )
+        } else {
+            String::new()
+        }
+    );
+    let mut t = new_table();
+    t.set_header(vec!["component", "ms", "share"]);
+    let total = b.total();
+    for (name, v) in [
+        ("linear layers", b.linear),
+        ("attention", b.attention),
+        ("lm head", b.lm_head),
+        ("elementwise", b.elementwise),
+        ("engine overhead", b.overhead),
+        ("step", total),
+    ] {
+        t.add_row(vec![
+            name.to_string(),
+            format!("{:.3}", v * 1e3),
+            format!("{:.1}%", 100.0 * v / total),
+        ]);
+    }
+    println!("{t}");
+    if args.batch > 0 {
+        println!(
+            "decode rate: {:.1} tokens/s per sequence, {:.0} tokens/s in total",
+            1.0 / step_s,
+            f64::from(args.batch) / step_s
+        );
+    }
+    let p = cost.profile_info();
+    println!("profile: {} ({}): {}", p.gpu, p.kind, p.source);
+    println!("engine overhead: {}", engine.source);
+    for n in &b.notes {
+        println!("note: {n}");
+    }
+    Ok(())
 }

@@ -37,7 +37,10 @@ pub fn parse(text: &str, origin: &Path) -> Result<Vec<TraceRequest>> {
         }
         let r: TraceRequest = serde_json::from_str(trimmed).map_err(|e| {
             let indent = line.len() - line.trim_start().len();
-            Error::file_at(origin, line_no, e.column() + indent, e.to_string())
+            // serde_json appends its own position (always line 1 here): drop it.
+            let msg = e.to_string();
+            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+            Error::file_at(origin, line_no, e.column() + indent, msg)
         })?;
         let bad = |m: String| Error::file_at(origin, line_no, 1, m);
         if !(r.arrival_s.is_finite() && r.arrival_s >= 0.0) {
@@ -85,7 +88,8 @@ mod tests {
         let t = "{\"arrival_s\": 0, \"prompt_tokens\": 10, \"output_tokens\": 5}\n\
                  {\"arrival_s\": 1, \"prompt_tokens\": -3, \"output_tokens\": 5}\n";
         let e = parse(t, Path::new("t.jsonl")).unwrap_err().to_string();
-        assert!(e.starts_with("t.jsonl: 2:"), "{e}");
+        assert!(e.starts_with("t.jsonl") && e.contains("2:"), "{e}");
+        assert!(!e.contains("at line 1"), "{e}");
         let t = "{\"arrival_s\": 1, \"prompt_tokens\": 3, \"output_tokens\": 0}\n";
         let e = parse(t, Path::new("t.jsonl")).unwrap_err().to_string();
         assert!(e.contains("1:") && e.contains("output_tokens"), "{e}");

@@ -1,0 +1,160 @@
+//! The default efficiency set: what fraction of a datasheet roof each kernel class reaches, used
+//! where no measured (or derived) table covers a kernel. Every number says where it comes from.
+//!
+//! A kernel's default time is `LAUNCH_FLOOR_S + max(bytes / (bandwidth × bw_eff),
+//! flops / (rate × compute_eff(size)))`. These are estimates, not fits to any validation target;
+//! a measured profile replaces them class by class as soon as it exists.
+
+use super::roofline::{NF4_GEMV_MAX_TOKENS, Roofs, Work};
+use crate::catalog::quant::Quant;
+
+/// Fixed time of one kernel inside a CUDA graph (launch gap, ramp-up and tail), seconds. Kernels
+/// replayed from a CUDA graph on Ampere/Hopper start about 1–3 µs apart and the smallest
+/// kernels take 2–4 µs end to end (NVIDIA's CUDA-graph blog and Nsight traces of vLLM decode).
+/// This part does not scale with bandwidth or FLOP/s when a table is transferred between GPUs.
+pub const LAUNCH_FLOOR_S: f64 = 3.0e-6;
+
+/// Achieved fraction of datasheet bandwidth and of datasheet tensor rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eff {
+    pub bandwidth: f64,
+    pub compute: f64,
+}
+
+/// Large-copy bandwidth over datasheet: 3.0 TB/s of 3.35 TB/s on the H100 SXM
+/// (shared/GPU-MACHINE.md, PyTorch device-to-device copy). Weight-streaming GEMV/GEMM at few
+/// tokens reaches a little less than a copy: 0.80.
+const BW_GEMM: f64 = 0.80;
+/// Large fp16 GEMM over datasheet: 730 TFLOP/s of 989 on the H100 (8192³, shared/GPU-MACHINE.md).
+const FP16_PEAK_EFF: f64 = 0.74;
+/// Token count at which the fp16 GEMM reaches half its large-size efficiency: tile and wave
+/// quantization of cuBLAS's 64–128-row tiles (cardplan estimate).
+const FP16_HALF_TOKENS: f64 = 32.0;
+/// int8 IMMA GEMM over datasheet int8 rate, large sizes (cuBLASLt reaches 60–70% of the int8 peak on
+/// Ampere/Hopper in NVIDIA's published cuBLASLt samples; cardplan estimate 0.65).
+const INT8_PEAK_EFF: f64 = 0.65;
+const INT8_HALF_TOKENS: f64 = 64.0;
+/// W8A8 at few tokens streams int8 weights plus the activation-quantization pass (cardplan estimate).
+const BW_INT8: f64 = 0.75;
+/// bitsandbytes LLM.int8(): outlier decomposition, int8 matmul and dequantization in several
+/// kernels; reported 15–40% slower than fp16 for large models and slower still at small batch
+/// (bitsandbytes README / the LLM.int8() paper). Modeled as a fifth of the roofs (cardplan estimate).
+const LLM_INT8_EFF: Eff = Eff {
+    bandwidth: 0.20,
+    compute: 0.15,
+};
+/// bitsandbytes NF4 GEMV (≤ 16 tokens): table lookups and absmax scaling per 64 weights keep it
+/// well below copy bandwidth; ~0.45 of the datasheet on the NF4 bytes (cardplan estimate).
+const BW_NF4_GEMV: f64 = 0.45;
+/// A fused NF4 dequantize-GEMM (`nf4-fused`) at all sizes: 0.6 of bandwidth, 0.5 of fp16 peak
+/// (dequantization in the main loop costs issue slots; cardplan estimate).
+const NF4_FUSED_EFF: Eff = Eff {
+    bandwidth: 0.60,
+    compute: 0.50,
+};
+/// FlashAttention-2 causal fp16 forward with head_dim 128 reaches ~35–40% of the H100's fp16
+/// peak at long sequences (FlashAttention-2/3 papers: ~350 TFLOP/s on H100 for FA2); short
+/// prompts reach less (half at 512 tokens, cardplan estimate).
+const PREFILL_ATTN_PEAK_EFF: f64 = 0.38;
+const PREFILL_ATTN_HALF_TOKENS: f64 = 512.0;
+/// Paged decode attention streams KV at ~0.70 of datasheet bandwidth (vLLM's paged-attention
+/// and FlashDecoding benchmarks; cardplan estimate).
+const BW_DECODE_ATTN: f64 = 0.70;
+/// Small fused elementwise kernels (RMSNorm, SiLU·mul, rotary): ~0.6 of bandwidth (cardplan estimate).
+const BW_ELEMENTWISE: f64 = 0.60;
+
+/// Efficiency of a linear layer under `quant` at `tokens`.
+pub fn gemm_eff(quant: Quant, tokens: f64) -> Eff {
+    match quant {
+        Quant::Fp16 => Eff {
+            bandwidth: BW_GEMM,
+            compute: FP16_PEAK_EFF * ramp(tokens, FP16_HALF_TOKENS),
+        },
+        Quant::Int8 => Eff {
+            bandwidth: BW_INT8,
+            compute: INT8_PEAK_EFF * ramp(tokens, INT8_HALF_TOKENS),
+        },
+        Quant::LlmInt8 => LLM_INT8_EFF,
+        Quant::Nf4 if tokens <= NF4_GEMV_MAX_TOKENS => Eff {
+            bandwidth: BW_NF4_GEMV,
+            compute: FP16_PEAK_EFF * ramp(tokens, FP16_HALF_TOKENS),
+        },
+        Quant::Nf4 => Eff {
+            bandwidth: BW_GEMM,
+            compute: FP16_PEAK_EFF * ramp(tokens, FP16_HALF_TOKENS),
+        },
+        Quant::Nf4Fused => NF4_FUSED_EFF,
+    }
+}
+
+pub fn prefill_attn_eff(equivalent_tokens: f64) -> Eff {
+    Eff {
+        bandwidth: BW_DECODE_ATTN,
+        compute: PREFILL_ATTN_PEAK_EFF * ramp(equivalent_tokens, PREFILL_ATTN_HALF_TOKENS),
+    }
+}
+
+pub fn decode_attn_eff() -> Eff {
+    Eff {
+        bandwidth: BW_DECODE_ATTN,
+        compute: 0.5,
+    }
+}
+
+pub fn elementwise_eff() -> Eff {
+    Eff {
+        bandwidth: BW_ELEMENTWISE,
+        compute: 1.0,
+    }
+}
+
+/// Default time of `work` on `roofs` at efficiency `eff`.
+pub fn seconds(work: &Work, eff: Eff, roofs: &Roofs) -> f64 {
+    let scaled = Roofs {
+        bandwidth: roofs.bandwidth * eff.bandwidth,
+        fp16: roofs.fp16 * eff.compute,
+        int8: roofs.int8 * eff.compute,
+    };
+    LAUNCH_FLOOR_S + work.seconds(&scaled)
+}
+
+/// `x / (x + half)`: 0 at no work, ½ at `half`, → 1 for large `x`.
+fn ramp(x: f64, half: f64) -> f64 {
+    x / (x + half)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::roofline::gemm;
+
+    #[test]
+    fn efficiencies_are_fractions() {
+        for q in Quant::ALL {
+            for t in [1.0, 16.0, 17.0, 512.0, 65536.0] {
+                let e = gemm_eff(q, t);
+                assert!(e.bandwidth > 0.0 && e.bandwidth <= 1.0, "{q} {t}");
+                assert!(e.compute > 0.0 && e.compute <= 1.0, "{q} {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn default_gemm_time_grows_with_tokens() {
+        let r = Roofs {
+            bandwidth: 3.35e12,
+            fp16: 989e12,
+            int8: 1979e12,
+        };
+        for q in Quant::ALL {
+            let mut prev = 0.0;
+            for t in (1..=8192).step_by(7) {
+                let t = f64::from(t);
+                let s = seconds(&gemm(q, 4096.0, 4096.0, t), gemm_eff(q, t), &r);
+                // NF4 switches from GEMV to dequantize + GEMM at 17 tokens: a step up is expected
+                assert!(s >= prev * 0.999, "{q} at {t}: {s} < {prev}");
+                prev = s;
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! Transfer of a measured profile to a GPU you don't own.
+//!
+//! For every measured point, efficiency = roofline time on the source datasheet ÷ measured time;
+//! the derived time is the target's roofline time ÷ that efficiency. Only the part of the time
+//! above the launch floor ([`defaults::LAUNCH_FLOOR_S`]) scales: a launch gap does not shrink with
+//! bandwidth. The roofline takes the larger of the memory and compute times on each GPU, so a
+//! point that is memory-bound on the source but compute-bound on the target (an H100 → GeForce
+//! transfer at a few hundred tokens) scales by the target's compute roof.
+//!
+//! What this cannot see, stated in the derived profile's notes: L2 size (tables are DRAM-bound
+//! because the calibrator flushes L2), SM count and clocks beyond the datasheet peaks, and
+//! library heuristics that differ by architecture.
+
+use super::defaults::LAUNCH_FLOOR_S;
+use super::interp::rescale;
+use super::roofline::{self, Roofs};
+use super::tables::heads;
+use crate::catalog::quant::Quant;
+use crate::profile::{GpuProfile, Measured, Roofs as MeasuredRoofs};
+
+/// The measured profile a target should be derived from: the target itself when it is measured;
+/// otherwise a measured GPU of the same architecture family, else any measured GPU; among those,
+/// the closest in (log bandwidth, log fp16 rate).
+pub fn pick_source<'a>(target: &GpuProfile, measured: &'a [GpuProfile]) -> Option<&'a GpuProfile> {
+    let d = &target.datasheet;
+    let dist = |p: &GpuProfile| {
+        let s = &p.datasheet;
+        let family = if s.arch == d.arch { 0.0 } else { 1000.0 };
+        family
+            + (s.bandwidth_gbs / d.bandwidth_gbs).ln().abs()
+            + (s.fp16_tflops / d.fp16_tflops).ln().abs()
+    };
+    measured
+        .iter()
+        .filter(|p| p.measured.is_some())
+        .min_by(|a, b| dist(a).total_cmp(&dist(b)))
+}
+
+/// `target` with a measured block derived from `source`'s. Returns `None` when `source` has no
+/// measurements. Every table keeps its sizes; only the times change.
+pub fn derive(source: &GpuProfile, target: &GpuProfile) -> Option<GpuProfile> {
+    let m = source.measured.as_ref()?;
+    let rs = Roofs::from_datasheet(&source.datasheet);
+    let rt = Roofs::from_datasheet(&target.datasheet);
+    let scale = |t_ms: f64, work: roofline::Work| {
+        let floor_ms = LAUNCH_FLOOR_S * 1e3;
+        rescale(t_ms, floor_ms, work.seconds(&rt) / work.seconds(&rs))
+    };
+    let mut out: Measured = m.clone();
+    out.gemm.retain(|t| t.scheme.parse::<Quant>().is_ok());
+    for t in &mut out.gemm {
+        let Ok(q) = t.scheme.parse::<Quant>() else {
+            continue;
+        };
+        let (n, k) = (f64::from(t.n), f64::from(t.k));
+        for p in &mut t.points {
+            p.1 = scale(p.1, roofline::gemm(q, n, k, f64::from(p.0)));
+        }
+    }
+    for t in &mut out.attn_prefill {
+        let h = heads(t.heads, t.kv_heads, t.head_dim);
+        for p in &mut t.points {
+            let x = f64::from(p.0);
+            p.1 = scale(p.1, roofline::prefill_attn(h, x * x / 2.0, x, x));
+        }
+    }
+    for t in &mut out.attn_decode {
+        let h = heads(t.heads, t.kv_heads, t.head_dim);
+        let (kvb, block) = (t.kv.bytes() as f64, f64::from(t.block_size));
+        for p in &mut t.points {
+            let w = roofline::decode_attn(h, kvb, block, f64::from(p.batch), f64::from(p.context));
+            p.ms = scale(p.ms, w);
+        }
+    }
+    for t in &mut out.elementwise {
+        for p in &mut t.points {
+            p.1 = scale(
+                p.1,
+                roofline::elementwise(t.kind, f64::from(t.width), f64::from(p.0)),
+            );
+        }
+    }
+    let ratio = |a: f64, b: f64| if a == b { 1.0 } else { a / b };
+    let (sd, td) = (&source.datasheet, &target.datasheet);
+    let bw = ratio(td.bandwidth_gbs, sd.bandwidth_gbs);
+    let fp16 = ratio(td.fp16_tflops, sd.fp16_tflops);
+    let int8 = ratio(td.int8_tops, sd.int8_tops);
+    out.roofs = MeasuredRoofs {
+        copy_gbs: m.roofs.copy_gbs * bw,
+        fp16_tflops: m.roofs.fp16_tflops * fp16,
+        int8_tops: m.roofs.int8_tops * int8,
+    };
+    if source.key != target.key || sd != td {
+        out.provenance
+            .notes
+            .push(derivation_note(source, target, bw, fp16, int8));
+    }
+    Some(GpuProfile {
+        key: target.key.clone(),
+        name: target.name.clone(),
+        datasheet: target.datasheet.clone(),
+        measured: Some(out),
+    })
+}
+
+/// One line saying what a derived profile rests on.
+pub fn derivation_note(
+    source: &GpuProfile,
+    target: &GpuProfile,
+    bw: f64,
+    fp16: f64,
+    int8: f64,
+) -> String {
+    let when = source
+        .measured
+        .as_ref()
+        .map(|m| format!("{} on {}", m.provenance.date, m.provenance.device))
+        .unwrap_or_default();
+    format!(
+        "derived for {} from {} (measured {when}) by datasheet roofline scaling: bandwidth ×{bw:.3}, \
+         fp16 (fp32-accumulate) ×{fp16:.3}, int8 ×{int8:.3}; launch floor {:.0} µs kept; L2 size and SM \
+         count not modeled",
+        target.key,
+        source.key,
+        LAUNCH_FLOOR_S * 1e6
+    )
+}
