@@ -186,7 +186,8 @@ pub fn run(args: PlanArgs) -> Result<()> {
     };
     let work = PlanWork {
         at_load: true,
-        sensitivity_replications: args.opts.replications,
+        // A direction, not the answer: fewer windows than the main search.
+        sensitivity_replications: args.opts.replications.min(4),
     };
     let result = plan(
         inputs,
