@@ -1,13 +1,231 @@
-//! `cardplan plan` (not built yet: owned by a later issue).
+//! `cardplan plan`: users per card within the SLO, cards needed for N users, and the cost.
+
+use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::error::{Error, Result};
+use super::common::{TargetArgs, print_json};
+use crate::catalog::engine::EnginePreset;
+use crate::error::{Error, Result, check_range};
+use crate::plan::planner::{PlanInputs, Window, load_grid, sweep};
+use crate::plan::result::{PlanResult, PlanWork, plan};
+use crate::plan::search::SearchOptions;
+use crate::plan::slo::Slo;
+use crate::report::doc::write_report;
+use crate::sim::Scenario;
+
+const EXAMPLES: &str = "Examples:
+  cardplan plan --users 5000 --gpu rtx3090
+  cardplan plan --users 20000 --gpu l40s --quant int8 --scenario code-assist --json
+  cardplan plan --users 5000 --gpu rtx4090 --slo-tok-s 20 --slo-ttft-s 1 --report out/ --png
+  cardplan plan --users 5000 --gpu rtx3090 --active-share 0.2 --price-per-hour 0.35
+
+The SLO defaults to the scenario's (chat: 95% of requests at >= 10 tok/s, TTFT p95 <= 2 s).
+Users per card is the mean over several simulated peak windows (--replications) with a 95%
+interval; cards needed = ceil(users / users per card); cost = cards x price x 730 h/month.";
+
+/// Flags shared by `plan` and `whatif`: scenario, SLO, engine and search settings.
+#[derive(Debug, Clone, Args)]
+pub struct PlanOptions {
+    /// Workload scenario (see `cardplan list scenarios`) or a scenario YAML path.
+    #[arg(long, value_name = "SCENARIO", default_value = "chat")]
+    pub scenario: String,
+    /// Engine preset: vllm, vllm-v0, hf-static.
+    #[arg(long, value_name = "ENGINE", default_value = "vllm")]
+    pub engine: String,
+    /// Share of users in a session at the peak hour (overrides the scenario's).
+    #[arg(long, value_name = "SHARE")]
+    pub active_share: Option<f64>,
+    /// SLO: minimum per-request streaming rate, tokens/s [default: the scenario's, 10 for chat].
+    #[arg(long, value_name = "TOK_S")]
+    pub slo_tok_s: Option<f64>,
+    /// SLO: share of requests that must meet both limits: 0.5, 0.9, 0.95 or 0.99 [default: the scenario's, 0.95].
+    #[arg(long, value_name = "Q")]
+    pub slo_quantile: Option<f64>,
+    /// SLO: maximum time to first token at that quantile, seconds [default: the scenario's, 2].
+    #[arg(long, value_name = "SECONDS")]
+    pub slo_ttft_s: Option<f64>,
+    /// Price per GPU-hour in USD (default: the GPU datasheet's, with its source).
+    #[arg(long, value_name = "USD")]
+    pub price_per_hour: Option<f64>,
+    /// Seed of the first simulated window; the same seed gives the same numbers.
+    #[arg(long, value_name = "SEED", default_value_t = 1)]
+    pub seed: u64,
+    /// Simulated peak windows (different seeds) behind the interval.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub replications: usize,
+    /// Requests measured in each simulated peak window (after the warm-up): the same
+    /// statistical precision at every load.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub window_requests: u64,
+    /// Measure a fixed time instead: requests sent in this many seconds after the warm-up.
+    #[arg(long, value_name = "SECONDS", conflicts_with = "window_requests")]
+    pub window_s: Option<f64>,
+    /// Write report.md, report.html and SVG charts into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// With --report, also write each chart as PNG.
+    #[arg(long, requires = "report")]
+    pub png: bool,
+    /// Print JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  cardplan plan --help")]
-pub struct PlanArgs {}
+#[command(after_help = EXAMPLES)]
+pub struct PlanArgs {
+    /// End users to serve (the whole population; the scenario says how many are active at the peak).
+    #[arg(long, value_name = "N")]
+    pub users: u64,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub opts: PlanOptions,
+}
 
-pub fn run(_args: PlanArgs) -> Result<()> {
-    Err(Error::NotImplemented("cardplan plan"))
+/// Everything resolved from flags that does not depend on the GPU or scheme.
+pub struct Common {
+    pub engine: EnginePreset,
+    pub scenario: Scenario,
+    pub slo: Slo,
+    pub slo_source: String,
+    pub search: SearchOptions,
+    pub window: Window,
+}
+
+impl PlanOptions {
+    pub fn resolve(&self) -> Result<Common> {
+        let engine: EnginePreset = self.engine.parse().map_err(Error::Usage)?;
+        let mut scenario = Scenario::load(&self.scenario)?;
+        if let Some(s) = self.active_share {
+            check_range("--active-share", s, 1e-6, 1.0)?;
+            scenario.session.active_share = s;
+        }
+        let ss = &scenario.slo;
+        let overridden =
+            self.slo_tok_s.is_some() || self.slo_quantile.is_some() || self.slo_ttft_s.is_some();
+        let slo = Slo::new(
+            self.slo_tok_s.unwrap_or(ss.min_request_tok_s),
+            self.slo_quantile
+                .unwrap_or(1.0 - ss.request_tok_s_percentile / 100.0),
+            self.slo_ttft_s.unwrap_or(ss.ttft_p95_s),
+        )?;
+        let slo_source = if overridden {
+            "command line".to_string()
+        } else {
+            format!("scenario {}", scenario.key)
+        };
+        if self.replications == 0 || self.replications > 64 {
+            return Err(Error::BadInput(format!(
+                "--replications must be 1..=64, got {}",
+                self.replications
+            )));
+        }
+        let window = match self.window_s {
+            Some(s) => Window::Seconds(check_range("--window-s", s, 1.0, 86_400.0)?),
+            None if (10..=1_000_000).contains(&self.window_requests) => {
+                Window::Requests(self.window_requests)
+            }
+            None => {
+                return Err(Error::BadInput(format!(
+                    "--window-requests must be 10..=1000000, got {}",
+                    self.window_requests
+                )));
+            }
+        };
+        if let Some(p) = self.price_per_hour {
+            check_range("--price-per-hour", p, 0.0, 1e6)?;
+        }
+        Ok(Common {
+            engine,
+            scenario,
+            slo,
+            slo_source,
+            search: SearchOptions {
+                replications: self.replications,
+                base_seed: self.seed,
+                ..SearchOptions::default()
+            },
+            window,
+        })
+    }
+
+    /// The price to use for `gpu` and where it comes from.
+    pub fn price(&self, gpu: &crate::profile::GpuProfile) -> (f64, String) {
+        match self.price_per_hour {
+            Some(p) => (p, "--price-per-hour".to_string()),
+            None => (
+                gpu.datasheet.price_per_hour,
+                gpu.datasheet.price_source.clone(),
+            ),
+        }
+    }
+}
+
+pub fn run(args: PlanArgs) -> Result<()> {
+    if args.users == 0 || args.users > 1_000_000_000 {
+        return Err(Error::BadInput(format!(
+            "--users must be 1..=1000000000, got {}",
+            args.users
+        )));
+    }
+    let target = args.target.resolve()?;
+    let common = args.opts.resolve()?;
+    let (price, price_source) = args.opts.price(&target.gpu);
+    let inputs = PlanInputs {
+        gpu: target.gpu,
+        model: target.model,
+        quant: target.quant,
+        kv: target.kv,
+        engine: common.engine,
+        scenario: common.scenario,
+        slo: common.slo,
+        window: common.window,
+        search: common.search,
+    };
+    let work = PlanWork {
+        at_load: true,
+        // A direction, not the answer: fewer windows than the main search.
+        sensitivity_replications: args.opts.replications.min(4),
+    };
+    let result = plan(
+        inputs,
+        args.users,
+        price,
+        &price_source,
+        &common.slo_source,
+        work,
+    )?;
+    // Write the report before printing, so a failed write never follows a printed answer.
+    let written = match &args.opts.report {
+        Some(dir) => Some(write_plan_report(&result, dir, args.opts.png)?),
+        None => None,
+    };
+    if args.opts.json {
+        print_json(&result)?;
+    } else {
+        print!("{}", crate::report::plan::terminal(&result));
+    }
+    if let Some(w) = written {
+        eprintln!("report written to {}", w.html.display());
+    }
+    Ok(())
+}
+
+/// Sweep loads around the capacity for the charts, then write the report files.
+pub fn write_plan_report(
+    r: &PlanResult,
+    dir: &std::path::Path,
+    png: bool,
+) -> Result<crate::report::doc::Written> {
+    let points = match (&r.planner, &r.users_per_card) {
+        (Some(p), Some(u)) if u.estimate > 0 => {
+            let hi = (u.estimate as f64 * 1.5).ceil() as u64;
+            sweep(p, &load_grid((u.estimate / 5).max(1), hi, 12))?
+        }
+        _ => Vec::new(),
+    };
+    let doc = crate::report::plan::document(r, &points);
+    write_report(dir, &doc, png)
 }

@@ -1,13 +1,131 @@
-//! `cardplan whatif` (not built yet: owned by a later issue).
+//! `cardplan whatif`: the same population on several GPUs × quantization schemes.
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
 
+use super::common::{parse_quant, print_json};
+use super::plan::PlanOptions;
+use crate::catalog;
+use crate::catalog::quant::KvDtype;
 use crate::error::{Error, Result};
+use crate::plan::planner::PlanInputs;
+use crate::plan::result::{PlanWork, plan};
+use crate::report::doc::write_report;
+use crate::report::whatif::{Comparison, document, terminal};
+
+const EXAMPLES: &str = "Examples:
+  cardplan whatif --gpu rtx3090,rtx4090,l40s --quant fp16,int8,nf4 --users 5000
+  cardplan whatif --gpu l4,a10g --quant fp16,nf4 --model qwen2.5-7b --users 20000 --report out/
+  cardplan whatif --gpu h100-sxm,a100-80g --model llama-3.1-70b --quant int8,nf4 --users 50000 --json
+
+Every combination runs the same search as `cardplan plan` (in parallel); combinations whose
+weights do not fit are listed as not fitting. The best value of each column is marked with *.";
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  cardplan whatif --help")]
-pub struct WhatifArgs {}
+#[command(after_help = EXAMPLES)]
+pub struct WhatifArgs {
+    /// End users to serve.
+    #[arg(long, value_name = "N")]
+    pub users: u64,
+    /// GPUs to compare, comma-separated catalog keys or profile paths.
+    #[arg(long, value_name = "GPU,...", value_delimiter = ',', required = true)]
+    pub gpu: Vec<String>,
+    /// Quantization schemes to compare, comma-separated.
+    #[arg(
+        long,
+        value_name = "SCHEME,...",
+        value_delimiter = ',',
+        default_value = "fp16"
+    )]
+    pub quant: Vec<String>,
+    /// Model catalog key or path.
+    #[arg(long, value_name = "MODEL", default_value = "llama-3.1-8b")]
+    pub model: String,
+    /// KV-cache dtype: fp16 or int8.
+    #[arg(long, value_name = "DTYPE", default_value = "fp16")]
+    pub kv: String,
+    #[command(flatten)]
+    pub opts: PlanOptions,
+}
 
-pub fn run(_args: WhatifArgs) -> Result<()> {
-    Err(Error::NotImplemented("cardplan whatif"))
+pub fn run(args: WhatifArgs) -> Result<()> {
+    if args.users == 0 || args.users > 1_000_000_000 {
+        return Err(Error::BadInput(format!(
+            "--users must be 1..=1000000000, got {}",
+            args.users
+        )));
+    }
+    if args.opts.price_per_hour.is_some() && args.gpu.len() > 1 {
+        return Err(Error::Usage(
+            "--price-per-hour applies one price to every GPU; compare GPUs at their datasheet prices \
+             or run one GPU at a time"
+                .into(),
+        ));
+    }
+    let gpus = args
+        .gpu
+        .iter()
+        .map(|g| catalog::gpu(g.trim()))
+        .collect::<Result<Vec<_>>>()?;
+    let quants = args
+        .quant
+        .iter()
+        .map(|q| parse_quant(q.trim()))
+        .collect::<Result<Vec<_>>>()?;
+    let model = catalog::model(&args.model)?;
+    let kv: KvDtype = args
+        .kv
+        .parse()
+        .map_err(|e: String| Error::Usage(format!("--kv: {e}")))?;
+    let common = args.opts.resolve()?;
+    let combos: Vec<_> = gpus
+        .iter()
+        .flat_map(|g| quants.iter().map(move |q| (g.clone(), *q)))
+        .collect();
+    let bar = ProgressBar::new(combos.len() as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} combinations {msg}")
+    {
+        bar.set_style(style);
+    }
+    let work = PlanWork {
+        at_load: false,
+        sensitivity_replications: 0,
+    };
+    let results = combos
+        .into_par_iter()
+        .map(|(gpu, quant)| {
+            let (price, source) = args.opts.price(&gpu);
+            let inputs = PlanInputs {
+                gpu,
+                model: model.clone(),
+                quant,
+                kv,
+                engine: common.engine.clone(),
+                scenario: common.scenario.clone(),
+                slo: common.slo,
+                window: common.window,
+                search: common.search,
+            };
+            let r = plan(inputs, args.users, price, &source, &common.slo_source, work);
+            bar.inc(1);
+            r
+        })
+        .collect::<Result<Vec<_>>>();
+    bar.finish_and_clear();
+    let cmp = Comparison::new(args.users, results?);
+    let written = match &args.opts.report {
+        Some(dir) => Some(write_report(dir, &document(&cmp), args.opts.png)?),
+        None => None,
+    };
+    if args.opts.json {
+        print_json(&cmp)?;
+    } else {
+        print!("{}", terminal(&cmp));
+    }
+    if let Some(w) = written {
+        eprintln!("report written to {}", w.html.display());
+    }
+    Ok(())
 }

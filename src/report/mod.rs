@@ -1,3 +1,8 @@
-//! Reports: terminal tables, JSON, Markdown/HTML, charts.
+//! Reports: terminal tables, number formatting, charts, and Markdown/HTML documents.
 
+pub mod chart;
+pub mod doc;
+pub mod format;
+pub mod plan;
 pub mod table;
+pub mod whatif;

@@ -1,0 +1,396 @@
+//! Capacity search: the largest number of users one card serves within the SLO.
+//!
+//! Each replication fixes one seed and bisects over the user count with that seed at every
+//! candidate (common random numbers), so two candidates differ only in load, not in luck.
+//! Replications with different seeds run in parallel and give a confidence interval.
+//!
+//! Bisection only ever compares pass/fail at the same (users, seed) points, so if one pass/fail
+//! rule accepts a subset of what another accepts at every point (a stricter SLO), its result is
+//! never larger: the two searches follow the same path until they disagree at some `mid`, after
+//! which the stricter one stays at or below `mid` and the looser one at or above it.
+
+use rayon::prelude::*;
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use crate::error::{Error, Result};
+
+/// How to search.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SearchOptions {
+    /// Independent replications (different seeds); at least 1, 2+ for an interval.
+    pub replications: usize,
+    /// Seed of the first replication; the others are derived from it.
+    pub base_seed: u64,
+    /// First candidate, e.g. a back-of-envelope estimate. Must not depend on the SLO, so that
+    /// the search path is shared between SLOs (see the module docs).
+    pub start: u64,
+    /// The search never goes beyond this many users; a result at this limit is flagged.
+    pub max_users: u64,
+    /// Stop when the bracket is narrower than this share of its lower end (at least 1 user).
+    pub rel_tol: f64,
+    /// Confidence level of the interval, e.g. 0.95.
+    pub confidence: f64,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            replications: 4,
+            base_seed: 1,
+            start: 100,
+            max_users: 10_000_000,
+            rel_tol: 0.02,
+            confidence: 0.95,
+        }
+    }
+}
+
+/// One evaluated candidate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Probe {
+    pub users: u64,
+    pub pass: bool,
+}
+
+/// The result of one seed's search.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Replication {
+    pub seed: u64,
+    /// Largest user count that passed (0 if none did).
+    pub capacity: u64,
+    /// Smallest user count that failed, if any was tried.
+    pub first_fail: Option<u64>,
+    /// Whether the search stopped at `max_users` without a failure.
+    pub capped: bool,
+    /// Every candidate in the order it was tried.
+    pub probes: Vec<Probe>,
+}
+
+/// Users per card across replications, with a confidence interval for the mean.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Capacity {
+    /// Mean of the replications' capacities.
+    pub estimate: f64,
+    /// Confidence interval of the mean (Student t), clamped at 0. Equal to the estimate with a
+    /// single replication.
+    pub low: f64,
+    pub high: f64,
+    pub confidence: f64,
+    /// Smallest and largest single-replication capacity.
+    pub min: u64,
+    pub max: u64,
+    /// Whether any replication hit `max_users`: the true capacity may be higher.
+    pub capped: bool,
+    pub evaluations: usize,
+    pub replications: Vec<Replication>,
+}
+
+/// The seed of replication `r`: distinct, well-mixed seeds from one base seed (SplitMix64).
+pub fn replication_seed(base: u64, r: usize) -> u64 {
+    let mut z = base.wrapping_add((r as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn check(opts: &SearchOptions) -> Result<()> {
+    if opts.replications == 0 {
+        return Err(Error::BadInput("at least one replication is needed".into()));
+    }
+    if opts.max_users == 0 {
+        return Err(Error::BadInput(
+            "the search limit must be at least 1 user".into(),
+        ));
+    }
+    if !(opts.rel_tol.is_finite() && opts.rel_tol >= 0.0 && opts.rel_tol < 1.0) {
+        return Err(Error::BadInput(format!(
+            "relative tolerance must be in [0, 1), got {}",
+            opts.rel_tol
+        )));
+    }
+    if !(opts.confidence > 0.0 && opts.confidence < 1.0) {
+        return Err(Error::BadInput(format!(
+            "confidence must be in (0, 1), got {}",
+            opts.confidence
+        )));
+    }
+    Ok(())
+}
+
+/// Search one seed. `pass(users, seed)` says whether `users` users meet the SLO in the window
+/// simulated with `seed`; zero users pass by definition.
+pub fn search_one<F>(pass: &F, seed: u64, opts: &SearchOptions) -> Result<Replication>
+where
+    F: Fn(u64, u64) -> Result<bool>,
+{
+    check(opts)?;
+    let mut probes = Vec::new();
+    let mut try_users = |n: u64| -> Result<bool> {
+        let ok = pass(n, seed)?;
+        probes.push(Probe { users: n, pass: ok });
+        Ok(ok)
+    };
+    let mut lo = 0u64;
+    let mut hi: Option<u64> = None;
+    // Bracket: double from the start guess until a candidate fails or the limit is reached.
+    let mut n = opts.start.clamp(1, opts.max_users);
+    loop {
+        if try_users(n)? {
+            lo = n;
+            if n >= opts.max_users {
+                break;
+            }
+            n = n.saturating_mul(2).min(opts.max_users);
+        } else {
+            hi = Some(n);
+            break;
+        }
+    }
+    let Some(mut hi_v) = hi else {
+        return Ok(Replication {
+            seed,
+            capacity: lo,
+            first_fail: None,
+            capped: true,
+            probes,
+        });
+    };
+    // Bisect: `lo` passes, `hi_v` fails.
+    loop {
+        let tol = ((opts.rel_tol * lo as f64).floor() as u64).max(1);
+        if hi_v - lo <= tol {
+            break;
+        }
+        let mid = lo + (hi_v - lo) / 2;
+        if try_users(mid)? {
+            lo = mid;
+        } else {
+            hi_v = mid;
+        }
+    }
+    Ok(Replication {
+        seed,
+        capacity: lo,
+        first_fail: Some(hi_v),
+        capped: false,
+        probes,
+    })
+}
+
+/// Search every replication (in parallel) and summarise them.
+pub fn search<F>(pass: &F, opts: &SearchOptions) -> Result<Capacity>
+where
+    F: Fn(u64, u64) -> Result<bool> + Sync,
+{
+    check(opts)?;
+    let reps: Vec<Replication> = (0..opts.replications)
+        .into_par_iter()
+        .map(|r| search_one(pass, replication_seed(opts.base_seed, r), opts))
+        .collect::<Result<_>>()?;
+    Ok(summarise(reps, opts.confidence))
+}
+
+/// Mean and Student-t confidence interval of the replications' capacities.
+pub fn summarise(reps: Vec<Replication>, confidence: f64) -> Capacity {
+    let xs: Vec<f64> = reps.iter().map(|r| r.capacity as f64).collect();
+    let (estimate, half) = mean_interval(&xs, confidence);
+    Capacity {
+        estimate,
+        low: (estimate - half).max(0.0),
+        high: estimate + half,
+        confidence,
+        min: reps.iter().map(|r| r.capacity).min().unwrap_or(0),
+        max: reps.iter().map(|r| r.capacity).max().unwrap_or(0),
+        capped: reps.iter().any(|r| r.capped),
+        evaluations: reps.iter().map(|r| r.probes.len()).sum(),
+        replications: reps,
+    }
+}
+
+/// Mean and half-width of the two-sided `confidence` interval of the mean (Student t with
+/// n − 1 degrees of freedom); half-width 0 for fewer than two values.
+pub fn mean_interval(xs: &[f64], confidence: f64) -> (f64, f64) {
+    let n = xs.len();
+    if n == 0 {
+        return (0.0, 0.0);
+    }
+    let mean = xs.iter().sum::<f64>() / n as f64;
+    if n < 2 {
+        return (mean, 0.0);
+    }
+    let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    let t = StudentsT::new(0.0, 1.0, (n - 1) as f64)
+        .map(|d| d.inverse_cdf(0.5 + confidence / 2.0))
+        .unwrap_or(f64::NAN);
+    let half = t * (var / n as f64).sqrt();
+    (mean, if half.is_finite() { half } else { 0.0 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A synthetic card: capacity `cap`, shifted by a seed-dependent amount of noise.
+    fn threshold(cap: u64, noise: u64) -> impl Fn(u64, u64) -> Result<bool> + Sync {
+        move |n, seed| Ok(n <= cap + seed % (noise + 1))
+    }
+
+    fn opts() -> SearchOptions {
+        SearchOptions {
+            rel_tol: 0.0,
+            ..SearchOptions::default()
+        }
+    }
+
+    #[test]
+    fn finds_an_exact_threshold() {
+        for cap in [0u64, 1, 7, 99, 100, 101, 4321, 123_456] {
+            let r = search_one(&threshold(cap, 0), 5, &opts()).unwrap();
+            assert_eq!(r.capacity, cap, "cap {cap}");
+            assert_eq!(r.first_fail, Some(cap + 1));
+            assert!(!r.capped);
+        }
+    }
+
+    #[test]
+    fn tolerance_brackets_the_threshold() {
+        let o = SearchOptions {
+            rel_tol: 0.02,
+            ..opts()
+        };
+        let r = search_one(&threshold(4321, 0), 5, &o).unwrap();
+        let fail = r.first_fail.unwrap();
+        assert!(r.capacity <= 4321 && fail > 4321);
+        assert!((fail - r.capacity) as f64 <= 0.02 * r.capacity as f64 + 1.0);
+        // Fewer evaluations than with an exact search.
+        let exact = search_one(&threshold(4321, 0), 5, &opts()).unwrap();
+        assert!(r.probes.len() < exact.probes.len());
+    }
+
+    #[test]
+    fn stops_at_the_limit() {
+        let o = SearchOptions {
+            max_users: 1000,
+            ..opts()
+        };
+        let r = search_one(&|_, _| Ok(true), 1, &o).unwrap();
+        assert_eq!(r.capacity, 1000);
+        assert!(r.capped);
+        assert_eq!(r.first_fail, None);
+    }
+
+    #[test]
+    fn uses_one_seed_per_replication() {
+        let seen = std::sync::Mutex::new(Vec::new());
+        let f = |n: u64, seed: u64| {
+            seen.lock().unwrap().push(seed);
+            Ok(n <= 500)
+        };
+        let c = search(&f, &opts()).unwrap();
+        let seen = seen.into_inner().unwrap();
+        let mut seeds = seen.clone();
+        seeds.sort_unstable();
+        seeds.dedup();
+        assert_eq!(seeds.len(), opts().replications);
+        for r in &c.replications {
+            let count = seen.iter().filter(|&&s| s == r.seed).count();
+            assert_eq!(count, r.probes.len());
+        }
+        assert_eq!(c.evaluations, seen.len());
+    }
+
+    #[test]
+    fn a_stricter_rule_never_finds_more_even_when_noisy() {
+        // Non-monotone pass/fail in users (as a noisy simulation can be); the strict rule
+        // accepts a subset of the loose rule's points.
+        let margin = |n: u64, seed: u64| {
+            let wobble = ((n.wrapping_mul(2_654_435_761) ^ seed) % 97) as f64;
+            3000.0 - n as f64 + 4.0 * wobble
+        };
+        for seed in 0..50 {
+            let loose = |n, s| Ok(margin(n, s) >= 0.0);
+            let strict = |n, s| Ok(margin(n, s) >= 150.0);
+            let o = SearchOptions {
+                rel_tol: 0.01,
+                ..opts()
+            };
+            let a = search_one(&loose, seed, &o).unwrap();
+            let b = search_one(&strict, seed, &o).unwrap();
+            assert!(b.capacity <= a.capacity, "seed {seed}: {b:?} > {a:?}");
+        }
+    }
+
+    #[test]
+    fn interval_covers_the_replications_mean() {
+        let c = search(&threshold(1000, 200), &opts()).unwrap();
+        let caps: Vec<u64> = c.replications.iter().map(|r| r.capacity).collect();
+        let mean = caps.iter().sum::<u64>() as f64 / caps.len() as f64;
+        assert!((c.estimate - mean).abs() < 1e-9);
+        assert!(c.low <= c.estimate && c.estimate <= c.high);
+        assert!(caps.iter().all(|&x| (1000..=1200).contains(&x)));
+        assert_eq!(c.min, *caps.iter().min().unwrap());
+        assert_eq!(c.max, *caps.iter().max().unwrap());
+    }
+
+    #[test]
+    fn t_interval_matches_a_hand_computation() {
+        // Mean 10, sample sd 2, n = 4: t(0.975, 3) = 3.182446; half = 3.182446 * 2 / 2.
+        let (m, h) = mean_interval(&[8.0, 10.0, 12.0, 10.0], 0.95);
+        let sd = (8.0f64 / 3.0).sqrt();
+        assert!((m - 10.0).abs() < 1e-12);
+        assert!((h - 3.182_446 * sd / 2.0).abs() < 1e-4, "{h}");
+        assert_eq!(mean_interval(&[5.0], 0.95), (5.0, 0.0));
+        assert_eq!(mean_interval(&[5.0, 5.0, 5.0], 0.95), (5.0, 0.0));
+    }
+
+    #[test]
+    fn more_confidence_widens_the_interval() {
+        let xs = [90.0, 100.0, 110.0, 105.0];
+        assert!(mean_interval(&xs, 0.99).1 > mean_interval(&xs, 0.9).1);
+    }
+
+    #[test]
+    fn bad_options_are_errors_not_panics() {
+        let f = |_: u64, _: u64| Ok(true);
+        for o in [
+            SearchOptions {
+                replications: 0,
+                ..opts()
+            },
+            SearchOptions {
+                max_users: 0,
+                ..opts()
+            },
+            SearchOptions {
+                rel_tol: f64::NAN,
+                ..opts()
+            },
+            SearchOptions {
+                confidence: 1.0,
+                ..opts()
+            },
+        ] {
+            assert!(search(&f, &o).is_err());
+        }
+    }
+
+    #[test]
+    fn evaluator_errors_propagate() {
+        let f = |n: u64, _: u64| {
+            if n > 300 {
+                Err(Error::Internal("boom".into()))
+            } else {
+                Ok(true)
+            }
+        };
+        assert!(search(&f, &opts()).is_err());
+    }
+
+    #[test]
+    fn seeds_differ() {
+        let s: std::collections::HashSet<u64> = (0..100).map(|r| replication_seed(7, r)).collect();
+        assert_eq!(s.len(), 100);
+        assert_eq!(replication_seed(7, 3), replication_seed(7, 3));
+    }
+}

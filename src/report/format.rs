@@ -1,0 +1,214 @@
+//! Number formatting for people: thousands separators, significant figures, money.
+
+/// An integer with thousands separators: 12345 → "12,345".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `x` rounded to `sig` significant figures (for honest display of estimates).
+pub fn round_sig(x: f64, sig: u32) -> f64 {
+    if x == 0.0 || !x.is_finite() {
+        return x;
+    }
+    let mag = x.abs().log10().floor() as i32;
+    let scale = 10f64.powi(sig as i32 - 1 - mag);
+    (x * scale).round() / scale
+}
+
+/// A user count rounded to 2 significant figures at and above 1,000, with separators:
+/// 4321.7 → "4,300"; small counts are shown exactly.
+pub fn users(x: f64) -> String {
+    if !x.is_finite() || x < 0.0 {
+        return "n/a".into();
+    }
+    let r = if x >= 1000.0 {
+        round_sig(x, 2)
+    } else {
+        x.round()
+    };
+    thousands(r as u64)
+}
+
+/// An interval of user counts: "3,900–4,300"; a single number when both ends round alike.
+pub fn users_range(low: f64, high: f64) -> String {
+    let (a, b) = (users(low), users(high));
+    if a == b { a } else { format!("{a}–{b}") }
+}
+
+/// An estimate and its interval rounded to the same step, chosen from the interval's width so
+/// that the digits shown are the digits known: (712, 661, 756) → ("710", "660–760").
+/// Without a width (one replication) the estimate gets two significant figures from 1,000 up.
+pub fn users_with_interval(estimate: f64, low: f64, high: f64) -> (String, String) {
+    if ![estimate, low, high]
+        .iter()
+        .all(|x| x.is_finite() && *x >= 0.0)
+    {
+        return ("n/a".into(), "n/a".into());
+    }
+    let half = (high - low) / 2.0;
+    let step = if half >= 1.0 {
+        let top = 10f64.powi((estimate.max(1.0).log10().floor() as i32 - 1).max(0));
+        10f64.powi(half.log10().floor() as i32).min(top)
+    } else if estimate >= 1000.0 {
+        10f64.powi(estimate.log10().floor() as i32 - 1)
+    } else {
+        1.0
+    };
+    let r = |x: f64| thousands(((x / step).round() * step) as u64);
+    let (a, b) = (r(low), r(high));
+    let range = if a == b { a } else { format!("{a}–{b}") };
+    (r(estimate), range)
+}
+
+/// A price per hour: "$0.25/h", "$1.00/h".
+pub fn usd_per_hour(x: f64) -> String {
+    if x > 0.0 && x < 0.01 {
+        format!("${}/h", sig_str(x, 2))
+    } else {
+        format!("${x:.2}/h")
+    }
+}
+
+/// US dollars: "$1,234" for large amounts, "$12.30" below 100, "$0.0123" below 1 cent.
+pub fn usd(x: f64) -> String {
+    if !x.is_finite() {
+        return "n/a".into();
+    }
+    let neg = if x < 0.0 { "-" } else { "" };
+    let a = x.abs();
+    if a >= 100.0 {
+        format!("{neg}${}", thousands(a.round() as u64))
+    } else if a >= 0.01 || a == 0.0 {
+        format!("{neg}${a:.2}")
+    } else {
+        format!("{neg}${}", sig_str(a, 2))
+    }
+}
+
+/// A float with `sig` significant figures, without exponent notation for ordinary sizes:
+/// 0.001234 → "0.0012", 12.345 → "12", 1234.5 → "1235" (integers are never cut).
+pub fn sig_str(x: f64, sig: u32) -> String {
+    if !x.is_finite() {
+        return "n/a".into();
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let mag = x.abs().log10().floor() as i32;
+    let decimals = (sig as i32 - 1 - mag).max(0) as usize;
+    let s = format!(
+        "{:.*}",
+        decimals,
+        round_sig(x, sig.max((mag + 1).max(1) as u32))
+    );
+    // "10.0" reads as more precise than it is: drop trailing zeros after the point.
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
+/// Seconds in a readable unit: "850 ms", "1.24 s", "12.5 s".
+pub fn seconds(s: f64) -> String {
+    if !s.is_finite() {
+        return "n/a".into();
+    }
+    if s < 1.0 {
+        format!("{} ms", sig_str(s * 1000.0, 3))
+    } else {
+        format!("{} s", sig_str(s, 3))
+    }
+}
+
+/// A rate in tokens per second with 3 significant figures: "12.4 tok/s".
+pub fn tok_s(x: f64) -> String {
+    format!("{} tok/s", sig_str(x, 3))
+}
+
+/// A share as a percentage: 0.123 → "12.3%".
+pub fn percent(x: f64) -> String {
+    if !x.is_finite() {
+        return "n/a".into();
+    }
+    format!("{}%", sig_str(x * 100.0, 3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+    }
+
+    #[test]
+    fn user_counts_round_to_two_figures() {
+        assert_eq!(users(4321.7), "4,300");
+        assert_eq!(users(3949.0), "3,900");
+        assert_eq!(users(987.4), "987");
+        assert_eq!(users(12_345.0), "12,000");
+        assert_eq!(users_range(3890.0, 4310.0), "3,900–4,300");
+        assert_eq!(users_range(4310.0, 4320.0), "4,300");
+        assert_eq!(users(f64::NAN), "n/a");
+        assert_eq!(
+            users_with_interval(712.0, 661.0, 756.0),
+            ("710".into(), "660–760".into())
+        );
+        assert_eq!(
+            users_with_interval(1740.0, 1700.0, 1790.0),
+            ("1,740".into(), "1,700–1,790".into())
+        );
+        assert_eq!(
+            users_with_interval(4120.0, 3890.0, 4310.0),
+            ("4,100".into(), "3,900–4,300".into())
+        );
+        assert_eq!(users_with_interval(4321.0, 4321.0, 4321.0).0, "4,300");
+        assert_eq!(
+            users_with_interval(87.0, 80.0, 95.0),
+            ("87".into(), "80–95".into())
+        );
+        assert_eq!(usd_per_hour(1.0), "$1.00/h");
+        assert_eq!(usd_per_hour(0.25), "$0.25/h");
+    }
+
+    #[test]
+    fn money() {
+        assert_eq!(usd(912.5), "$913");
+        assert_eq!(usd(12_345.0), "$12,345");
+        assert_eq!(usd(12.3), "$12.30");
+        assert_eq!(usd(0.18), "$0.18");
+        assert_eq!(usd(0.001234), "$0.0012");
+        assert_eq!(usd(0.0), "$0.00");
+    }
+
+    #[test]
+    fn significant_figures() {
+        assert_eq!(sig_str(0.001234, 2), "0.0012");
+        assert_eq!(sig_str(12.345, 3), "12.3");
+        assert_eq!(sig_str(1234.5, 3), "1235");
+        assert_eq!(round_sig(4321.0, 2), 4300.0);
+        assert_eq!(seconds(0.8504), "850 ms");
+        assert_eq!(sig_str(10.0, 3), "10");
+        assert_eq!(sig_str(0.25, 3), "0.25");
+        assert_eq!(percent(0.1), "10%");
+        assert_eq!(sig_str(10.0, 3), "10");
+        assert_eq!(sig_str(0.25, 3), "0.25");
+        assert_eq!(percent(0.1), "10%");
+        assert_eq!(seconds(1.2449), "1.24 s");
+        assert_eq!(tok_s(12.44), "12.4 tok/s");
+        assert_eq!(percent(0.1234), "12.3%");
+    }
+}
