@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::catalog::engine::EnginePreset;
+use crate::catalog::engine::{EnginePreset, Policy};
 use crate::catalog::model::ModelArch;
 use crate::catalog::quant::{KvDtype, Quant};
 use crate::profile::GpuProfile;
@@ -26,10 +26,16 @@ pub struct FitOptions {
 
 impl FitOptions {
     pub fn for_engine(engine: &EnginePreset, kv: KvDtype) -> Self {
+        // HF `generate` has no token budget: size the activation peak for a batch of 2048-token
+        // prompts (cardplan assumption) rather than an arbitrary ceiling.
+        let step_tokens = match engine.policy {
+            Policy::Static => engine.max_num_seqs.saturating_mul(2048),
+            Policy::ChunkedDecodeFirst | Policy::PrefillFirst => engine.max_num_batched_tokens,
+        };
         FitOptions {
             kv,
             gpu_memory_utilization: engine.gpu_memory_utilization,
-            max_num_batched_tokens: engine.max_num_batched_tokens.min(1 << 16),
+            max_num_batched_tokens: step_tokens.min(1 << 16),
             max_num_seqs: engine.max_num_seqs,
             block_size: engine.block_size,
         }

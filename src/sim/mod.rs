@@ -192,12 +192,7 @@ pub fn prepare(
     engine: &EnginePreset,
     kv_blocks_override: Option<u64>,
 ) -> Result<Prepared> {
-    let mut opts = FitOptions::for_engine(engine, kv);
-    if engine.policy == Policy::Static && engine.max_num_batched_tokens == u32::MAX {
-        // `generate` has no token budget; size the activation reserve for a batch of
-        // 2048-token prompts (cardplan assumption) instead of fit's 64k-token ceiling.
-        opts.max_num_batched_tokens = engine.max_num_seqs.saturating_mul(2048).min(1 << 16);
-    }
+    let opts = FitOptions::for_engine(engine, kv);
     let report = fit(gpu, model, quant, &opts);
     let kv_blocks = match kv_blocks_override {
         Some(0) => return Err(Error::BadInput("--kv-blocks must be at least 1".into())),
