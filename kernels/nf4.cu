@@ -1,0 +1,108 @@
+// bitsandbytes NF4 (block 64, double-quantized absmax) kernels.
+// Storage of a row-major n x k weight (flattened index e = row * k + col):
+//   w[e / 2]: two 4-bit codes, the even element in the high nibble (bitsandbytes order);
+//   absmax of block b = e / 64: code[absmax_q[b]] * absmax2[b / 256] + offset.
+#include <cuda_fp16.h>
+
+__device__ const float NF4_TABLE[16] = {
+    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+    -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+    0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+    0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+
+#define MAX_T 16
+
+// y[t, row] = sum_c x[t, c] * W[row, c] for t < T <= 16: one warp per output row, each lane
+// decodes 32 weights (16 bytes) per step. Requires k % 64 == 0.
+extern "C" __global__ void nf4_gemv(const unsigned char* __restrict__ w,
+                                    const unsigned char* __restrict__ absmax_q,
+                                    const float* __restrict__ absmax2,
+                                    const float* __restrict__ code, float offset,
+                                    const half* __restrict__ x, half* __restrict__ y,
+                                    int n, int k, int T) {
+    __shared__ float tab[16];
+    if (threadIdx.x < 16) tab[threadIdx.x] = NF4_TABLE[threadIdx.x];
+    __syncthreads();
+    const int lane = threadIdx.x & 31;
+    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= n) return;
+    float acc[MAX_T];
+#pragma unroll
+    for (int t = 0; t < MAX_T; ++t) acc[t] = 0.f;
+    const unsigned char* wr = w + (size_t)row * (k >> 1);
+    const size_t blk0 = (size_t)row * (k >> 6);
+    for (int c = lane * 32; c < k; c += 32 * 32) {
+        const uint4 pk = __ldg(reinterpret_cast<const uint4*>(wr + (c >> 1)));
+        const size_t blk = blk0 + (c >> 6);
+        const float am = __ldg(&code[__ldg(&absmax_q[blk])]) * __ldg(&absmax2[blk >> 8]) + offset;
+        float wv[32];
+        const unsigned int words[4] = {pk.x, pk.y, pk.z, pk.w};
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const unsigned int b = (words[i] >> (8 * j)) & 0xff;
+                wv[i * 8 + j * 2] = tab[b >> 4] * am;
+                wv[i * 8 + j * 2 + 1] = tab[b & 15] * am;
+            }
+        }
+#pragma unroll
+        for (int t = 0; t < MAX_T; ++t) {
+            if (t < T) {
+                const uint4* xp = reinterpret_cast<const uint4*>(x + (size_t)t * k + c);
+                float s = 0.f;
+#pragma unroll
+                for (int v = 0; v < 4; ++v) {
+                    const uint4 xv = __ldg(xp + v);
+                    const half2* h = reinterpret_cast<const half2*>(&xv);
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const float2 f = __half22float2(h[e]);
+                        s += f.x * wv[v * 8 + e * 2] + f.y * wv[v * 8 + e * 2 + 1];
+                    }
+                }
+                acc[t] += s;
+            }
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < MAX_T; ++t) {
+        if (t < T) {
+            float s = acc[t];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
+            if (lane == 0) y[(size_t)t * n + row] = __float2half(s);
+        }
+    }
+}
+
+// Dequantize the whole tensor to fp16 (row-major n x k), 32 weights per thread step:
+// what bitsandbytes and vLLM run before a cuBLAS GEMM when more than a few tokens come in.
+extern "C" __global__ void nf4_dequant(const unsigned char* __restrict__ w,
+                                       const unsigned char* __restrict__ absmax_q,
+                                       const float* __restrict__ absmax2,
+                                       const float* __restrict__ code, float offset,
+                                       half* __restrict__ out, unsigned long long numel) {
+    __shared__ float tab[16];
+    if (threadIdx.x < 16) tab[threadIdx.x] = NF4_TABLE[threadIdx.x];
+    __syncthreads();
+    const unsigned long long chunks = numel >> 5;
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < chunks;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        const uint4 pk = __ldg(reinterpret_cast<const uint4*>(w) + i);
+        const unsigned long long blk = i >> 1;
+        const float am = __ldg(&code[__ldg(&absmax_q[blk])]) * __ldg(&absmax2[blk >> 8]) + offset;
+        const unsigned int words[4] = {pk.x, pk.y, pk.z, pk.w};
+        uint4* o = reinterpret_cast<uint4*>(out) + i * 4;
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+            half2 h[4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const unsigned int b = (words[q] >> (8 * j)) & 0xff;
+                h[j] = __floats2half2_rn(tab[b >> 4] * am, tab[b & 15] * am);
+            }
+            o[q] = *reinterpret_cast<uint4*>(h);
+        }
+    }
+}
