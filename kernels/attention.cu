@@ -32,6 +32,22 @@ __device__ __forceinline__ void load16(const signed char* p, float* f) {
 #pragma unroll
     for (int i = 0; i < 16; ++i) f[i] = (float)b[i];
 }
+__device__ __forceinline__ void load8(const half* p, float* f) {
+    uint4 u = *reinterpret_cast<const uint4*>(p);
+    const half2* h = reinterpret_cast<const half2*>(&u);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        float2 x = __half22float2(h[e]);
+        f[2 * e] = x.x;
+        f[2 * e + 1] = x.y;
+    }
+}
+__device__ __forceinline__ void load8(const signed char* p, float* f) {
+    int2 u = *reinterpret_cast<const int2*>(p);
+    const signed char* b = reinterpret_cast<const signed char*>(&u);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] = (float)b[i];
+}
 __device__ __forceinline__ void load4(const half* p, float* f) {
     uint2 u = *reinterpret_cast<const uint2*>(p);
     const half2* h = reinterpret_cast<const half2*>(&u);
@@ -45,56 +61,67 @@ __device__ __forceinline__ void load4(const signed char* p, float* f) {
 }
 
 // Cache layout: [num_blocks][kv_heads][BS][HD]. q, out: [B][H][HD].
-// Grid (kv_heads, B, partitions), NWARPS warps. With one partition the result goes to `out`;
-// otherwise normalised partials go to part_o [B][H][nparts][HD] with part_m, part_l [B][H][nparts].
+// Grid (kv_heads, B, partitions), NWARPS warps; each block covers `part` tokens (a multiple of
+// BS, at most PART) so that small batches still fill the GPU. With one partition the result
+// goes to `out`; otherwise normalised partials go to part_o [B][H][nparts][HD] with part_m,
+// part_l [B][H][nparts]. Loads are issued UNROLL steps ahead to keep enough bytes in flight.
+#define UNROLL 4
 template <typename KV>
 __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ kc,
                              const KV* __restrict__ vc, const int* __restrict__ block_table,
                              const int* __restrict__ ctx_lens, half* __restrict__ out,
                              float* __restrict__ part_o, float* __restrict__ part_m,
                              float* __restrict__ part_l, float scale, float kv_scale, int H,
-                             int KVH, int max_blocks) {
+                             int KVH, int max_blocks, int part) {
     __shared__ float qs[MAXG][HD];
     __shared__ float sc[MAXG][PART];
     __shared__ float red[NWARPS][MAXG][HD];
     __shared__ float ml[MAXG][2];
+    __shared__ int bts[PART / BS];
     const int kvh = blockIdx.x, b = blockIdx.y, p = blockIdx.z, nparts = gridDim.z;
     const int G = H / KVH;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int ctx = ctx_lens[b];
-    const int t0 = p * PART;
-    const int t1 = min(ctx, t0 + PART);
+    const int t0 = p * part;
+    const int t1 = min(ctx, t0 + part);
     const int n = max(0, t1 - t0);
     for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
         const int g = i / HD, d = i % HD;
         qs[g][d] = __half2float(q[((size_t)b * H + kvh * G + g) * HD + d]) * scale * kv_scale;
     }
+    for (int i = threadIdx.x; i < (n + BS - 1) / BS; i += blockDim.x)
+        bts[i] = block_table[(size_t)b * max_blocks + t0 / BS + i];
     __syncthreads();
-    const int* bt = block_table + (size_t)b * max_blocks;
-    // Scores: 8 lanes per token, 16 dims per lane; 4 tokens per warp step.
+    const size_t head_off = (size_t)kvh * BS * HD;
+    const size_t blk_stride = (size_t)KVH * BS * HD;
+    // Scores: 8 lanes per token, 16 dims per lane; 4 tokens per warp step, UNROLL steps at once.
     const int sub = lane & 7;
-    for (int base = warp * 4; base < n; base += NWARPS * 4) {
-        const int i = base + (lane >> 3);
-        float kf[16];
-        const bool ok = i < n;
-        if (ok) {
-            const int tok = t0 + i;
-            const size_t phys = bt[tok / BS];
-            load16(kc + ((phys * KVH + kvh) * BS + tok % BS) * HD + sub * 16, kf);
-        } else {
+    for (int base = warp * 4; base < n; base += NWARPS * 4 * UNROLL) {
+        float kf[UNROLL][16];
 #pragma unroll
-            for (int e = 0; e < 16; ++e) kf[e] = 0.f;
+        for (int u = 0; u < UNROLL; ++u) {
+            const int i = base + u * NWARPS * 4 + (lane >> 3);
+            if (i < n) {
+                load16(kc + bts[i / BS] * blk_stride + head_off + (i % BS) * HD + sub * 16, kf[u]);
+            } else {
+#pragma unroll
+                for (int e = 0; e < 16; ++e) kf[u][e] = 0.f;
+            }
         }
 #pragma unroll
-        for (int g = 0; g < MAXG; ++g) {
-            if (g < G) {
-                float s = 0.f;
+        for (int u = 0; u < UNROLL; ++u) {
+            const int i = base + u * NWARPS * 4 + (lane >> 3);
 #pragma unroll
-                for (int e = 0; e < 16; ++e) s += qs[g][sub * 16 + e] * kf[e];
-                s += __shfl_xor_sync(0xffffffff, s, 4);
-                s += __shfl_xor_sync(0xffffffff, s, 2);
-                s += __shfl_xor_sync(0xffffffff, s, 1);
-                if (ok && sub == 0) sc[g][i] = s;
+            for (int g = 0; g < MAXG; ++g) {
+                if (g < G) {
+                    float s = 0.f;
+#pragma unroll
+                    for (int e = 0; e < 16; ++e) s += qs[g][sub * 16 + e] * kf[u][e];
+                    s += __shfl_xor_sync(0xffffffff, s, 4);
+                    s += __shfl_xor_sync(0xffffffff, s, 2);
+                    s += __shfl_xor_sync(0xffffffff, s, 1);
+                    if (i < n && sub == 0) sc[g][i] = s;
+                }
             }
         }
     }
@@ -114,32 +141,50 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
         if (lane == 0) { ml[g][0] = m; ml[g][1] = l; }
     }
     __syncthreads();
-    // P * V: each lane owns 4 dims; warps stride over tokens.
-    float acc[MAXG][4];
+    // P * V: a half-warp per token (8 dims per lane), 2 tokens per warp step, UNROLL steps.
+    const int hl = lane & 15, half_id = lane >> 4;
+    float acc[MAXG][8];
 #pragma unroll
     for (int g = 0; g < MAXG; ++g)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[g][e] = 0.f;
-#pragma unroll 2
-    for (int i = warp; i < n; i += NWARPS) {
-        const int tok = t0 + i;
-        const size_t phys = bt[tok / BS];
-        float vf[4];
-        load4(vc + ((phys * KVH + kvh) * BS + tok % BS) * HD + lane * 4, vf);
+        for (int e = 0; e < 8; ++e) acc[g][e] = 0.f;
+    for (int base = warp * 2 + half_id; base < n; base += NWARPS * 2 * UNROLL) {
+        float vf[UNROLL][8];
 #pragma unroll
-        for (int g = 0; g < MAXG; ++g) {
-            if (g < G) {
-                const float pw = sc[g][i];
+        for (int u = 0; u < UNROLL; ++u) {
+            const int i = base + u * NWARPS * 2;
+            if (i < n) {
+                load8(vc + bts[i / BS] * blk_stride + head_off + (i % BS) * HD + hl * 8, vf[u]);
+            } else {
 #pragma unroll
-                for (int e = 0; e < 4; ++e) acc[g][e] += pw * vf[e];
+                for (int e = 0; e < 8; ++e) vf[u][e] = 0.f;
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int i = base + u * NWARPS * 2;
+            if (i < n) {
+#pragma unroll
+                for (int g = 0; g < MAXG; ++g) {
+                    if (g < G) {
+                        const float pw = sc[g][i];
+#pragma unroll
+                        for (int e = 0; e < 8; ++e) acc[g][e] += pw * vf[u][e];
+                    }
+                }
             }
         }
     }
 #pragma unroll
-    for (int g = 0; g < MAXG; ++g)
-        if (g < G)
+    for (int g = 0; g < MAXG; ++g) {
+        if (g < G) {
 #pragma unroll
-            for (int e = 0; e < 4; ++e) red[warp][g][lane * 4 + e] = acc[g][e];
+            for (int e = 0; e < 8; ++e) {
+                acc[g][e] += __shfl_xor_sync(0xffffffff, acc[g][e], 16);
+                if (half_id == 0) red[warp][g][hl * 8 + e] = acc[g][e];
+            }
+        }
+    }
     __syncthreads();
     for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
         const int g = i / HD, d = i % HD;
@@ -164,17 +209,17 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
 extern "C" __global__ void __launch_bounds__(128) paged_decode_f16(
     const half* q, const half* kc, const half* vc, const int* block_table, const int* ctx_lens,
     half* out, float* part_o, float* part_m, float* part_l, float scale, float kv_scale, int H,
-    int KVH, int max_blocks) {
+    int KVH, int max_blocks, int part) {
     paged_decode<half>(q, kc, vc, block_table, ctx_lens, out, part_o, part_m, part_l, scale,
-                       kv_scale, H, KVH, max_blocks);
+                       kv_scale, H, KVH, max_blocks, part);
 }
 
 extern "C" __global__ void __launch_bounds__(128) paged_decode_i8(
     const half* q, const signed char* kc, const signed char* vc, const int* block_table,
     const int* ctx_lens, half* out, float* part_o, float* part_m, float* part_l, float scale,
-    float kv_scale, int H, int KVH, int max_blocks) {
+    float kv_scale, int H, int KVH, int max_blocks, int part) {
     paged_decode<signed char>(q, kc, vc, block_table, ctx_lens, out, part_o, part_m, part_l, scale,
-                              kv_scale, H, KVH, max_blocks);
+                              kv_scale, H, KVH, max_blocks, part);
 }
 
 // Combine partition partials: grid (H, B), HD threads.

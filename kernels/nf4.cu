@@ -13,15 +13,51 @@ __device__ const float NF4_TABLE[16] = {
 #define MAX_T 16
 
 // y[t, row] = sum_c x[t, c] * W[row, c] for t < T <= 16: one warp per output row, each lane
-// decodes 32 weights (16 bytes) per step. Requires k % 64 == 0.
-extern "C" __global__ void nf4_gemv(const unsigned char* __restrict__ w,
+// decodes 32 weights (16 bytes) per step, two steps' loads issued together. Requires k % 64 == 0.
+__device__ __forceinline__ void nf4_accumulate(const uint4 pk, const float am, const float* tab,
+                                               const half* __restrict__ x, int c, int k, int T,
+                                               float* acc) {
+    float wv[32];
+    const unsigned int words[4] = {pk.x, pk.y, pk.z, pk.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const unsigned int b = (words[i] >> (8 * j)) & 0xff;
+            wv[i * 8 + j * 2] = tab[b >> 4] * am;
+            wv[i * 8 + j * 2 + 1] = tab[b & 15] * am;
+        }
+    }
+#pragma unroll
+    for (int t = 0; t < MAX_T; ++t) {
+        if (t < T) {
+            const uint4* xp = reinterpret_cast<const uint4*>(x + (size_t)t * k + c);
+            float s = 0.f;
+#pragma unroll
+            for (int v = 0; v < 4; ++v) {
+                const uint4 xv = __ldg(xp + v);
+                const half2* h = reinterpret_cast<const half2*>(&xv);
+#pragma unroll
+                for (int e = 0; e < 4; ++e) {
+                    const float2 f = __half22float2(h[e]);
+                    s += f.x * wv[v * 8 + e * 2] + f.y * wv[v * 8 + e * 2 + 1];
+                }
+            }
+            acc[t] += s;
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(128) nf4_gemv(const unsigned char* __restrict__ w,
                                     const unsigned char* __restrict__ absmax_q,
                                     const float* __restrict__ absmax2,
                                     const float* __restrict__ code, float offset,
                                     const half* __restrict__ x, half* __restrict__ y,
                                     int n, int k, int T) {
     __shared__ float tab[16];
+    __shared__ float cs[256];
     if (threadIdx.x < 16) tab[threadIdx.x] = NF4_TABLE[threadIdx.x];
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) cs[i] = code[i];
     __syncthreads();
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
@@ -31,39 +67,23 @@ extern "C" __global__ void nf4_gemv(const unsigned char* __restrict__ w,
     for (int t = 0; t < MAX_T; ++t) acc[t] = 0.f;
     const unsigned char* wr = w + (size_t)row * (k >> 1);
     const size_t blk0 = (size_t)row * (k >> 6);
-    for (int c = lane * 32; c < k; c += 32 * 32) {
-        const uint4 pk = __ldg(reinterpret_cast<const uint4*>(wr + (c >> 1)));
-        const size_t blk = blk0 + (c >> 6);
-        const float am = __ldg(&code[__ldg(&absmax_q[blk])]) * __ldg(&absmax2[blk >> 8]) + offset;
-        float wv[32];
-        const unsigned int words[4] = {pk.x, pk.y, pk.z, pk.w};
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const unsigned int b = (words[i] >> (8 * j)) & 0xff;
-                wv[i * 8 + j * 2] = tab[b >> 4] * am;
-                wv[i * 8 + j * 2 + 1] = tab[b & 15] * am;
-            }
-        }
-#pragma unroll
-        for (int t = 0; t < MAX_T; ++t) {
-            if (t < T) {
-                const uint4* xp = reinterpret_cast<const uint4*>(x + (size_t)t * k + c);
-                float s = 0.f;
-#pragma unroll
-                for (int v = 0; v < 4; ++v) {
-                    const uint4 xv = __ldg(xp + v);
-                    const half2* h = reinterpret_cast<const half2*>(&xv);
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const float2 f = __half22float2(h[e]);
-                        s += f.x * wv[v * 8 + e * 2] + f.y * wv[v * 8 + e * 2 + 1];
-                    }
-                }
-                acc[t] += s;
-            }
-        }
+    const float a2 = __ldg(&absmax2[blk0 >> 8]);
+    int c = lane * 32;
+    for (; c + 1024 < k; c += 2048) {
+        const uint4 p0 = __ldg(reinterpret_cast<const uint4*>(wr + (c >> 1)));
+        const uint4 p1 = __ldg(reinterpret_cast<const uint4*>(wr + ((c + 1024) >> 1)));
+        const size_t b0 = blk0 + (c >> 6), b1 = blk0 + ((c + 1024) >> 6);
+        const unsigned char q0 = __ldg(&absmax_q[b0]), q1 = __ldg(&absmax_q[b1]);
+        const float s0 = (b0 >> 8) == (blk0 >> 8) ? a2 : __ldg(&absmax2[b0 >> 8]);
+        const float s1 = (b1 >> 8) == (blk0 >> 8) ? a2 : __ldg(&absmax2[b1 >> 8]);
+        nf4_accumulate(p0, cs[q0] * s0 + offset, tab, x, c, k, T, acc);
+        nf4_accumulate(p1, cs[q1] * s1 + offset, tab, x, c + 1024, k, T, acc);
+    }
+    if (c < k) {
+        const uint4 p0 = __ldg(reinterpret_cast<const uint4*>(wr + (c >> 1)));
+        const size_t b0 = blk0 + (c >> 6);
+        nf4_accumulate(p0, cs[__ldg(&absmax_q[b0])] * __ldg(&absmax2[b0 >> 8]) + offset, tab, x, c,
+                       k, T, acc);
     }
 #pragma unroll
     for (int t = 0; t < MAX_T; ++t) {
@@ -84,14 +104,16 @@ extern "C" __global__ void nf4_dequant(const unsigned char* __restrict__ w,
                                        const float* __restrict__ code, float offset,
                                        half* __restrict__ out, unsigned long long numel) {
     __shared__ float tab[16];
+    __shared__ float cs[256];
     if (threadIdx.x < 16) tab[threadIdx.x] = NF4_TABLE[threadIdx.x];
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) cs[i] = code[i];
     __syncthreads();
     const unsigned long long chunks = numel >> 5;
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < chunks;
          i += (unsigned long long)gridDim.x * blockDim.x) {
         const uint4 pk = __ldg(reinterpret_cast<const uint4*>(w) + i);
         const unsigned long long blk = i >> 1;
-        const float am = __ldg(&code[__ldg(&absmax_q[blk])]) * __ldg(&absmax2[blk >> 8]) + offset;
+        const float am = cs[__ldg(&absmax_q[blk])] * __ldg(&absmax2[blk >> 8]) + offset;
         const unsigned int words[4] = {pk.x, pk.y, pk.z, pk.w};
         uint4* o = reinterpret_cast<uint4*>(out) + i * 4;
 #pragma unroll

@@ -186,6 +186,8 @@ pub struct CudaTimer {
     max_batch: u32,
     max_context: u32,
     max_prefill: u32,
+    /// Every (batch, context) of the decode sweep, to size the partition buffers.
+    decode_grid: Vec<(u32, u32)>,
     seed: u32,
     gemm: Option<GemmState>,
     decode: Option<DecodeState>,
@@ -304,6 +306,11 @@ impl CudaTimer {
             max_batch: spec.decode_batches.iter().copied().max().unwrap_or(1),
             max_context: spec.decode_contexts.iter().copied().max().unwrap_or(16),
             max_prefill: spec.prefill_tokens.iter().copied().max().unwrap_or(64),
+            decode_grid: spec
+                .decode_batches
+                .iter()
+                .flat_map(|&b| spec.decode_contexts.iter().map(move |&c| (b, c)))
+                .collect(),
             seed: seed as u32,
             gemm: None,
             decode: None,
@@ -441,7 +448,19 @@ impl CudaTimer {
         .gpu("cuBLAS fp16 GEMM")
     }
 
+    /// IMMA descriptors for `n × k` at `t` tokens; where cuBLASLt has no kernel for an odd token
+    /// count the GEMM is run on `t` rounded up to a multiple of 4 (the extra rows are ignored).
     fn imma_prepare(&self, n: u32, k: u32, t: u32) -> Result<Imma> {
+        match self.imma_prepare_exact(n, k, t) {
+            Ok(m) => Ok(m),
+            Err(e) if t % 4 != 0 && t.next_multiple_of(4) <= self.max_tokens => self
+                .imma_prepare_exact(n, k, t.next_multiple_of(4))
+                .map_err(|_| e),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn imma_prepare_exact(&self, n: u32, k: u32, t: u32) -> Result<Imma> {
         use ltsys::cudaDataType_t as dt;
         let desc = ltres::create_matmul_desc(
             ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32I,
@@ -551,7 +570,7 @@ impl CudaTimer {
 
     fn nf4_dequant(&self, s: &Nf4State, offset: f32, numel: u64) -> Result<()> {
         let sms = u64::from(self.info.sm_count);
-        launch!(self, "nf4_dequant", cfg(grid_for(numel / 32, 256, sms * 8), 256, 0);
+        launch!(self, "nf4_dequant", cfg(grid_for(numel / 32, 256, sms * 32), 256, 0);
             s.packed.ptr, s.absmax_q.ptr, s.absmax2.ptr, self.code.ptr, offset, s.wdq.ptr, numel)
     }
 
@@ -560,7 +579,18 @@ impl CudaTimer {
             s.wq.ptr, s.wscale.ptr, x, y, n as i32, k as i32, t as i32)
     }
 
-    /// Paged decode: one query per sequence; partitions of 512 tokens then a reduce.
+    /// Tokens per decode partition: 512, halved (down to 64) while the grid would not fill the
+    /// GPU twice over, as flash-decoding splits long contexts for small batches.
+    fn decode_part(&self, batch: u32, kv_heads: u32, max_ctx: u32) -> u32 {
+        let target = 2 * self.info.sm_count;
+        let mut part = PART;
+        while part > 64 && batch * kv_heads * max_ctx.div_ceil(part) < target {
+            part /= 2;
+        }
+        part
+    }
+
+    /// Paged decode: one query per sequence; partitions of the context, then a reduce.
     #[allow(clippy::too_many_arguments)]
     fn decode(
         &self,
@@ -572,7 +602,8 @@ impl CudaTimer {
         batch: u32,
         max_ctx: u32,
     ) -> Result<()> {
-        let nparts = max_ctx.div_ceil(PART).max(1);
+        let part = self.decode_part(batch, kv_heads, max_ctx);
+        let nparts = max_ctx.div_ceil(part).max(1);
         let scale = 1.0 / (128f32).sqrt();
         let kv_scale = match kv {
             KvDtype::Fp16 => 1.0f32,
@@ -585,7 +616,7 @@ impl CudaTimer {
         launch!(self, name, cfg((kv_heads, batch, nparts), 128, 0);
             d.q.ptr, d.kc.ptr, d.vc.ptr, d.table.ptr, ctx_lens, d.out.ptr, d.part_o.ptr,
             d.part_m.ptr, d.part_l.ptr, scale, kv_scale, heads as i32, kv_heads as i32,
-            d.max_blocks as i32)?;
+            d.max_blocks as i32, part as i32)?;
         if nparts > 1 {
             launch!(self, "paged_decode_reduce", cfg((heads, batch, 1), 128, 0);
                 d.part_o.ptr, d.part_m.ptr, d.part_l.ptr, d.out.ptr, heads as i32, nparts as i32)?;
@@ -765,8 +796,15 @@ impl CudaTimer {
             }
             let table = self.upload(&table)?;
             let qn = u64::from(self.max_batch) * u64::from(heads) * 128;
-            let nparts = self.max_context.div_ceil(PART) as usize;
-            let bh = self.max_batch as usize * heads as usize;
+            // Largest batch × partitions over the sweep.
+            let bparts = self
+                .decode_grid
+                .iter()
+                .map(|&(b, c)| b as usize * c.div_ceil(self.decode_part(b, kv_heads, c)) as usize)
+                .max()
+                .unwrap_or(1);
+            let bh = heads as usize;
+            let nparts = bparts;
             self.decode = Some(DecodeState {
                 key,
                 q: self.new_half(qn, 1.0)?,
@@ -935,9 +973,10 @@ impl CudaTimer {
         let st = Int8State {
             wq: self.upload(&wq.q)?,
             wscale: self.upload(&wq.scale)?,
-            xq: alloc(&self.stream, tmax * k)?,
+            // Room for T rounded up to 4 (see imma_prepare).
+            xq: alloc(&self.stream, tmax.next_multiple_of(4) * k)?,
             sx: alloc(&self.stream, 4 * tmax)?,
-            acc: alloc(&self.stream, 4 * tmax * n)?,
+            acc: alloc(&self.stream, 4 * tmax.next_multiple_of(4) * n)?,
         };
         for t in [1usize, 7, 16] {
             self.w8a16(&st, x_d.ptr, y_d.ptr, nu, ku, t as u32)?;
@@ -977,7 +1016,10 @@ impl CudaTimer {
         let (heads, kv_heads) = (8usize, 2usize);
         let mut reports = Vec::new();
         for kv in KvDtype::ALL {
-            for ctx in [vec![37i32, 600, 1300], vec![100, 512, 17]] {
+            // Split contexts (several partitions, some empty) and, with 140 short sequences, a
+            // grid large enough for the single-partition path.
+            let many: Vec<i32> = (0..140).map(|i| 1 + (i * 7) % 64).collect();
+            for ctx in [vec![37i32, 600, 1300], vec![100, 512, 17], many] {
                 let b = ctx.len();
                 let max_ctx = *ctx.iter().max().unwrap_or(&1) as u32;
                 let max_blocks = max_ctx.div_ceil(16) as usize;
@@ -1014,7 +1056,8 @@ impl CudaTimer {
                         (self.upload(&kc)?, self.upload(&vc)?, deq(&kc), deq(&vc))
                     }
                 };
-                let nparts = max_ctx.div_ceil(PART) as usize;
+                let nparts =
+                    max_ctx.div_ceil(self.decode_part(b as u32, kv_heads as u32, max_ctx)) as usize;
                 let d = DecodeState {
                     key: (kv, heads as u32, kv_heads as u32),
                     kc: kc_d,
@@ -1048,8 +1091,13 @@ impl CudaTimer {
                     kv_heads,
                     max_blocks,
                 );
+                let label = if ctx.len() > 8 {
+                    format!("{} contexts of 1..64", ctx.len())
+                } else {
+                    format!("contexts {ctx:?}")
+                };
                 reports.push(cpu::compare(
-                    &format!("paged_decode {kv} KV, contexts {ctx:?}"),
+                    &format!("paged_decode {kv} KV, {label}"),
                     &to_f32(&y),
                     &want,
                     2e-3,

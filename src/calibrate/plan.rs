@@ -25,6 +25,7 @@ pub enum GemmPath {
     /// int8 weights, fp16 activations, our GEMV (T <= 16).
     Int8W8a16Gemv,
     /// Per-token activation quantization + cuBLASLt IMMA + dequantization epilogue.
+    #[serde(rename = "int8-w8a8-imma")]
     Int8W8a8,
     /// The bare cuBLASLt IMMA GEMM (int8 in, int32 out): for the int8 roof and comparisons only.
     Int8ImmaOnly,
