@@ -60,26 +60,64 @@ __device__ __forceinline__ void load4(const signed char* p, float* f) {
     f[0] = b[0]; f[1] = b[1]; f[2] = b[2]; f[3] = b[3];
 }
 
+// Raw (unconverted) loads, so more of them fit in registers while in flight.
+struct KH { uint4 a, b; };
+struct KI { int4 a; };
+__device__ __forceinline__ void kload(const half* p, KH& r) {
+    r.a = reinterpret_cast<const uint4*>(p)[0];
+    r.b = reinterpret_cast<const uint4*>(p)[1];
+}
+__device__ __forceinline__ void kload(const signed char* p, KI& r) { r.a = *reinterpret_cast<const int4*>(p); }
+__device__ __forceinline__ void kzero(KH& r) { r.a = make_uint4(0, 0, 0, 0); r.b = r.a; }
+__device__ __forceinline__ void kzero(KI& r) { r.a = make_int4(0, 0, 0, 0); }
+__device__ __forceinline__ void conv8(const uint4& u, float* f) {
+    const half2* h = reinterpret_cast<const half2*>(&u);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        float2 x = __half22float2(h[e]);
+        f[2 * e] = x.x;
+        f[2 * e + 1] = x.y;
+    }
+}
+__device__ __forceinline__ void conv8(const int2& u, float* f) {
+    const signed char* b = reinterpret_cast<const signed char*>(&u);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] = (float)b[i];
+}
+__device__ __forceinline__ void kconv(const KH& r, float* f) { conv8(r.a, f); conv8(r.b, f + 8); }
+__device__ __forceinline__ void kconv(const KI& r, float* f) {
+    const signed char* b = reinterpret_cast<const signed char*>(&r.a);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) f[i] = (float)b[i];
+}
+__device__ __forceinline__ void vload(const half* p, uint4& r) { r = *reinterpret_cast<const uint4*>(p); }
+__device__ __forceinline__ void vload(const signed char* p, int2& r) { r = *reinterpret_cast<const int2*>(p); }
+__device__ __forceinline__ void vzero(uint4& r) { r = make_uint4(0, 0, 0, 0); }
+__device__ __forceinline__ void vzero(int2& r) { r = make_int2(0, 0); }
+template <typename KV> struct Raw;
+template <> struct Raw<half> { typedef KH K; typedef uint4 V; };
+template <> struct Raw<signed char> { typedef KI K; typedef int2 V; };
+
 // Cache layout: [num_blocks][kv_heads][BS][HD]. q, out: [B][H][HD].
 // Grid (kv_heads, B, partitions), NWARPS warps; each block covers `part` tokens (a multiple of
-// BS, at most PART) so that small batches still fill the GPU. With one partition the result
-// goes to `out`; otherwise normalised partials go to part_o [B][H][nparts][HD] with part_m,
-// part_l [B][H][nparts]. Loads are issued UNROLL steps ahead to keep enough bytes in flight.
-#define UNROLL 4
-template <typename KV>
+// BS, at most PART) so that small batches still fill the GPU, for the G query heads that share
+// one KV head (compile-time G keeps registers and shared memory small). With one partition the
+// result goes to `out`; otherwise normalised partials go to part_o [B][H][nparts][HD] with
+// part_m, part_l [B][H][nparts]. Loads are issued UNROLL steps ahead to keep bytes in flight.
+#define UNROLL 8
+template <typename KV, int G>
 __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ kc,
                              const KV* __restrict__ vc, const int* __restrict__ block_table,
                              const int* __restrict__ ctx_lens, half* __restrict__ out,
                              float* __restrict__ part_o, float* __restrict__ part_m,
                              float* __restrict__ part_l, float scale, float kv_scale, int H,
                              int KVH, int max_blocks, int part) {
-    __shared__ float qs[MAXG][HD];
-    __shared__ float sc[MAXG][PART];
-    __shared__ float red[NWARPS][MAXG][HD];
-    __shared__ float ml[MAXG][2];
+    __shared__ float qs[G][HD];
+    __shared__ float sc[G][PART];
+    __shared__ float red[NWARPS][G][HD];
+    __shared__ float ml[G][2];
     __shared__ int bts[PART / BS];
     const int kvh = blockIdx.x, b = blockIdx.y, p = blockIdx.z, nparts = gridDim.z;
-    const int G = H / KVH;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int ctx = ctx_lens[b];
     const int t0 = p * part;
@@ -97,31 +135,28 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
     // Scores: 8 lanes per token, 16 dims per lane; 4 tokens per warp step, UNROLL steps at once.
     const int sub = lane & 7;
     for (int base = warp * 4; base < n; base += NWARPS * 4 * UNROLL) {
-        float kf[UNROLL][16];
+        typename Raw<KV>::K kr[UNROLL];
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             const int i = base + u * NWARPS * 4 + (lane >> 3);
-            if (i < n) {
-                load16(kc + bts[i / BS] * blk_stride + head_off + (i % BS) * HD + sub * 16, kf[u]);
-            } else {
-#pragma unroll
-                for (int e = 0; e < 16; ++e) kf[u][e] = 0.f;
-            }
+            if (i < n) kload(kc + bts[i / BS] * blk_stride + head_off + (i % BS) * HD + sub * 16, kr[u]);
+            else kzero(kr[u]);
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
             const int i = base + u * NWARPS * 4 + (lane >> 3);
+            if (base + u * NWARPS * 4 >= n) break;  // warp-uniform
+            float kf[16];
+            kconv(kr[u], kf);
 #pragma unroll
-            for (int g = 0; g < MAXG; ++g) {
-                if (g < G) {
-                    float s = 0.f;
+            for (int g = 0; g < G; ++g) {
+                float s = 0.f;
 #pragma unroll
-                    for (int e = 0; e < 16; ++e) s += qs[g][sub * 16 + e] * kf[u][e];
-                    s += __shfl_xor_sync(0xffffffff, s, 4);
-                    s += __shfl_xor_sync(0xffffffff, s, 2);
-                    s += __shfl_xor_sync(0xffffffff, s, 1);
-                    if (i < n && sub == 0) sc[g][i] = s;
-                }
+                for (int e = 0; e < 16; ++e) s += qs[g][sub * 16 + e] * kf[e];
+                s += __shfl_xor_sync(0xffffffff, s, 4);
+                s += __shfl_xor_sync(0xffffffff, s, 2);
+                s += __shfl_xor_sync(0xffffffff, s, 1);
+                if (i < n && sub == 0) sc[g][i] = s;
             }
         }
     }
@@ -143,46 +178,40 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
     __syncthreads();
     // P * V: a half-warp per token (8 dims per lane), 2 tokens per warp step, UNROLL steps.
     const int hl = lane & 15, half_id = lane >> 4;
-    float acc[MAXG][8];
+    float acc[G][8];
 #pragma unroll
-    for (int g = 0; g < MAXG; ++g)
+    for (int g = 0; g < G; ++g)
 #pragma unroll
         for (int e = 0; e < 8; ++e) acc[g][e] = 0.f;
-    for (int base = warp * 2 + half_id; base < n; base += NWARPS * 2 * UNROLL) {
-        float vf[UNROLL][8];
+    for (int base = warp * 2; base < n; base += NWARPS * 2 * UNROLL) {
+        typename Raw<KV>::V vr[UNROLL];
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
-            const int i = base + u * NWARPS * 2;
-            if (i < n) {
-                load8(vc + bts[i / BS] * blk_stride + head_off + (i % BS) * HD + hl * 8, vf[u]);
-            } else {
-#pragma unroll
-                for (int e = 0; e < 8; ++e) vf[u][e] = 0.f;
-            }
+            const int i = base + u * NWARPS * 2 + half_id;
+            if (i < n) vload(vc + bts[i / BS] * blk_stride + head_off + (i % BS) * HD + hl * 8, vr[u]);
+            else vzero(vr[u]);
         }
 #pragma unroll
         for (int u = 0; u < UNROLL; ++u) {
-            const int i = base + u * NWARPS * 2;
+            const int i = base + u * NWARPS * 2 + half_id;
             if (i < n) {
+                float vf[8];
+                conv8(vr[u], vf);
 #pragma unroll
-                for (int g = 0; g < MAXG; ++g) {
-                    if (g < G) {
-                        const float pw = sc[g][i];
+                for (int g = 0; g < G; ++g) {
+                    const float pw = sc[g][i];
 #pragma unroll
-                        for (int e = 0; e < 8; ++e) acc[g][e] += pw * vf[u][e];
-                    }
+                    for (int e = 0; e < 8; ++e) acc[g][e] += pw * vf[e];
                 }
             }
         }
     }
 #pragma unroll
-    for (int g = 0; g < MAXG; ++g) {
-        if (g < G) {
+    for (int g = 0; g < G; ++g) {
 #pragma unroll
-            for (int e = 0; e < 8; ++e) {
-                acc[g][e] += __shfl_xor_sync(0xffffffff, acc[g][e], 16);
-                if (half_id == 0) red[warp][g][hl * 8 + e] = acc[g][e];
-            }
+        for (int e = 0; e < 8; ++e) {
+            acc[g][e] += __shfl_xor_sync(0xffffffff, acc[g][e], 16);
+            if (half_id == 0) red[warp][g][hl * 8 + e] = acc[g][e];
         }
     }
     __syncthreads();
@@ -206,21 +235,30 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
     }
 }
 
-extern "C" __global__ void __launch_bounds__(128) paged_decode_f16(
-    const half* q, const half* kc, const half* vc, const int* block_table, const int* ctx_lens,
-    half* out, float* part_o, float* part_m, float* part_l, float scale, float kv_scale, int H,
-    int KVH, int max_blocks, int part) {
-    paged_decode<half>(q, kc, vc, block_table, ctx_lens, out, part_o, part_m, part_l, scale,
-                       kv_scale, H, KVH, max_blocks, part);
-}
-
-extern "C" __global__ void __launch_bounds__(128) paged_decode_i8(
-    const half* q, const signed char* kc, const signed char* vc, const int* block_table,
-    const int* ctx_lens, half* out, float* part_o, float* part_m, float* part_l, float scale,
-    float kv_scale, int H, int KVH, int max_blocks, int part) {
-    paged_decode<signed char>(q, kc, vc, block_table, ctx_lens, out, part_o, part_m, part_l, scale,
-                              kv_scale, H, KVH, max_blocks, part);
-}
+#define DECODE_KERNEL(NAME, KV, G)                                                               \
+    extern "C" __global__ void __launch_bounds__(128) NAME(                                      \
+        const half* q, const KV* kc, const KV* vc, const int* block_table, const int* ctx_lens,  \
+        half* out, float* part_o, float* part_m, float* part_l, float scale, float kv_scale,     \
+        int H, int KVH, int max_blocks, int part) {                                              \
+        paged_decode<KV, G>(q, kc, vc, block_table, ctx_lens, out, part_o, part_m, part_l,       \
+                            scale, kv_scale, H, KVH, max_blocks, part);                          \
+    }
+DECODE_KERNEL(paged_decode_f16_g1, half, 1)
+DECODE_KERNEL(paged_decode_f16_g2, half, 2)
+DECODE_KERNEL(paged_decode_f16_g3, half, 3)
+DECODE_KERNEL(paged_decode_f16_g4, half, 4)
+DECODE_KERNEL(paged_decode_f16_g5, half, 5)
+DECODE_KERNEL(paged_decode_f16_g6, half, 6)
+DECODE_KERNEL(paged_decode_f16_g7, half, 7)
+DECODE_KERNEL(paged_decode_f16_g8, half, 8)
+DECODE_KERNEL(paged_decode_i8_g1, signed char, 1)
+DECODE_KERNEL(paged_decode_i8_g2, signed char, 2)
+DECODE_KERNEL(paged_decode_i8_g3, signed char, 3)
+DECODE_KERNEL(paged_decode_i8_g4, signed char, 4)
+DECODE_KERNEL(paged_decode_i8_g5, signed char, 5)
+DECODE_KERNEL(paged_decode_i8_g6, signed char, 6)
+DECODE_KERNEL(paged_decode_i8_g7, signed char, 7)
+DECODE_KERNEL(paged_decode_i8_g8, signed char, 8)
 
 // Combine partition partials: grid (H, B), HD threads.
 extern "C" __global__ void paged_decode_reduce(const float* __restrict__ part_o,

@@ -6,17 +6,17 @@
 
 // y[t, row] = wscale[row] * sum_c x[t, c] * W[row, c], int8 W row-major n x k, t < T <= 16.
 // One warp per row, 16 weights per lane step. Requires k % 16 == 0.
-extern "C" __global__ void w8a16_gemv(const signed char* __restrict__ w,
-                                      const float* __restrict__ wscale,
-                                      const half* __restrict__ x, half* __restrict__ y,
-                                      int n, int k, int T) {
+template <int T>
+__device__ void w8a16_gemv(const signed char* __restrict__ w, const float* __restrict__ wscale,
+                           const half* __restrict__ x, half* __restrict__ y, int n, int k) {
     const int lane = threadIdx.x & 31;
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     if (row >= n) return;
-    float acc[MAX_T];
+    float acc[T];
 #pragma unroll
-    for (int t = 0; t < MAX_T; ++t) acc[t] = 0.f;
+    for (int t = 0; t < T; ++t) acc[t] = 0.f;
     const signed char* wr = w + (size_t)row * k;
+#pragma unroll 2
     for (int c = lane * 16; c < k; c += 32 * 16) {
         const int4 pk = __ldg(reinterpret_cast<const int4*>(wr + c));
         const signed char* b = reinterpret_cast<const signed char*>(&pk);
@@ -24,35 +24,41 @@ extern "C" __global__ void w8a16_gemv(const signed char* __restrict__ w,
 #pragma unroll
         for (int i = 0; i < 16; ++i) wv[i] = (float)b[i];
 #pragma unroll
-        for (int t = 0; t < MAX_T; ++t) {
-            if (t < T) {
-                const uint4* xp = reinterpret_cast<const uint4*>(x + (size_t)t * k + c);
-                float s = 0.f;
+        for (int t = 0; t < T; ++t) {
+            const uint4* xp = reinterpret_cast<const uint4*>(x + (size_t)t * k + c);
+            float s = 0.f;
 #pragma unroll
-                for (int v = 0; v < 2; ++v) {
-                    const uint4 xv = __ldg(xp + v);
-                    const half2* h = reinterpret_cast<const half2*>(&xv);
+            for (int v = 0; v < 2; ++v) {
+                const uint4 xv = __ldg(xp + v);
+                const half2* h = reinterpret_cast<const half2*>(&xv);
 #pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const float2 f = __half22float2(h[e]);
-                        s += f.x * wv[v * 8 + e * 2] + f.y * wv[v * 8 + e * 2 + 1];
-                    }
+                for (int e = 0; e < 4; ++e) {
+                    const float2 f = __half22float2(h[e]);
+                    s += f.x * wv[v * 8 + e * 2] + f.y * wv[v * 8 + e * 2 + 1];
                 }
-                acc[t] += s;
             }
+            acc[t] += s;
         }
     }
     const float sc = wscale[row];
 #pragma unroll
-    for (int t = 0; t < MAX_T; ++t) {
-        if (t < T) {
-            float s = acc[t];
+    for (int t = 0; t < T; ++t) {
+        float s = acc[t];
 #pragma unroll
-            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
-            if (lane == 0) y[(size_t)t * n + row] = __float2half(s * sc);
-        }
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffff, s, o);
+        if (lane == 0) y[(size_t)t * n + row] = __float2half(s * sc);
     }
 }
+
+// One kernel per token count: w8a16_gemv_t1 ... w8a16_gemv_t16.
+#define W8A16_GEMV(T)                                                                            \
+    extern "C" __global__ void __launch_bounds__(128) w8a16_gemv_t##T(                           \
+        const signed char* w, const float* wscale, const half* x, half* y, int n, int k) {       \
+        w8a16_gemv<T>(w, wscale, x, y, n, k);                                                    \
+    }
+W8A16_GEMV(1) W8A16_GEMV(2) W8A16_GEMV(3) W8A16_GEMV(4) W8A16_GEMV(5) W8A16_GEMV(6)
+W8A16_GEMV(7) W8A16_GEMV(8) W8A16_GEMV(9) W8A16_GEMV(10) W8A16_GEMV(11) W8A16_GEMV(12)
+W8A16_GEMV(13) W8A16_GEMV(14) W8A16_GEMV(15) W8A16_GEMV(16)
 
 __device__ __forceinline__ float block_max(float v, float* red) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffff, v, o));

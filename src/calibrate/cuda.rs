@@ -17,7 +17,7 @@ use half::f16;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::plan::{GemmPath, Job, SweepSpec};
+use super::plan::{self, GemmPath, Job, SweepSpec};
 use super::quant::{self, Nf4Tensor};
 use super::reference as cpu;
 use super::timer::{CheckReport, DeviceInfo, KernelTimer};
@@ -35,17 +35,13 @@ const SOURCES: [(&str, &str); 5] = [
         include_str!("../../kernels/elementwise.cu"),
     ),
 ];
-const KERNELS: [&str; 14] = [
+const KERNELS: [&str; 10] = [
     "fill_half",
     "fill_u8",
     "fill_f32",
-    "nf4_gemv",
     "nf4_dequant",
-    "w8a16_gemv",
     "quant_per_token",
     "dequant_i32",
-    "paged_decode_f16",
-    "paged_decode_i8",
     "paged_decode_reduce",
     "prefill_attn",
     "rmsnorm_residual",
@@ -174,7 +170,7 @@ pub struct CudaTimer {
     blas: CudaBlas,
     lt: ltsys::cublasLtHandle_t,
     lt_ws: Buf,
-    f: std::collections::HashMap<&'static str, CudaFunction>,
+    f: std::collections::HashMap<String, CudaFunction>,
     code: Buf,
     flush: Buf,
     start: CudaEvent,
@@ -189,6 +185,11 @@ pub struct CudaTimer {
     /// Every (batch, context) of the decode sweep, to size the partition buffers.
     decode_grid: Vec<(u32, u32)>,
     seed: u32,
+    /// IMMA algorithm chosen per (n, k, T).
+    imma_cache:
+        std::cell::RefCell<std::collections::HashMap<(u32, u32, u32), ltsys::cublasLtMatmulAlgo_t>>,
+    /// cuBLAS workspace (32 MiB, as PyTorch gives cuBLAS on Hopper).
+    _blas_ws: Buf,
     gemm: Option<GemmState>,
     decode: Option<DecodeState>,
     prefill: Option<PrefillState>,
@@ -213,6 +214,21 @@ macro_rules! launch {
         // is a live allocation of at least the size the kernel touches.
         unsafe { b.launch($cfg) }.map(|_| ()).gpu($name)
     }};
+}
+
+/// Every kernel the timer loads: the fixed ones and the decode kernel per dtype and GQA group.
+fn kernel_names() -> Vec<String> {
+    let mut v: Vec<String> = KERNELS.iter().map(|s| s.to_string()).collect();
+    for dt in ["f16", "i8"] {
+        for g in 1..=plan::MAX_GQA_GROUP {
+            v.push(format!("paged_decode_{dt}_g{g}"));
+        }
+    }
+    for t in 1..=plan::GEMV_MAX_TOKENS {
+        v.push(format!("nf4_gemv_t{t}"));
+        v.push(format!("w8a16_gemv_t{t}"));
+    }
+    v
 }
 
 fn cfg(grid: (u32, u32, u32), block: u32, smem: u32) -> LaunchConfig {
@@ -262,13 +278,13 @@ impl CudaTimer {
                 ))
             })?;
             let module = ctx.load_module(ptx).gpu(file)?;
-            for name in KERNELS {
-                if let Ok(func) = module.load_function(name) {
+            for name in kernel_names() {
+                if let Ok(func) = module.load_function(&name) {
                     f.insert(name, func);
                 }
             }
         }
-        if let Some(missing) = KERNELS.iter().find(|k| !f.contains_key(*k)) {
+        if let Some(missing) = kernel_names().into_iter().find(|k| !f.contains_key(k)) {
             return Err(Error::Internal(format!(
                 "kernel {missing} not found in kernels/*.cu"
             )));
@@ -280,6 +296,13 @@ impl CudaTimer {
             )
             .gpu("prefill shared memory")?;
         let blas = CudaBlas::new(stream.clone()).gpu("cuBLAS init")?;
+        let blas_ws = alloc(&stream, LT_WORKSPACE)?;
+        // SAFETY: the workspace outlives the handle's use (both live in the timer).
+        unsafe {
+            bsys::cublasSetWorkspace_v2(*blas.handle(), blas_ws.ptr as *mut _, blas_ws.bytes)
+        }
+        .result()
+        .gpu("cuBLAS workspace")?;
         let lt = ltres::create_handle().gpu("cuBLASLt init")?;
         let info = device_info(&ctx)?;
         let start = ctx
@@ -312,6 +335,8 @@ impl CudaTimer {
                 .flat_map(|&b| spec.decode_contexts.iter().map(move |&c| (b, c)))
                 .collect(),
             seed: seed as u32,
+            imma_cache: Default::default(),
+            _blas_ws: blas_ws,
             gemm: None,
             decode: None,
             prefill: None,
@@ -448,19 +473,21 @@ impl CudaTimer {
         .gpu("cuBLAS fp16 GEMM")
     }
 
-    /// IMMA descriptors for `n × k` at `t` tokens; where cuBLASLt has no kernel for an odd token
-    /// count the GEMM is run on `t` rounded up to a multiple of 4 (the extra rows are ignored).
-    fn imma_prepare(&self, n: u32, k: u32, t: u32) -> Result<Imma> {
-        match self.imma_prepare_exact(n, k, t) {
+    /// IMMA descriptors for `n × k` at `t` tokens, with the fastest of cuBLASLt's top
+    /// heuristic candidates (timed once on `bufs` = (wq, xq, acc), cached per shape), as
+    /// frameworks' autotuners pick. Where cuBLASLt has no kernel for an odd token count the GEMM
+    /// runs on `t` rounded up to a multiple of 4 (the extra rows are ignored).
+    fn imma_prepare(&self, n: u32, k: u32, t: u32, bufs: (u64, u64, u64)) -> Result<Imma> {
+        match self.imma_prepare_exact(n, k, t, bufs) {
             Ok(m) => Ok(m),
             Err(e) if t % 4 != 0 && t.next_multiple_of(4) <= self.max_tokens => self
-                .imma_prepare_exact(n, k, t.next_multiple_of(4))
+                .imma_prepare_exact(n, k, t.next_multiple_of(4), bufs)
                 .map_err(|_| e),
             Err(e) => Err(e),
         }
     }
 
-    fn imma_prepare_exact(&self, n: u32, k: u32, t: u32) -> Result<Imma> {
+    fn imma_prepare_exact(&self, n: u32, k: u32, t: u32, bufs: (u64, u64, u64)) -> Result<Imma> {
         use ltsys::cudaDataType_t as dt;
         let desc = ltres::create_matmul_desc(
             ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32I,
@@ -487,33 +514,86 @@ impl CudaTimer {
         let lc =
             ltres::create_matrix_layout(dt::CUDA_R_32I, u64::from(n), u64::from(t), i64::from(n))
                 .gpu("layout C")?;
+        // From here on `m` owns the descriptors (its Drop frees them on every error path).
+        let mut m = Imma {
+            desc,
+            la,
+            lb,
+            lc,
+            // SAFETY: an all-zero algo is a valid placeholder; it is replaced before use.
+            algo: unsafe { std::mem::zeroed() },
+        };
         let pref = ltres::create_matmul_pref().gpu("cuBLASLt preference")?;
         let ws = LT_WORKSPACE as u64;
+        // SAFETY: plain C structs filled by cuBLASLt.
+        let mut results: [ltsys::cublasLtMatmulHeuristicResult_t; 8] =
+            unsafe { std::mem::zeroed() };
+        let mut count = 0i32;
         // SAFETY: all descriptors are live; pref is destroyed right after the query.
-        let heur = unsafe {
-            ltres::set_matmul_pref_attribute(
+        let status = unsafe {
+            let r = ltres::set_matmul_pref_attribute(
                 pref,
                 ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                 (&ws) as *const u64 as *const _,
                 8,
             )
-            .gpu("cuBLASLt workspace preference")?;
-            let h = ltres::get_matmul_algo_heuristic(self.lt, desc, la, lb, lc, lc, pref);
+            .and_then(|_| {
+                ltsys::cublasLtMatmulAlgoGetHeuristic(
+                    self.lt,
+                    desc,
+                    la,
+                    lb,
+                    lc,
+                    lc,
+                    pref,
+                    results.len() as i32,
+                    results.as_mut_ptr(),
+                    &mut count,
+                )
+                .result()
+            });
             let _ = ltres::destroy_matmul_pref(pref);
-            h
+            r
+        };
+        let candidates: Vec<ltsys::cublasLtMatmulAlgo_t> = results
+            .iter()
+            .take(count.max(0) as usize)
+            .filter(|r| r.state.result().is_ok())
+            .map(|r| r.algo)
+            .collect();
+        if status.is_err() || candidates.is_empty() {
+            return Err(Error::Gpu(format!(
+                "cuBLASLt has no int8 IMMA algorithm for n={n} k={k} T={t} ({status:?})"
+            )));
         }
-        .map_err(|e| {
-            Error::Gpu(format!(
-                "cuBLASLt has no int8 IMMA algorithm for n={n} k={k} T={t}: {e:?}"
-            ))
-        })?;
-        Ok(Imma {
-            desc,
-            la,
-            lb,
-            lc,
-            algo: heur.algo,
-        })
+        if let Some(algo) = self.imma_cache.borrow().get(&(n, k, t)) {
+            m.algo = *algo;
+            return Ok(m);
+        }
+        let (wq, xq, acc) = bufs;
+        let mut best = (f32::INFINITY, candidates[0]);
+        for algo in candidates {
+            m.algo = algo;
+            let timed = (|| -> Result<f32> {
+                for _ in 0..2 {
+                    self.imma_run(&m, wq, xq, acc)?;
+                }
+                self.start.record(&self.stream).gpu("event")?;
+                for _ in 0..5 {
+                    self.imma_run(&m, wq, xq, acc)?;
+                }
+                self.end.record(&self.stream).gpu("event")?;
+                self.start.elapsed_ms(&self.end).gpu("event time")
+            })();
+            if let Ok(ms) = timed
+                && ms < best.0
+            {
+                best = (ms, algo);
+            }
+        }
+        m.algo = best.1;
+        self.imma_cache.borrow_mut().insert((n, k, t), best.1);
+        Ok(m)
     }
 
     /// `acc[T×n] (i32) = xq[T×k] · Wqᵀ` through cuBLASLt IMMA.
@@ -563,9 +643,10 @@ impl CudaTimer {
         k: u32,
         t: u32,
     ) -> Result<()> {
-        launch!(self, "nf4_gemv", cfg((n.div_ceil(4), 1, 1), 128, 0);
+        let name = format!("nf4_gemv_t{t}");
+        launch!(self, &name, cfg((n.div_ceil(4), 1, 1), 128, 0);
             s.packed.ptr, s.absmax_q.ptr, s.absmax2.ptr, self.code.ptr, offset, x, y,
-            n as i32, k as i32, t as i32)
+            n as i32, k as i32)
     }
 
     fn nf4_dequant(&self, s: &Nf4State, offset: f32, numel: u64) -> Result<()> {
@@ -575,8 +656,9 @@ impl CudaTimer {
     }
 
     fn w8a16(&self, s: &Int8State, x: u64, y: u64, n: u32, k: u32, t: u32) -> Result<()> {
-        launch!(self, "w8a16_gemv", cfg((n.div_ceil(4), 1, 1), 128, 0);
-            s.wq.ptr, s.wscale.ptr, x, y, n as i32, k as i32, t as i32)
+        let name = format!("w8a16_gemv_t{t}");
+        launch!(self, &name, cfg((n.div_ceil(4), 1, 1), 128, 0);
+            s.wq.ptr, s.wscale.ptr, x, y, n as i32, k as i32)
     }
 
     /// Tokens per decode partition: 512, halved (down to 64) while the grid would not fill the
@@ -610,10 +692,10 @@ impl CudaTimer {
             KvDtype::Int8 => INT8_KV_SCALE,
         };
         let name = match kv {
-            KvDtype::Fp16 => "paged_decode_f16",
-            KvDtype::Int8 => "paged_decode_i8",
+            KvDtype::Fp16 => format!("paged_decode_f16_g{}", heads / kv_heads),
+            KvDtype::Int8 => format!("paged_decode_i8_g{}", heads / kv_heads),
         };
-        launch!(self, name, cfg((kv_heads, batch, nparts), 128, 0);
+        launch!(self, &name, cfg((kv_heads, batch, nparts), 128, 0);
             d.q.ptr, d.kc.ptr, d.vc.ptr, d.table.ptr, ctx_lens, d.out.ptr, d.part_o.ptr,
             d.part_m.ptr, d.part_l.ptr, scale, kv_scale, heads as i32, kv_heads as i32,
             d.max_blocks as i32, part as i32)?;
@@ -739,12 +821,12 @@ impl CudaTimer {
             }
             GemmPath::Int8W8a8 => {
                 let q = g.int8.as_ref().ok_or_else(missing)?;
-                let m = self.imma_prepare(n, k, t)?;
+                let m = self.imma_prepare(n, k, t, (q.wq.ptr, q.xq.ptr, q.acc.ptr))?;
                 self.bench(&|s| s.w8a8(&m, q, g.x.ptr, g.y.ptr, n, k, t))
             }
             GemmPath::Int8ImmaOnly => {
                 let q = g.int8.as_ref().ok_or_else(missing)?;
-                let m = self.imma_prepare(n, k, t)?;
+                let m = self.imma_prepare(n, k, t, (q.wq.ptr, q.xq.ptr, q.acc.ptr))?;
                 self.bench(&|s| s.imma_run(&m, q.wq.ptr, q.xq.ptr, q.acc.ptr))
             }
             GemmPath::Nf4Gemv => {
@@ -989,7 +1071,7 @@ impl CudaTimer {
                 rtol,
             ));
         }
-        let m = self.imma_prepare(nu, ku, tmax as u32)?;
+        let m = self.imma_prepare(nu, ku, tmax as u32, (st.wq.ptr, st.xq.ptr, st.acc.ptr))?;
         self.w8a8(&m, &st, x_d.ptr, y_d.ptr, nu, ku, tmax as u32)?;
         let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
         let xq = quant::quantize_rows(&xf, tmax, k);
@@ -1281,8 +1363,11 @@ fn device_info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo> {
         .ok()
         .and_then(|s| {
             s.split_whitespace()
-                .skip_while(|w| *w != "Module")
-                .nth(1)
+                .find(|w| {
+                    w.split('.').count() >= 2
+                        && w.split('.')
+                            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                })
                 .map(str::to_string)
         });
     let driver = match kernel_module {
