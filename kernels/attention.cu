@@ -104,8 +104,9 @@ template <> struct Raw<signed char> { typedef KI K; typedef int2 V; };
 // one KV head (compile-time G keeps registers and shared memory small). With one partition the
 // result goes to `out`; otherwise normalised partials go to part_o [B][H][nparts][HD] with
 // part_m, part_l [B][H][nparts]. Loads are issued UNROLL steps ahead to keep bytes in flight.
-#define UNROLL 8
-template <typename KV, int G>
+#define UNROLL 4
+#define UNROLL_K 4
+template <typename KV, int G, bool QREG>
 __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ kc,
                              const KV* __restrict__ vc, const int* __restrict__ block_table,
                              const int* __restrict__ ctx_lens, half* __restrict__ out,
@@ -133,17 +134,27 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
     const size_t head_off = (size_t)kvh * BS * HD;
     const size_t blk_stride = (size_t)KVH * BS * HD;
     // Scores: 8 lanes per token, 16 dims per lane; 4 tokens per warp step, UNROLL steps at once.
+    // Each lane keeps its 16 query dims of every head in registers (as half2) so the inner
+    // product costs no shared-memory traffic.
     const int sub = lane & 7;
-    for (int base = warp * 4; base < n; base += NWARPS * 4 * UNROLL) {
-        typename Raw<KV>::K kr[UNROLL];
+    half2 qh[QREG ? G : 1][8];
+    if constexpr (QREG) {
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
+        for (int g = 0; g < G; ++g)
+#pragma unroll
+            for (int e = 0; e < 8; ++e)
+                qh[g][e] = __floats2half2_rn(qs[g][sub * 16 + 2 * e], qs[g][sub * 16 + 2 * e + 1]);
+    }
+    for (int base = warp * 4; base < n; base += NWARPS * 4 * UNROLL_K) {
+        typename Raw<KV>::K kr[UNROLL_K];
+#pragma unroll
+        for (int u = 0; u < UNROLL_K; ++u) {
             const int i = base + u * NWARPS * 4 + (lane >> 3);
             if (i < n) kload(kc + bts[i / BS] * blk_stride + head_off + (i % BS) * HD + sub * 16, kr[u]);
             else kzero(kr[u]);
         }
 #pragma unroll
-        for (int u = 0; u < UNROLL; ++u) {
+        for (int u = 0; u < UNROLL_K; ++u) {
             const int i = base + u * NWARPS * 4 + (lane >> 3);
             if (base + u * NWARPS * 4 >= n) break;  // warp-uniform
             float kf[16];
@@ -151,8 +162,16 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
 #pragma unroll
             for (int g = 0; g < G; ++g) {
                 float s = 0.f;
+                if constexpr (QREG) {
 #pragma unroll
-                for (int e = 0; e < 16; ++e) s += qs[g][sub * 16 + e] * kf[e];
+                    for (int e = 0; e < 8; ++e) {
+                        const float2 qf = __half22float2(qh[g][e]);
+                        s += qf.x * kf[2 * e] + qf.y * kf[2 * e + 1];
+                    }
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 16; ++e) s += qs[g][sub * 16 + e] * kf[e];
+                }
                 s += __shfl_xor_sync(0xffffffff, s, 4);
                 s += __shfl_xor_sync(0xffffffff, s, 2);
                 s += __shfl_xor_sync(0xffffffff, s, 1);
@@ -235,30 +254,24 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
     }
 }
 
-#define DECODE_KERNEL(NAME, KV, G)                                                               \
-    extern "C" __global__ void __launch_bounds__(128) NAME(                                      \
+// Two variants per (dtype, G): query in shared memory (more blocks per SM) and query in
+// registers (no shared-memory traffic in the inner product); the calibrator times both and
+// keeps the faster, as an autotuner would.
+#define DECODE_KERNEL(NAME, KV, G, QREG, MINB)                                                   \
+    extern "C" __global__ void __launch_bounds__(128, MINB) NAME(                                \
         const half* q, const KV* kc, const KV* vc, const int* block_table, const int* ctx_lens,  \
         half* out, float* part_o, float* part_m, float* part_l, float scale, float kv_scale,     \
         int H, int KVH, int max_blocks, int part) {                                              \
-        paged_decode<KV, G>(q, kc, vc, block_table, ctx_lens, out, part_o, part_m, part_l,       \
-                            scale, kv_scale, H, KVH, max_blocks, part);                          \
+        paged_decode<KV, G, QREG>(q, kc, vc, block_table, ctx_lens, out, part_o, part_m, part_l, \
+                                  scale, kv_scale, H, KVH, max_blocks, part);                    \
     }
-DECODE_KERNEL(paged_decode_f16_g1, half, 1)
-DECODE_KERNEL(paged_decode_f16_g2, half, 2)
-DECODE_KERNEL(paged_decode_f16_g3, half, 3)
-DECODE_KERNEL(paged_decode_f16_g4, half, 4)
-DECODE_KERNEL(paged_decode_f16_g5, half, 5)
-DECODE_KERNEL(paged_decode_f16_g6, half, 6)
-DECODE_KERNEL(paged_decode_f16_g7, half, 7)
-DECODE_KERNEL(paged_decode_f16_g8, half, 8)
-DECODE_KERNEL(paged_decode_i8_g1, signed char, 1)
-DECODE_KERNEL(paged_decode_i8_g2, signed char, 2)
-DECODE_KERNEL(paged_decode_i8_g3, signed char, 3)
-DECODE_KERNEL(paged_decode_i8_g4, signed char, 4)
-DECODE_KERNEL(paged_decode_i8_g5, signed char, 5)
-DECODE_KERNEL(paged_decode_i8_g6, signed char, 6)
-DECODE_KERNEL(paged_decode_i8_g7, signed char, 7)
-DECODE_KERNEL(paged_decode_i8_g8, signed char, 8)
+#define DECODE_G(G, MINB)                                                                        \
+    DECODE_KERNEL(paged_decode_f16_g##G, half, G, false, 1)                                      \
+    DECODE_KERNEL(paged_decode_i8_g##G, signed char, G, false, 1)                                \
+    DECODE_KERNEL(paged_decode_f16_g##G##_r, half, G, true, MINB)                                \
+    DECODE_KERNEL(paged_decode_i8_g##G##_r, signed char, G, true, MINB)
+DECODE_G(1, 4) DECODE_G(2, 4) DECODE_G(3, 4) DECODE_G(4, 4)
+DECODE_G(5, 2) DECODE_G(6, 2) DECODE_G(7, 2) DECODE_G(8, 2)
 
 // Combine partition partials: grid (H, B), HD threads.
 extern "C" __global__ void paged_decode_reduce(const float* __restrict__ part_o,

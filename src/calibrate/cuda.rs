@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use cudarc::cublas::{CudaBlas, result as bres, sys as bsys};
+use cudarc::cublas::sys as bsys;
 use cudarc::cublaslt::{result as ltres, sys as ltsys};
 use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
@@ -144,8 +144,11 @@ struct ElemState {
     y: Buf,
 }
 
-/// The cuBLASLt descriptors of one int8 GEMM shape, prepared outside the timed region.
+/// The cuBLASLt descriptors of one GEMM shape (int8 IMMA or fp16), prepared outside the timed
+/// region.
 struct Imma {
+    /// fp16 in and out with fp32 accumulation; otherwise int8 in, int32 out.
+    f16: bool,
     desc: ltsys::cublasLtMatmulDesc_t,
     la: ltsys::cublasLtMatrixLayout_t,
     lb: ltsys::cublasLtMatrixLayout_t,
@@ -167,7 +170,6 @@ impl Drop for Imma {
 pub struct CudaTimer {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
-    blas: CudaBlas,
     lt: ltsys::cublasLtHandle_t,
     lt_ws: Buf,
     f: std::collections::HashMap<String, CudaFunction>,
@@ -185,11 +187,10 @@ pub struct CudaTimer {
     /// Every (batch, context) of the decode sweep, to size the partition buffers.
     decode_grid: Vec<(u32, u32)>,
     seed: u32,
-    /// IMMA algorithm chosen per (n, k, T).
-    imma_cache:
-        std::cell::RefCell<std::collections::HashMap<(u32, u32, u32), ltsys::cublasLtMatmulAlgo_t>>,
-    /// cuBLAS workspace (32 MiB, as PyTorch gives cuBLAS on Hopper).
-    _blas_ws: Buf,
+    /// cuBLASLt algorithm chosen per (fp16?, n, k, T).
+    imma_cache: std::cell::RefCell<
+        std::collections::HashMap<(bool, u32, u32, u32), ltsys::cublasLtMatmulAlgo_t>,
+    >,
     gemm: Option<GemmState>,
     decode: Option<DecodeState>,
     prefill: Option<PrefillState>,
@@ -222,6 +223,7 @@ fn kernel_names() -> Vec<String> {
     for dt in ["f16", "i8"] {
         for g in 1..=plan::MAX_GQA_GROUP {
             v.push(format!("paged_decode_{dt}_g{g}"));
+            v.push(format!("paged_decode_{dt}_g{g}_r"));
         }
     }
     for t in 1..=plan::GEMV_MAX_TOKENS {
@@ -295,14 +297,6 @@ impl CudaTimer {
                 PREFILL_SMEM as i32,
             )
             .gpu("prefill shared memory")?;
-        let blas = CudaBlas::new(stream.clone()).gpu("cuBLAS init")?;
-        let blas_ws = alloc(&stream, LT_WORKSPACE)?;
-        // SAFETY: the workspace outlives the handle's use (both live in the timer).
-        unsafe {
-            bsys::cublasSetWorkspace_v2(*blas.handle(), blas_ws.ptr as *mut _, blas_ws.bytes)
-        }
-        .result()
-        .gpu("cuBLAS workspace")?;
         let lt = ltres::create_handle().gpu("cuBLASLt init")?;
         let info = device_info(&ctx)?;
         let start = ctx
@@ -317,7 +311,6 @@ impl CudaTimer {
             flush: alloc(&stream, (2 * info.l2_bytes as usize).max(64 << 20))?,
             ctx,
             stream,
-            blas,
             lt,
             f,
             start,
@@ -336,7 +329,6 @@ impl CudaTimer {
                 .collect(),
             seed: seed as u32,
             imma_cache: Default::default(),
-            _blas_ws: blas_ws,
             gemm: None,
             decode: None,
             prefill: None,
@@ -443,57 +435,53 @@ impl CudaTimer {
 
     // ---- building blocks shared by checks and timing -----------------------------------------
 
-    /// cuBLAS fp16 GEMM `y[T×n] = x[T×k]·Wᵀ` with W row-major n×k ("TN" in column-major terms).
-    fn cublas_f16(&self, w: u64, x: u64, y: u64, n: u32, k: u32, t: u32) -> Result<()> {
-        let (alpha, beta) = (1f32, 0f32);
-        // SAFETY: w holds n·k, x holds T·k and y holds T·n halfs.
-        unsafe {
-            bres::gemm_ex(
-                *self.blas.handle(),
-                bsys::cublasOperation_t::CUBLAS_OP_T,
-                bsys::cublasOperation_t::CUBLAS_OP_N,
-                n as i32,
-                t as i32,
-                k as i32,
-                (&alpha) as *const f32 as *const _,
-                w as *const _,
-                bsys::cudaDataType_t::CUDA_R_16F,
-                k as i32,
-                x as *const _,
-                bsys::cudaDataType_t::CUDA_R_16F,
-                k as i32,
-                (&beta) as *const f32 as *const _,
-                y as *mut _,
-                bsys::cudaDataType_t::CUDA_R_16F,
-                n as i32,
-                bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                bsys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT,
-            )
-        }
-        .gpu("cuBLAS fp16 GEMM")
-    }
-
-    /// IMMA descriptors for `n × k` at `t` tokens, with the fastest of cuBLASLt's top
+    /// cuBLASLt descriptors (int8 IMMA, or fp16 with fp32 accumulation when `f16`) for `n × k`
+    /// at `t` tokens, with the fastest of cuBLASLt's top
     /// heuristic candidates (timed once on `bufs` = (wq, xq, acc), cached per shape), as
     /// frameworks' autotuners pick. Where cuBLASLt has no kernel for an odd token count the GEMM
     /// runs on `t` rounded up to a multiple of 4 (the extra rows are ignored).
-    fn imma_prepare(&self, n: u32, k: u32, t: u32, bufs: (u64, u64, u64)) -> Result<Imma> {
-        match self.imma_prepare_exact(n, k, t, bufs) {
+    fn imma_prepare(
+        &self,
+        f16: bool,
+        n: u32,
+        k: u32,
+        t: u32,
+        bufs: (u64, u64, u64),
+    ) -> Result<Imma> {
+        match self.imma_prepare_exact(f16, n, k, t, bufs) {
             Ok(m) => Ok(m),
-            Err(e) if t % 4 != 0 && t.next_multiple_of(4) <= self.max_tokens => self
-                .imma_prepare_exact(n, k, t.next_multiple_of(4), bufs)
+            Err(e) if !f16 && t % 4 != 0 && t.next_multiple_of(4) <= self.max_tokens => self
+                .imma_prepare_exact(f16, n, k, t.next_multiple_of(4), bufs)
                 .map_err(|_| e),
             Err(e) => Err(e),
         }
     }
 
-    fn imma_prepare_exact(&self, n: u32, k: u32, t: u32, bufs: (u64, u64, u64)) -> Result<Imma> {
+    fn imma_prepare_exact(
+        &self,
+        f16: bool,
+        n: u32,
+        k: u32,
+        t: u32,
+        bufs: (u64, u64, u64),
+    ) -> Result<Imma> {
         use ltsys::cudaDataType_t as dt;
-        let desc = ltres::create_matmul_desc(
-            ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32I,
-            dt::CUDA_R_32I,
-        )
-        .gpu("cuBLASLt matmul desc")?;
+        let (compute, scale, ab, c) = if f16 {
+            (
+                ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                dt::CUDA_R_32F,
+                dt::CUDA_R_16F,
+                dt::CUDA_R_16F,
+            )
+        } else {
+            (
+                ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32I,
+                dt::CUDA_R_32I,
+                dt::CUDA_R_8I,
+                dt::CUDA_R_32I,
+            )
+        };
+        let desc = ltres::create_matmul_desc(compute, scale).gpu("cuBLASLt matmul desc")?;
         let trans = bsys::cublasOperation_t::CUBLAS_OP_T;
         // SAFETY: desc is live; the attribute value is a cublasOperation_t.
         unsafe {
@@ -505,17 +493,15 @@ impl CudaTimer {
             )
         }
         .gpu("cuBLASLt TRANSA")?;
-        let la =
-            ltres::create_matrix_layout(dt::CUDA_R_8I, u64::from(k), u64::from(n), i64::from(k))
-                .gpu("layout A")?;
-        let lb =
-            ltres::create_matrix_layout(dt::CUDA_R_8I, u64::from(k), u64::from(t), i64::from(k))
-                .gpu("layout B")?;
-        let lc =
-            ltres::create_matrix_layout(dt::CUDA_R_32I, u64::from(n), u64::from(t), i64::from(n))
-                .gpu("layout C")?;
+        let la = ltres::create_matrix_layout(ab, u64::from(k), u64::from(n), i64::from(k))
+            .gpu("layout A")?;
+        let lb = ltres::create_matrix_layout(ab, u64::from(k), u64::from(t), i64::from(k))
+            .gpu("layout B")?;
+        let lc = ltres::create_matrix_layout(c, u64::from(n), u64::from(t), i64::from(n))
+            .gpu("layout C")?;
         // From here on `m` owns the descriptors (its Drop frees them on every error path).
         let mut m = Imma {
+            f16,
             desc,
             la,
             lb,
@@ -563,10 +549,11 @@ impl CudaTimer {
             .collect();
         if status.is_err() || candidates.is_empty() {
             return Err(Error::Gpu(format!(
-                "cuBLASLt has no int8 IMMA algorithm for n={n} k={k} T={t} ({status:?})"
+                "cuBLASLt has no {} algorithm for n={n} k={k} T={t} ({status:?})",
+                if f16 { "fp16" } else { "int8 IMMA" }
             )));
         }
-        if let Some(algo) = self.imma_cache.borrow().get(&(n, k, t)) {
+        if let Some(algo) = self.imma_cache.borrow().get(&(f16, n, k, t)) {
             m.algo = *algo;
             return Ok(m);
         }
@@ -592,20 +579,31 @@ impl CudaTimer {
             }
         }
         m.algo = best.1;
-        self.imma_cache.borrow_mut().insert((n, k, t), best.1);
+        self.imma_cache.borrow_mut().insert((f16, n, k, t), best.1);
         Ok(m)
     }
 
-    /// `acc[T×n] (i32) = xq[T×k] · Wqᵀ` through cuBLASLt IMMA.
+    /// `acc[T×n] = xq[T×k] · Wqᵀ` through cuBLASLt (int8 → int32, or fp16 → fp16).
     fn imma_run(&self, m: &Imma, wq: u64, xq: u64, acc: u64) -> Result<()> {
-        let (alpha, beta) = (1i32, 0i32);
+        let (ai, bi, af, bf) = (1i32, 0i32, 1f32, 0f32);
+        let (alpha, beta): (*const std::ffi::c_void, *const std::ffi::c_void) = if m.f16 {
+            (
+                (&af) as *const f32 as *const _,
+                (&bf) as *const f32 as *const _,
+            )
+        } else {
+            (
+                (&ai) as *const i32 as *const _,
+                (&bi) as *const i32 as *const _,
+            )
+        };
         // SAFETY: descriptors match the buffers' shapes (prepared for this n, k, T).
         unsafe {
             ltres::matmul(
                 self.lt,
                 m.desc,
-                (&alpha) as *const i32 as *const _,
-                (&beta) as *const i32 as *const _,
+                alpha,
+                beta,
                 wq as *const _,
                 m.la,
                 xq as *const _,
@@ -620,7 +618,7 @@ impl CudaTimer {
                 self.stream.cu_stream() as ltsys::cudaStream_t,
             )
         }
-        .gpu("cuBLASLt int8 GEMM")
+        .gpu("cuBLASLt GEMM")
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -683,6 +681,7 @@ impl CudaTimer {
         kv_heads: u32,
         batch: u32,
         max_ctx: u32,
+        qreg: bool,
     ) -> Result<()> {
         let part = self.decode_part(batch, kv_heads, max_ctx);
         let nparts = max_ctx.div_ceil(part).max(1);
@@ -691,10 +690,15 @@ impl CudaTimer {
             KvDtype::Fp16 => 1.0f32,
             KvDtype::Int8 => INT8_KV_SCALE,
         };
-        let name = match kv {
-            KvDtype::Fp16 => format!("paged_decode_f16_g{}", heads / kv_heads),
-            KvDtype::Int8 => format!("paged_decode_i8_g{}", heads / kv_heads),
+        let dt = match kv {
+            KvDtype::Fp16 => "f16",
+            KvDtype::Int8 => "i8",
         };
+        let name = format!(
+            "paged_decode_{dt}_g{}{}",
+            heads / kv_heads,
+            if qreg { "_r" } else { "" }
+        );
         launch!(self, &name, cfg((kv_heads, batch, nparts), 128, 0);
             d.q.ptr, d.kc.ptr, d.vc.ptr, d.table.ptr, ctx_lens, d.out.ptr, d.part_o.ptr,
             d.part_m.ptr, d.part_l.ptr, scale, kv_scale, heads as i32, kv_heads as i32,
@@ -813,7 +817,8 @@ impl CudaTimer {
         let offset = 0.03f32;
         match path {
             GemmPath::Fp16Cublas => {
-                self.bench(&|s| s.cublas_f16(g.w16.ptr, g.x.ptr, g.y.ptr, n, k, t))
+                let m = self.imma_prepare(true, n, k, t, (g.w16.ptr, g.x.ptr, g.y.ptr))?;
+                self.bench(&|s| s.imma_run(&m, g.w16.ptr, g.x.ptr, g.y.ptr))
             }
             GemmPath::Int8W8a16Gemv => {
                 let q = g.int8.as_ref().ok_or_else(missing)?;
@@ -821,12 +826,12 @@ impl CudaTimer {
             }
             GemmPath::Int8W8a8 => {
                 let q = g.int8.as_ref().ok_or_else(missing)?;
-                let m = self.imma_prepare(n, k, t, (q.wq.ptr, q.xq.ptr, q.acc.ptr))?;
+                let m = self.imma_prepare(false, n, k, t, (q.wq.ptr, q.xq.ptr, q.acc.ptr))?;
                 self.bench(&|s| s.w8a8(&m, q, g.x.ptr, g.y.ptr, n, k, t))
             }
             GemmPath::Int8ImmaOnly => {
                 let q = g.int8.as_ref().ok_or_else(missing)?;
-                let m = self.imma_prepare(n, k, t, (q.wq.ptr, q.xq.ptr, q.acc.ptr))?;
+                let m = self.imma_prepare(false, n, k, t, (q.wq.ptr, q.xq.ptr, q.acc.ptr))?;
                 self.bench(&|s| s.imma_run(&m, q.wq.ptr, q.xq.ptr, q.acc.ptr))
             }
             GemmPath::Nf4Gemv => {
@@ -836,9 +841,11 @@ impl CudaTimer {
             GemmPath::Nf4DequantCublas => {
                 let q = g.nf4.as_ref().ok_or_else(missing)?;
                 let numel = u64::from(n) * u64::from(k);
+                self.nf4_dequant(q, offset, numel)?;
+                let m = self.imma_prepare(true, n, k, t, (q.wdq.ptr, g.x.ptr, g.y.ptr))?;
                 self.bench(&|s| {
                     s.nf4_dequant(q, offset, numel)?;
-                    s.cublas_f16(q.wdq.ptr, g.x.ptr, g.y.ptr, n, k, t)
+                    s.imma_run(&m, q.wdq.ptr, g.x.ptr, g.y.ptr)
                 })
             }
         }
@@ -905,7 +912,12 @@ impl CudaTimer {
             .decode
             .as_ref()
             .ok_or_else(|| Error::Internal("decode buffers".into()))?;
-        self.bench(&|s| s.decode(kv, d, lens.ptr, heads, kv_heads, batch, context))
+        // Both kernel variants; the faster one is what an autotuned engine would run.
+        let a =
+            self.bench(&|s| s.decode(kv, d, lens.ptr, heads, kv_heads, batch, context, false))?;
+        let b =
+            self.bench(&|s| s.decode(kv, d, lens.ptr, heads, kv_heads, batch, context, true))?;
+        Ok(a.min(b))
     }
 
     fn time_prefill(&mut self, heads: u32, kv_heads: u32, t: u32) -> Result<f64> {
@@ -1000,11 +1012,12 @@ impl CudaTimer {
         let x_d = self.upload(&x)?;
         let y_d = alloc(&self.stream, 2 * tmax * n)?;
         let (nu, ku) = (n as u32, k as u32);
-        // fp16 cuBLAS.
-        self.cublas_f16(w_d.ptr, x_d.ptr, y_d.ptr, nu, ku, tmax as u32)?;
+        // fp16 cuBLASLt.
+        let m16 = self.imma_prepare(true, nu, ku, tmax as u32, (w_d.ptr, x_d.ptr, y_d.ptr))?;
+        self.imma_run(&m16, w_d.ptr, x_d.ptr, y_d.ptr)?;
         let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
         reports.push(cpu::compare(
-            "fp16 cuBLAS GEMM",
+            "fp16 cuBLASLt GEMM",
             &to_f32(&y),
             &cpu::linear(&xf, &wf, tmax, n, k),
             atol,
@@ -1040,10 +1053,10 @@ impl CudaTimer {
                 rtol,
             ));
         }
-        self.cublas_f16(s.wdq.ptr, x_d.ptr, y_d.ptr, nu, ku, tmax as u32)?;
+        self.imma_run(&m16, s.wdq.ptr, x_d.ptr, y_d.ptr)?;
         let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
         reports.push(cpu::compare(
-            "nf4_dequant + cuBLAS T=37",
+            "nf4_dequant + cuBLASLt T=37",
             &to_f32(&y),
             &cpu::linear(&xf, &wdq, tmax, n, k),
             atol,
@@ -1071,7 +1084,13 @@ impl CudaTimer {
                 rtol,
             ));
         }
-        let m = self.imma_prepare(nu, ku, tmax as u32, (st.wq.ptr, st.xq.ptr, st.acc.ptr))?;
+        let m = self.imma_prepare(
+            false,
+            nu,
+            ku,
+            tmax as u32,
+            (st.wq.ptr, st.xq.ptr, st.acc.ptr),
+        )?;
         self.w8a8(&m, &st, x_d.ptr, y_d.ptr, nu, ku, tmax as u32)?;
         let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
         let xq = quant::quantize_rows(&xf, tmax, k);
@@ -1153,16 +1172,6 @@ impl CudaTimer {
                     part_l: alloc(&self.stream, 4 * b * heads * nparts)?,
                 };
                 let lens = self.upload(&ctx)?;
-                self.decode(
-                    kv,
-                    &d,
-                    lens.ptr,
-                    heads as u32,
-                    kv_heads as u32,
-                    b as u32,
-                    max_ctx,
-                )?;
-                let y: Vec<f16> = self.dtoh(&d.out, b * heads * 128)?;
                 let want = cpu::decode_attention(
                     &to_f32(&q),
                     &kf,
@@ -1178,13 +1187,29 @@ impl CudaTimer {
                 } else {
                     format!("contexts {ctx:?}")
                 };
-                reports.push(cpu::compare(
-                    &format!("paged_decode {kv} KV, {label}"),
-                    &to_f32(&y),
-                    &want,
-                    2e-3,
-                    1e-2,
-                ));
+                for qreg in [false, true] {
+                    self.decode(
+                        kv,
+                        &d,
+                        lens.ptr,
+                        heads as u32,
+                        kv_heads as u32,
+                        b as u32,
+                        max_ctx,
+                        qreg,
+                    )?;
+                    let y: Vec<f16> = self.dtoh(&d.out, b * heads * 128)?;
+                    reports.push(cpu::compare(
+                        &format!(
+                            "paged_decode{} {kv} KV, {label}",
+                            if qreg { " (q in registers)" } else { "" }
+                        ),
+                        &to_f32(&y),
+                        &want,
+                        2e-3,
+                        1e-2,
+                    ));
+                }
             }
         }
         Ok(reports)
@@ -1304,7 +1329,9 @@ impl KernelTimer for CudaTimer {
         format!(
             "CUDA events around one call (or fixed call sequence) each; {} warm-up calls, median of {} timings; \
              before each timed call a {} MB memset evicts the {} MB L2; random inputs (never all zero); \
-             cuBLAS fp16 GEMM (CUBLAS_COMPUTE_32F, default algo), cuBLASLt IMMA int8 GEMM (CUBLAS_COMPUTE_32I, TN, 32 MB workspace, heuristic algo); \
+             cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
+             fastest of the top-8 heuristic algorithms per shape and token count (timed once); \
+             paged decode: faster of two kernel variants per point; \
              custom kernels compiled by NVRTC for this GPU",
             self.warmup,
             self.reps,
