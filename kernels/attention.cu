@@ -273,20 +273,34 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
 DECODE_G(1, 4) DECODE_G(2, 4) DECODE_G(3, 4) DECODE_G(4, 4)
 DECODE_G(5, 2) DECODE_G(6, 2) DECODE_G(7, 2) DECODE_G(8, 2)
 
-// Combine partition partials: grid (H, B), HD threads.
+// Combine partition partials: grid (H, B), HD threads. The per-partition weights are computed
+// once in shared memory (in parallel), then each thread sums its dimension over partitions with
+// independent loads.
+#define MAX_PARTS 1024
 extern "C" __global__ void paged_decode_reduce(const float* __restrict__ part_o,
                                                const float* __restrict__ part_m,
                                                const float* __restrict__ part_l,
                                                half* __restrict__ out, int H, int nparts) {
+    __shared__ float wgt[MAX_PARTS];
+    __shared__ float red[HD / 32];
     const size_t bh = (size_t)blockIdx.y * H + blockIdx.x;
-    const int d = threadIdx.x;
+    const int d = threadIdx.x, lane = d & 31, warp = d >> 5;
     float M = -INFINITY;
-    for (int p = 0; p < nparts; ++p) M = fmaxf(M, part_m[bh * nparts + p]);
-    float num = 0.f, den = 0.f;
-    for (int p = 0; p < nparts; ++p) {
+    for (int p = d; p < nparts; p += blockDim.x) M = fmaxf(M, part_m[bh * nparts + p]);
+    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffff, M, o));
+    if (lane == 0) red[warp] = M;
+    __syncthreads();
+    M = -INFINITY;
+    for (int i = 0; i < (int)(blockDim.x >> 5); ++i) M = fmaxf(M, red[i]);
+    for (int p = d; p < nparts; p += blockDim.x) {
         const float m = part_m[bh * nparts + p];
-        if (m == -INFINITY) continue;
-        const float w = part_l[bh * nparts + p] * __expf(m - M);
+        wgt[p] = m == -INFINITY ? 0.f : part_l[bh * nparts + p] * __expf(m - M);
+    }
+    __syncthreads();
+    float num = 0.f, den = 0.f;
+#pragma unroll 8
+    for (int p = 0; p < nparts; ++p) {
+        const float w = wgt[p];
         num += w * part_o[(bh * nparts + p) * HD + d];
         den += w;
     }

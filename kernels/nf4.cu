@@ -104,8 +104,9 @@ NF4_GEMV(1) NF4_GEMV(2) NF4_GEMV(3) NF4_GEMV(4) NF4_GEMV(5) NF4_GEMV(6) NF4_GEMV
 NF4_GEMV(9) NF4_GEMV(10) NF4_GEMV(11) NF4_GEMV(12) NF4_GEMV(13) NF4_GEMV(14) NF4_GEMV(15)
 NF4_GEMV(16)
 
-// Dequantize the whole tensor to fp16 (row-major n x k), 32 weights per thread step:
-// what bitsandbytes and vLLM run before a cuBLAS GEMM when more than a few tokens come in.
+// Dequantize the whole tensor to fp16 (row-major n x k): what bitsandbytes and vLLM run before
+// a cuBLAS GEMM when more than one token comes in. Each thread turns 4 packed bytes (8 weights)
+// into one 16-byte store, so a warp reads 128 and writes 512 contiguous bytes.
 extern "C" __global__ void nf4_dequant(const unsigned char* __restrict__ w,
                                        const unsigned char* __restrict__ absmax_q,
                                        const float* __restrict__ absmax2,
@@ -116,23 +117,18 @@ extern "C" __global__ void nf4_dequant(const unsigned char* __restrict__ w,
     if (threadIdx.x < 16) tab[threadIdx.x] = NF4_TABLE[threadIdx.x];
     for (int i = threadIdx.x; i < 256; i += blockDim.x) cs[i] = code[i];
     __syncthreads();
-    const unsigned long long chunks = numel >> 5;
+    const unsigned long long chunks = numel >> 3;
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < chunks;
          i += (unsigned long long)gridDim.x * blockDim.x) {
-        const uint4 pk = __ldg(reinterpret_cast<const uint4*>(w) + i);
-        const unsigned long long blk = i >> 1;
+        const unsigned int word = __ldg(reinterpret_cast<const unsigned int*>(w) + i);
+        const unsigned long long blk = i >> 3;
         const float am = cs[__ldg(&absmax_q[blk])] * __ldg(&absmax2[blk >> 8]) + offset;
-        const unsigned int words[4] = {pk.x, pk.y, pk.z, pk.w};
-        uint4* o = reinterpret_cast<uint4*>(out) + i * 4;
+        half2 h[4];
 #pragma unroll
-        for (int q = 0; q < 4; ++q) {
-            half2 h[4];
-#pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const unsigned int b = (words[q] >> (8 * j)) & 0xff;
-                h[j] = __floats2half2_rn(tab[b >> 4] * am, tab[b & 15] * am);
-            }
-            o[q] = *reinterpret_cast<uint4*>(h);
+        for (int j = 0; j < 4; ++j) {
+            const unsigned int b = (word >> (8 * j)) & 0xff;
+            h[j] = __floats2half2_rn(tab[b >> 4] * am, tab[b & 15] * am);
         }
+        reinterpret_cast<uint4*>(out)[i] = *reinterpret_cast<uint4*>(h);
     }
 }

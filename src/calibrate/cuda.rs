@@ -649,7 +649,7 @@ impl CudaTimer {
 
     fn nf4_dequant(&self, s: &Nf4State, offset: f32, numel: u64) -> Result<()> {
         let sms = u64::from(self.info.sm_count);
-        launch!(self, "nf4_dequant", cfg(grid_for(numel / 32, 256, sms * 32), 256, 0);
+        launch!(self, "nf4_dequant", cfg(grid_for(numel / 8, 256, sms * 32), 256, 0);
             s.packed.ptr, s.absmax_q.ptr, s.absmax2.ptr, self.code.ptr, offset, s.wdq.ptr, numel)
     }
 
@@ -685,6 +685,11 @@ impl CudaTimer {
     ) -> Result<()> {
         let part = self.decode_part(batch, kv_heads, max_ctx);
         let nparts = max_ctx.div_ceil(part).max(1);
+        if nparts > 1024 {
+            return Err(Error::BadInput(format!(
+                "decode context {max_ctx} needs {nparts} partitions; the reduce kernel takes at most 1024"
+            )));
+        }
         let scale = 1.0 / (128f32).sqrt();
         let kv_scale = match kv {
             KvDtype::Fp16 => 1.0f32,
