@@ -436,7 +436,7 @@ impl CudaTimer {
     // ---- building blocks shared by checks and timing -----------------------------------------
 
     /// cuBLASLt descriptors (int8 IMMA, or fp16 with fp32 accumulation when `f16`) for `n × k`
-    /// at `t` tokens, with the fastest of cuBLASLt's top
+    /// at `t` tokens, with the fastest of cuBLASLt's top-16
     /// heuristic candidates (timed once on `bufs` = (wq, xq, acc), cached per shape), as
     /// frameworks' autotuners pick. Where cuBLASLt has no kernel for an odd token count the GEMM
     /// runs on `t` rounded up to a multiple of 4 (the extra rows are ignored).
@@ -512,7 +512,7 @@ impl CudaTimer {
         let pref = ltres::create_matmul_pref().gpu("cuBLASLt preference")?;
         let ws = LT_WORKSPACE as u64;
         // SAFETY: plain C structs filled by cuBLASLt.
-        let mut results: [ltsys::cublasLtMatmulHeuristicResult_t; 8] =
+        let mut results: [ltsys::cublasLtMatmulHeuristicResult_t; 16] =
             unsafe { std::mem::zeroed() };
         let mut count = 0i32;
         // SAFETY: all descriptors are live; pref is destroyed right after the query.
@@ -682,8 +682,9 @@ impl CudaTimer {
         batch: u32,
         max_ctx: u32,
         qreg: bool,
+        part_scale: u32,
     ) -> Result<()> {
-        let part = self.decode_part(batch, kv_heads, max_ctx);
+        let part = (self.decode_part(batch, kv_heads, max_ctx) * part_scale).min(PART);
         let nparts = max_ctx.div_ceil(part).max(1);
         if nparts > 1024 {
             return Err(Error::BadInput(format!(
@@ -917,12 +918,24 @@ impl CudaTimer {
             .decode
             .as_ref()
             .ok_or_else(|| Error::Internal("decode buffers".into()))?;
-        // Both kernel variants; the faster one is what an autotuned engine would run.
-        let a =
-            self.bench(&|s| s.decode(kv, d, lens.ptr, heads, kv_heads, batch, context, false))?;
-        let b =
-            self.bench(&|s| s.decode(kv, d, lens.ptr, heads, kv_heads, batch, context, true))?;
-        Ok(a.min(b))
+        // Both kernel variants and up to three partition sizes; the fastest is what an
+        // autotuned engine would run.
+        let base = self.decode_part(batch, kv_heads, context);
+        let mut best = f64::INFINITY;
+        for scale in [1u32, 2, 4] {
+            if scale > 1 && base * scale / 2 >= PART {
+                break;
+            }
+            for qreg in [false, true] {
+                let ms = self.bench(&|s| {
+                    s.decode(
+                        kv, d, lens.ptr, heads, kv_heads, batch, context, qreg, scale,
+                    )
+                })?;
+                best = best.min(ms);
+            }
+        }
+        Ok(best)
     }
 
     fn time_prefill(&mut self, heads: u32, kv_heads: u32, t: u32) -> Result<f64> {
@@ -1202,6 +1215,7 @@ impl CudaTimer {
                         b as u32,
                         max_ctx,
                         qreg,
+                        1,
                     )?;
                     let y: Vec<f16> = self.dtoh(&d.out, b * heads * 128)?;
                     reports.push(cpu::compare(
@@ -1335,8 +1349,8 @@ impl KernelTimer for CudaTimer {
             "CUDA events around one call (or fixed call sequence) each; {} warm-up calls, median of {} timings; \
              before each timed call a {} MB memset evicts the {} MB L2; random inputs (never all zero); \
              cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
-             fastest of the top-8 heuristic algorithms per shape and token count (timed once); \
-             paged decode: faster of two kernel variants per point; \
+             fastest of the top-16 heuristic algorithms per shape and token count (timed once); \
+             paged decode: fastest of two kernel variants x up to three partition sizes per point; \
              custom kernels compiled by NVRTC for this GPU",
             self.warmup,
             self.reps,

@@ -77,7 +77,12 @@ pub fn calibrate(
     notes.push(
         "llm-int8 not measured: no faithful outlier-decomposition path is implemented".into(),
     );
-    notes.push("prefill attention: cardplan's WMMA flash-style kernel (FA2-like tiling, 64x64 tiles), slower than FlashAttention-3 on Hopper".into());
+    notes.push(
+        "prefill attention: cardplan's own WMMA flash-style kernel (64x64 tiles); on the H100 it ran at \
+         0.11-0.26x the speed of FlashAttention through torch SDPA (benches/gpu-results/calibrate-h100-sxm.md): \
+         an upper bound on what vLLM's prefill attention costs"
+            .into(),
+    );
     let provenance = Provenance {
         device: dev.name.clone(),
         sm_count: dev.sm_count,
