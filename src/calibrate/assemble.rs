@@ -30,9 +30,9 @@ pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
     // (scheme, n, k) -> tokens -> (ms, path)
     type Best = BTreeMap<(&'static str, u32, u32), BTreeMap<u32, (f64, GemmPath)>>;
     let mut best: Best = BTreeMap::new();
-    let mut decode: Vec<((KvDtype, u32, u32), Vec<DecodePoint>)> = Vec::new();
+    let mut decode: Groups<(KvDtype, u32, u32), DecodePoint> = Vec::new();
     let mut prefill: BTreeMap<(u32, u32), Vec<(u32, f64)>> = BTreeMap::new();
-    let mut elem: Vec<((ElementwiseKind, u32), Vec<(u32, f64)>)> = Vec::new();
+    let mut elem: Groups<(ElementwiseKind, u32), (u32, f64)> = Vec::new();
     for t in timed {
         match t.job {
             Job::Copy { bytes } => copy_gbs = copy_gbs.max(2.0 * bytes as f64 / (t.ms * 1e6)),
@@ -158,8 +158,11 @@ pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
     })
 }
 
+/// Values grouped by a key that needs only equality, in first-seen order.
+type Groups<K, V> = Vec<(K, Vec<V>)>;
+
 /// The values under `key`, inserted empty if new (keys need only equality, and keep first-seen order).
-fn group<K: PartialEq, V>(v: &mut Vec<(K, Vec<V>)>, key: K) -> &mut Vec<V> {
+fn group<K: PartialEq, V>(v: &mut Groups<K, V>, key: K) -> &mut Vec<V> {
     let i = match v.iter().position(|(k, _)| *k == key) {
         Some(i) => i,
         None => {
