@@ -1,1 +1,186 @@
-//! Owned by a later issue.
+//! The calibrator: check the custom kernels, time every kernel of the sweep on the local GPU and
+//! write a measured profile (see [`crate::profile`] for the table contract).
+//!
+//! The hardware sits behind [`timer::KernelTimer`], so everything but the CUDA timer itself is
+//! tested on CPU with [`timer::MockTimer`].
+
+pub mod assemble;
+pub mod cuda;
+pub mod plan;
+pub mod quant;
+pub mod reference;
+pub mod timer;
+
+use crate::error::{Error, Result};
+use crate::profile::{GpuProfile, Provenance};
+use assemble::Timed;
+use plan::SweepSpec;
+use timer::{CheckReport, KernelTimer};
+
+/// Everything one calibration produced.
+#[derive(Debug, Clone)]
+pub struct Calibration {
+    /// The datasheet profile with the measured block merged in.
+    pub profile: GpuProfile,
+    /// Every timed job, every path (also those that lost), for comparisons.
+    pub timed: Vec<Timed>,
+    pub checks: Vec<CheckReport>,
+}
+
+/// Run checks and the sweep on `timer`, merge into `base` (the GPU's catalog datasheet).
+/// `progress` is called after each job with (done, total, job).
+pub fn calibrate(
+    timer: &mut dyn KernelTimer,
+    spec: &SweepSpec,
+    base: GpuProfile,
+    git_rev: &str,
+    mut progress: impl FnMut(usize, usize, &plan::Job),
+) -> Result<Calibration> {
+    let checks = timer.check()?;
+    if let Some(bad) = checks.iter().find(|c| !c.passed()) {
+        return Err(Error::Gpu(format!(
+            "kernel {} failed its correctness check: worst error {:.3}× the bound {} (max abs error {:.3e}); calibration aborted",
+            bad.kernel, bad.worst_ratio, bad.bound, bad.max_abs_err
+        )));
+    }
+    let jobs = spec.jobs();
+    let mut timed = Vec::with_capacity(jobs.len());
+    for (i, job) in jobs.iter().enumerate() {
+        let ms = timer.time(job)?;
+        if !(ms.is_finite() && ms > 0.0) {
+            return Err(Error::Gpu(format!(
+                "timing {job:?} gave {ms} ms: not a positive time"
+            )));
+        }
+        timed.push(Timed { job: *job, ms });
+        progress(i + 1, jobs.len(), job);
+    }
+    let dev = timer.device().clone();
+    let mut notes: Vec<String> = checks
+        .iter()
+        .map(|c| {
+            format!(
+                "check {}: passed, worst {:.3} of bound {}",
+                c.kernel, c.worst_ratio, c.bound
+            )
+        })
+        .collect();
+    notes.extend(spec.skipped.iter().cloned());
+    notes.push(
+        "nf4 = min(fused NF4 GEMV, NF4 dequantize + cuBLAS fp16 GEMM) for T <= 16, dequantize + cuBLAS above; \
+         bitsandbytes itself runs its GEMV only at T = 1"
+            .into(),
+    );
+    notes.push(
+        "int8 = min(W8A16 GEMV, W8A8: per-token quantize + cuBLASLt IMMA + dequantize epilogue) per token count".into(),
+    );
+    notes.push(
+        "llm-int8 not measured: no faithful outlier-decomposition path is implemented".into(),
+    );
+    notes.push(
+        "prefill attention: cardplan's own WMMA flash-style kernel (64x64 tiles); on the H100 it ran at \
+         0.11-0.26x the speed of FlashAttention through torch SDPA (benches/gpu-results/calibrate-h100-sxm.md): \
+         an upper bound on what vLLM's prefill attention costs"
+            .into(),
+    );
+    let provenance = Provenance {
+        device: dev.name.clone(),
+        sm_count: dev.sm_count,
+        driver: dev.driver.clone(),
+        cuda: dev.cuda.clone(),
+        date: now_rfc3339(),
+        cardplan_version: env!("CARGO_PKG_VERSION").to_string(),
+        git_rev: git_rev.to_string(),
+        method: timer.method(),
+        notes,
+    };
+    let measured = assemble::measured(&timed, provenance)?;
+    let mut profile = base;
+    profile.measured = Some(measured);
+    profile
+        .validate("calibrated profile")
+        .map_err(|e| Error::Internal(format!("calibration produced an invalid profile: {e}")))?;
+    Ok(Calibration {
+        profile,
+        timed,
+        checks,
+    })
+}
+
+/// The git revision baked in at build time (`CARDPLAN_GIT_REV`), or "unknown".
+pub fn build_git_rev() -> &'static str {
+    option_env!("CARDPLAN_GIT_REV").unwrap_or("unknown")
+}
+
+/// The catalog key of a GPU from the name the driver reports, where cardplan knows it.
+pub fn catalog_key_for(device_name: &str) -> Option<&'static str> {
+    let n = device_name.to_ascii_lowercase();
+    let table: [(&[&str], &str); 12] = [
+        (&["h200"], "h200"),
+        (&["h100", "pcie"], "h100-pcie"),
+        (&["h100"], "h100-sxm"),
+        (&["a100", "80gb"], "a100-80g"),
+        (&["a100"], "a100-40g"),
+        (&["l40s"], "l40s"),
+        (&["l4"], "l4"),
+        (&["a10g"], "a10g"),
+        (&["rtx a4000"], "rtx-a4000"),
+        (&["4090"], "rtx4090"),
+        (&["3090"], "rtx3090"),
+        (&["t4"], "t4"),
+    ];
+    table
+        .iter()
+        .find(|(needles, _)| needles.iter().all(|s| n.contains(s)))
+        .map(|(_, k)| *k)
+}
+
+/// Current UTC time as RFC 3339, without a date crate.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+/// Seconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SSZ` (civil-from-days, proleptic Gregorian).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        // 2000-02-29 12:34:56 UTC (a leap day).
+        assert_eq!(rfc3339(951_827_696), "2000-02-29T12:34:56Z");
+    }
+
+    #[test]
+    fn device_names_map_to_catalog_keys() {
+        assert_eq!(catalog_key_for("NVIDIA H100 80GB HBM3"), Some("h100-sxm"));
+        assert_eq!(catalog_key_for("NVIDIA H100 PCIe"), Some("h100-pcie"));
+        assert_eq!(catalog_key_for("NVIDIA H200"), Some("h200"));
+        assert_eq!(catalog_key_for("Some Other GPU"), None);
+    }
+}

@@ -1,13 +1,226 @@
-//! `cardplan calibrate` (not built yet: owned by a later issue).
+//! `cardplan calibrate`: time the real kernels on this machine's GPU and write a measured profile.
+
+use std::path::PathBuf;
 
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
 
+use super::common::print_json;
+use crate::calibrate::plan::SweepSpec;
+use crate::calibrate::timer::{KernelTimer, MockTimer};
+use crate::calibrate::{self, Calibration};
+use crate::catalog;
 use crate::error::{Error, Result};
+use crate::report::table::new_table;
+
+const EXAMPLES: &str = "Examples:
+  cardplan calibrate --quick
+  cardplan calibrate --out profiles/gpus/h100-sxm.yaml --raw h100-raw.json
+  cardplan calibrate --models llama-3.1-8b,qwen2.5-7b --gpu h200 --json
+
+Needs an NVIDIA GPU with the driver, NVRTC, cuBLAS and cuBLASLt (CUDA 13) installed; exits 4
+without writing anything when they are missing.";
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example:\n  cardplan calibrate --help")]
-pub struct CalibrateArgs {}
+#[command(after_help = EXAMPLES)]
+pub struct CalibrateArgs {
+    /// Where to write the profile (default: <gpu key>.yaml in the current folder).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Models whose linear shapes, attention heads and widths are timed (comma-separated).
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "llama-3.1-8b",
+        value_delimiter = ','
+    )]
+    pub models: Vec<String>,
+    /// Skip the generic grid of linear shapes (only the models' own shapes).
+    #[arg(long)]
+    pub no_grid: bool,
+    /// Smoke test: a few sizes per table, under 30 s.
+    #[arg(long)]
+    pub quick: bool,
+    /// Catalog key whose datasheet the measurements are merged into (default: from the device name).
+    #[arg(long, value_name = "GPU")]
+    pub gpu: Option<String>,
+    /// Timed repetitions per point (median taken; at least 20).
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub reps: usize,
+    /// Also write every timed call (all paths, also those that lost) as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub raw: Option<PathBuf>,
+    /// Git revision to record (default: the one baked in at build time, else "unknown").
+    #[arg(long, value_name = "REV")]
+    pub git_rev: Option<String>,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print a JSON summary instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Use the CPU mock timer instead of the GPU (tests the writer; the numbers are made up).
+    #[arg(long, hide = true)]
+    pub mock_timer: bool,
+}
 
-pub fn run(_args: CalibrateArgs) -> Result<()> {
-    Err(Error::NotImplemented("cardplan calibrate"))
+#[derive(Serialize)]
+struct Summary<'a> {
+    out: String,
+    device: &'a str,
+    key: &'a str,
+    roofs: crate::profile::Roofs,
+    gemm_tables: usize,
+    decode_tables: usize,
+    prefill_tables: usize,
+    elementwise_tables: usize,
+    checks: &'a [calibrate::timer::CheckReport],
+}
+
+pub fn run(args: CalibrateArgs) -> Result<()> {
+    if args.reps < 20 {
+        return Err(Error::Usage(format!(
+            "--reps must be at least 20 (median of >= 20 timings), got {}",
+            args.reps
+        )));
+    }
+    let models = args
+        .models
+        .iter()
+        .map(|m| catalog::model(m))
+        .collect::<Result<Vec<_>>>()?;
+    if models.is_empty() {
+        return Err(Error::Usage("--models needs at least one model".into()));
+    }
+    let spec = SweepSpec::new(&models, args.quick, !args.no_grid);
+    let mut timer: Box<dyn KernelTimer> = if args.mock_timer {
+        Box::new(MockTimer::new("Mock GPU (no device)"))
+    } else {
+        Box::new(calibrate::cuda::CudaTimer::new(
+            &spec, args.reps, args.seed,
+        )?)
+    };
+    let key = match &args.gpu {
+        Some(k) => k.clone(),
+        None => calibrate::catalog_key_for(&timer.device().name)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                Error::Usage(format!(
+                    "no catalog datasheet matches device '{}': pass --gpu KEY (see `cardplan list gpus`)",
+                    timer.device().name
+                ))
+            })?,
+    };
+    let base = catalog::gpu(&key)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.yaml", base.key)));
+    let git_rev = args
+        .git_rev
+        .clone()
+        .unwrap_or_else(|| calibrate::build_git_rev().to_string());
+    let total = spec.jobs().len() as u64;
+    let bar = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} {msg}")
+    {
+        bar.set_style(style);
+    }
+    let cal: Calibration =
+        calibrate::calibrate(timer.as_mut(), &spec, base, &git_rev, |done, _, job| {
+            bar.set_position(done as u64);
+            bar.set_message(short(job));
+        })?;
+    bar.finish_and_clear();
+    if let Some(raw) = &args.raw {
+        let text = serde_json::to_string_pretty(&RawOut {
+            device: timer.device(),
+            checks: &cal.checks,
+            timed: &cal.timed,
+        })
+        .map_err(|e| Error::Internal(format!("JSON: {e}")))?;
+        crate::fsutil::write_atomic(raw, text.as_bytes())?;
+    }
+    cal.profile.write(&out)?;
+    let m = cal
+        .profile
+        .measured
+        .as_ref()
+        .ok_or_else(|| Error::Internal("profile lost its measured block".into()))?;
+    let summary = Summary {
+        out: out.display().to_string(),
+        device: &timer.device().name,
+        key: &cal.profile.key,
+        roofs: m.roofs,
+        gemm_tables: m.gemm.len(),
+        decode_tables: m.attn_decode.len(),
+        prefill_tables: m.attn_prefill.len(),
+        elementwise_tables: m.elementwise.len(),
+        checks: &cal.checks,
+    };
+    if args.json {
+        return print_json(&summary);
+    }
+    let mut t = new_table();
+    t.set_header(vec!["what", "value"]);
+    t.add_row(vec!["device".to_string(), summary.device.to_string()]);
+    t.add_row(vec![
+        "profile".to_string(),
+        format!("{} ({})", summary.out, summary.key),
+    ]);
+    t.add_row(vec![
+        "copy bandwidth".to_string(),
+        format!("{:.0} GB/s (read + write)", m.roofs.copy_gbs),
+    ]);
+    t.add_row(vec![
+        "fp16 GEMM peak".to_string(),
+        format!("{:.0} TFLOP/s", m.roofs.fp16_tflops),
+    ]);
+    t.add_row(vec![
+        "int8 GEMM peak".to_string(),
+        format!("{:.0} TOP/s", m.roofs.int8_tops),
+    ]);
+    t.add_row(vec![
+        "tables".to_string(),
+        format!(
+            "{} gemm, {} decode attention, {} prefill attention, {} elementwise",
+            summary.gemm_tables,
+            summary.decode_tables,
+            summary.prefill_tables,
+            summary.elementwise_tables
+        ),
+    ]);
+    for c in &cal.checks {
+        t.add_row(vec![
+            format!("check {}", c.kernel),
+            format!("pass ({:.2} of bound {})", c.worst_ratio, c.bound),
+        ]);
+    }
+    println!("{t}");
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct RawOut<'a> {
+    device: &'a calibrate::timer::DeviceInfo,
+    checks: &'a [calibrate::timer::CheckReport],
+    timed: &'a [calibrate::assemble::Timed],
+}
+
+fn short(job: &calibrate::plan::Job) -> String {
+    use calibrate::plan::Job;
+    match job {
+        Job::Copy { .. } => "copy".into(),
+        Job::Gemm { path, n, k, tokens } => format!("{} {n}x{k} T={tokens}", path.key()),
+        Job::Decode {
+            kv, batch, context, ..
+        } => format!("decode {kv} B={batch} ctx={context}"),
+        Job::Prefill { tokens, .. } => format!("prefill T={tokens}"),
+        Job::Elementwise {
+            kind,
+            width,
+            tokens,
+        } => format!("{kind:?} w={width} T={tokens}"),
+    }
 }

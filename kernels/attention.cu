@@ -1,0 +1,451 @@
+// Attention kernels, head_dim 128.
+// Paged decode (vLLM-style block table, block size 16, grouped-query heads, fp16 or int8 KV with a
+// per-tensor scale), split over partitions of 512 tokens with a reduce step (flash-decoding);
+// causal prefill over contiguous q/k/v, tiled flash-attention style on tensor cores (WMMA).
+#include <cuda_fp16.h>
+#include <mma.h>
+
+#define HD 128
+#define INFINITY __int_as_float(0x7f800000)
+#define BS 16
+#define PART 512
+#define MAXG 8
+#define NWARPS 4
+
+__device__ __forceinline__ void load16(const half* p, float* f) {
+    const uint4* v = reinterpret_cast<const uint4*>(p);
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+        uint4 u = v[q];
+        const half2* h = reinterpret_cast<const half2*>(&u);
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+            float2 x = __half22float2(h[e]);
+            f[q * 8 + 2 * e] = x.x;
+            f[q * 8 + 2 * e + 1] = x.y;
+        }
+    }
+}
+__device__ __forceinline__ void load16(const signed char* p, float* f) {
+    int4 u = *reinterpret_cast<const int4*>(p);
+    const signed char* b = reinterpret_cast<const signed char*>(&u);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) f[i] = (float)b[i];
+}
+__device__ __forceinline__ void load8(const half* p, float* f) {
+    uint4 u = *reinterpret_cast<const uint4*>(p);
+    const half2* h = reinterpret_cast<const half2*>(&u);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        float2 x = __half22float2(h[e]);
+        f[2 * e] = x.x;
+        f[2 * e + 1] = x.y;
+    }
+}
+__device__ __forceinline__ void load8(const signed char* p, float* f) {
+    int2 u = *reinterpret_cast<const int2*>(p);
+    const signed char* b = reinterpret_cast<const signed char*>(&u);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] = (float)b[i];
+}
+__device__ __forceinline__ void load4(const half* p, float* f) {
+    uint2 u = *reinterpret_cast<const uint2*>(p);
+    const half2* h = reinterpret_cast<const half2*>(&u);
+    float2 a = __half22float2(h[0]), b = __half22float2(h[1]);
+    f[0] = a.x; f[1] = a.y; f[2] = b.x; f[3] = b.y;
+}
+__device__ __forceinline__ void load4(const signed char* p, float* f) {
+    int u = *reinterpret_cast<const int*>(p);
+    const signed char* b = reinterpret_cast<const signed char*>(&u);
+    f[0] = b[0]; f[1] = b[1]; f[2] = b[2]; f[3] = b[3];
+}
+
+// Raw (unconverted) loads, so more of them fit in registers while in flight.
+struct KH { uint4 a, b; };
+struct KI { int4 a; };
+__device__ __forceinline__ void kload(const half* p, KH& r) {
+    r.a = reinterpret_cast<const uint4*>(p)[0];
+    r.b = reinterpret_cast<const uint4*>(p)[1];
+}
+__device__ __forceinline__ void kload(const signed char* p, KI& r) { r.a = *reinterpret_cast<const int4*>(p); }
+__device__ __forceinline__ void kzero(KH& r) { r.a = make_uint4(0, 0, 0, 0); r.b = r.a; }
+__device__ __forceinline__ void kzero(KI& r) { r.a = make_int4(0, 0, 0, 0); }
+__device__ __forceinline__ void conv8(const uint4& u, float* f) {
+    const half2* h = reinterpret_cast<const half2*>(&u);
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+        float2 x = __half22float2(h[e]);
+        f[2 * e] = x.x;
+        f[2 * e + 1] = x.y;
+    }
+}
+__device__ __forceinline__ void conv8(const int2& u, float* f) {
+    const signed char* b = reinterpret_cast<const signed char*>(&u);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] = (float)b[i];
+}
+__device__ __forceinline__ void kconv(const KH& r, float* f) { conv8(r.a, f); conv8(r.b, f + 8); }
+__device__ __forceinline__ void kconv(const KI& r, float* f) {
+    const signed char* b = reinterpret_cast<const signed char*>(&r.a);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) f[i] = (float)b[i];
+}
+__device__ __forceinline__ void vload(const half* p, uint4& r) { r = *reinterpret_cast<const uint4*>(p); }
+__device__ __forceinline__ void vload(const signed char* p, int2& r) { r = *reinterpret_cast<const int2*>(p); }
+__device__ __forceinline__ void vzero(uint4& r) { r = make_uint4(0, 0, 0, 0); }
+__device__ __forceinline__ void vzero(int2& r) { r = make_int2(0, 0); }
+template <typename KV> struct Raw;
+template <> struct Raw<half> { typedef KH K; typedef uint4 V; };
+template <> struct Raw<signed char> { typedef KI K; typedef int2 V; };
+
+// Cache layout: [num_blocks][kv_heads][BS][HD]. q, out: [B][H][HD].
+// Grid (kv_heads, B, partitions), NWARPS warps; each block covers `part` tokens (a multiple of
+// BS, at most PART) so that small batches still fill the GPU, for the G query heads that share
+// one KV head (compile-time G keeps registers and shared memory small). With one partition the
+// result goes to `out`; otherwise normalised partials go to part_o [B][H][nparts][HD] with
+// part_m, part_l [B][H][nparts]. Loads are issued UNROLL steps ahead to keep bytes in flight.
+#define UNROLL 4
+#define UNROLL_K 4
+template <typename KV, int G, bool QREG>
+__device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ kc,
+                             const KV* __restrict__ vc, const int* __restrict__ block_table,
+                             const int* __restrict__ ctx_lens, half* __restrict__ out,
+                             float* __restrict__ part_o, float* __restrict__ part_m,
+                             float* __restrict__ part_l, float scale, float kv_scale, int H,
+                             int KVH, int max_blocks, int part) {
+    __shared__ float qs[G][HD];
+    __shared__ float sc[G][PART];
+    __shared__ float red[NWARPS][G][HD];
+    __shared__ float ml[G][2];
+    __shared__ int bts[PART / BS];
+    const int kvh = blockIdx.x, b = blockIdx.y, p = blockIdx.z, nparts = gridDim.z;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int ctx = ctx_lens[b];
+    const int t0 = p * part;
+    const int t1 = min(ctx, t0 + part);
+    const int n = max(0, t1 - t0);
+    for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
+        const int g = i / HD, d = i % HD;
+        qs[g][d] = __half2float(q[((size_t)b * H + kvh * G + g) * HD + d]) * scale * kv_scale;
+    }
+    for (int i = threadIdx.x; i < (n + BS - 1) / BS; i += blockDim.x)
+        bts[i] = block_table[(size_t)b * max_blocks + t0 / BS + i];
+    __syncthreads();
+    const size_t head_off = (size_t)kvh * BS * HD;
+    const size_t blk_stride = (size_t)KVH * BS * HD;
+    // Scores: 8 lanes per token, 16 dims per lane; 4 tokens per warp step, UNROLL steps at once.
+    // Each lane keeps its 16 query dims of every head in registers (as half2) so the inner
+    // product costs no shared-memory traffic.
+    const int sub = lane & 7;
+    half2 qh[QREG ? G : 1][8];
+    if constexpr (QREG) {
+#pragma unroll
+        for (int g = 0; g < G; ++g)
+#pragma unroll
+            for (int e = 0; e < 8; ++e)
+                qh[g][e] = __floats2half2_rn(qs[g][sub * 16 + 2 * e], qs[g][sub * 16 + 2 * e + 1]);
+    }
+    for (int base = warp * 4; base < n; base += NWARPS * 4 * UNROLL_K) {
+        typename Raw<KV>::K kr[UNROLL_K];
+#pragma unroll
+        for (int u = 0; u < UNROLL_K; ++u) {
+            const int i = base + u * NWARPS * 4 + (lane >> 3);
+            if (i < n) kload(kc + bts[i / BS] * blk_stride + head_off + (i % BS) * HD + sub * 16, kr[u]);
+            else kzero(kr[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL_K; ++u) {
+            const int i = base + u * NWARPS * 4 + (lane >> 3);
+            if (base + u * NWARPS * 4 >= n) break;  // warp-uniform
+            float kf[16];
+            kconv(kr[u], kf);
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+                float s = 0.f;
+                if constexpr (QREG) {
+#pragma unroll
+                    for (int e = 0; e < 8; ++e) {
+                        const float2 qf = __half22float2(qh[g][e]);
+                        s += qf.x * kf[2 * e] + qf.y * kf[2 * e + 1];
+                    }
+                } else {
+#pragma unroll
+                    for (int e = 0; e < 16; ++e) s += qs[g][sub * 16 + e] * kf[e];
+                }
+                s += __shfl_xor_sync(0xffffffff, s, 4);
+                s += __shfl_xor_sync(0xffffffff, s, 2);
+                s += __shfl_xor_sync(0xffffffff, s, 1);
+                if (i < n && sub == 0) sc[g][i] = s;
+            }
+        }
+    }
+    __syncthreads();
+    // Softmax per head over this partition.
+    for (int g = warp; g < G; g += NWARPS) {
+        float m = -INFINITY;
+        for (int i = lane; i < n; i += 32) m = fmaxf(m, sc[g][i]);
+        for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffff, m, o));
+        float l = 0.f;
+        for (int i = lane; i < n; i += 32) {
+            const float e = __expf(sc[g][i] - m);
+            sc[g][i] = e;
+            l += e;
+        }
+        for (int o = 16; o > 0; o >>= 1) l += __shfl_xor_sync(0xffffffff, l, o);
+        if (lane == 0) { ml[g][0] = m; ml[g][1] = l; }
+    }
+    __syncthreads();
+    // P * V: a half-warp per token (8 dims per lane), 2 tokens per warp step, UNROLL steps.
+    const int hl = lane & 15, half_id = lane >> 4;
+    float acc[G][8];
+#pragma unroll
+    for (int g = 0; g < G; ++g)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[g][e] = 0.f;
+    for (int base = warp * 2; base < n; base += NWARPS * 2 * UNROLL) {
+        typename Raw<KV>::V vr[UNROLL];
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int i = base + u * NWARPS * 2 + half_id;
+            if (i < n) vload(vc + bts[i / BS] * blk_stride + head_off + (i % BS) * HD + hl * 8, vr[u]);
+            else vzero(vr[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int i = base + u * NWARPS * 2 + half_id;
+            if (i < n) {
+                float vf[8];
+                conv8(vr[u], vf);
+#pragma unroll
+                for (int g = 0; g < G; ++g) {
+                    const float pw = sc[g][i];
+#pragma unroll
+                    for (int e = 0; e < 8; ++e) acc[g][e] += pw * vf[e];
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) {
+            acc[g][e] += __shfl_xor_sync(0xffffffff, acc[g][e], 16);
+            if (half_id == 0) red[warp][g][hl * 8 + e] = acc[g][e];
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
+        const int g = i / HD, d = i % HD;
+        float s = 0.f;
+#pragma unroll
+        for (int w = 0; w < NWARPS; ++w) s += red[w][g][d];
+        const float l = ml[g][1];
+        const float o = l > 0.f ? s * kv_scale / l : 0.f;
+        const size_t bh = (size_t)b * H + kvh * G + g;
+        if (nparts == 1) {
+            out[bh * HD + d] = __float2half(o);
+        } else {
+            part_o[(bh * nparts + p) * HD + d] = o;
+            if (d == 0) {
+                part_m[bh * nparts + p] = n > 0 ? ml[g][0] : -INFINITY;
+                part_l[bh * nparts + p] = l;
+            }
+        }
+    }
+}
+
+// Three variants per (dtype, G): query in shared memory; the same capped at 64 registers for 8
+// blocks per SM (`_o`, more loads in flight, may spill); query in registers (`_r`, no
+// shared-memory traffic in the inner product). The calibrator times all and keeps the fastest,
+// as an autotuner would.
+#define DECODE_KERNEL(NAME, KV, G, QREG, MINB)                                                   \
+    extern "C" __global__ void __launch_bounds__(128, MINB) NAME(                                \
+        const half* q, const KV* kc, const KV* vc, const int* block_table, const int* ctx_lens,  \
+        half* out, float* part_o, float* part_m, float* part_l, float scale, float kv_scale,     \
+        int H, int KVH, int max_blocks, int part) {                                              \
+        paged_decode<KV, G, QREG>(q, kc, vc, block_table, ctx_lens, out, part_o, part_m, part_l, \
+                                  scale, kv_scale, H, KVH, max_blocks, part);                    \
+    }
+#define DECODE_G(G, MINB)                                                                        \
+    DECODE_KERNEL(paged_decode_f16_g##G, half, G, false, 1)                                      \
+    DECODE_KERNEL(paged_decode_i8_g##G, signed char, G, false, 1)                                \
+    DECODE_KERNEL(paged_decode_f16_g##G##_o, half, G, false, 8)                                  \
+    DECODE_KERNEL(paged_decode_i8_g##G##_o, signed char, G, false, 8)                            \
+    DECODE_KERNEL(paged_decode_f16_g##G##_r, half, G, true, MINB)                                \
+    DECODE_KERNEL(paged_decode_i8_g##G##_r, signed char, G, true, MINB)
+DECODE_G(1, 4) DECODE_G(2, 4) DECODE_G(3, 4) DECODE_G(4, 4)
+DECODE_G(5, 2) DECODE_G(6, 2) DECODE_G(7, 2) DECODE_G(8, 2)
+
+// Combine partition partials: grid (H, B), HD threads. The per-partition weights are computed
+// once in shared memory (in parallel), then each thread sums its dimension over partitions with
+// independent loads.
+#define MAX_PARTS 1024
+extern "C" __global__ void paged_decode_reduce(const float* __restrict__ part_o,
+                                               const float* __restrict__ part_m,
+                                               const float* __restrict__ part_l,
+                                               half* __restrict__ out, int H, int nparts) {
+    __shared__ float wgt[MAX_PARTS];
+    __shared__ float red[HD / 32];
+    const size_t bh = (size_t)blockIdx.y * H + blockIdx.x;
+    const int d = threadIdx.x, lane = d & 31, warp = d >> 5;
+    float M = -INFINITY;
+    for (int p = d; p < nparts; p += blockDim.x) M = fmaxf(M, part_m[bh * nparts + p]);
+    for (int o = 16; o > 0; o >>= 1) M = fmaxf(M, __shfl_xor_sync(0xffffffff, M, o));
+    if (lane == 0) red[warp] = M;
+    __syncthreads();
+    M = -INFINITY;
+    for (int i = 0; i < (int)(blockDim.x >> 5); ++i) M = fmaxf(M, red[i]);
+    for (int p = d; p < nparts; p += blockDim.x) {
+        const float m = part_m[bh * nparts + p];
+        wgt[p] = m == -INFINITY ? 0.f : part_l[bh * nparts + p] * __expf(m - M);
+    }
+    __syncthreads();
+    float num = 0.f, den = 0.f;
+#pragma unroll 8
+    for (int p = 0; p < nparts; ++p) {
+        const float w = wgt[p];
+        num += w * part_o[(bh * nparts + p) * HD + d];
+        den += w;
+    }
+    out[bh * HD + d] = __float2half(den > 0.f ? num / den : 0.f);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Causal prefill: q [T][H][HD], k, v [T][KVH][HD], o [T][H][HD]. Grid (ceil(T / 64), H),
+// 4 warps, each owning 16 query rows; key/value tiles of 64 rows. Dynamic shared memory:
+// Q, K, V tiles (64 x LDH halfs each), S (4 x 16 x LDS floats), P (4 x 16 x LDP halfs).
+using namespace nvcuda;
+#define QT 64
+#define KT 64
+#define LDH (HD + 8)
+#define LDS (KT + 4)
+#define LDP (KT + 8)
+
+__device__ __forceinline__ void load_tile(half* dst, const half* src, int row0, int T, int stride) {
+    // 64 rows x 128 halfs = 1024 uint4, 128 threads.
+    for (int i = threadIdx.x; i < QT * HD / 8; i += blockDim.x) {
+        const int r = i / (HD / 8), c = (i % (HD / 8)) * 8;
+        uint4 v = make_uint4(0, 0, 0, 0);
+        if (row0 + r < T) v = *reinterpret_cast<const uint4*>(src + (size_t)(row0 + r) * stride + c);
+        *reinterpret_cast<uint4*>(dst + r * LDH + c) = v;
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(128) prefill_attn(const half* __restrict__ q,
+                                                               const half* __restrict__ k,
+                                                               const half* __restrict__ v,
+                                                               half* __restrict__ o, int T, int H,
+                                                               int KVH, float scale_log2) {
+    extern __shared__ __align__(32) unsigned char smem[];
+    half* Qs = reinterpret_cast<half*>(smem);
+    half* Ks = Qs + QT * LDH;
+    half* Vs = Ks + KT * LDH;
+    float* S = reinterpret_cast<float*>(Vs + KT * LDH);
+    half* P = reinterpret_cast<half*>(S + NWARPS * 16 * LDS);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int h = blockIdx.y, kvh = h / (H / KVH);
+    const int q0 = blockIdx.x * QT;
+    float* Sw = S + warp * 16 * LDS;
+    half* Pw = P + warp * 16 * LDP;
+
+    load_tile(Qs, q + (size_t)h * HD, q0, T, H * HD);
+    __syncthreads();
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> qf[HD / 16];
+#pragma unroll
+    for (int kk = 0; kk < HD / 16; ++kk)
+        wmma::load_matrix_sync(qf[kk], Qs + warp * 16 * LDH + kk * 16, LDH);
+
+    const int r = lane >> 1, hc = lane & 1;
+    const int qi = q0 + warp * 16 + r;
+    float O[HD / 16][8];
+#pragma unroll
+    for (int a = 0; a < HD / 16; ++a)
+#pragma unroll
+        for (int e = 0; e < 8; ++e) O[a][e] = 0.f;
+    float m = -INFINITY, l = 0.f;
+
+    const int kv_end = min(T, q0 + QT);
+    for (int j0 = 0; j0 < kv_end; j0 += KT) {
+        __syncthreads();
+        load_tile(Ks, k + (size_t)kvh * HD, j0, T, KVH * HD);
+        load_tile(Vs, v + (size_t)kvh * HD, j0, T, KVH * HD);
+        __syncthreads();
+        // S = Q K^T for this warp's 16 rows.
+#pragma unroll
+        for (int ct = 0; ct < KT / 16; ++ct) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+            for (int kk = 0; kk < HD / 16; ++kk) {
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::col_major> kf;
+                wmma::load_matrix_sync(kf, Ks + ct * 16 * LDH + kk * 16, LDH);
+                wmma::mma_sync(acc, qf[kk], kf, acc);
+            }
+            wmma::store_matrix_sync(Sw + ct * 16, acc, LDS, wmma::mem_row_major);
+        }
+        __syncwarp();
+        // Online softmax: 2 lanes per row, 32 columns each.
+        float s[32];
+        float mx = -INFINITY;
+#pragma unroll
+        for (int c = 0; c < 32; ++c) {
+            const int key = j0 + hc * 32 + c;
+            float x = Sw[r * LDS + hc * 32 + c] * scale_log2;
+            if (key > qi || key >= T) x = -INFINITY;
+            s[c] = x;
+            mx = fmaxf(mx, x);
+        }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+        const float mn = fmaxf(m, mx);
+        const float alpha = (m == -INFINITY) ? 0.f : exp2f(m - mn);
+        float sum = 0.f;
+#pragma unroll
+        for (int c = 0; c < 32; ++c) {
+            const float pv = (s[c] == -INFINITY) ? 0.f : exp2f(s[c] - mn);
+            sum += pv;
+            Pw[r * LDP + hc * 32 + c] = __float2half(pv);
+        }
+        sum += __shfl_xor_sync(0xffffffff, sum, 1);
+        l = l * alpha + sum;
+        m = mn;
+#pragma unroll
+        for (int a = 0; a < HD / 16; ++a)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) O[a][e] *= alpha;
+        __syncwarp();
+        // O += P V, one 16-column tile at a time through the S scratch.
+#pragma unroll
+        for (int ct = 0; ct < HD / 16; ++ct) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+            wmma::fill_fragment(acc, 0.f);
+#pragma unroll
+            for (int kk = 0; kk < KT / 16; ++kk) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, half, wmma::row_major> pf;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, half, wmma::row_major> vf;
+                wmma::load_matrix_sync(pf, Pw + kk * 16, LDP);
+                wmma::load_matrix_sync(vf, Vs + kk * 16 * LDH + ct * 16, LDH);
+                wmma::mma_sync(acc, pf, vf, acc);
+            }
+            wmma::store_matrix_sync(Sw, acc, LDS, wmma::mem_row_major);
+            __syncwarp();
+#pragma unroll
+            for (int e = 0; e < 8; ++e) O[ct][e] += Sw[r * LDS + hc * 8 + e];
+            __syncwarp();
+        }
+    }
+    if (qi < T) {
+        const float inv = l > 0.f ? 1.f / l : 0.f;
+        half* orow = o + ((size_t)qi * H + h) * HD;
+#pragma unroll
+        for (int ct = 0; ct < HD / 16; ++ct) {
+            half2 hv[4];
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+                hv[e] = __floats2half2_rn(O[ct][2 * e] * inv, O[ct][2 * e + 1] * inv);
+            *reinterpret_cast<uint4*>(orow + ct * 16 + hc * 8) = *reinterpret_cast<uint4*>(hv);
+        }
+    }
+}
+
+// Bytes of dynamic shared memory prefill_attn needs.
+// (QT + 2 * KT) * LDH * 2 + NWARPS * 16 * LDS * 4 + NWARPS * 16 * LDP * 2

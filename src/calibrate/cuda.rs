@@ -1,0 +1,1465 @@
+//! The CUDA [`KernelTimer`]: our kernels (kernels/*.cu, compiled by NVRTC for the device's own
+//! architecture), cuBLAS fp16 GEMM and cuBLASLt int8 IMMA GEMM, timed with CUDA events.
+//!
+//! Everything is loaded dynamically, so this compiles and links on machines without CUDA;
+//! [`CudaTimer::new`] checks for the libraries first because cudarc panics on a missing one.
+
+use std::sync::Arc;
+
+use cudarc::cublas::sys as bsys;
+use cudarc::cublaslt::{result as ltres, sys as ltsys};
+use cudarc::driver::{
+    CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
+    LaunchConfig, PushKernelArg, result as dres, sys as dsys,
+};
+use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+use half::f16;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::plan::{self, GemmPath, Job, SweepSpec};
+use super::quant::{self, Nf4Tensor};
+use super::reference as cpu;
+use super::timer::{CheckReport, DeviceInfo, KernelTimer};
+use crate::catalog::quant::KvDtype;
+use crate::error::{Error, Result};
+use crate::profile::ElementwiseKind;
+
+const SOURCES: [(&str, &str); 5] = [
+    ("util.cu", include_str!("../../kernels/util.cu")),
+    ("nf4.cu", include_str!("../../kernels/nf4.cu")),
+    ("int8.cu", include_str!("../../kernels/int8.cu")),
+    ("attention.cu", include_str!("../../kernels/attention.cu")),
+    (
+        "elementwise.cu",
+        include_str!("../../kernels/elementwise.cu"),
+    ),
+];
+const KERNELS: [&str; 10] = [
+    "fill_half",
+    "fill_u8",
+    "fill_f32",
+    "nf4_dequant",
+    "quant_per_token",
+    "dequant_i32",
+    "paged_decode_reduce",
+    "prefill_attn",
+    "rmsnorm_residual",
+    "silu_mul",
+];
+/// Dynamic shared memory of `prefill_attn` (see attention.cu).
+const PREFILL_SMEM: u32 = (64 + 128) * 136 * 2 + 4 * 16 * 68 * 4 + 4 * 16 * 72 * 2;
+const PART: u32 = 512;
+const LT_WORKSPACE: usize = 32 << 20;
+const INT8_KV_SCALE: f32 = 1.0 / 64.0;
+
+trait GpuErr<T> {
+    fn gpu(self, what: &str) -> Result<T>;
+}
+impl<T, E: std::fmt::Debug> GpuErr<T> for std::result::Result<T, E> {
+    fn gpu(self, what: &str) -> Result<T> {
+        self.map_err(|e| Error::Gpu(format!("{what}: {e:?}")))
+    }
+}
+
+/// Whether the CUDA libraries the calibrator needs can be loaded; a clear error if not.
+pub fn check_libraries() -> Result<()> {
+    // SAFETY: these only try to dlopen the libraries.
+    let present = unsafe {
+        [
+            ("libcuda (driver)", cudarc::driver::sys::is_culib_present()),
+            ("libnvrtc", cudarc::nvrtc::sys::is_culib_present()),
+            ("libcublas", cudarc::cublas::sys::is_culib_present()),
+            ("libcublasLt", cudarc::cublaslt::sys::is_culib_present()),
+        ]
+    };
+    let missing: Vec<&str> = present
+        .iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(n, _)| *n)
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Gpu(format!(
+            "cannot calibrate: CUDA libraries not found: {} (install the NVIDIA driver and CUDA 13 toolkit, or put them on the loader path)",
+            missing.join(", ")
+        )))
+    }
+}
+
+/// The paged-decode kernel variants (see attention.cu); timing keeps the fastest.
+#[derive(Debug, Clone, Copy)]
+enum DecodeVariant {
+    QueryShared,
+    QuerySharedOccupancy,
+    QueryRegisters,
+}
+
+impl DecodeVariant {
+    const ALL: [DecodeVariant; 3] = [
+        DecodeVariant::QueryShared,
+        DecodeVariant::QuerySharedOccupancy,
+        DecodeVariant::QueryRegisters,
+    ];
+    fn suffix(self) -> &'static str {
+        match self {
+            DecodeVariant::QueryShared => "",
+            DecodeVariant::QuerySharedOccupancy => "_o",
+            DecodeVariant::QueryRegisters => "_r",
+        }
+    }
+    fn label(self) -> &'static str {
+        match self {
+            DecodeVariant::QueryShared => "",
+            DecodeVariant::QuerySharedOccupancy => " (64 registers)",
+            DecodeVariant::QueryRegisters => " (q in registers)",
+        }
+    }
+}
+
+/// A device allocation addressed by raw pointer (kernels take plain pointers).
+struct Buf {
+    _mem: CudaSlice<u8>,
+    ptr: u64,
+    bytes: usize,
+}
+
+struct GemmState {
+    n: u32,
+    k: u32,
+    w16: Buf,
+    x: Buf,
+    y: Buf,
+    int8: Option<Int8State>,
+    nf4: Option<Nf4State>,
+}
+struct Int8State {
+    wq: Buf,
+    wscale: Buf,
+    xq: Buf,
+    sx: Buf,
+    acc: Buf,
+}
+struct Nf4State {
+    packed: Buf,
+    absmax_q: Buf,
+    absmax2: Buf,
+    wdq: Buf,
+}
+struct DecodeState {
+    key: (KvDtype, u32, u32),
+    kc: Buf,
+    vc: Buf,
+    table: Buf,
+    max_blocks: u32,
+    q: Buf,
+    out: Buf,
+    part_o: Buf,
+    part_m: Buf,
+    part_l: Buf,
+}
+struct PrefillState {
+    key: (u32, u32),
+    q: Buf,
+    k: Buf,
+    v: Buf,
+    o: Buf,
+}
+struct ElemState {
+    key: (ElementwiseKind, u32),
+    a: Buf,
+    b: Buf,
+    w: Buf,
+    y: Buf,
+}
+
+/// The cuBLASLt descriptors of one GEMM shape (int8 IMMA or fp16), prepared outside the timed
+/// region.
+struct Imma {
+    /// fp16 in and out with fp32 accumulation; otherwise int8 in, int32 out.
+    f16: bool,
+    desc: ltsys::cublasLtMatmulDesc_t,
+    la: ltsys::cublasLtMatrixLayout_t,
+    lb: ltsys::cublasLtMatrixLayout_t,
+    lc: ltsys::cublasLtMatrixLayout_t,
+    algo: ltsys::cublasLtMatmulAlgo_t,
+}
+impl Drop for Imma {
+    fn drop(&mut self) {
+        // SAFETY: created by Imma::new and destroyed once.
+        unsafe {
+            let _ = ltres::destroy_matrix_layout(self.la);
+            let _ = ltres::destroy_matrix_layout(self.lb);
+            let _ = ltres::destroy_matrix_layout(self.lc);
+            let _ = ltres::destroy_matmul_desc(self.desc);
+        }
+    }
+}
+
+pub struct CudaTimer {
+    ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    lt: ltsys::cublasLtHandle_t,
+    lt_ws: Buf,
+    f: std::collections::HashMap<String, CudaFunction>,
+    code: Buf,
+    flush: Buf,
+    start: CudaEvent,
+    end: CudaEvent,
+    info: DeviceInfo,
+    warmup: usize,
+    reps: usize,
+    max_tokens: u32,
+    max_batch: u32,
+    max_context: u32,
+    max_prefill: u32,
+    /// Every (batch, context) of the decode sweep, to size the partition buffers.
+    decode_grid: Vec<(u32, u32)>,
+    seed: u32,
+    /// cuBLASLt algorithm chosen per (fp16?, n, k, T).
+    imma_cache: std::cell::RefCell<
+        std::collections::HashMap<(bool, u32, u32, u32), ltsys::cublasLtMatmulAlgo_t>,
+    >,
+    gemm: Option<GemmState>,
+    decode: Option<DecodeState>,
+    prefill: Option<PrefillState>,
+    elem: Option<ElemState>,
+}
+
+impl Drop for CudaTimer {
+    fn drop(&mut self) {
+        // SAFETY: the handle was created in `new` and is destroyed once.
+        unsafe {
+            let _ = ltres::destroy_handle(self.lt);
+        }
+    }
+}
+
+macro_rules! launch {
+    ($s:expr, $name:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
+        let func = $s.func($name)?;
+        let mut b = $s.stream.launch_builder(func);
+        $( let a = $arg; b.arg(&a); )*
+        // SAFETY: argument lists match the kernel signatures in kernels/*.cu and every pointer
+        // is a live allocation of at least the size the kernel touches.
+        unsafe { b.launch($cfg) }.map(|_| ()).gpu($name)
+    }};
+}
+
+/// Every kernel the timer loads: the fixed ones and the decode kernel per dtype and GQA group.
+fn kernel_names() -> Vec<String> {
+    let mut v: Vec<String> = KERNELS.iter().map(|s| s.to_string()).collect();
+    for dt in ["f16", "i8"] {
+        for g in 1..=plan::MAX_GQA_GROUP {
+            v.push(format!("paged_decode_{dt}_g{g}"));
+            v.push(format!("paged_decode_{dt}_g{g}_r"));
+            v.push(format!("paged_decode_{dt}_g{g}_o"));
+        }
+    }
+    for t in 1..=plan::GEMV_MAX_TOKENS {
+        v.push(format!("nf4_gemv_t{t}"));
+        v.push(format!("w8a16_gemv_t{t}"));
+    }
+    v
+}
+
+fn cfg(grid: (u32, u32, u32), block: u32, smem: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: grid,
+        block_dim: (block, 1, 1),
+        shared_mem_bytes: smem,
+    }
+}
+
+fn grid_for(items: u64, block: u32, cap: u64) -> (u32, u32, u32) {
+    (items.div_ceil(u64::from(block)).clamp(1, cap) as u32, 1, 1)
+}
+
+impl CudaTimer {
+    /// Open GPU 0, compile the kernels for its architecture and prepare the libraries.
+    pub fn new(spec: &SweepSpec, reps: usize, seed: u64) -> Result<CudaTimer> {
+        check_libraries()?;
+        let ctx = CudaContext::new(0).map_err(|e| {
+            Error::Gpu(format!(
+                "cannot calibrate: no usable CUDA GPU ({e:?}); is the NVIDIA driver loaded and a GPU visible?"
+            ))
+        })?;
+        let stream = ctx.default_stream();
+        let (major, minor) = ctx.compute_capability().gpu("compute capability")?;
+        let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
+        let mut include_paths = Vec::new();
+        if let Ok(home) = std::env::var("CUDA_HOME") {
+            include_paths.push(format!("{home}/include"));
+        }
+        include_paths.push("/usr/local/cuda/include".to_string());
+        let mut f = std::collections::HashMap::new();
+        for (file, src) in SOURCES {
+            let ptx = compile_ptx_with_opts(
+                src,
+                CompileOptions {
+                    arch: Some(arch),
+                    include_paths: include_paths.clone(),
+                    options: vec!["-std=c++17".into()],
+                    name: Some(file.into()),
+                    ..Default::default()
+                },
+            )
+            .map_err(|e| {
+                Error::Gpu(format!(
+                    "NVRTC could not compile kernels/{file} for {arch} (include paths {include_paths:?}): {e}"
+                ))
+            })?;
+            let module = ctx.load_module(ptx).gpu(file)?;
+            for name in kernel_names() {
+                if let Ok(func) = module.load_function(&name) {
+                    f.insert(name, func);
+                }
+            }
+        }
+        if let Some(missing) = kernel_names().into_iter().find(|k| !f.contains_key(k)) {
+            return Err(Error::Internal(format!(
+                "kernel {missing} not found in kernels/*.cu"
+            )));
+        }
+        f["prefill_attn"]
+            .set_attribute(
+                dsys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                PREFILL_SMEM as i32,
+            )
+            .gpu("prefill shared memory")?;
+        let lt = ltres::create_handle().gpu("cuBLASLt init")?;
+        let info = device_info(&ctx)?;
+        let start = ctx
+            .new_event(Some(dsys::CUevent_flags::CU_EVENT_DEFAULT))
+            .gpu("event")?;
+        let end = ctx
+            .new_event(Some(dsys::CUevent_flags::CU_EVENT_DEFAULT))
+            .gpu("event")?;
+        let t = CudaTimer {
+            lt_ws: alloc(&stream, LT_WORKSPACE)?,
+            code: alloc(&stream, 256 * 4)?,
+            flush: alloc(&stream, (2 * info.l2_bytes as usize).max(64 << 20))?,
+            ctx,
+            stream,
+            lt,
+            f,
+            start,
+            end,
+            info,
+            warmup: 5,
+            reps: reps.max(20),
+            max_tokens: spec.tokens.iter().copied().max().unwrap_or(1).max(8192),
+            max_batch: spec.decode_batches.iter().copied().max().unwrap_or(1),
+            max_context: spec.decode_contexts.iter().copied().max().unwrap_or(16),
+            max_prefill: spec.prefill_tokens.iter().copied().max().unwrap_or(64),
+            decode_grid: spec
+                .decode_batches
+                .iter()
+                .flat_map(|&b| spec.decode_contexts.iter().map(move |&c| (b, c)))
+                .collect(),
+            seed: seed as u32,
+            imma_cache: Default::default(),
+            gemm: None,
+            decode: None,
+            prefill: None,
+            elem: None,
+        };
+        let map = quant::dynamic_map();
+        t.htod(&map, t.code.ptr)?;
+        Ok(t)
+    }
+
+    fn func(&self, name: &str) -> Result<&CudaFunction> {
+        self.f
+            .get(name)
+            .ok_or_else(|| Error::Internal(format!("kernel {name} not loaded")))
+    }
+
+    fn next_seed(&mut self) -> u32 {
+        self.seed = self
+            .seed
+            .wrapping_mul(747_796_405)
+            .wrapping_add(2_891_336_453);
+        self.seed
+    }
+
+    fn htod<T: DeviceRepr>(&self, data: &[T], dst: u64) -> Result<()> {
+        let bytes = std::mem::size_of_val(data);
+        // SAFETY: dst is an allocation of at least `bytes` (callers size it from `data`).
+        unsafe {
+            dres::memcpy_htod_async(dst, data, self.stream.cu_stream()).gpu("copy to GPU")?;
+        }
+        let _ = bytes;
+        self.stream.synchronize().gpu("synchronize")
+    }
+
+    fn dtoh<T: DeviceRepr + Default + Clone>(&self, src: &Buf, len: usize) -> Result<Vec<T>> {
+        let mut out = vec![T::default(); len];
+        assert!(len * std::mem::size_of::<T>() <= src.bytes);
+        self.stream.synchronize().gpu("synchronize")?;
+        // SAFETY: src holds at least len elements of T (asserted above).
+        unsafe { dres::memcpy_dtoh_sync(&mut out, src.ptr) }.gpu("copy from GPU")?;
+        Ok(out)
+    }
+
+    fn upload<T: DeviceRepr>(&self, data: &[T]) -> Result<Buf> {
+        let b = alloc(&self.stream, std::mem::size_of_val(data).max(16))?;
+        self.htod(data, b.ptr)?;
+        Ok(b)
+    }
+
+    fn fill_half(&mut self, b: &Buf, scale: f32) -> Result<()> {
+        let n = (b.bytes / 2) as u64;
+        let seed = self.next_seed();
+        launch!(self, "fill_half", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed, scale)
+    }
+    fn fill_u8(&mut self, b: &Buf) -> Result<()> {
+        let n = b.bytes as u64;
+        let seed = self.next_seed();
+        launch!(self, "fill_u8", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed)
+    }
+    fn fill_f32(&mut self, b: &Buf, lo: f32, hi: f32) -> Result<()> {
+        let n = (b.bytes / 4) as u64;
+        let seed = self.next_seed();
+        launch!(self, "fill_f32", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed, lo, hi)
+    }
+    fn new_half(&mut self, elems: u64, scale: f32) -> Result<Buf> {
+        let b = alloc(&self.stream, (2 * elems) as usize)?;
+        self.fill_half(&b, scale)?;
+        Ok(b)
+    }
+
+    /// Median of `reps` single-call CUDA-event timings, each after an L2-evicting memset.
+    fn bench(&self, op: &dyn Fn(&Self) -> Result<()>) -> Result<f64> {
+        for _ in 0..self.warmup {
+            op(self)?;
+        }
+        self.stream.synchronize().gpu("synchronize")?;
+        let mut times = Vec::with_capacity(self.reps);
+        for i in 0..self.reps {
+            // SAFETY: flush is a live allocation of flush.bytes.
+            unsafe {
+                dres::memset_d8_async(
+                    self.flush.ptr,
+                    (i % 251 + 1) as u8,
+                    self.flush.bytes,
+                    self.stream.cu_stream(),
+                )
+            }
+            .gpu("L2 flush")?;
+            self.start.record(&self.stream).gpu("event")?;
+            op(self)?;
+            self.end.record(&self.stream).gpu("event")?;
+            times.push(f64::from(
+                self.start.elapsed_ms(&self.end).gpu("event time")?,
+            ));
+        }
+        times.sort_by(f64::total_cmp);
+        let m = times.len() / 2;
+        Ok(if times.len() % 2 == 1 {
+            times[m]
+        } else {
+            (times[m - 1] + times[m]) / 2.0
+        })
+    }
+
+    // ---- building blocks shared by checks and timing -----------------------------------------
+
+    /// cuBLASLt descriptors (int8 IMMA, or fp16 with fp32 accumulation when `f16`) for `n × k`
+    /// at `t` tokens, with the fastest of cuBLASLt's top-16
+    /// heuristic candidates (timed once on `bufs` = (wq, xq, acc), cached per shape), as
+    /// frameworks' autotuners pick. Where cuBLASLt has no kernel for an odd token count the GEMM
+    /// runs on `t` rounded up to a multiple of 4 (the extra rows are ignored).
+    fn imma_prepare(
+        &self,
+        f16: bool,
+        n: u32,
+        k: u32,
+        t: u32,
+        bufs: (u64, u64, u64),
+    ) -> Result<Imma> {
+        match self.imma_prepare_exact(f16, n, k, t, bufs) {
+            Ok(m) => Ok(m),
+            Err(e) if !f16 && t % 4 != 0 && t.next_multiple_of(4) <= self.max_tokens => self
+                .imma_prepare_exact(f16, n, k, t.next_multiple_of(4), bufs)
+                .map_err(|_| e),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn imma_prepare_exact(
+        &self,
+        f16: bool,
+        n: u32,
+        k: u32,
+        t: u32,
+        bufs: (u64, u64, u64),
+    ) -> Result<Imma> {
+        use ltsys::cudaDataType_t as dt;
+        let (compute, scale, ab, c) = if f16 {
+            (
+                ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                dt::CUDA_R_32F,
+                dt::CUDA_R_16F,
+                dt::CUDA_R_16F,
+            )
+        } else {
+            (
+                ltsys::cublasComputeType_t::CUBLAS_COMPUTE_32I,
+                dt::CUDA_R_32I,
+                dt::CUDA_R_8I,
+                dt::CUDA_R_32I,
+            )
+        };
+        let desc = ltres::create_matmul_desc(compute, scale).gpu("cuBLASLt matmul desc")?;
+        let trans = bsys::cublasOperation_t::CUBLAS_OP_T;
+        // SAFETY: desc is live; the attribute value is a cublasOperation_t.
+        unsafe {
+            ltres::set_matmul_desc_attribute(
+                desc,
+                ltsys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_TRANSA,
+                (&trans) as *const _ as *const _,
+                std::mem::size_of_val(&trans),
+            )
+        }
+        .gpu("cuBLASLt TRANSA")?;
+        let la = ltres::create_matrix_layout(ab, u64::from(k), u64::from(n), i64::from(k))
+            .gpu("layout A")?;
+        let lb = ltres::create_matrix_layout(ab, u64::from(k), u64::from(t), i64::from(k))
+            .gpu("layout B")?;
+        let lc = ltres::create_matrix_layout(c, u64::from(n), u64::from(t), i64::from(n))
+            .gpu("layout C")?;
+        // From here on `m` owns the descriptors (its Drop frees them on every error path).
+        let mut m = Imma {
+            f16,
+            desc,
+            la,
+            lb,
+            lc,
+            // SAFETY: an all-zero algo is a valid placeholder; it is replaced before use.
+            algo: unsafe { std::mem::zeroed() },
+        };
+        let pref = ltres::create_matmul_pref().gpu("cuBLASLt preference")?;
+        let ws = LT_WORKSPACE as u64;
+        // SAFETY: plain C structs filled by cuBLASLt.
+        let mut results: [ltsys::cublasLtMatmulHeuristicResult_t; 16] =
+            unsafe { std::mem::zeroed() };
+        let mut count = 0i32;
+        // SAFETY: all descriptors are live; pref is destroyed right after the query.
+        let status = unsafe {
+            let r = ltres::set_matmul_pref_attribute(
+                pref,
+                ltsys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                (&ws) as *const u64 as *const _,
+                8,
+            )
+            .and_then(|_| {
+                ltsys::cublasLtMatmulAlgoGetHeuristic(
+                    self.lt,
+                    desc,
+                    la,
+                    lb,
+                    lc,
+                    lc,
+                    pref,
+                    results.len() as i32,
+                    results.as_mut_ptr(),
+                    &mut count,
+                )
+                .result()
+            });
+            let _ = ltres::destroy_matmul_pref(pref);
+            r
+        };
+        let candidates: Vec<ltsys::cublasLtMatmulAlgo_t> = results
+            .iter()
+            .take(count.max(0) as usize)
+            .filter(|r| r.state.result().is_ok())
+            .map(|r| r.algo)
+            .collect();
+        if status.is_err() || candidates.is_empty() {
+            return Err(Error::Gpu(format!(
+                "cuBLASLt has no {} algorithm for n={n} k={k} T={t} ({status:?})",
+                if f16 { "fp16" } else { "int8 IMMA" }
+            )));
+        }
+        if let Some(algo) = self.imma_cache.borrow().get(&(f16, n, k, t)) {
+            m.algo = *algo;
+            return Ok(m);
+        }
+        let (wq, xq, acc) = bufs;
+        let mut best = (f32::INFINITY, candidates[0]);
+        for algo in candidates {
+            m.algo = algo;
+            let timed = (|| -> Result<f32> {
+                for _ in 0..2 {
+                    self.imma_run(&m, wq, xq, acc)?;
+                }
+                self.start.record(&self.stream).gpu("event")?;
+                for _ in 0..5 {
+                    self.imma_run(&m, wq, xq, acc)?;
+                }
+                self.end.record(&self.stream).gpu("event")?;
+                self.start.elapsed_ms(&self.end).gpu("event time")
+            })();
+            if let Ok(ms) = timed
+                && ms < best.0
+            {
+                best = (ms, algo);
+            }
+        }
+        m.algo = best.1;
+        self.imma_cache.borrow_mut().insert((f16, n, k, t), best.1);
+        Ok(m)
+    }
+
+    /// `acc[T×n] = xq[T×k] · Wqᵀ` through cuBLASLt (int8 → int32, or fp16 → fp16).
+    fn imma_run(&self, m: &Imma, wq: u64, xq: u64, acc: u64) -> Result<()> {
+        let (ai, bi, af, bf) = (1i32, 0i32, 1f32, 0f32);
+        let (alpha, beta): (*const std::ffi::c_void, *const std::ffi::c_void) = if m.f16 {
+            (
+                (&af) as *const f32 as *const _,
+                (&bf) as *const f32 as *const _,
+            )
+        } else {
+            (
+                (&ai) as *const i32 as *const _,
+                (&bi) as *const i32 as *const _,
+            )
+        };
+        // SAFETY: descriptors match the buffers' shapes (prepared for this n, k, T).
+        unsafe {
+            ltres::matmul(
+                self.lt,
+                m.desc,
+                alpha,
+                beta,
+                wq as *const _,
+                m.la,
+                xq as *const _,
+                m.lb,
+                acc as *const _,
+                m.lc,
+                acc as *mut _,
+                m.lc,
+                &m.algo,
+                self.lt_ws.ptr as *mut _,
+                LT_WORKSPACE,
+                self.stream.cu_stream() as ltsys::cudaStream_t,
+            )
+        }
+        .gpu("cuBLASLt GEMM")
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn w8a8(&self, m: &Imma, s: &Int8State, x: u64, y: u64, n: u32, k: u32, t: u32) -> Result<()> {
+        launch!(self, "quant_per_token", cfg((t, 1, 1), 256, 0); x, s.xq.ptr, s.sx.ptr, k as i32)?;
+        self.imma_run(m, s.wq.ptr, s.xq.ptr, s.acc.ptr)?;
+        let quads = u64::from(t) * u64::from(n) / 4;
+        launch!(self, "dequant_i32", cfg(grid_for(quads, 256, 65_536), 256, 0);
+            s.acc.ptr, s.sx.ptr, s.wscale.ptr, y, t as i32, n as i32)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn nf4_gemv(
+        &self,
+        s: &Nf4State,
+        offset: f32,
+        x: u64,
+        y: u64,
+        n: u32,
+        k: u32,
+        t: u32,
+    ) -> Result<()> {
+        let name = format!("nf4_gemv_t{t}");
+        launch!(self, &name, cfg((n.div_ceil(4), 1, 1), 128, 0);
+            s.packed.ptr, s.absmax_q.ptr, s.absmax2.ptr, self.code.ptr, offset, x, y,
+            n as i32, k as i32)
+    }
+
+    fn nf4_dequant(&self, s: &Nf4State, offset: f32, numel: u64) -> Result<()> {
+        let sms = u64::from(self.info.sm_count);
+        launch!(self, "nf4_dequant", cfg(grid_for(numel / 8, 256, sms * 32), 256, 0);
+            s.packed.ptr, s.absmax_q.ptr, s.absmax2.ptr, self.code.ptr, offset, s.wdq.ptr, numel)
+    }
+
+    fn w8a16(&self, s: &Int8State, x: u64, y: u64, n: u32, k: u32, t: u32) -> Result<()> {
+        let name = format!("w8a16_gemv_t{t}");
+        launch!(self, &name, cfg((n.div_ceil(4), 1, 1), 128, 0);
+            s.wq.ptr, s.wscale.ptr, x, y, n as i32, k as i32)
+    }
+
+    /// Tokens per decode partition: 512, halved (down to 64) while the grid would not fill the
+    /// GPU twice over, as flash-decoding splits long contexts for small batches.
+    fn decode_part(&self, batch: u32, kv_heads: u32, max_ctx: u32) -> u32 {
+        let target = 2 * self.info.sm_count;
+        let mut part = PART;
+        while part > 64 && batch * kv_heads * max_ctx.div_ceil(part) < target {
+            part /= 2;
+        }
+        part
+    }
+
+    /// Paged decode: one query per sequence; partitions of the context, then a reduce.
+    #[allow(clippy::too_many_arguments)]
+    fn decode(
+        &self,
+        kv: KvDtype,
+        d: &DecodeState,
+        ctx_lens: u64,
+        heads: u32,
+        kv_heads: u32,
+        batch: u32,
+        max_ctx: u32,
+        variant: DecodeVariant,
+        part_scale: u32,
+    ) -> Result<()> {
+        let part = (self.decode_part(batch, kv_heads, max_ctx) * part_scale).min(PART);
+        let nparts = max_ctx.div_ceil(part).max(1);
+        if nparts > 1024 {
+            return Err(Error::BadInput(format!(
+                "decode context {max_ctx} needs {nparts} partitions; the reduce kernel takes at most 1024"
+            )));
+        }
+        let scale = 1.0 / (128f32).sqrt();
+        let kv_scale = match kv {
+            KvDtype::Fp16 => 1.0f32,
+            KvDtype::Int8 => INT8_KV_SCALE,
+        };
+        let dt = match kv {
+            KvDtype::Fp16 => "f16",
+            KvDtype::Int8 => "i8",
+        };
+        let name = format!(
+            "paged_decode_{dt}_g{}{}",
+            heads / kv_heads,
+            variant.suffix()
+        );
+        launch!(self, &name, cfg((kv_heads, batch, nparts), 128, 0);
+            d.q.ptr, d.kc.ptr, d.vc.ptr, d.table.ptr, ctx_lens, d.out.ptr, d.part_o.ptr,
+            d.part_m.ptr, d.part_l.ptr, scale, kv_scale, heads as i32, kv_heads as i32,
+            d.max_blocks as i32, part as i32)?;
+        if nparts > 1 {
+            launch!(self, "paged_decode_reduce", cfg((heads, batch, 1), 128, 0);
+                d.part_o.ptr, d.part_m.ptr, d.part_l.ptr, d.out.ptr, heads as i32, nparts as i32)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn prefill(
+        &self,
+        q: u64,
+        k: u64,
+        v: u64,
+        o: u64,
+        t: u32,
+        heads: u32,
+        kv_heads: u32,
+    ) -> Result<()> {
+        let scale_log2 = std::f32::consts::LOG2_E / (128f32).sqrt();
+        launch!(self, "prefill_attn", cfg((t.div_ceil(64), heads, 1), 128, PREFILL_SMEM);
+            q, k, v, o, t as i32, heads as i32, kv_heads as i32, scale_log2)
+    }
+
+    fn rmsnorm(&self, x: u64, res: u64, w: u64, y: u64, width: u32, t: u32) -> Result<()> {
+        launch!(self, "rmsnorm_residual", cfg((t, 1, 1), 256, 0); x, res, w, y, width as i32, 1e-5f32)
+    }
+
+    fn silu(&self, input: u64, out: u64, width: u32, t: u32) -> Result<()> {
+        let total = u64::from(t) * u64::from(width) / 8;
+        let sms = u64::from(self.info.sm_count);
+        launch!(self, "silu_mul", cfg(grid_for(total, 256, sms * 16), 256, 0);
+            input, out, width as i32, u64::from(t))
+    }
+
+    // ---- per-job state ------------------------------------------------------------------------
+
+    fn gemm_state(&mut self, n: u32, k: u32, path: GemmPath) -> Result<()> {
+        let same = matches!(&self.gemm, Some(g) if g.n == n && g.k == k);
+        if !same {
+            self.gemm = None;
+            let w16 = self.new_half(u64::from(n) * u64::from(k), 0.05)?;
+            let x = self.new_half(u64::from(self.max_tokens) * u64::from(k), 1.0)?;
+            let y = alloc(&self.stream, 2 * self.max_tokens as usize * n as usize)?;
+            self.gemm = Some(GemmState {
+                n,
+                k,
+                w16,
+                x,
+                y,
+                int8: None,
+                nf4: None,
+            });
+        }
+        let numel = n as usize * k as usize;
+        let tmax = self.max_tokens as usize;
+        let need_int8 = matches!(
+            path,
+            GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 | GemmPath::Int8ImmaOnly
+        );
+        let need_nf4 = matches!(path, GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas);
+        if need_int8 && self.gemm.as_ref().is_some_and(|g| g.int8.is_none()) {
+            let wq = alloc(&self.stream, numel)?;
+            self.fill_u8(&wq)?;
+            let wscale = alloc(&self.stream, 4 * n as usize)?;
+            self.fill_f32(&wscale, 1e-3, 2e-3)?;
+            let xq = alloc(&self.stream, tmax * k as usize)?;
+            self.fill_u8(&xq)?;
+            let s = Int8State {
+                wq,
+                wscale,
+                xq,
+                sx: alloc(&self.stream, 4 * tmax)?,
+                acc: alloc(&self.stream, 4 * tmax * n as usize)?,
+            };
+            if let Some(g) = self.gemm.as_mut() {
+                g.int8 = Some(s);
+            }
+        }
+        if need_nf4 && self.gemm.as_ref().is_some_and(|g| g.nf4.is_none()) {
+            let blocks = numel.div_ceil(64);
+            let packed = alloc(&self.stream, numel / 2)?;
+            self.fill_u8(&packed)?;
+            let absmax_q = alloc(&self.stream, blocks)?;
+            self.fill_u8(&absmax_q)?;
+            let absmax2 = alloc(&self.stream, 4 * blocks.div_ceil(256))?;
+            self.fill_f32(&absmax2, 0.02, 0.04)?;
+            let s = Nf4State {
+                packed,
+                absmax_q,
+                absmax2,
+                wdq: alloc(&self.stream, 2 * numel)?,
+            };
+            if let Some(g) = self.gemm.as_mut() {
+                g.nf4 = Some(s);
+            }
+        }
+        Ok(())
+    }
+
+    fn time_gemm(&mut self, path: GemmPath, n: u32, k: u32, t: u32) -> Result<f64> {
+        self.gemm_state(n, k, path)?;
+        let Some(g) = self.gemm.take() else {
+            return Err(Error::Internal("GEMM buffers missing".into()));
+        };
+        let r = self.time_gemm_with(&g, path, n, k, t);
+        self.gemm = Some(g);
+        r
+    }
+
+    fn time_gemm_with(&self, g: &GemmState, path: GemmPath, n: u32, k: u32, t: u32) -> Result<f64> {
+        let missing = || Error::Internal("quantized weights missing".into());
+        let offset = 0.03f32;
+        match path {
+            GemmPath::Fp16Cublas => {
+                let m = self.imma_prepare(true, n, k, t, (g.w16.ptr, g.x.ptr, g.y.ptr))?;
+                self.bench(&|s| s.imma_run(&m, g.w16.ptr, g.x.ptr, g.y.ptr))
+            }
+            GemmPath::Int8W8a16Gemv => {
+                let q = g.int8.as_ref().ok_or_else(missing)?;
+                self.bench(&|s| s.w8a16(q, g.x.ptr, g.y.ptr, n, k, t))
+            }
+            GemmPath::Int8W8a8 => {
+                let q = g.int8.as_ref().ok_or_else(missing)?;
+                let m = self.imma_prepare(false, n, k, t, (q.wq.ptr, q.xq.ptr, q.acc.ptr))?;
+                self.bench(&|s| s.w8a8(&m, q, g.x.ptr, g.y.ptr, n, k, t))
+            }
+            GemmPath::Int8ImmaOnly => {
+                let q = g.int8.as_ref().ok_or_else(missing)?;
+                let m = self.imma_prepare(false, n, k, t, (q.wq.ptr, q.xq.ptr, q.acc.ptr))?;
+                self.bench(&|s| s.imma_run(&m, q.wq.ptr, q.xq.ptr, q.acc.ptr))
+            }
+            GemmPath::Nf4Gemv => {
+                let q = g.nf4.as_ref().ok_or_else(missing)?;
+                self.bench(&|s| s.nf4_gemv(q, offset, g.x.ptr, g.y.ptr, n, k, t))
+            }
+            GemmPath::Nf4DequantCublas => {
+                let q = g.nf4.as_ref().ok_or_else(missing)?;
+                let numel = u64::from(n) * u64::from(k);
+                self.nf4_dequant(q, offset, numel)?;
+                let m = self.imma_prepare(true, n, k, t, (q.wdq.ptr, g.x.ptr, g.y.ptr))?;
+                self.bench(&|s| {
+                    s.nf4_dequant(q, offset, numel)?;
+                    s.imma_run(&m, q.wdq.ptr, g.x.ptr, g.y.ptr)
+                })
+            }
+        }
+    }
+
+    fn time_decode(
+        &mut self,
+        kv: KvDtype,
+        heads: u32,
+        kv_heads: u32,
+        batch: u32,
+        context: u32,
+    ) -> Result<f64> {
+        let key = (kv, heads, kv_heads);
+        if !matches!(&self.decode, Some(d) if d.key == key) {
+            self.decode = None;
+            let max_blocks = self.max_context.div_ceil(16);
+            let blocks = (self.max_batch * max_blocks) as usize;
+            let elem = match kv {
+                KvDtype::Fp16 => 2,
+                KvDtype::Int8 => 1,
+            };
+            let cache_bytes = blocks * kv_heads as usize * 16 * 128 * elem;
+            let kc = alloc(&self.stream, cache_bytes)?;
+            let vc = alloc(&self.stream, cache_bytes)?;
+            for c in [&kc, &vc] {
+                match kv {
+                    KvDtype::Fp16 => self.fill_half(c, 1.0)?,
+                    KvDtype::Int8 => self.fill_u8(c)?,
+                }
+            }
+            // Blocks scattered over the pool, as after many allocations and frees.
+            let mut rng = StdRng::seed_from_u64(u64::from(self.next_seed()));
+            let mut table: Vec<i32> = (0..blocks as i32).collect();
+            for i in (1..table.len()).rev() {
+                table.swap(i, rng.random_range(0..=i));
+            }
+            let table = self.upload(&table)?;
+            let qn = u64::from(self.max_batch) * u64::from(heads) * 128;
+            // Largest batch × partitions over the sweep.
+            let bparts = self
+                .decode_grid
+                .iter()
+                .map(|&(b, c)| b as usize * c.div_ceil(self.decode_part(b, kv_heads, c)) as usize)
+                .max()
+                .unwrap_or(1);
+            let bh = heads as usize;
+            let nparts = bparts;
+            self.decode = Some(DecodeState {
+                key,
+                q: self.new_half(qn, 1.0)?,
+                out: alloc(&self.stream, 2 * qn as usize)?,
+                part_o: alloc(&self.stream, 4 * bh * nparts * 128)?,
+                part_m: alloc(&self.stream, 4 * bh * nparts)?,
+                part_l: alloc(&self.stream, 4 * bh * nparts)?,
+                kc,
+                vc,
+                table,
+                max_blocks,
+            });
+        }
+        let lens = self.upload(&vec![context as i32; batch as usize])?;
+        let d = self
+            .decode
+            .as_ref()
+            .ok_or_else(|| Error::Internal("decode buffers".into()))?;
+        // Both kernel variants and up to three partition sizes; the fastest is what an
+        // autotuned engine would run.
+        let base = self.decode_part(batch, kv_heads, context);
+        let mut best = f64::INFINITY;
+        for scale in [1u32, 2, 4] {
+            if scale > 1 && base * scale / 2 >= PART {
+                break;
+            }
+            for variant in DecodeVariant::ALL {
+                let ms = self.bench(&|s| {
+                    s.decode(
+                        kv, d, lens.ptr, heads, kv_heads, batch, context, variant, scale,
+                    )
+                })?;
+                best = best.min(ms);
+            }
+        }
+        Ok(best)
+    }
+
+    fn time_prefill(&mut self, heads: u32, kv_heads: u32, t: u32) -> Result<f64> {
+        let key = (heads, kv_heads);
+        if !matches!(&self.prefill, Some(p) if p.key == key) {
+            self.prefill = None;
+            let tm = u64::from(self.max_prefill);
+            self.prefill = Some(PrefillState {
+                key,
+                q: self.new_half(tm * u64::from(heads) * 128, 1.0)?,
+                k: self.new_half(tm * u64::from(kv_heads) * 128, 1.0)?,
+                v: self.new_half(tm * u64::from(kv_heads) * 128, 1.0)?,
+                o: alloc(&self.stream, (2 * tm * u64::from(heads) * 128) as usize)?,
+            });
+        }
+        let p = self
+            .prefill
+            .as_ref()
+            .ok_or_else(|| Error::Internal("prefill buffers".into()))?;
+        self.bench(&|s| s.prefill(p.q.ptr, p.k.ptr, p.v.ptr, p.o.ptr, t, heads, kv_heads))
+    }
+
+    fn time_elementwise(&mut self, kind: ElementwiseKind, width: u32, t: u32) -> Result<f64> {
+        let key = (kind, width);
+        if !matches!(&self.elem, Some(e) if e.key == key) {
+            self.elem = None;
+            let rows = u64::from(self.max_tokens);
+            let w = u64::from(width);
+            let st = match kind {
+                ElementwiseKind::RmsnormResidual => ElemState {
+                    key,
+                    a: self.new_half(rows * w, 0.1)?,
+                    b: self.new_half(rows * w, 1.0)?,
+                    w: self.new_half(w, 1.0)?,
+                    y: alloc(&self.stream, (2 * rows * w) as usize)?,
+                },
+                ElementwiseKind::SiluMul => ElemState {
+                    key,
+                    a: self.new_half(2 * rows * w, 2.0)?,
+                    b: alloc(&self.stream, 16)?,
+                    w: alloc(&self.stream, 16)?,
+                    y: alloc(&self.stream, (2 * rows * w) as usize)?,
+                },
+            };
+            self.elem = Some(st);
+        }
+        let e = self
+            .elem
+            .as_ref()
+            .ok_or_else(|| Error::Internal("elementwise buffers".into()))?;
+        match kind {
+            ElementwiseKind::RmsnormResidual => {
+                self.bench(&|s| s.rmsnorm(e.a.ptr, e.b.ptr, e.w.ptr, e.y.ptr, width, t))
+            }
+            ElementwiseKind::SiluMul => self.bench(&|s| s.silu(e.a.ptr, e.y.ptr, width, t)),
+        }
+    }
+
+    fn time_copy(&mut self, bytes: u64) -> Result<f64> {
+        let a = alloc(&self.stream, bytes as usize)?;
+        self.fill_u8(&a)?;
+        let b = alloc(&self.stream, bytes as usize)?;
+        self.bench(&|s| {
+            // SAFETY: both buffers hold `bytes`.
+            unsafe { dres::memcpy_dtod_async(b.ptr, a.ptr, bytes as usize, s.stream.cu_stream()) }
+                .gpu("device copy")
+        })
+    }
+
+    // ---- correctness checks -------------------------------------------------------------------
+
+    fn check_all(&mut self) -> Result<Vec<CheckReport>> {
+        let mut rng = StdRng::seed_from_u64(u64::from(self.next_seed()));
+        let mut out = Vec::new();
+        out.extend(self.check_linear(&mut rng)?);
+        out.extend(self.check_decode(&mut rng)?);
+        out.push(self.check_prefill(&mut rng)?);
+        out.extend(self.check_elementwise(&mut rng)?);
+        Ok(out)
+    }
+
+    fn check_linear(&mut self, rng: &mut StdRng) -> Result<Vec<CheckReport>> {
+        let (n, k) = (72usize, 1088usize);
+        let tmax = 37usize;
+        let w = rand_f16(rng, n * k, 0.05);
+        let x = rand_f16(rng, tmax * k, 1.0);
+        let wf = to_f32(&w);
+        let xf = to_f32(&x);
+        let (atol, rtol) = (5e-3, 1e-2);
+        let mut reports = Vec::new();
+        let w_d = self.upload(&w)?;
+        let x_d = self.upload(&x)?;
+        let y_d = alloc(&self.stream, 2 * tmax * n)?;
+        let (nu, ku) = (n as u32, k as u32);
+        // fp16 cuBLASLt.
+        let m16 = self.imma_prepare(true, nu, ku, tmax as u32, (w_d.ptr, x_d.ptr, y_d.ptr))?;
+        self.imma_run(&m16, w_d.ptr, x_d.ptr, y_d.ptr)?;
+        let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
+        reports.push(cpu::compare(
+            "fp16 cuBLASLt GEMM",
+            &to_f32(&y),
+            &cpu::linear(&xf, &wf, tmax, n, k),
+            atol,
+            rtol,
+        ));
+        // NF4.
+        let nf4 = Nf4Tensor::quantize(&wf, n, k);
+        let wdq = nf4.dequantize();
+        let s = Nf4State {
+            packed: self.upload(&nf4.packed)?,
+            absmax_q: self.upload(&nf4.absmax_q)?,
+            absmax2: self.upload(&nf4.absmax2)?,
+            wdq: alloc(&self.stream, 2 * n * k)?,
+        };
+        self.nf4_dequant(&s, nf4.offset, (n * k) as u64)?;
+        let dq: Vec<f16> = self.dtoh(&s.wdq, n * k)?;
+        let wdq64: Vec<f64> = wdq.iter().map(|&v| f64::from(v)).collect();
+        reports.push(cpu::compare(
+            "nf4_dequant",
+            &to_f32(&dq),
+            &wdq64,
+            1e-4,
+            1e-3,
+        ));
+        for t in [1usize, 7, 16] {
+            self.nf4_gemv(&s, nf4.offset, x_d.ptr, y_d.ptr, nu, ku, t as u32)?;
+            let y: Vec<f16> = self.dtoh(&y_d, t * n)?;
+            reports.push(cpu::compare(
+                &format!("nf4_gemv T={t}"),
+                &to_f32(&y),
+                &cpu::linear(&xf, &wdq, t, n, k),
+                atol,
+                rtol,
+            ));
+        }
+        self.imma_run(&m16, s.wdq.ptr, x_d.ptr, y_d.ptr)?;
+        let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
+        reports.push(cpu::compare(
+            "nf4_dequant + cuBLASLt T=37",
+            &to_f32(&y),
+            &cpu::linear(&xf, &wdq, tmax, n, k),
+            atol,
+            rtol,
+        ));
+        // int8.
+        let wq = quant::quantize_rows(&wf, n, k);
+        let wq_f = wq.dequantize(k);
+        let st = Int8State {
+            wq: self.upload(&wq.q)?,
+            wscale: self.upload(&wq.scale)?,
+            // Room for T rounded up to 4 (see imma_prepare).
+            xq: alloc(&self.stream, tmax.next_multiple_of(4) * k)?,
+            sx: alloc(&self.stream, 4 * tmax)?,
+            acc: alloc(&self.stream, 4 * tmax.next_multiple_of(4) * n)?,
+        };
+        for t in [1usize, 7, 16] {
+            self.w8a16(&st, x_d.ptr, y_d.ptr, nu, ku, t as u32)?;
+            let y: Vec<f16> = self.dtoh(&y_d, t * n)?;
+            reports.push(cpu::compare(
+                &format!("w8a16_gemv T={t}"),
+                &to_f32(&y),
+                &cpu::linear(&xf, &wq_f, t, n, k),
+                atol,
+                rtol,
+            ));
+        }
+        let m = self.imma_prepare(
+            false,
+            nu,
+            ku,
+            tmax as u32,
+            (st.wq.ptr, st.xq.ptr, st.acc.ptr),
+        )?;
+        self.w8a8(&m, &st, x_d.ptr, y_d.ptr, nu, ku, tmax as u32)?;
+        let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
+        let xq = quant::quantize_rows(&xf, tmax, k);
+        let mut want = vec![0f64; tmax * n];
+        for ti in 0..tmax {
+            for j in 0..n {
+                let dot: i64 = (0..k)
+                    .map(|c| i64::from(xq.q[ti * k + c]) * i64::from(wq.q[j * k + c]))
+                    .sum();
+                want[ti * n + j] = dot as f64 * f64::from(xq.scale[ti]) * f64::from(wq.scale[j]);
+            }
+        }
+        reports.push(cpu::compare(
+            "w8a8 quantize + IMMA + dequantize T=37",
+            &to_f32(&y),
+            &want,
+            atol,
+            rtol,
+        ));
+        Ok(reports)
+    }
+
+    fn check_decode(&mut self, rng: &mut StdRng) -> Result<Vec<CheckReport>> {
+        let (heads, kv_heads) = (8usize, 2usize);
+        let mut reports = Vec::new();
+        for kv in KvDtype::ALL {
+            // Split contexts (several partitions, some empty) and, with 140 short sequences, a
+            // grid large enough for the single-partition path.
+            let many: Vec<i32> = (0..140).map(|i| 1 + (i * 7) % 64).collect();
+            for ctx in [vec![37i32, 600, 1300], vec![100, 512, 17], many] {
+                let b = ctx.len();
+                let max_ctx = *ctx.iter().max().unwrap_or(&1) as u32;
+                let max_blocks = max_ctx.div_ceil(16) as usize;
+                let blocks = b * max_blocks;
+                let mut table: Vec<i32> = (0..blocks as i32).collect();
+                for i in (1..table.len()).rev() {
+                    table.swap(i, rng.random_range(0..=i));
+                }
+                let cache_len = blocks * kv_heads * 16 * 128;
+                let q = rand_f16(rng, b * heads * 128, 1.0);
+                let (kc_d, vc_d, kf, vf) = match kv {
+                    KvDtype::Fp16 => {
+                        let kc = rand_f16(rng, cache_len, 1.0);
+                        let vc = rand_f16(rng, cache_len, 1.0);
+                        (
+                            self.upload(&kc)?,
+                            self.upload(&vc)?,
+                            to_f32(&kc),
+                            to_f32(&vc),
+                        )
+                    }
+                    KvDtype::Int8 => {
+                        let kc: Vec<i8> = (0..cache_len)
+                            .map(|_| rng.random_range(-127..=127i8))
+                            .collect();
+                        let vc: Vec<i8> = (0..cache_len)
+                            .map(|_| rng.random_range(-127..=127i8))
+                            .collect();
+                        let deq = |v: &[i8]| {
+                            v.iter()
+                                .map(|&x| f32::from(x) * INT8_KV_SCALE)
+                                .collect::<Vec<f32>>()
+                        };
+                        (self.upload(&kc)?, self.upload(&vc)?, deq(&kc), deq(&vc))
+                    }
+                };
+                let nparts =
+                    max_ctx.div_ceil(self.decode_part(b as u32, kv_heads as u32, max_ctx)) as usize;
+                let d = DecodeState {
+                    key: (kv, heads as u32, kv_heads as u32),
+                    kc: kc_d,
+                    vc: vc_d,
+                    table: self.upload(&table)?,
+                    max_blocks: max_blocks as u32,
+                    q: self.upload(&q)?,
+                    out: alloc(&self.stream, 2 * b * heads * 128)?,
+                    part_o: alloc(&self.stream, 4 * b * heads * nparts * 128)?,
+                    part_m: alloc(&self.stream, 4 * b * heads * nparts)?,
+                    part_l: alloc(&self.stream, 4 * b * heads * nparts)?,
+                };
+                let lens = self.upload(&ctx)?;
+                let want = cpu::decode_attention(
+                    &to_f32(&q),
+                    &kf,
+                    &vf,
+                    &table,
+                    &ctx,
+                    heads,
+                    kv_heads,
+                    max_blocks,
+                );
+                let label = if ctx.len() > 8 {
+                    format!("{} contexts of 1..64", ctx.len())
+                } else {
+                    format!("contexts {ctx:?}")
+                };
+                for variant in DecodeVariant::ALL {
+                    self.decode(
+                        kv,
+                        &d,
+                        lens.ptr,
+                        heads as u32,
+                        kv_heads as u32,
+                        b as u32,
+                        max_ctx,
+                        variant,
+                        1,
+                    )?;
+                    let y: Vec<f16> = self.dtoh(&d.out, b * heads * 128)?;
+                    reports.push(cpu::compare(
+                        &format!("paged_decode{} {kv} KV, {label}", variant.label()),
+                        &to_f32(&y),
+                        &want,
+                        2e-3,
+                        1e-2,
+                    ));
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    fn check_prefill(&mut self, rng: &mut StdRng) -> Result<CheckReport> {
+        let (t, heads, kv_heads) = (200usize, 4usize, 2usize);
+        let q = rand_f16(rng, t * heads * 128, 1.0);
+        let k = rand_f16(rng, t * kv_heads * 128, 1.0);
+        let v = rand_f16(rng, t * kv_heads * 128, 1.0);
+        let (qd, kd, vd) = (self.upload(&q)?, self.upload(&k)?, self.upload(&v)?);
+        let od = alloc(&self.stream, 2 * t * heads * 128)?;
+        self.prefill(
+            qd.ptr,
+            kd.ptr,
+            vd.ptr,
+            od.ptr,
+            t as u32,
+            heads as u32,
+            kv_heads as u32,
+        )?;
+        let y: Vec<f16> = self.dtoh(&od, t * heads * 128)?;
+        let want =
+            cpu::prefill_attention(&to_f32(&q), &to_f32(&k), &to_f32(&v), t, heads, kv_heads);
+        Ok(cpu::compare(
+            "prefill_attn T=200 (causal)",
+            &to_f32(&y),
+            &want,
+            2e-3,
+            2e-2,
+        ))
+    }
+
+    fn check_elementwise(&mut self, rng: &mut StdRng) -> Result<Vec<CheckReport>> {
+        let (t, width) = (5usize, 4104usize);
+        let x = rand_f16(rng, t * width, 1.0);
+        let r = rand_f16(rng, t * width, 1.0);
+        let w = rand_f16(rng, width, 1.0);
+        let (xd, rd, wd) = (self.upload(&x)?, self.upload(&r)?, self.upload(&w)?);
+        let yd = alloc(&self.stream, 2 * t * width)?;
+        self.rmsnorm(xd.ptr, rd.ptr, wd.ptr, yd.ptr, width as u32, t as u32)?;
+        let y: Vec<f16> = self.dtoh(&yd, t * width)?;
+        let r2: Vec<f16> = self.dtoh(&rd, t * width)?;
+        let (want_y, want_r) =
+            cpu::rmsnorm_residual(&to_f32(&x), &to_f32(&r), &to_f32(&w), width, 1e-5);
+        let mut out = vec![
+            cpu::compare(
+                "rmsnorm_residual (output)",
+                &to_f32(&y),
+                &want_y,
+                5e-3,
+                1e-2,
+            ),
+            cpu::compare(
+                "rmsnorm_residual (residual)",
+                &to_f32(&r2),
+                &want_r,
+                5e-3,
+                1e-2,
+            ),
+        ];
+        let input = rand_f16(rng, t * 2 * width, 3.0);
+        let id = self.upload(&input)?;
+        let od = alloc(&self.stream, 2 * t * width)?;
+        self.silu(id.ptr, od.ptr, width as u32, t as u32)?;
+        let y: Vec<f16> = self.dtoh(&od, t * width)?;
+        out.push(cpu::compare(
+            "silu_mul",
+            &to_f32(&y),
+            &cpu::silu_mul(&to_f32(&input), width),
+            5e-3,
+            1e-2,
+        ));
+        Ok(out)
+    }
+}
+
+impl KernelTimer for CudaTimer {
+    fn device(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn check(&mut self) -> Result<Vec<CheckReport>> {
+        let r = self.check_all()?;
+        self.stream.synchronize().gpu("synchronize")?;
+        Ok(r)
+    }
+
+    fn time(&mut self, job: &Job) -> Result<f64> {
+        let ms = match *job {
+            Job::Copy { bytes } => self.time_copy(bytes),
+            Job::Gemm { path, n, k, tokens } => self.time_gemm(path, n, k, tokens),
+            Job::Decode {
+                kv,
+                heads,
+                kv_heads,
+                batch,
+                context,
+            } => self.time_decode(kv, heads, kv_heads, batch, context),
+            Job::Prefill {
+                heads,
+                kv_heads,
+                tokens,
+            } => self.time_prefill(heads, kv_heads, tokens),
+            Job::Elementwise {
+                kind,
+                width,
+                tokens,
+            } => self.time_elementwise(kind, width, tokens),
+        }
+        .map_err(|e| Error::Gpu(format!("timing {job:?}: {e}")))?;
+        let _ = &self.ctx;
+        Ok(ms)
+    }
+
+    fn method(&self) -> String {
+        format!(
+            "CUDA events around one call (or fixed call sequence) each; {} warm-up calls, median of {} timings; \
+             before each timed call a {} MB memset evicts the {} MB L2; random inputs (never all zero); \
+             cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
+             fastest of the top-16 heuristic algorithms per shape and token count (timed once); \
+             paged decode: fastest of three kernel variants x up to three partition sizes per point; \
+             custom kernels compiled by NVRTC for this GPU",
+            self.warmup,
+            self.reps,
+            self.flush.bytes >> 20,
+            self.info.l2_bytes >> 20
+        )
+    }
+}
+
+fn alloc(stream: &Arc<CudaStream>, bytes: usize) -> Result<Buf> {
+    let bytes = bytes.max(16);
+    // SAFETY: the memory is always written (filled or produced by a kernel) before it is read.
+    let mem = unsafe { stream.alloc::<u8>(bytes) }.map_err(|e| {
+        Error::Gpu(format!(
+            "cannot allocate {} MB on the GPU: {e:?}",
+            bytes >> 20
+        ))
+    })?;
+    let ptr = {
+        let (p, _sync) = mem.device_ptr(stream);
+        p
+    };
+    Ok(Buf {
+        _mem: mem,
+        ptr,
+        bytes,
+    })
+}
+
+fn rand_f16(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f16> {
+    (0..n)
+        .map(|_| f16::from_f32(rng.random_range(-scale..scale)))
+        .collect()
+}
+
+fn to_f32(v: &[f16]) -> Vec<f32> {
+    v.iter().map(|x| x.to_f32()).collect()
+}
+
+fn device_info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo> {
+    use dsys::CUdevice_attribute as A;
+    let name = ctx.name().gpu("device name")?;
+    let sm_count = ctx
+        .attribute(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+        .gpu("SM count")? as u32;
+    let l2_bytes = ctx
+        .attribute(A::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
+        .gpu("L2 size")? as u64;
+    let memory_bytes = ctx.total_mem().gpu("memory size")? as u64;
+    let mut drv = 0i32;
+    // SAFETY: plain out-parameter query.
+    unsafe { dsys::cuDriverGetVersion(&mut drv) }
+        .result()
+        .gpu("driver version")?;
+    let kernel_module = std::fs::read_to_string("/proc/driver/nvidia/version")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .find(|w| {
+                    w.split('.').count() >= 2
+                        && w.split('.')
+                            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+                })
+                .map(str::to_string)
+        });
+    let driver = match kernel_module {
+        Some(v) => format!("{v} (CUDA driver API {}.{})", drv / 1000, drv % 1000 / 10),
+        None => format!("CUDA driver API {}.{}", drv / 1000, drv % 1000 / 10),
+    };
+    let (mut maj, mut min) = (0i32, 0i32);
+    // SAFETY: plain out-parameter queries.
+    let lt_ver = unsafe {
+        let _ = cudarc::nvrtc::sys::nvrtcVersion(&mut maj, &mut min);
+        ltsys::cublasLtGetVersion()
+    };
+    Ok(DeviceInfo {
+        name,
+        sm_count,
+        driver,
+        cuda: format!("NVRTC {maj}.{min}, cuBLASLt {lt_ver}"),
+        l2_bytes,
+        memory_bytes,
+    })
+}

@@ -1,0 +1,310 @@
+//! The sweep planner: which kernel calls to time, at which sizes, in an order that lets the timer
+//! reuse its buffers (all jobs of one shape are adjacent).
+
+use serde::Serialize;
+
+use crate::catalog::model::ModelArch;
+use crate::catalog::quant::KvDtype;
+use crate::profile::ElementwiseKind;
+
+/// Token counts at and below which the GEMV paths (one warp per output row) are tried.
+pub const GEMV_MAX_TOKENS: u32 = 16;
+/// The only head size the attention kernels are built for.
+pub const HEAD_DIM: u32 = 128;
+/// Most query heads per KV head the decode kernel handles.
+pub const MAX_GQA_GROUP: u32 = 8;
+/// Paged KV block size (vLLM's default).
+pub const BLOCK_SIZE: u32 = 16;
+
+/// How one linear layer is computed: the scheme it belongs to is [`GemmPath::scheme`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GemmPath {
+    /// cuBLAS fp16 GEMM, fp32 accumulate.
+    Fp16Cublas,
+    /// int8 weights, fp16 activations, our GEMV (T <= 16).
+    Int8W8a16Gemv,
+    /// Per-token activation quantization + cuBLASLt IMMA + dequantization epilogue.
+    #[serde(rename = "int8-w8a8-imma")]
+    Int8W8a8,
+    /// The bare cuBLASLt IMMA GEMM (int8 in, int32 out): for the int8 roof and comparisons only.
+    Int8ImmaOnly,
+    /// NF4 fused dequantize-GEMV (T <= 16).
+    Nf4Gemv,
+    /// NF4 dequantize to fp16, then cuBLAS fp16 GEMM (the bitsandbytes / vLLM path for T > 1).
+    Nf4DequantCublas,
+}
+
+impl GemmPath {
+    /// The profile scheme this path is a candidate for, or `None` for a measurement-only path.
+    pub fn scheme(self) -> Option<&'static str> {
+        match self {
+            GemmPath::Fp16Cublas => Some("fp16"),
+            GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 => Some("int8"),
+            GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas => Some("nf4"),
+            GemmPath::Int8ImmaOnly => None,
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            GemmPath::Fp16Cublas => "fp16-cublas",
+            GemmPath::Int8W8a16Gemv => "int8-w8a16-gemv",
+            GemmPath::Int8W8a8 => "int8-w8a8-imma",
+            GemmPath::Int8ImmaOnly => "int8-imma-only",
+            GemmPath::Nf4Gemv => "nf4-gemv",
+            GemmPath::Nf4DequantCublas => "nf4-dequant-cublas",
+        }
+    }
+}
+
+/// One timed kernel call (or fixed sequence of calls) at one size.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "job", rename_all = "kebab-case")]
+pub enum Job {
+    /// Device-to-device copy of `bytes` (read) into another buffer (written).
+    Copy { bytes: u64 },
+    /// `y[T×n] = x[T×k] · Wᵀ` by `path`.
+    Gemm {
+        path: GemmPath,
+        n: u32,
+        k: u32,
+        tokens: u32,
+    },
+    /// Paged decode attention, one query token per sequence.
+    Decode {
+        kv: KvDtype,
+        heads: u32,
+        kv_heads: u32,
+        batch: u32,
+        context: u32,
+    },
+    /// Causal prefill attention of one sequence.
+    Prefill {
+        heads: u32,
+        kv_heads: u32,
+        tokens: u32,
+    },
+    Elementwise {
+        kind: ElementwiseKind,
+        width: u32,
+        tokens: u32,
+    },
+}
+
+/// What to sweep.
+#[derive(Debug, Clone)]
+pub struct SweepSpec {
+    /// `(n, k, label)` linear shapes.
+    pub shapes: Vec<(u32, u32, String)>,
+    /// Shapes timed in fp16 only (the LM head: engines keep it in 16 bits).
+    pub fp16_only_shapes: Vec<(u32, u32, String)>,
+    /// `(heads, kv_heads)` attention configurations (head_dim 128).
+    pub attn: Vec<(u32, u32)>,
+    /// `(kind, width)` elementwise kernels.
+    pub elementwise: Vec<(ElementwiseKind, u32)>,
+    pub tokens: Vec<u32>,
+    pub decode_batches: Vec<u32>,
+    pub decode_contexts: Vec<u32>,
+    pub prefill_tokens: Vec<u32>,
+    /// Shapes also timed with the bare IMMA GEMM at these token counts (the int8 roof and the
+    /// torch._int_mm comparison).
+    pub imma_only_tokens: Vec<u32>,
+    pub copy_bytes: u64,
+    /// Shapes the attention kernels cannot run, with why (reported in provenance notes).
+    pub skipped: Vec<String>,
+}
+
+/// Token counts 1…8192: every power of two and the 1.5× points between them.
+pub fn token_sweep(max: u32) -> Vec<u32> {
+    let mut v = vec![1, 2, 3];
+    let mut p = 4u32;
+    while p <= max {
+        v.push(p);
+        let mid = p + p / 2;
+        if mid <= max {
+            v.push(mid);
+        }
+        p *= 2;
+    }
+    v.retain(|&t| t <= max);
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The generic grid of linear shapes, for models outside `--models`.
+pub const GENERIC_GRID: [(u32, u32); 6] = [
+    (2048, 2048),
+    (4096, 4096),
+    (8192, 8192),
+    (16384, 4096),
+    (4096, 16384),
+    (32768, 8192),
+];
+
+impl SweepSpec {
+    /// The sweep for `models`; `quick` is the smoke-test subset; `grid` adds the generic shapes.
+    pub fn new(models: &[ModelArch], quick: bool, grid: bool) -> SweepSpec {
+        let mut shapes: Vec<(u32, u32, String)> = Vec::new();
+        let mut fp16_only = Vec::new();
+        let mut attn = Vec::new();
+        let mut elementwise = Vec::new();
+        let mut skipped = Vec::new();
+        for m in models {
+            for l in m.linears() {
+                push_unique(&mut shapes, l.n, l.k, format!("{} {}", m.key, l.name));
+            }
+            if !quick {
+                push_unique(
+                    &mut fp16_only,
+                    m.vocab,
+                    m.hidden,
+                    format!("{} lm_head", m.key),
+                );
+            }
+            let group = m.heads / m.kv_heads.max(1);
+            if m.head_dim != HEAD_DIM || m.heads % m.kv_heads.max(1) != 0 || group > MAX_GQA_GROUP {
+                skipped.push(format!(
+                    "{}: attention not timed (kernels are built for head_dim {HEAD_DIM} and at most {MAX_GQA_GROUP} query heads per KV head; model has head_dim {}, {} / {} heads)",
+                    m.key, m.head_dim, m.heads, m.kv_heads
+                ));
+            } else if !attn.contains(&(m.heads, m.kv_heads)) {
+                attn.push((m.heads, m.kv_heads));
+            }
+            for e in [
+                (ElementwiseKind::RmsnormResidual, m.hidden),
+                (ElementwiseKind::SiluMul, m.intermediate),
+            ] {
+                if e.1 % 8 != 0 {
+                    skipped.push(format!(
+                        "{}: {:?} width {} not timed (needs a multiple of 8)",
+                        m.key, e.0, e.1
+                    ));
+                } else if !elementwise.contains(&e) {
+                    elementwise.push(e);
+                }
+            }
+        }
+        if grid && !quick {
+            for (n, k) in GENERIC_GRID {
+                push_unique(&mut shapes, n, k, format!("grid {n}x{k}"));
+            }
+        }
+        shapes.retain(|(n, k, label)| {
+            let ok = k % 64 == 0 && n % 4 == 0;
+            if !ok {
+                skipped.push(format!(
+                    "{label}: n={n} k={k} not timed (int8/nf4 kernels need k % 64 == 0 and n % 4 == 0)"
+                ));
+            }
+            ok
+        });
+        if quick {
+            SweepSpec {
+                shapes,
+                fp16_only_shapes: fp16_only,
+                attn,
+                elementwise,
+                tokens: vec![1, 8, 64, 512, 4096],
+                decode_batches: vec![1, 16, 256],
+                decode_contexts: vec![512, 4096],
+                prefill_tokens: vec![512, 4096],
+                imma_only_tokens: vec![4096],
+                copy_bytes: 1 << 28,
+                skipped,
+            }
+        } else {
+            SweepSpec {
+                shapes,
+                fp16_only_shapes: fp16_only,
+                attn,
+                elementwise,
+                tokens: token_sweep(8192),
+                decode_batches: vec![1, 2, 4, 8, 16, 32, 64, 128, 256],
+                decode_contexts: vec![128, 256, 512, 1024, 2048, 4096, 8192],
+                prefill_tokens: vec![128, 256, 512, 1024, 2048, 4096, 8192, 16384],
+                imma_only_tokens: vec![256, 512, 1024, 2048, 4096, 8192],
+                copy_bytes: 1 << 30,
+                skipped,
+            }
+        }
+    }
+
+    /// Every job, grouped by shape so buffers are reused.
+    pub fn jobs(&self) -> Vec<Job> {
+        let mut jobs = vec![Job::Copy {
+            bytes: self.copy_bytes,
+        }];
+        let all_shapes = self
+            .shapes
+            .iter()
+            .map(|s| (s, false))
+            .chain(self.fp16_only_shapes.iter().map(|s| (s, true)));
+        for ((n, k, _), fp16_only) in all_shapes {
+            let (n, k) = (*n, *k);
+            for &tokens in &self.tokens {
+                let mut paths = vec![GemmPath::Fp16Cublas];
+                if !fp16_only {
+                    paths.extend([GemmPath::Int8W8a8, GemmPath::Nf4DequantCublas]);
+                    if tokens <= GEMV_MAX_TOKENS {
+                        paths.extend([GemmPath::Int8W8a16Gemv, GemmPath::Nf4Gemv]);
+                    }
+                    if self.imma_only_tokens.contains(&tokens) {
+                        paths.push(GemmPath::Int8ImmaOnly);
+                    }
+                }
+                for path in paths {
+                    jobs.push(Job::Gemm { path, n, k, tokens });
+                }
+            }
+        }
+        // The fp16 and int8 roofs: a large square GEMM.
+        for path in [GemmPath::Fp16Cublas, GemmPath::Int8ImmaOnly] {
+            jobs.push(Job::Gemm {
+                path,
+                n: 8192,
+                k: 8192,
+                tokens: 8192,
+            });
+        }
+        for &(heads, kv_heads) in &self.attn {
+            for kv in KvDtype::ALL {
+                for &batch in &self.decode_batches {
+                    for &context in &self.decode_contexts {
+                        jobs.push(Job::Decode {
+                            kv,
+                            heads,
+                            kv_heads,
+                            batch,
+                            context,
+                        });
+                    }
+                }
+            }
+            for &tokens in &self.prefill_tokens {
+                jobs.push(Job::Prefill {
+                    heads,
+                    kv_heads,
+                    tokens,
+                });
+            }
+        }
+        for &(kind, width) in &self.elementwise {
+            for &tokens in &self.tokens {
+                jobs.push(Job::Elementwise {
+                    kind,
+                    width,
+                    tokens,
+                });
+            }
+        }
+        jobs
+    }
+}
+
+fn push_unique(v: &mut Vec<(u32, u32, String)>, n: u32, k: u32, label: String) {
+    if !v.iter().any(|(a, b, _)| *a == n && *b == k) {
+        v.push((n, k, label));
+    }
+}

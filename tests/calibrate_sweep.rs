@@ -1,0 +1,143 @@
+//! The sweep planner: which sizes are timed, grouped so buffers are reused.
+
+use cardplan::calibrate::plan::{GEMV_MAX_TOKENS, GemmPath, Job, SweepSpec, token_sweep};
+use cardplan::catalog;
+
+#[test]
+fn token_sweep_covers_powers_of_two_and_points_between() {
+    let t = token_sweep(8192);
+    assert_eq!(t.first(), Some(&1));
+    assert_eq!(t.last(), Some(&8192));
+    assert!(t.windows(2).all(|w| w[0] < w[1]));
+    for p in 0..=13 {
+        assert!(t.contains(&(1u32 << p)), "missing {}", 1 << p);
+    }
+    assert!(t.contains(&3) && t.contains(&6144));
+}
+
+#[test]
+fn llama_sweep_times_every_vllm_linear_in_every_scheme() {
+    let m = catalog::model("llama-3.1-8b").unwrap();
+    let spec = SweepSpec::new(std::slice::from_ref(&m), false, true);
+    let jobs = spec.jobs();
+    for l in m.linears() {
+        for path in [
+            GemmPath::Fp16Cublas,
+            GemmPath::Int8W8a8,
+            GemmPath::Nf4DequantCublas,
+        ] {
+            for &t in &spec.tokens {
+                assert!(
+                    jobs.contains(&Job::Gemm {
+                        path,
+                        n: l.n,
+                        k: l.k,
+                        tokens: t
+                    }),
+                    "{} {path:?} T={t}",
+                    l.name
+                );
+            }
+        }
+    }
+    // LM head in fp16 only.
+    assert!(
+        jobs.iter()
+            .any(|j| matches!(j, Job::Gemm { path: GemmPath::Fp16Cublas, n, .. } if *n == m.vocab))
+    );
+    assert!(!jobs.iter().any(
+        |j| matches!(j, Job::Gemm { path, n, .. } if *n == m.vocab && *path != GemmPath::Fp16Cublas)
+    ));
+    // GEMV paths only at small token counts.
+    for j in &jobs {
+        if let Job::Gemm {
+            path: GemmPath::Nf4Gemv | GemmPath::Int8W8a16Gemv,
+            tokens,
+            ..
+        } = j
+        {
+            assert!(*tokens <= GEMV_MAX_TOKENS);
+        }
+    }
+    // Roofs, decode over batch 1..256 x context 128..8192 for both KV dtypes, prefill to 16384.
+    assert!(matches!(jobs[0], Job::Copy { .. }));
+    assert!(jobs.iter().any(|j| matches!(
+        j,
+        Job::Gemm {
+            path: GemmPath::Int8ImmaOnly,
+            n: 8192,
+            k: 8192,
+            tokens: 8192
+        }
+    )));
+    let decode = jobs
+        .iter()
+        .filter(|j| matches!(j, Job::Decode { .. }))
+        .count();
+    assert_eq!(
+        decode,
+        2 * spec.decode_batches.len() * spec.decode_contexts.len()
+    );
+    assert!(jobs.iter().any(|j| matches!(
+        j,
+        Job::Decode {
+            batch: 256,
+            context: 8192,
+            ..
+        }
+    )));
+    assert!(jobs.iter().any(|j| matches!(
+        j,
+        Job::Prefill {
+            tokens: 16384,
+            heads: 32,
+            kv_heads: 8
+        }
+    )));
+}
+
+#[test]
+fn jobs_of_one_shape_are_adjacent() {
+    let m = catalog::model("llama-3.1-8b").unwrap();
+    let jobs = SweepSpec::new(&[m], false, true).jobs();
+    let shapes: Vec<(u32, u32)> = jobs
+        .iter()
+        .filter_map(|j| match j {
+            Job::Gemm { n, k, .. } => Some((*n, *k)),
+            _ => None,
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for w in shapes.windows(2) {
+        if w[0] != w[1] {
+            assert!(
+                !seen.contains(&w[1]) || w[1] == (8192, 8192),
+                "shape {:?} comes back",
+                w[1]
+            );
+            seen.push(w[0]);
+        }
+    }
+}
+
+#[test]
+fn quick_sweep_is_small_and_unsupported_heads_are_reported() {
+    let llama = catalog::model("llama-3.1-8b").unwrap();
+    let full = SweepSpec::new(std::slice::from_ref(&llama), false, true)
+        .jobs()
+        .len();
+    let quick = SweepSpec::new(std::slice::from_ref(&llama), true, true)
+        .jobs()
+        .len();
+    assert!(quick * 5 < full, "quick {quick} vs full {full}");
+    // phi-2 has head_dim 80: its attention is skipped with a note, its linears still timed.
+    let phi = catalog::model("phi-2").unwrap();
+    let spec = SweepSpec::new(std::slice::from_ref(&phi), true, false);
+    assert!(spec.attn.is_empty());
+    assert!(
+        spec.skipped
+            .iter()
+            .any(|s| s.contains("phi-2") && s.contains("head_dim"))
+    );
+    assert!(!spec.shapes.is_empty());
+}

@@ -1,0 +1,181 @@
+//! The profile writer through the mock timer: a valid profile, merged into the datasheet,
+//! written atomically, and no file when anything fails.
+
+use std::process::Command;
+
+use cardplan::calibrate::plan::SweepSpec;
+use cardplan::calibrate::timer::MockTimer;
+use cardplan::calibrate::{self};
+use cardplan::catalog;
+use cardplan::error::Error;
+use cardplan::profile::GpuProfile;
+
+fn llama_spec(quick: bool) -> SweepSpec {
+    SweepSpec::new(&[catalog::model("llama-3.1-8b").unwrap()], quick, true)
+}
+
+#[test]
+fn mock_calibration_gives_a_valid_profile_with_every_table() {
+    let spec = llama_spec(false);
+    let base = catalog::gpu("h100-sxm").unwrap();
+    let mut t = MockTimer::new("NVIDIA H100 80GB HBM3");
+    let mut calls = 0;
+    let cal =
+        calibrate::calibrate(&mut t, &spec, base.clone(), "abc123", |_, _, _| calls += 1).unwrap();
+    assert_eq!(calls, spec.jobs().len());
+    let p = &cal.profile;
+    p.validate("test").unwrap();
+    assert_eq!(p.datasheet, base.datasheet, "datasheet block kept");
+    let m = p.measured.as_ref().unwrap();
+    assert_eq!(m.provenance.git_rev, "abc123");
+    assert_eq!(m.provenance.device, "NVIDIA H100 80GB HBM3");
+    let llama = catalog::model("llama-3.1-8b").unwrap();
+    for l in llama.linears() {
+        for scheme in ["fp16", "int8", "nf4"] {
+            let tab = m
+                .gemm
+                .iter()
+                .find(|g| g.scheme == scheme && g.n == l.n && g.k == l.k)
+                .unwrap_or_else(|| panic!("{scheme} {}", l.name));
+            let toks: Vec<u32> = tab.points.iter().map(|p| p.0).collect();
+            assert_eq!(toks, spec.tokens);
+        }
+    }
+    // The int8 scheme takes the faster path per token count.
+    let l = llama.linears()[0];
+    let ms = |path: &str, t: u32| {
+        cal.timed
+            .iter()
+            .find(|x| {
+                matches!(x.job, cardplan::calibrate::plan::Job::Gemm { path: p, n, k, tokens }
+                    if p.key() == path && n == l.n && k == l.k && tokens == t)
+            })
+            .map(|x| x.ms)
+    };
+    let int8 = m
+        .gemm
+        .iter()
+        .find(|g| g.scheme == "int8" && g.n == l.n && g.k == l.k)
+        .unwrap();
+    for &(t, v) in &int8.points {
+        let best = [ms("int8-w8a8-imma", t), ms("int8-w8a16-gemv", t)]
+            .into_iter()
+            .flatten()
+            .fold(f64::INFINITY, f64::min);
+        assert_eq!(v, best, "T={t}");
+    }
+    assert!(m.roofs.copy_gbs > 0.0 && m.roofs.fp16_tflops > 0.0 && m.roofs.int8_tops > 0.0);
+    assert_eq!(m.attn_decode.len(), 2);
+    assert_eq!(m.attn_prefill.len(), 1);
+    assert_eq!(m.elementwise.len(), 2);
+}
+
+#[test]
+fn failures_are_errors_naming_the_problem() {
+    let spec = llama_spec(true);
+    let base = catalog::gpu("h100-sxm").unwrap();
+    let mut t = MockTimer::new("x");
+    t.fail_check = true;
+    let e = calibrate::calibrate(&mut t, &spec, base.clone(), "r", |_, _, _| {}).unwrap_err();
+    assert!(matches!(e, Error::Gpu(_)), "{e}");
+    let mut t = MockTimer::new("x");
+    t.fail_at = Some(3);
+    let e = calibrate::calibrate(&mut t, &spec, base, "r", |_, _, _| {}).unwrap_err();
+    assert!(e.to_string().contains("job 3"), "{e}");
+}
+
+fn tmpdir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("cardplan-calib-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn cli_writes_profile_that_reads_back() {
+    let d = tmpdir("cli");
+    let out = d.join("h100.yaml");
+    let raw = d.join("raw.json");
+    let st = Command::new(env!("CARGO_BIN_EXE_cardplan"))
+        .args([
+            "calibrate",
+            "--mock-timer",
+            "--quick",
+            "--gpu",
+            "h100-sxm",
+            "--git-rev",
+            "deadbeef",
+            "--json",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .arg("--raw")
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let p = GpuProfile::read(&out).unwrap();
+    assert_eq!(p.key, "h100-sxm");
+    assert_eq!(p.measured.unwrap().provenance.git_rev, "deadbeef");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&raw).unwrap()).unwrap();
+    assert!(v["timed"].as_array().unwrap().len() > 10);
+    let summary: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    assert_eq!(summary["key"], "h100-sxm");
+    // Only the two output files: the temporary file of the atomic write is gone.
+    assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
+}
+
+#[test]
+fn cli_rejects_bad_flags_without_writing() {
+    let d = tmpdir("bad");
+    let out = d.join("x.yaml");
+    for extra in [
+        &["--reps", "5"][..],
+        &["--models", "no-such-model"][..],
+        &["--gpu", "no-such-gpu"][..],
+    ] {
+        let st = Command::new(env!("CARGO_BIN_EXE_cardplan"))
+            .args(["calibrate", "--mock-timer", "--quick"])
+            .args(extra)
+            .arg("--out")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(
+            st.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn cli_without_gpu_exits_4_and_writes_nothing() {
+    // Only meaningful where CUDA is absent (CI, the build machine).
+    // SAFETY: only tries to dlopen libcuda.
+    if unsafe { cudarc::driver::sys::is_culib_present() } {
+        return;
+    }
+    let d = tmpdir("nogpu");
+    let out = d.join("x.yaml");
+    let st = Command::new(env!("CARGO_BIN_EXE_cardplan"))
+        .args(["calibrate", "--quick", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        st.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let err = String::from_utf8_lossy(&st.stderr);
+    assert!(err.contains("CUDA") || err.contains("GPU"), "{err}");
+    assert!(!out.exists());
+}
