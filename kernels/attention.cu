@@ -254,10 +254,9 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
     }
 }
 
-// Three variants per (dtype, G): query in shared memory; the same capped at 64 registers for 8
-// blocks per SM (`_o`, more loads in flight, may spill); query in registers (`_r`, no
-// shared-memory traffic in the inner product). The calibrator times all and keeps the fastest,
-// as an autotuner would.
+// Two variants per (dtype, G): query in shared memory (more blocks per SM) and query in
+// registers (no shared-memory traffic in the inner product); the calibrator times both and
+// keeps the faster, as an autotuner would.
 #define DECODE_KERNEL(NAME, KV, G, QREG, MINB)                                                   \
     extern "C" __global__ void __launch_bounds__(128, MINB) NAME(                                \
         const half* q, const KV* kc, const KV* vc, const int* block_table, const int* ctx_lens,  \
@@ -269,8 +268,6 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
 #define DECODE_G(G, MINB)                                                                        \
     DECODE_KERNEL(paged_decode_f16_g##G, half, G, false, 1)                                      \
     DECODE_KERNEL(paged_decode_i8_g##G, signed char, G, false, 1)                                \
-    DECODE_KERNEL(paged_decode_f16_g##G##_o, half, G, false, 8)                                  \
-    DECODE_KERNEL(paged_decode_i8_g##G##_o, signed char, G, false, 8)                            \
     DECODE_KERNEL(paged_decode_f16_g##G##_r, half, G, true, MINB)                                \
     DECODE_KERNEL(paged_decode_i8_g##G##_r, signed char, G, true, MINB)
 DECODE_G(1, 4) DECODE_G(2, 4) DECODE_G(3, 4) DECODE_G(4, 4)

@@ -88,36 +88,6 @@ pub fn check_libraries() -> Result<()> {
     }
 }
 
-/// The paged-decode kernel variants (see attention.cu); timing keeps the fastest.
-#[derive(Debug, Clone, Copy)]
-enum DecodeVariant {
-    QueryShared,
-    QuerySharedOccupancy,
-    QueryRegisters,
-}
-
-impl DecodeVariant {
-    const ALL: [DecodeVariant; 3] = [
-        DecodeVariant::QueryShared,
-        DecodeVariant::QuerySharedOccupancy,
-        DecodeVariant::QueryRegisters,
-    ];
-    fn suffix(self) -> &'static str {
-        match self {
-            DecodeVariant::QueryShared => "",
-            DecodeVariant::QuerySharedOccupancy => "_o",
-            DecodeVariant::QueryRegisters => "_r",
-        }
-    }
-    fn label(self) -> &'static str {
-        match self {
-            DecodeVariant::QueryShared => "",
-            DecodeVariant::QuerySharedOccupancy => " (64 registers)",
-            DecodeVariant::QueryRegisters => " (q in registers)",
-        }
-    }
-}
-
 /// A device allocation addressed by raw pointer (kernels take plain pointers).
 struct Buf {
     _mem: CudaSlice<u8>,
@@ -254,7 +224,6 @@ fn kernel_names() -> Vec<String> {
         for g in 1..=plan::MAX_GQA_GROUP {
             v.push(format!("paged_decode_{dt}_g{g}"));
             v.push(format!("paged_decode_{dt}_g{g}_r"));
-            v.push(format!("paged_decode_{dt}_g{g}_o"));
         }
     }
     for t in 1..=plan::GEMV_MAX_TOKENS {
@@ -712,7 +681,7 @@ impl CudaTimer {
         kv_heads: u32,
         batch: u32,
         max_ctx: u32,
-        variant: DecodeVariant,
+        qreg: bool,
         part_scale: u32,
     ) -> Result<()> {
         let part = (self.decode_part(batch, kv_heads, max_ctx) * part_scale).min(PART);
@@ -734,7 +703,7 @@ impl CudaTimer {
         let name = format!(
             "paged_decode_{dt}_g{}{}",
             heads / kv_heads,
-            variant.suffix()
+            if qreg { "_r" } else { "" }
         );
         launch!(self, &name, cfg((kv_heads, batch, nparts), 128, 0);
             d.q.ptr, d.kc.ptr, d.vc.ptr, d.table.ptr, ctx_lens, d.out.ptr, d.part_o.ptr,
@@ -957,10 +926,10 @@ impl CudaTimer {
             if scale > 1 && base * scale / 2 >= PART {
                 break;
             }
-            for variant in DecodeVariant::ALL {
+            for qreg in [false, true] {
                 let ms = self.bench(&|s| {
                     s.decode(
-                        kv, d, lens.ptr, heads, kv_heads, batch, context, variant, scale,
+                        kv, d, lens.ptr, heads, kv_heads, batch, context, qreg, scale,
                     )
                 })?;
                 best = best.min(ms);
@@ -1236,7 +1205,7 @@ impl CudaTimer {
                 } else {
                     format!("contexts {ctx:?}")
                 };
-                for variant in DecodeVariant::ALL {
+                for qreg in [false, true] {
                     self.decode(
                         kv,
                         &d,
@@ -1245,12 +1214,15 @@ impl CudaTimer {
                         kv_heads as u32,
                         b as u32,
                         max_ctx,
-                        variant,
+                        qreg,
                         1,
                     )?;
                     let y: Vec<f16> = self.dtoh(&d.out, b * heads * 128)?;
                     reports.push(cpu::compare(
-                        &format!("paged_decode{} {kv} KV, {label}", variant.label()),
+                        &format!(
+                            "paged_decode{} {kv} KV, {label}",
+                            if qreg { " (q in registers)" } else { "" }
+                        ),
                         &to_f32(&y),
                         &want,
                         2e-3,
@@ -1378,7 +1350,7 @@ impl KernelTimer for CudaTimer {
              before each timed call a {} MB memset evicts the {} MB L2; random inputs (never all zero); \
              cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
              fastest of the top-16 heuristic algorithms per shape and token count (timed once); \
-             paged decode: fastest of three kernel variants x up to three partition sizes per point; \
+             paged decode: fastest of two kernel variants x up to three partition sizes per point; \
              custom kernels compiled by NVRTC for this GPU",
             self.warmup,
             self.reps,
