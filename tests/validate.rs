@@ -11,8 +11,15 @@ fn backprop_mean_tok_s_within_15_percent() {
     let backprop: Vec<_> = rows.iter().filter(|r| r.gpu == "rtx3090").collect();
     assert_eq!(backprop.len(), 8, "the Backprop table has 8 rows");
     for r in backprop {
-        let err = r.error_of("request_tok_s.mean").expect("mean tok/s compared");
-        assert!(err.abs() <= 0.15, "{}: predicted mean tok/s off by {:+.1}%", r.name, 100.0 * err);
+        let err = r
+            .error_of("request_tok_s.mean")
+            .expect("mean tok/s compared");
+        assert!(
+            err.abs() <= 0.15,
+            "{}: predicted mean tok/s off by {:+.1}%",
+            r.name,
+            100.0 * err
+        );
     }
 }
 
@@ -23,7 +30,12 @@ fn every_row_compares_its_published_figures() {
             let r = validate::run_row(&set, row).unwrap();
             assert!(!r.errors.is_empty(), "{}", r.name);
             for e in &r.errors {
-                assert!(e.predicted.is_finite() && e.predicted > 0.0, "{}: {}", r.name, e.figure);
+                assert!(
+                    e.predicted.is_finite() && e.predicted > 0.0,
+                    "{}: {}",
+                    r.name,
+                    e.figure
+                );
             }
         }
     }
@@ -46,7 +58,8 @@ fn validate_json_has_rows_with_measured_and_predicted() {
 /// The README's Accuracy table is generated, never hand-edited: it must equal the command's output.
 #[test]
 fn readme_accuracy_table_matches_validate_output() {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let out = cardplan(&["validate", "--markdown"]);
     assert_eq!(out.status.code(), Some(0));
     let table = stdout(&out);
