@@ -107,6 +107,9 @@ pub struct StepCost {
     dense_elementwise: Vec<f64>,
     /// LM head by number of logit rows.
     dense_lm_head: Vec<f64>,
+    /// Attention tables chosen once for this model (`None`: default efficiency set).
+    decode_table: Option<usize>,
+    prefill_table: Option<usize>,
     step_overhead: f64,
     per_seq_overhead: f64,
     info: ProfileInfo,
@@ -258,9 +261,12 @@ impl StepCost {
         let (profile, info) = resolve_profile(gpu)?;
         let roofs = Roofs::from_datasheet(&gpu.datasheet);
         let kernels = KernelSet::new(profile.as_ref().and_then(|p| p.measured.as_ref()), roofs);
+        let shape = Shape::new(model, quant, kv, engine.block_size);
         let mut cost = StepCost {
+            decode_table: kernels.nearest_decode_index(kv, shape.heads),
+            prefill_table: kernels.nearest_prefill_index(shape.heads),
             kernels,
-            shape: Shape::new(model, quant, kv, engine.block_size),
+            shape,
             dense_linear: Vec::new(),
             dense_elementwise: Vec::new(),
             dense_lm_head: Vec::new(),
@@ -366,7 +372,9 @@ impl StepCost {
         // the simulator gives the context sum; decode attention is linear in Σ c, so the mean
         // context at the real batch reproduces it
         let c = (batch.decode_context_tokens as f64 / b).max(1.0);
-        let p = self.kernels.decode_attn(s.kv, s.heads, s.block, b, c);
+        let p = self
+            .kernels
+            .decode_attn_at(self.decode_table, s.kv, s.heads, s.block, b, c);
         Priced {
             s: s.layers * p.s,
             flags: p.flags,
@@ -394,9 +402,9 @@ impl StepCost {
                 flags: Flags::default(),
             };
         }
-        let p = self
-            .kernels
-            .prefill_attn(s.heads, pairs, kv_tokens, new_tokens);
+        let p =
+            self.kernels
+                .prefill_attn_at(self.prefill_table, s.heads, pairs, kv_tokens, new_tokens);
         Priced {
             s: s.layers * p.s,
             flags: p.flags,

@@ -220,11 +220,16 @@ impl KernelSet {
     }
 
     fn nearest_prefill(&self, h: Heads) -> Option<&PrefillCurve> {
+        self.nearest_prefill_index(h).map(|i| &self.prefill[i])
+    }
+
+    /// Index of the prefill table nearest to `h` (resolve once, then use [`Self::prefill_attn_at`]).
+    pub fn nearest_prefill_index(&self, h: Heads) -> Option<usize> {
         let d = |p: &PrefillCurve| {
             ((p.heads.heads * p.heads.head_dim).ln() - (h.heads * h.head_dim).ln()).abs()
                 + ((p.heads.kv_heads / p.heads.heads).ln() - (h.kv_heads / h.heads).ln()).abs()
         };
-        self.prefill.iter().min_by(|a, b| d(a).total_cmp(&d(b)))
+        (0..self.prefill.len()).min_by(|&a, &b| d(&self.prefill[a]).total_cmp(&d(&self.prefill[b])))
     }
 
     /// Prompt length with the same attention FLOPs as chunks summing to `causal_pairs`.
@@ -243,10 +248,28 @@ impl KernelSet {
         kv_tokens: f64,
         new_tokens: f64,
     ) -> Priced {
+        self.prefill_attn_at(
+            self.nearest_prefill_index(h),
+            h,
+            causal_pairs,
+            kv_tokens,
+            new_tokens,
+        )
+    }
+
+    /// [`Self::prefill_attn`] with the table already chosen (`None`: default efficiency set).
+    pub fn prefill_attn_at(
+        &self,
+        table: Option<usize>,
+        h: Heads,
+        causal_pairs: f64,
+        kv_tokens: f64,
+        new_tokens: f64,
+    ) -> Priced {
         let r = &self.roofs;
         let work = roofline::prefill_attn(h, causal_pairs, kv_tokens, new_tokens);
         let p_eq = Self::equivalent_tokens(causal_pairs);
-        let Some(p) = self.nearest_prefill(h) else {
+        let Some(p) = table.and_then(|i| self.prefill.get(i)) else {
             return Priced {
                 s: defaults::seconds(&work, defaults::prefill_attn_eff(p_eq), r),
                 flags: Flags::DEFAULT,
@@ -265,6 +288,11 @@ impl KernelSet {
     }
 
     fn nearest_decode(&self, kv: KvDtype, h: Heads) -> Option<&DecodeGrid> {
+        self.nearest_decode_index(kv, h).map(|i| &self.decode[i])
+    }
+
+    /// Index of the decode table nearest to (`kv`, `h`): same KV dtype first.
+    pub fn nearest_decode_index(&self, kv: KvDtype, h: Heads) -> Option<usize> {
         let d = |g: &DecodeGrid| {
             let kv_penalty = if g.kv == kv { 0.0 } else { 100.0 };
             kv_penalty
@@ -272,7 +300,7 @@ impl KernelSet {
                     .abs()
                 + ((g.heads.heads / g.heads.kv_heads).ln() - (h.heads / h.kv_heads).ln()).abs()
         };
-        self.decode.iter().min_by(|a, b| d(a).total_cmp(&d(b)))
+        (0..self.decode.len()).min_by(|&a, &b| d(&self.decode[a]).total_cmp(&d(&self.decode[b])))
     }
 
     /// Measured (batch, context) ranges of the nearest decode table.
@@ -290,10 +318,30 @@ impl KernelSet {
         batch: f64,
         context: f64,
     ) -> Priced {
+        self.decode_attn_at(
+            self.nearest_decode_index(kv, h),
+            kv,
+            h,
+            block,
+            batch,
+            context,
+        )
+    }
+
+    /// [`Self::decode_attn`] with the table already chosen (`None`: default efficiency set).
+    pub fn decode_attn_at(
+        &self,
+        table: Option<usize>,
+        kv: KvDtype,
+        h: Heads,
+        block: f64,
+        batch: f64,
+        context: f64,
+    ) -> Priced {
         let r = &self.roofs;
         let kvb = kv.bytes() as f64;
         let work = roofline::decode_attn(h, kvb, block, batch, context);
-        let Some(g) = self.nearest_decode(kv, h) else {
+        let Some(g) = table.and_then(|i| self.decode.get(i)) else {
             return Priced {
                 s: defaults::seconds(&work, defaults::decode_attn_eff(), r),
                 flags: Flags::DEFAULT,
