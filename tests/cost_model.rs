@@ -271,7 +271,7 @@ fn source_selection_prefers_same_family_then_nearest() {
     );
     // Ada has no measured sibling: the closer datasheet wins
     assert!(transfer::pick_source(&l40s, &both).is_some());
-    assert!(transfer::pick_source(&rtx3090, &[rtx3090.clone()]).is_none());
+    assert!(transfer::pick_source(&rtx3090, std::slice::from_ref(&rtx3090)).is_none());
 }
 
 #[test]

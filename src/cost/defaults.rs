@@ -128,50 +128,6 @@ fn ramp(x: f64, half: f64) -> f64 {
     x / (x + half)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::cost::roofline::gemm;
-
-    #[test]
-    fn default_tables_are_a_valid_profile() {
-        let mut g = crate::catalog::gpu("l4").expect("gpu");
-        let m = crate::catalog::model("qwen2.5-7b").expect("model");
-        g.measured = Some(as_tables(&g, &m));
-        g.validate("defaults").expect("valid");
-    }
-
-    #[test]
-    fn efficiencies_are_fractions() {
-        for q in Quant::ALL {
-            for t in [1.0, 16.0, 17.0, 512.0, 65536.0] {
-                let e = gemm_eff(q, t);
-                assert!(e.bandwidth > 0.0 && e.bandwidth <= 1.0, "{q} {t}");
-                assert!(e.compute > 0.0 && e.compute <= 1.0, "{q} {t}");
-            }
-        }
-    }
-
-    #[test]
-    fn default_gemm_time_grows_with_tokens() {
-        let r = Roofs {
-            bandwidth: 3.35e12,
-            fp16: 989e12,
-            int8: 1979e12,
-        };
-        for q in Quant::ALL {
-            let mut prev = 0.0;
-            for t in (1..=8192).step_by(7) {
-                let t = f64::from(t);
-                let s = seconds(&gemm(q, 4096.0, 4096.0, t), gemm_eff(q, t), &r);
-                // NF4 switches from GEMV to dequantize + GEMM at 17 tokens: a step up is expected
-                assert!(s >= prev * 0.999, "{q} at {t}: {s} < {prev}");
-                prev = s;
-            }
-        }
-    }
-}
-
 /// The default efficiency set written out as profile tables for `model`'s shapes on `gpu`, on
 /// the calibrator's size grid. Not a measurement (provenance says so): used to exercise the
 /// table path (benchmarks, tests) and to show in profile form what the defaults predict.
@@ -281,5 +237,49 @@ pub fn as_tables(gpu: &GpuProfile, model: &ModelArch) -> Measured {
             elem(ElementwiseKind::RmsnormResidual, model.hidden),
             elem(ElementwiseKind::SiluMul, model.intermediate),
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cost::roofline::gemm;
+
+    #[test]
+    fn default_tables_are_a_valid_profile() {
+        let mut g = crate::catalog::gpu("l4").expect("gpu");
+        let m = crate::catalog::model("qwen2.5-7b").expect("model");
+        g.measured = Some(as_tables(&g, &m));
+        g.validate("defaults").expect("valid");
+    }
+
+    #[test]
+    fn efficiencies_are_fractions() {
+        for q in Quant::ALL {
+            for t in [1.0, 16.0, 17.0, 512.0, 65536.0] {
+                let e = gemm_eff(q, t);
+                assert!(e.bandwidth > 0.0 && e.bandwidth <= 1.0, "{q} {t}");
+                assert!(e.compute > 0.0 && e.compute <= 1.0, "{q} {t}");
+            }
+        }
+    }
+
+    #[test]
+    fn default_gemm_time_grows_with_tokens() {
+        let r = Roofs {
+            bandwidth: 3.35e12,
+            fp16: 989e12,
+            int8: 1979e12,
+        };
+        for q in Quant::ALL {
+            let mut prev = 0.0;
+            for t in (1..=8192).step_by(7) {
+                let t = f64::from(t);
+                let s = seconds(&gemm(q, 4096.0, 4096.0, t), gemm_eff(q, t), &r);
+                // NF4 switches from GEMV to dequantize + GEMM at 17 tokens: a step up is expected
+                assert!(s >= prev * 0.999, "{q} at {t}: {s} < {prev}");
+                prev = s;
+            }
+        }
     }
 }
