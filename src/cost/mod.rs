@@ -113,6 +113,9 @@ pub struct StepCost {
     step_overhead: f64,
     per_seq_overhead: f64,
     info: ProfileInfo,
+    /// The profile the tables came from (measured, or derived for this GPU); `None` when the
+    /// default efficiency set prices everything.
+    profile: Option<GpuProfile>,
 }
 
 /// Precompute up to this many tokens per step even when the engine allows more (`hf-static` has
@@ -261,6 +264,7 @@ impl StepCost {
         let (profile, info) = resolve_profile(gpu)?;
         let roofs = Roofs::from_datasheet(&gpu.datasheet);
         let kernels = KernelSet::new(profile.as_ref().and_then(|p| p.measured.as_ref()), roofs);
+        let profile = profile.filter(|p| p.key != gpu.key || p.measured != gpu.measured);
         let shape = Shape::new(model, quant, kv, engine.block_size);
         let mut cost = StepCost {
             decode_table: kernels.nearest_decode_index(kv, shape.heads),
@@ -273,6 +277,7 @@ impl StepCost {
             step_overhead: engine.step_overhead_s,
             per_seq_overhead: engine.per_seq_overhead_s,
             info,
+            profile,
         };
         let max = engine
             .max_num_batched_tokens
@@ -286,6 +291,12 @@ impl StepCost {
 
     pub fn profile_info(&self) -> &ProfileInfo {
         &self.info
+    }
+
+    /// The profile derived for this GPU from a measured one (`None` when the GPU's own
+    /// measurements or the default efficiency set are used), e.g. to write it out for inspection.
+    pub fn derived_profile(&self) -> Option<&GpuProfile> {
+        self.profile.as_ref()
     }
 
     /// All linear layers of all decoder layers at `t` tokens.
