@@ -177,9 +177,13 @@ impl KernelSet {
 
     fn nearest_gemm(&self, quant: Quant, n: f64, k: f64) -> Option<&GemmCurve> {
         // distance in log size and log aspect ratio: a 4096×14336 layer is closer to 4096×16384
-        // than to 14336×4096
+        // than to 14336×4096. A table of one or two points (the calibrator's 8192³ roof job) is a
+        // last resort: it says little about other token counts.
         let d = |g: &GemmCurve| {
-            ((g.n * g.k).ln() - (n * k).ln()).abs() + ((g.n / g.k).ln() - (n / k).ln()).abs()
+            let sparse = if g.curve.len() < 3 { 100.0 } else { 0.0 };
+            sparse
+                + ((g.n * g.k).ln() - (n * k).ln()).abs()
+                + ((g.n / g.k).ln() - (n / k).ln()).abs()
         };
         self.gemm
             .iter()
