@@ -46,6 +46,7 @@ pub trait StepTime: Send + Sync {
 }
 
 pub mod defaults;
+pub mod graph;
 pub mod interp;
 pub mod roofline;
 pub mod tables;
@@ -178,20 +179,38 @@ fn measured_catalog() -> Result<&'static [GpuProfile]> {
         .map_err(|e| Error::Internal(format!("embedded GPU catalog: {e}")))
 }
 
-/// The profile to price `gpu` with: its own measurements, else derived from the nearest measured
-/// GPU, else its bare datasheet (default efficiency set).
-fn resolve_profile(gpu: &GpuProfile) -> Result<(Option<GpuProfile>, ProfileInfo)> {
+/// Bytes of L2 of a GPU given in MB (10^6 bytes) on its datasheet.
+fn l2_bytes(gpu: &GpuProfile) -> f64 {
+    gpu.datasheet.l2_mb * 1e6
+}
+
+/// L2 of the GPU a derived profile's tables were measured on, from its "derived for X from Y"
+/// note; the profile's own L2 when the note or the source is unknown.
+fn source_l2_bytes(gpu: &GpuProfile, note: &str) -> f64 {
+    note.split(" from ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|key| crate::catalog::gpu(key).ok())
+        .map(|src| l2_bytes(&src))
+        .unwrap_or_else(|| l2_bytes(gpu))
+}
+
+/// The profile to price `gpu` with (its own measurements, else derived from the nearest measured
+/// GPU, else none: the default efficiency set), what to call it, and the L2 size of the GPU its
+/// tables were measured on.
+fn resolve_profile(gpu: &GpuProfile) -> Result<(Option<GpuProfile>, ProfileInfo, f64)> {
     if let Some(m) = &gpu.measured {
         let p = &m.provenance;
         let derived_note = p.notes.iter().find(|n| n.starts_with("derived for "));
-        let (kind, source) = match derived_note {
-            Some(n) => ("derived", n.clone()),
+        let (kind, source, l2) = match derived_note {
+            Some(n) => ("derived", n.clone(), source_l2_bytes(gpu, n)),
             None => (
                 "measured",
                 format!(
                     "measured on {} ({} SMs, driver {}, CUDA {}) at {}, cardplan {} {}",
                     p.device, p.sm_count, p.driver, p.cuda, p.date, p.cardplan_version, p.git_rev
                 ),
+                l2_bytes(gpu),
             ),
         };
         let info = ProfileInfo {
@@ -199,7 +218,7 @@ fn resolve_profile(gpu: &GpuProfile) -> Result<(Option<GpuProfile>, ProfileInfo)
             kind: kind.into(),
             source,
         };
-        return Ok((Some(gpu.clone()), info));
+        return Ok((Some(gpu.clone()), info, l2));
     }
     let catalog = measured_catalog()?;
     if let Some(src) = transfer::pick_source(gpu, catalog)
@@ -220,7 +239,7 @@ fn resolve_profile(gpu: &GpuProfile) -> Result<(Option<GpuProfile>, ProfileInfo)
             kind: kind.into(),
             source,
         };
-        return Ok((Some(derived), info));
+        return Ok((Some(derived), info, l2_bytes(src)));
     }
     Ok((
         None,
@@ -233,6 +252,7 @@ fn resolve_profile(gpu: &GpuProfile) -> Result<(Option<GpuProfile>, ProfileInfo)
                 gpu.key, gpu.datasheet.bandwidth_gbs, gpu.datasheet.fp16_tflops
             ),
         },
+        l2_bytes(gpu),
     ))
 }
 
@@ -261,9 +281,13 @@ impl StepCost {
                 )));
             }
         }
-        let (profile, info) = resolve_profile(gpu)?;
+        let (profile, info, measured_l2) = resolve_profile(gpu)?;
         let roofs = Roofs::from_datasheet(&gpu.datasheet);
-        let kernels = KernelSet::new(profile.as_ref().and_then(|p| p.measured.as_ref()), roofs);
+        let kernels = KernelSet::new(
+            profile.as_ref().and_then(|p| p.measured.as_ref()),
+            roofs,
+            measured_l2,
+        );
         let profile = profile.filter(|p| p.key != gpu.key || p.measured != gpu.measured);
         let shape = Shape::new(model, quant, kv, engine.block_size);
         let mut cost = StepCost {
@@ -560,6 +584,13 @@ impl StepCost {
                             .into(),
                     );
                 }
+                if p.flags.has(Flags::FA_DEFAULT) {
+                    notes.push(
+                        "prefill attention: the measured kernel is slower than FlashAttention (what \
+                         vLLM runs); priced at the FlashAttention-based default instead"
+                            .into(),
+                    );
+                }
             }
         }
         let el = self.price_elementwise(t);
@@ -575,6 +606,16 @@ impl StepCost {
              RMSNorm kernel's efficiency (not timed themselves)"
                 .into(),
         );
+        let comp = k.composition();
+        if comp.copy_bw.is_finite() {
+            notes.push(format!(
+                "kernel times measured one at a time, composed as in a CUDA graph: less {:.1} µs \
+                 fixed cost per kernel and the L2 write-back of memory-bound kernels, never below \
+                 {:.0} µs + bytes at the measured copy bandwidth (src/cost/graph.rs)",
+                comp.fixed_excess_s * 1e6,
+                defaults::LAUNCH_FLOOR_S * 1e6
+            ));
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! and the default efficiency set where a whole kernel class is missing.
 
 use super::defaults;
+use super::graph::{self, Composition};
 use super::interp::{Curve, Grid, Side, rescale};
 use super::roofline::{self, Heads, Roofs};
 use crate::catalog::quant::{KvDtype, Quant};
@@ -23,6 +24,8 @@ impl Flags {
     pub const DEFAULT: Flags = Flags(8);
     /// Decode table of the other KV dtype, scaled by bytes.
     pub const OTHER_KV: Flags = Flags(16);
+    /// The measured prefill table was slower than the FlashAttention-based default, which won.
+    pub const FA_DEFAULT: Flags = Flags(32);
 
     pub fn has(self, f: Flags) -> bool {
         self.0 & f.0 != 0
@@ -90,6 +93,12 @@ struct ElemCurve {
 #[derive(Debug, Clone)]
 pub struct KernelSet {
     roofs: Roofs,
+    /// Fixed (non-scaling) part of the tables' isolated times, seconds.
+    fixed: f64,
+    /// Isolated → in-graph correction.
+    comp: Composition,
+    /// Cap prefill attention at the FlashAttention-based default (off: tables as measured).
+    fa_cap: bool,
     gemm: Vec<GemmCurve>,
     prefill: Vec<PrefillCurve>,
     decode: Vec<DecodeGrid>,
@@ -103,10 +112,14 @@ fn to_s(points: &[(u32, f64)]) -> impl Iterator<Item = (f64, f64)> + '_ {
 
 impl KernelSet {
     /// Tables of `measured` (already on this GPU: measured here or derived for it), priced against
-    /// `roofs`. Tables of unknown schemes or with invalid points are ignored.
-    pub fn new(measured: Option<&Measured>, roofs: Roofs) -> KernelSet {
+    /// `roofs`, in-graph ([`graph`]); `measured_l2_bytes` is the L2 of the GPU the tables were
+    /// measured on. Tables of unknown schemes or with invalid points are ignored.
+    pub fn new(measured: Option<&Measured>, roofs: Roofs, measured_l2_bytes: f64) -> KernelSet {
         let mut set = KernelSet {
             roofs,
+            fixed: defaults::LAUNCH_FLOOR_S,
+            comp: Composition::isolated(),
+            fa_cap: true,
             gemm: Vec::new(),
             prefill: Vec::new(),
             decode: Vec::new(),
@@ -115,6 +128,8 @@ impl KernelSet {
         let Some(m) = measured else {
             return set;
         };
+        set.fixed = graph::isolated_fixed_s(m);
+        set.comp = Composition::for_profile(m, measured_l2_bytes);
         for t in &m.gemm {
             let (Ok(quant), Some(curve)) = (t.scheme.parse::<Quant>(), Curve::new(to_s(&t.points)))
             else {
@@ -165,6 +180,19 @@ impl KernelSet {
         &self.roofs
     }
 
+    /// Price kernels as the tables measured them, one call at a time: no CUDA-graph correction,
+    /// no FlashAttention cap on prefill attention.
+    pub fn isolated(mut self) -> KernelSet {
+        self.comp = Composition::isolated();
+        self.fa_cap = false;
+        self
+    }
+
+    /// The isolated → in-graph correction in use.
+    pub fn composition(&self) -> Composition {
+        self.comp
+    }
+
     /// Whether a table exists for this scheme's linear layers.
     pub fn has_gemm(&self, quant: Quant) -> bool {
         self.gemm.iter().any(|g| g.quant == quant)
@@ -207,13 +235,16 @@ impl KernelSet {
             };
         };
         let roof = |x: f64| roofline::gemm(quant, g.n, g.k, x).seconds(r);
-        let (t, side) = g.curve.eval(tokens, roof, defaults::LAUNCH_FLOOR_S);
+        let (t, side) = g.curve.eval(tokens, roof, self.fixed);
         let mut flags = Flags::side(side);
         if g.n != n || g.k != k {
             flags |= Flags::SHAPE;
         }
+        let iso = rescale(t, self.fixed, want / roof(tokens));
         Priced {
-            s: rescale(t, defaults::LAUNCH_FLOOR_S, want / roof(tokens)),
+            s: self
+                .comp
+                .in_graph(iso, &roofline::gemm(quant, n, k, tokens)),
             flags,
         }
     }
@@ -280,13 +311,25 @@ impl KernelSet {
             };
         };
         let roof = |x: f64| roofline::prefill_attn(p.heads, x * x / 2.0, x, x).seconds(r);
-        let (t, side) = p.curve.eval(p_eq, roof, defaults::LAUNCH_FLOOR_S);
+        let (t, side) = p.curve.eval(p_eq, roof, self.fixed);
         let mut flags = Flags::side(side);
         if p.heads != h {
             flags |= Flags::SHAPE;
         }
+        let iso = rescale(t, self.fixed, work.seconds(r) / roof(p_eq));
+        let measured = self.comp.in_graph(iso, &work);
+        // vLLM runs FlashAttention; a profile may time a slower kernel of its own (cardplan's
+        // calibrator does, and says its table is an upper bound). Price no higher than the
+        // FlashAttention-based default.
+        let fa = defaults::seconds(&work, defaults::prefill_attn_eff(p_eq), r);
+        if !self.fa_cap {
+            return Priced { s: measured, flags };
+        }
+        if fa < measured {
+            flags |= Flags::FA_DEFAULT;
+        }
         Priced {
-            s: rescale(t, defaults::LAUNCH_FLOOR_S, work.seconds(r) / roof(p_eq)),
+            s: measured.min(fa),
             flags,
         }
     }
@@ -353,7 +396,7 @@ impl KernelSet {
         };
         let gkvb = g.kv.bytes() as f64;
         let roof = |b: f64, c: f64| roofline::decode_attn(g.heads, gkvb, g.block, b, c).seconds(r);
-        let (t, sb, sc) = g.grid.eval(batch, context, roof, defaults::LAUNCH_FLOOR_S);
+        let (t, sb, sc) = g.grid.eval(batch, context, roof, self.fixed);
         let mut flags = Flags::side(sb) | Flags::side(sc);
         if g.heads != h || g.block != block {
             flags |= Flags::SHAPE;
@@ -361,12 +404,9 @@ impl KernelSet {
         if g.kv != kv {
             flags |= Flags::OTHER_KV;
         }
+        let iso = rescale(t, self.fixed, work.seconds(r) / roof(batch, context));
         Priced {
-            s: rescale(
-                t,
-                defaults::LAUNCH_FLOOR_S,
-                work.seconds(r) / roof(batch, context),
-            ),
+            s: self.comp.in_graph(iso, &work),
             flags,
         }
     }
@@ -401,13 +441,14 @@ impl KernelSet {
             };
         };
         let roof = |x: f64| roofline::elementwise(kind, e.width, x).seconds(r);
-        let (t, side) = e.curve.eval(tokens, roof, defaults::LAUNCH_FLOOR_S);
+        let (t, side) = e.curve.eval(tokens, roof, self.fixed);
         let mut flags = Flags::side(side);
         if e.width != width {
             flags |= Flags::SHAPE;
         }
+        let iso = rescale(t, self.fixed, work.seconds(r) / roof(tokens));
         Priced {
-            s: rescale(t, defaults::LAUNCH_FLOOR_S, work.seconds(r) / roof(tokens)),
+            s: self.comp.in_graph(iso, &work),
             flags,
         }
     }
