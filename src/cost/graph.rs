@@ -23,7 +23,7 @@
 
 use super::defaults::LAUNCH_FLOOR_S;
 use super::roofline::{Rate, Work};
-use crate::profile::Measured;
+use crate::profile::{DecodeAttnTable, Measured};
 
 /// Fixed per-call part of the profile's isolated kernel times, seconds: its smallest elementwise
 /// time (else its smallest time of any table; else [`LAUNCH_FLOOR_S`]). This part does not scale
@@ -55,6 +55,22 @@ pub fn isolated_fixed_s(m: &Measured) -> f64 {
         (ms * 1e-3).max(LAUNCH_FLOOR_S)
     } else {
         LAUNCH_FLOOR_S
+    }
+}
+
+/// Non-scaling part of a decode-attention table, seconds: its smallest time, a call over one or a
+/// few short sequences whose few KB of KV take well under a microsecond to read, so the time is
+/// launch, split-K reduction and latency; never less than the profile's per-call `fixed_s`.
+pub fn decode_fixed_s(t: &DecodeAttnTable, fixed_s: f64) -> f64 {
+    let smallest = t
+        .points
+        .iter()
+        .map(|p| p.ms * 1e-3)
+        .fold(f64::INFINITY, f64::min);
+    if smallest.is_finite() {
+        smallest.max(fixed_s)
+    } else {
+        fixed_s
     }
 }
 

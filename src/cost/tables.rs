@@ -80,6 +80,8 @@ struct DecodeGrid {
     heads: Heads,
     block: f64,
     grid: Grid,
+    /// Non-scaling part of this table's times ([`graph::decode_fixed_s`]).
+    fixed: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -161,6 +163,7 @@ impl KernelSet {
                     heads: heads(t.heads, t.kv_heads, t.head_dim),
                     block: f64::from(t.block_size),
                     grid,
+                    fixed: graph::decode_fixed_s(t, set.fixed),
                 });
             }
         }
@@ -396,7 +399,7 @@ impl KernelSet {
         };
         let gkvb = g.kv.bytes() as f64;
         let roof = |b: f64, c: f64| roofline::decode_attn(g.heads, gkvb, g.block, b, c).seconds(r);
-        let (t, sb, sc) = g.grid.eval(batch, context, roof, self.fixed);
+        let (t, sb, sc) = g.grid.eval(batch, context, roof, g.fixed);
         let mut flags = Flags::side(sb) | Flags::side(sc);
         if g.heads != h || g.block != block {
             flags |= Flags::SHAPE;
@@ -404,7 +407,7 @@ impl KernelSet {
         if g.kv != kv {
             flags |= Flags::OTHER_KV;
         }
-        let iso = rescale(t, self.fixed, work.seconds(r) / roof(batch, context));
+        let iso = rescale(t, g.fixed, work.seconds(r) / roof(batch, context));
         Priced {
             s: self.comp.in_graph(iso, &work),
             flags,

@@ -11,7 +11,7 @@
 //! because the calibrator flushes L2), SM count and clocks beyond the datasheet peaks, and
 //! library heuristics that differ by architecture.
 
-use super::graph::isolated_fixed_s;
+use super::graph::{decode_fixed_s, isolated_fixed_s};
 use super::interp::rescale;
 use super::roofline::{self, Roofs};
 use super::tables::heads;
@@ -68,9 +68,11 @@ pub fn derive(source: &GpuProfile, target: &GpuProfile) -> Option<GpuProfile> {
     for t in &mut out.attn_decode {
         let h = heads(t.heads, t.kv_heads, t.head_dim);
         let (kvb, block) = (t.kv.bytes() as f64, f64::from(t.block_size));
+        // small decode calls are latency-bound: the table's own floor does not scale either
+        let fixed_ms = decode_fixed_s(t, floor_ms * 1e-3) * 1e3;
         for p in &mut t.points {
             let w = roofline::decode_attn(h, kvb, block, f64::from(p.batch), f64::from(p.context));
-            p.ms = scale(p.ms, w);
+            p.ms = rescale(p.ms, fixed_ms, w.seconds(&rt) / w.seconds(&rs));
         }
     }
     for t in &mut out.elementwise {
