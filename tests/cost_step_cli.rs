@@ -95,3 +95,33 @@ fn unknown_gpu_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("rtx3090"));
 }
+
+#[test]
+fn written_derived_profile_prices_the_same_when_read_back() {
+    let path = std::env::temp_dir().join(format!("cardplan-derived-{}.yaml", std::process::id()));
+    let p = path.to_str().expect("utf-8 temp path");
+    let args = [
+        "--batch",
+        "8",
+        "--context",
+        "700",
+        "--prefill-tokens",
+        "300",
+        "--json",
+    ];
+    let mut first = vec!["--gpu", "rtx3090", "--write-profile", p];
+    first.extend(args);
+    let out = step(&first);
+    if !out.status.success() {
+        // no measured profile in the catalog: nothing is derived, and the command says so
+        assert!(String::from_utf8_lossy(&out.stderr).contains("nothing derived"));
+        return;
+    }
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let mut second = vec!["--gpu", p];
+    second.extend(args);
+    let b = json(&second);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(a["step_ms"], b["step_ms"]);
+    assert_eq!(b["profile"]["kind"], "derived");
+}
