@@ -3,8 +3,9 @@
 //!
 //! The types below are the contract the simulator and planner build on. Modules: [`roofline`]
 //! (bytes and FLOPs per kernel), [`interp`] (table interpolation), [`tables`] (pricing any shape
-//! from a profile), [`transfer`] (deriving a profile for a GPU you don't own), [`defaults`]
-//! (efficiencies used where nothing was measured).
+//! from a profile), [`graph`] (kernels timed one at a time → kernels replayed in a CUDA graph),
+//! [`transfer`] (deriving a profile for a GPU you don't own), [`defaults`] (efficiencies used
+//! where nothing was measured).
 
 /// New tokens of one prompt processed in this step, on top of `cached_tokens` already in KV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
