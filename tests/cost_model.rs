@@ -147,7 +147,8 @@ fn decode(b: u32, c: u32) -> BatchShape<'static> {
 fn measured_gemm_points_are_reproduced_exactly() {
     let g = measured_h100();
     let m = g.measured.as_ref().expect("measured");
-    let set = KernelSet::new(Some(m), Roofs::from_datasheet(&g.datasheet));
+    // as measured (one kernel at a time), without the CUDA-graph composition
+    let set = KernelSet::new(Some(m), Roofs::from_datasheet(&g.datasheet), 50e6).isolated();
     for t in &m.gemm {
         let q: Quant = t.scheme.parse().expect("scheme");
         for &(tok, ms) in &t.points {
@@ -176,7 +177,11 @@ fn measured_gemm_points_are_reproduced_exactly() {
 #[test]
 fn gemm_interpolation_is_monotone_between_measured_points() {
     let g = measured_h100();
-    let set = KernelSet::new(g.measured.as_ref(), Roofs::from_datasheet(&g.datasheet));
+    let set = KernelSet::new(
+        g.measured.as_ref(),
+        Roofs::from_datasheet(&g.datasheet),
+        50e6,
+    );
     for q in [Quant::Fp16, Quant::Int8] {
         let mut prev = 0.0;
         for t in 1..=8192u32 {
@@ -222,7 +227,7 @@ fn doubling_bandwidth_halves_memory_bound_kernels_above_the_floor() {
     fast.key = "h100-2x-bw".into();
     fast.datasheet.bandwidth_gbs *= 2.0;
     let d = transfer::derive(&src, &fast).expect("derived");
-    let floor_ms = cardplan::cost::defaults::LAUNCH_FLOOR_S * 1e3;
+    let floor_ms = cardplan::cost::graph::isolated_fixed_s(src.measured.as_ref().expect("m")) * 1e3;
     let (a, b) = (
         src.measured.as_ref().expect("m"),
         d.measured.as_ref().expect("m"),
@@ -241,10 +246,13 @@ fn doubling_bandwidth_halves_memory_bound_kernels_above_the_floor() {
         ((t - floor_ms) / (s - floor_ms) - 0.5).abs() < 1e-9,
         "{s} -> {t}"
     );
+    // decode attention keeps its own (latency) floor, the smallest time of its table
+    let decode_floor_ms =
+        cardplan::cost::graph::decode_fixed_s(&a.attn_decode[0], floor_ms * 1e-3) * 1e3;
     let last = |m: &Measured| m.attn_decode[0].points.last().expect("pt").ms;
     let (s, t) = (last(a), last(b));
     assert!(
-        ((t - floor_ms) / (s - floor_ms) - 0.5).abs() < 1e-9,
+        ((t - decode_floor_ms) / (s - decode_floor_ms) - 0.5).abs() < 1e-9,
         "{s} -> {t}"
     );
     // compute-bound large prefill attention does not change

@@ -15,6 +15,7 @@ const EXAMPLES: &str = "Examples:
   cardplan step --gpu rtx3090 --batch 1 --context 512 --quant nf4
   cardplan step --gpu h100-sxm --batch 0 --context 0 --prefill-tokens 2048 --json
   cardplan step --gpu l40s --batch 32 --context 2048 --prefill-tokens 512 --prefill-cached 1024
+  cardplan step --gpu rtx3090 --batch 1 --context 512 --write-profile rtx3090-derived.yaml
 
 A step runs --batch sequences decoding one token each over --context cached tokens, plus (with
 --prefill-tokens) one prompt chunk of that many new tokens on top of --prefill-cached cached ones.
@@ -40,6 +41,9 @@ pub struct StepArgs {
     /// Engine preset (overhead per step and per sequence, block size): vllm, vllm-v0, hf-static.
     #[arg(long, value_name = "ENGINE", default_value = "vllm")]
     pub engine: String,
+    /// Also write the profile derived for this GPU (from the nearest measured one) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub write_profile: Option<std::path::PathBuf>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -128,6 +132,19 @@ pub fn run(args: StepArgs) -> Result<()> {
             &[]
         },
     };
+    if let Some(path) = &args.write_profile {
+        match cost.derived_profile() {
+            Some(p) => p.write(path)?,
+            None => {
+                return Err(Error::Usage(format!(
+                    "--write-profile: nothing derived for {} ({}: {})",
+                    target.gpu.key,
+                    cost.profile_info().kind,
+                    cost.profile_info().source
+                )));
+            }
+        }
+    }
     let b = cost.breakdown(&batch);
     let step_s = cost.step_seconds(&batch);
 

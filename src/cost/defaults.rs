@@ -5,8 +5,13 @@
 //! flops / (rate × compute_eff(size)))`. These are estimates, not fits to any validation target;
 //! a measured profile replaces them class by class as soon as it exists.
 
-use super::roofline::{NF4_GEMV_MAX_TOKENS, Roofs, Work};
-use crate::catalog::quant::Quant;
+use super::roofline::{self, Heads, NF4_GEMV_MAX_TOKENS, Roofs, Work};
+use crate::catalog::model::ModelArch;
+use crate::catalog::quant::{KvDtype, Quant};
+use crate::profile::{
+    DecodeAttnTable, DecodePoint, ElementwiseKind, ElementwiseTable, GemmTable, GpuProfile,
+    Measured, PrefillAttnTable, Provenance, Roofs as MeasuredRoofs,
+};
 
 /// Fixed time of one kernel inside a CUDA graph (launch gap, ramp-up and tail), seconds. Kernels
 /// replayed from a CUDA graph on Ampere/Hopper start about 1–3 µs apart and the smallest
@@ -123,10 +128,130 @@ fn ramp(x: f64, half: f64) -> f64 {
     x / (x + half)
 }
 
+/// The default efficiency set written out as profile tables for `model`'s shapes on `gpu`, on
+/// the calibrator's size grid. Not a measurement (provenance says so): used to exercise the
+/// table path (benchmarks, tests) and to show in profile form what the defaults predict.
+pub fn as_tables(gpu: &GpuProfile, model: &ModelArch) -> Measured {
+    let r = Roofs::from_datasheet(&gpu.datasheet);
+    let ms = |w: &Work, e: Eff| seconds(w, e, &r) * 1e3;
+    let tokens: Vec<u32> = (0..=13).map(|i| 1u32 << i).collect();
+    let h = Heads {
+        heads: f64::from(model.heads),
+        kv_heads: f64::from(model.kv_heads),
+        head_dim: f64::from(model.head_dim),
+    };
+    let mut gemm = Vec::new();
+    for q in [Quant::Fp16, Quant::Int8, Quant::Nf4] {
+        let mut shapes: Vec<(u32, u32)> = model.linears().iter().map(|l| (l.n, l.k)).collect();
+        if q == Quant::Fp16 {
+            shapes.push((model.vocab, model.hidden));
+        }
+        for (n, k) in shapes {
+            let points = tokens
+                .iter()
+                .map(|&t| {
+                    let tf = f64::from(t);
+                    let w = roofline::gemm(q, f64::from(n), f64::from(k), tf);
+                    (t, ms(&w, gemm_eff(q, tf)))
+                })
+                .collect();
+            gemm.push(GemmTable {
+                scheme: q.key().into(),
+                n,
+                k,
+                points,
+            });
+        }
+    }
+    let prefill = PrefillAttnTable {
+        heads: model.heads,
+        kv_heads: model.kv_heads,
+        head_dim: model.head_dim,
+        points: (7..=14)
+            .map(|i| {
+                let p = 1u32 << i;
+                let x = f64::from(p);
+                let w = roofline::prefill_attn(h, x * x / 2.0, x, x);
+                (p, ms(&w, prefill_attn_eff(x)))
+            })
+            .collect(),
+    };
+    let decode = |kv: KvDtype| DecodeAttnTable {
+        kv,
+        heads: model.heads,
+        kv_heads: model.kv_heads,
+        head_dim: model.head_dim,
+        block_size: 16,
+        points: (0..=8)
+            .flat_map(|i| {
+                (7..=13).map(move |j| {
+                    let (b, c) = (1u32 << i, 1u32 << j);
+                    let w = roofline::decode_attn(
+                        h,
+                        kv.bytes() as f64,
+                        16.0,
+                        f64::from(b),
+                        f64::from(c),
+                    );
+                    DecodePoint {
+                        batch: b,
+                        context: c,
+                        ms: seconds(&w, decode_attn_eff(), &r) * 1e3,
+                    }
+                })
+            })
+            .collect(),
+    };
+    let elem = |kind, width: u32| ElementwiseTable {
+        kind,
+        width,
+        points: tokens
+            .iter()
+            .map(|&t| {
+                let w = roofline::elementwise(kind, f64::from(width), f64::from(t));
+                (t, ms(&w, elementwise_eff()))
+            })
+            .collect(),
+    };
+    Measured {
+        provenance: Provenance {
+            device: format!("{} (default efficiency set, NOT measured)", gpu.name),
+            sm_count: gpu.datasheet.sm_count,
+            driver: "n/a".into(),
+            cuda: "n/a".into(),
+            date: "n/a".into(),
+            cardplan_version: env!("CARGO_PKG_VERSION").into(),
+            git_rev: "n/a".into(),
+            method: "src/cost/defaults.rs efficiencies applied to the datasheet".into(),
+            notes: Vec::new(),
+        },
+        roofs: MeasuredRoofs {
+            copy_gbs: gpu.datasheet.bandwidth_gbs * 0.9,
+            fp16_tflops: gpu.datasheet.fp16_tflops * FP16_PEAK_EFF,
+            int8_tops: gpu.datasheet.int8_tops * INT8_PEAK_EFF,
+        },
+        gemm,
+        attn_prefill: vec![prefill],
+        attn_decode: vec![decode(KvDtype::Fp16), decode(KvDtype::Int8)],
+        elementwise: vec![
+            elem(ElementwiseKind::RmsnormResidual, model.hidden),
+            elem(ElementwiseKind::SiluMul, model.intermediate),
+        ],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cost::roofline::gemm;
+
+    #[test]
+    fn default_tables_are_a_valid_profile() {
+        let mut g = crate::catalog::gpu("l4").expect("gpu");
+        let m = crate::catalog::model("qwen2.5-7b").expect("model");
+        g.measured = Some(as_tables(&g, &m));
+        g.validate("defaults").expect("valid");
+    }
 
     #[test]
     fn efficiencies_are_fractions() {

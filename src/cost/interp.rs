@@ -44,6 +44,16 @@ impl Curve {
         })
     }
 
+    /// Number of measured points.
+    pub fn len(&self) -> usize {
+        self.x.len()
+    }
+
+    /// Always false: a curve has at least one point.
+    pub fn is_empty(&self) -> bool {
+        self.x.is_empty()
+    }
+
     /// Smallest and largest measured size.
     pub fn range(&self) -> (f64, f64) {
         (self.x[0], self.x[self.x.len() - 1])

@@ -3,8 +3,9 @@
 //!
 //! The types below are the contract the simulator and planner build on. Modules: [`roofline`]
 //! (bytes and FLOPs per kernel), [`interp`] (table interpolation), [`tables`] (pricing any shape
-//! from a profile), [`transfer`] (deriving a profile for a GPU you don't own), [`defaults`]
-//! (efficiencies used where nothing was measured).
+//! from a profile), [`graph`] (kernels timed one at a time → kernels replayed in a CUDA graph),
+//! [`transfer`] (deriving a profile for a GPU you don't own), [`defaults`] (efficiencies used
+//! where nothing was measured).
 
 /// New tokens of one prompt processed in this step, on top of `cached_tokens` already in KV.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -46,6 +47,7 @@ pub trait StepTime: Send + Sync {
 }
 
 pub mod defaults;
+pub mod graph;
 pub mod interp;
 pub mod roofline;
 pub mod tables;
@@ -107,9 +109,15 @@ pub struct StepCost {
     dense_elementwise: Vec<f64>,
     /// LM head by number of logit rows.
     dense_lm_head: Vec<f64>,
+    /// Attention tables chosen once for this model (`None`: default efficiency set).
+    decode_table: Option<usize>,
+    prefill_table: Option<usize>,
     step_overhead: f64,
     per_seq_overhead: f64,
     info: ProfileInfo,
+    /// The profile the tables came from (measured, or derived for this GPU); `None` when the
+    /// default efficiency set prices everything.
+    profile: Option<GpuProfile>,
 }
 
 /// Precompute up to this many tokens per step even when the engine allows more (`hf-static` has
@@ -172,20 +180,38 @@ fn measured_catalog() -> Result<&'static [GpuProfile]> {
         .map_err(|e| Error::Internal(format!("embedded GPU catalog: {e}")))
 }
 
-/// The profile to price `gpu` with: its own measurements, else derived from the nearest measured
-/// GPU, else its bare datasheet (default efficiency set).
-fn resolve_profile(gpu: &GpuProfile) -> Result<(Option<GpuProfile>, ProfileInfo)> {
+/// Bytes of L2 of a GPU given in MB (10^6 bytes) on its datasheet.
+fn l2_bytes(gpu: &GpuProfile) -> f64 {
+    gpu.datasheet.l2_mb * 1e6
+}
+
+/// L2 of the GPU a derived profile's tables were measured on, from its "derived for X from Y"
+/// note; the profile's own L2 when the note or the source is unknown.
+fn source_l2_bytes(gpu: &GpuProfile, note: &str) -> f64 {
+    note.split(" from ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|key| crate::catalog::gpu(key).ok())
+        .map(|src| l2_bytes(&src))
+        .unwrap_or_else(|| l2_bytes(gpu))
+}
+
+/// The profile to price `gpu` with (its own measurements, else derived from the nearest measured
+/// GPU, else none: the default efficiency set), what to call it, and the L2 size of the GPU its
+/// tables were measured on.
+fn resolve_profile(gpu: &GpuProfile) -> Result<(Option<GpuProfile>, ProfileInfo, f64)> {
     if let Some(m) = &gpu.measured {
         let p = &m.provenance;
         let derived_note = p.notes.iter().find(|n| n.starts_with("derived for "));
-        let (kind, source) = match derived_note {
-            Some(n) => ("derived", n.clone()),
+        let (kind, source, l2) = match derived_note {
+            Some(n) => ("derived", n.clone(), source_l2_bytes(gpu, n)),
             None => (
                 "measured",
                 format!(
                     "measured on {} ({} SMs, driver {}, CUDA {}) at {}, cardplan {} {}",
                     p.device, p.sm_count, p.driver, p.cuda, p.date, p.cardplan_version, p.git_rev
                 ),
+                l2_bytes(gpu),
             ),
         };
         let info = ProfileInfo {
@@ -193,7 +219,7 @@ fn resolve_profile(gpu: &GpuProfile) -> Result<(Option<GpuProfile>, ProfileInfo)
             kind: kind.into(),
             source,
         };
-        return Ok((Some(gpu.clone()), info));
+        return Ok((Some(gpu.clone()), info, l2));
     }
     let catalog = measured_catalog()?;
     if let Some(src) = transfer::pick_source(gpu, catalog)
@@ -214,7 +240,7 @@ fn resolve_profile(gpu: &GpuProfile) -> Result<(Option<GpuProfile>, ProfileInfo)
             kind: kind.into(),
             source,
         };
-        return Ok((Some(derived), info));
+        return Ok((Some(derived), info, l2_bytes(src)));
     }
     Ok((
         None,
@@ -227,6 +253,7 @@ fn resolve_profile(gpu: &GpuProfile) -> Result<(Option<GpuProfile>, ProfileInfo)
                 gpu.key, gpu.datasheet.bandwidth_gbs, gpu.datasheet.fp16_tflops
             ),
         },
+        l2_bytes(gpu),
     ))
 }
 
@@ -255,18 +282,27 @@ impl StepCost {
                 )));
             }
         }
-        let (profile, info) = resolve_profile(gpu)?;
+        let (profile, info, measured_l2) = resolve_profile(gpu)?;
         let roofs = Roofs::from_datasheet(&gpu.datasheet);
-        let kernels = KernelSet::new(profile.as_ref().and_then(|p| p.measured.as_ref()), roofs);
+        let kernels = KernelSet::new(
+            profile.as_ref().and_then(|p| p.measured.as_ref()),
+            roofs,
+            measured_l2,
+        );
+        let profile = profile.filter(|p| p.key != gpu.key || p.measured != gpu.measured);
+        let shape = Shape::new(model, quant, kv, engine.block_size);
         let mut cost = StepCost {
+            decode_table: kernels.nearest_decode_index(kv, shape.heads),
+            prefill_table: kernels.nearest_prefill_index(shape.heads),
             kernels,
-            shape: Shape::new(model, quant, kv, engine.block_size),
+            shape,
             dense_linear: Vec::new(),
             dense_elementwise: Vec::new(),
             dense_lm_head: Vec::new(),
             step_overhead: engine.step_overhead_s,
             per_seq_overhead: engine.per_seq_overhead_s,
             info,
+            profile,
         };
         let max = engine
             .max_num_batched_tokens
@@ -280,6 +316,12 @@ impl StepCost {
 
     pub fn profile_info(&self) -> &ProfileInfo {
         &self.info
+    }
+
+    /// The profile derived for this GPU from a measured one (`None` when the GPU's own
+    /// measurements or the default efficiency set are used), e.g. to write it out for inspection.
+    pub fn derived_profile(&self) -> Option<&GpuProfile> {
+        self.profile.as_ref()
     }
 
     /// All linear layers of all decoder layers at `t` tokens.
@@ -366,7 +408,9 @@ impl StepCost {
         // the simulator gives the context sum; decode attention is linear in Σ c, so the mean
         // context at the real batch reproduces it
         let c = (batch.decode_context_tokens as f64 / b).max(1.0);
-        let p = self.kernels.decode_attn(s.kv, s.heads, s.block, b, c);
+        let p = self
+            .kernels
+            .decode_attn_at(self.decode_table, s.kv, s.heads, s.block, b, c);
         Priced {
             s: s.layers * p.s,
             flags: p.flags,
@@ -394,9 +438,9 @@ impl StepCost {
                 flags: Flags::default(),
             };
         }
-        let p = self
-            .kernels
-            .prefill_attn(s.heads, pairs, kv_tokens, new_tokens);
+        let p =
+            self.kernels
+                .prefill_attn_at(self.prefill_table, s.heads, pairs, kv_tokens, new_tokens);
         Priced {
             s: s.layers * p.s,
             flags: p.flags,
@@ -541,6 +585,13 @@ impl StepCost {
                             .into(),
                     );
                 }
+                if p.flags.has(Flags::FA_DEFAULT) {
+                    notes.push(
+                        "prefill attention: the measured kernel is slower than FlashAttention (what \
+                         vLLM runs); priced at the FlashAttention-based default instead"
+                            .into(),
+                    );
+                }
             }
         }
         let el = self.price_elementwise(t);
@@ -556,6 +607,16 @@ impl StepCost {
              RMSNorm kernel's efficiency (not timed themselves)"
                 .into(),
         );
+        let comp = k.composition();
+        if comp.copy_bw.is_finite() {
+            notes.push(format!(
+                "kernel times measured one at a time, composed as in a CUDA graph: less {:.1} µs \
+                 fixed cost per kernel and the L2 write-back of memory-bound kernels, never below \
+                 {:.0} µs + bytes at the measured copy bandwidth (src/cost/graph.rs)",
+                comp.fixed_excess_s * 1e6,
+                defaults::LAUNCH_FLOOR_S * 1e6
+            ));
+        }
     }
 }
 

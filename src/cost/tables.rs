@@ -3,6 +3,7 @@
 //! and the default efficiency set where a whole kernel class is missing.
 
 use super::defaults;
+use super::graph::{self, Composition};
 use super::interp::{Curve, Grid, Side, rescale};
 use super::roofline::{self, Heads, Roofs};
 use crate::catalog::quant::{KvDtype, Quant};
@@ -23,6 +24,8 @@ impl Flags {
     pub const DEFAULT: Flags = Flags(8);
     /// Decode table of the other KV dtype, scaled by bytes.
     pub const OTHER_KV: Flags = Flags(16);
+    /// The measured prefill table was slower than the FlashAttention-based default, which won.
+    pub const FA_DEFAULT: Flags = Flags(32);
 
     pub fn has(self, f: Flags) -> bool {
         self.0 & f.0 != 0
@@ -77,6 +80,8 @@ struct DecodeGrid {
     heads: Heads,
     block: f64,
     grid: Grid,
+    /// Non-scaling part of this table's times ([`graph::decode_fixed_s`]).
+    fixed: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +95,12 @@ struct ElemCurve {
 #[derive(Debug, Clone)]
 pub struct KernelSet {
     roofs: Roofs,
+    /// Fixed (non-scaling) part of the tables' isolated times, seconds.
+    fixed: f64,
+    /// Isolated → in-graph correction.
+    comp: Composition,
+    /// Cap prefill attention at the FlashAttention-based default (off: tables as measured).
+    fa_cap: bool,
     gemm: Vec<GemmCurve>,
     prefill: Vec<PrefillCurve>,
     decode: Vec<DecodeGrid>,
@@ -103,10 +114,14 @@ fn to_s(points: &[(u32, f64)]) -> impl Iterator<Item = (f64, f64)> + '_ {
 
 impl KernelSet {
     /// Tables of `measured` (already on this GPU: measured here or derived for it), priced against
-    /// `roofs`. Tables of unknown schemes or with invalid points are ignored.
-    pub fn new(measured: Option<&Measured>, roofs: Roofs) -> KernelSet {
+    /// `roofs`, in-graph ([`graph`]); `measured_l2_bytes` is the L2 of the GPU the tables were
+    /// measured on. Tables of unknown schemes or with invalid points are ignored.
+    pub fn new(measured: Option<&Measured>, roofs: Roofs, measured_l2_bytes: f64) -> KernelSet {
         let mut set = KernelSet {
             roofs,
+            fixed: defaults::LAUNCH_FLOOR_S,
+            comp: Composition::isolated(),
+            fa_cap: true,
             gemm: Vec::new(),
             prefill: Vec::new(),
             decode: Vec::new(),
@@ -115,6 +130,8 @@ impl KernelSet {
         let Some(m) = measured else {
             return set;
         };
+        set.fixed = graph::isolated_fixed_s(m);
+        set.comp = Composition::for_profile(m, measured_l2_bytes);
         for t in &m.gemm {
             let (Ok(quant), Some(curve)) = (t.scheme.parse::<Quant>(), Curve::new(to_s(&t.points)))
             else {
@@ -146,6 +163,7 @@ impl KernelSet {
                     heads: heads(t.heads, t.kv_heads, t.head_dim),
                     block: f64::from(t.block_size),
                     grid,
+                    fixed: graph::decode_fixed_s(t, set.fixed),
                 });
             }
         }
@@ -165,6 +183,19 @@ impl KernelSet {
         &self.roofs
     }
 
+    /// Price kernels as the tables measured them, one call at a time: no CUDA-graph correction,
+    /// no FlashAttention cap on prefill attention.
+    pub fn isolated(mut self) -> KernelSet {
+        self.comp = Composition::isolated();
+        self.fa_cap = false;
+        self
+    }
+
+    /// The isolated → in-graph correction in use.
+    pub fn composition(&self) -> Composition {
+        self.comp
+    }
+
     /// Whether a table exists for this scheme's linear layers.
     pub fn has_gemm(&self, quant: Quant) -> bool {
         self.gemm.iter().any(|g| g.quant == quant)
@@ -177,9 +208,13 @@ impl KernelSet {
 
     fn nearest_gemm(&self, quant: Quant, n: f64, k: f64) -> Option<&GemmCurve> {
         // distance in log size and log aspect ratio: a 4096×14336 layer is closer to 4096×16384
-        // than to 14336×4096
+        // than to 14336×4096. A table of one or two points (the calibrator's 8192³ roof job) is a
+        // last resort: it says little about other token counts.
         let d = |g: &GemmCurve| {
-            ((g.n * g.k).ln() - (n * k).ln()).abs() + ((g.n / g.k).ln() - (n / k).ln()).abs()
+            let sparse = if g.curve.len() < 3 { 100.0 } else { 0.0 };
+            sparse
+                + ((g.n * g.k).ln() - (n * k).ln()).abs()
+                + ((g.n / g.k).ln() - (n / k).ln()).abs()
         };
         self.gemm
             .iter()
@@ -203,13 +238,16 @@ impl KernelSet {
             };
         };
         let roof = |x: f64| roofline::gemm(quant, g.n, g.k, x).seconds(r);
-        let (t, side) = g.curve.eval(tokens, roof, defaults::LAUNCH_FLOOR_S);
+        let (t, side) = g.curve.eval(tokens, roof, self.fixed);
         let mut flags = Flags::side(side);
         if g.n != n || g.k != k {
             flags |= Flags::SHAPE;
         }
+        let iso = rescale(t, self.fixed, want / roof(tokens));
         Priced {
-            s: rescale(t, defaults::LAUNCH_FLOOR_S, want / roof(tokens)),
+            s: self
+                .comp
+                .in_graph(iso, &roofline::gemm(quant, n, k, tokens)),
             flags,
         }
     }
@@ -220,11 +258,16 @@ impl KernelSet {
     }
 
     fn nearest_prefill(&self, h: Heads) -> Option<&PrefillCurve> {
+        self.nearest_prefill_index(h).map(|i| &self.prefill[i])
+    }
+
+    /// Index of the prefill table nearest to `h` (resolve once, then use [`Self::prefill_attn_at`]).
+    pub fn nearest_prefill_index(&self, h: Heads) -> Option<usize> {
         let d = |p: &PrefillCurve| {
             ((p.heads.heads * p.heads.head_dim).ln() - (h.heads * h.head_dim).ln()).abs()
                 + ((p.heads.kv_heads / p.heads.heads).ln() - (h.kv_heads / h.heads).ln()).abs()
         };
-        self.prefill.iter().min_by(|a, b| d(a).total_cmp(&d(b)))
+        (0..self.prefill.len()).min_by(|&a, &b| d(&self.prefill[a]).total_cmp(&d(&self.prefill[b])))
     }
 
     /// Prompt length with the same attention FLOPs as chunks summing to `causal_pairs`.
@@ -243,28 +286,63 @@ impl KernelSet {
         kv_tokens: f64,
         new_tokens: f64,
     ) -> Priced {
+        self.prefill_attn_at(
+            self.nearest_prefill_index(h),
+            h,
+            causal_pairs,
+            kv_tokens,
+            new_tokens,
+        )
+    }
+
+    /// [`Self::prefill_attn`] with the table already chosen (`None`: default efficiency set).
+    pub fn prefill_attn_at(
+        &self,
+        table: Option<usize>,
+        h: Heads,
+        causal_pairs: f64,
+        kv_tokens: f64,
+        new_tokens: f64,
+    ) -> Priced {
         let r = &self.roofs;
         let work = roofline::prefill_attn(h, causal_pairs, kv_tokens, new_tokens);
         let p_eq = Self::equivalent_tokens(causal_pairs);
-        let Some(p) = self.nearest_prefill(h) else {
+        let Some(p) = table.and_then(|i| self.prefill.get(i)) else {
             return Priced {
                 s: defaults::seconds(&work, defaults::prefill_attn_eff(p_eq), r),
                 flags: Flags::DEFAULT,
             };
         };
         let roof = |x: f64| roofline::prefill_attn(p.heads, x * x / 2.0, x, x).seconds(r);
-        let (t, side) = p.curve.eval(p_eq, roof, defaults::LAUNCH_FLOOR_S);
+        let (t, side) = p.curve.eval(p_eq, roof, self.fixed);
         let mut flags = Flags::side(side);
         if p.heads != h {
             flags |= Flags::SHAPE;
         }
+        let iso = rescale(t, self.fixed, work.seconds(r) / roof(p_eq));
+        let measured = self.comp.in_graph(iso, &work);
+        // vLLM runs FlashAttention; a profile may time a slower kernel of its own (cardplan's
+        // calibrator does, and says its table is an upper bound). Price no higher than the
+        // FlashAttention-based default.
+        let fa = defaults::seconds(&work, defaults::prefill_attn_eff(p_eq), r);
+        if !self.fa_cap {
+            return Priced { s: measured, flags };
+        }
+        if fa < measured {
+            flags |= Flags::FA_DEFAULT;
+        }
         Priced {
-            s: rescale(t, defaults::LAUNCH_FLOOR_S, work.seconds(r) / roof(p_eq)),
+            s: measured.min(fa),
             flags,
         }
     }
 
     fn nearest_decode(&self, kv: KvDtype, h: Heads) -> Option<&DecodeGrid> {
+        self.nearest_decode_index(kv, h).map(|i| &self.decode[i])
+    }
+
+    /// Index of the decode table nearest to (`kv`, `h`): same KV dtype first.
+    pub fn nearest_decode_index(&self, kv: KvDtype, h: Heads) -> Option<usize> {
         let d = |g: &DecodeGrid| {
             let kv_penalty = if g.kv == kv { 0.0 } else { 100.0 };
             kv_penalty
@@ -272,7 +350,7 @@ impl KernelSet {
                     .abs()
                 + ((g.heads.heads / g.heads.kv_heads).ln() - (h.heads / h.kv_heads).ln()).abs()
         };
-        self.decode.iter().min_by(|a, b| d(a).total_cmp(&d(b)))
+        (0..self.decode.len()).min_by(|&a, &b| d(&self.decode[a]).total_cmp(&d(&self.decode[b])))
     }
 
     /// Measured (batch, context) ranges of the nearest decode table.
@@ -290,10 +368,30 @@ impl KernelSet {
         batch: f64,
         context: f64,
     ) -> Priced {
+        self.decode_attn_at(
+            self.nearest_decode_index(kv, h),
+            kv,
+            h,
+            block,
+            batch,
+            context,
+        )
+    }
+
+    /// [`Self::decode_attn`] with the table already chosen (`None`: default efficiency set).
+    pub fn decode_attn_at(
+        &self,
+        table: Option<usize>,
+        kv: KvDtype,
+        h: Heads,
+        block: f64,
+        batch: f64,
+        context: f64,
+    ) -> Priced {
         let r = &self.roofs;
         let kvb = kv.bytes() as f64;
         let work = roofline::decode_attn(h, kvb, block, batch, context);
-        let Some(g) = self.nearest_decode(kv, h) else {
+        let Some(g) = table.and_then(|i| self.decode.get(i)) else {
             return Priced {
                 s: defaults::seconds(&work, defaults::decode_attn_eff(), r),
                 flags: Flags::DEFAULT,
@@ -301,7 +399,7 @@ impl KernelSet {
         };
         let gkvb = g.kv.bytes() as f64;
         let roof = |b: f64, c: f64| roofline::decode_attn(g.heads, gkvb, g.block, b, c).seconds(r);
-        let (t, sb, sc) = g.grid.eval(batch, context, roof, defaults::LAUNCH_FLOOR_S);
+        let (t, sb, sc) = g.grid.eval(batch, context, roof, g.fixed);
         let mut flags = Flags::side(sb) | Flags::side(sc);
         if g.heads != h || g.block != block {
             flags |= Flags::SHAPE;
@@ -309,12 +407,9 @@ impl KernelSet {
         if g.kv != kv {
             flags |= Flags::OTHER_KV;
         }
+        let iso = rescale(t, g.fixed, work.seconds(r) / roof(batch, context));
         Priced {
-            s: rescale(
-                t,
-                defaults::LAUNCH_FLOOR_S,
-                work.seconds(r) / roof(batch, context),
-            ),
+            s: self.comp.in_graph(iso, &work),
             flags,
         }
     }
@@ -349,13 +444,14 @@ impl KernelSet {
             };
         };
         let roof = |x: f64| roofline::elementwise(kind, e.width, x).seconds(r);
-        let (t, side) = e.curve.eval(tokens, roof, defaults::LAUNCH_FLOOR_S);
+        let (t, side) = e.curve.eval(tokens, roof, self.fixed);
         let mut flags = Flags::side(side);
         if e.width != width {
             flags |= Flags::SHAPE;
         }
+        let iso = rescale(t, self.fixed, work.seconds(r) / roof(tokens));
         Priced {
-            s: rescale(t, defaults::LAUNCH_FLOOR_S, work.seconds(r) / roof(tokens)),
+            s: self.comp.in_graph(iso, &work),
             flags,
         }
     }

@@ -2,8 +2,8 @@
 //!
 //! For every measured point, efficiency = roofline time on the source datasheet ÷ measured time;
 //! the derived time is the target's roofline time ÷ that efficiency. Only the part of the time
-//! above the launch floor ([`defaults::LAUNCH_FLOOR_S`]) scales: a launch gap does not shrink with
-//! bandwidth. The roofline takes the larger of the memory and compute times on each GPU, so a
+//! above the fixed per-call cost ([`super::graph::isolated_fixed_s`], launch latency and the like)
+//! scales: a launch gap does not shrink with bandwidth. The roofline takes the larger of the memory and compute times on each GPU, so a
 //! point that is memory-bound on the source but compute-bound on the target (an H100 → GeForce
 //! transfer at a few hundred tokens) scales by the target's compute roof.
 //!
@@ -11,7 +11,7 @@
 //! because the calibrator flushes L2), SM count and clocks beyond the datasheet peaks, and
 //! library heuristics that differ by architecture.
 
-use super::defaults::LAUNCH_FLOOR_S;
+use super::graph::{decode_fixed_s, isolated_fixed_s};
 use super::interp::rescale;
 use super::roofline::{self, Roofs};
 use super::tables::heads;
@@ -42,8 +42,9 @@ pub fn derive(source: &GpuProfile, target: &GpuProfile) -> Option<GpuProfile> {
     let m = source.measured.as_ref()?;
     let rs = Roofs::from_datasheet(&source.datasheet);
     let rt = Roofs::from_datasheet(&target.datasheet);
+    // the fixed per-call part of the source's times does not scale with the roofs
+    let floor_ms = isolated_fixed_s(m) * 1e3;
     let scale = |t_ms: f64, work: roofline::Work| {
-        let floor_ms = LAUNCH_FLOOR_S * 1e3;
         rescale(t_ms, floor_ms, work.seconds(&rt) / work.seconds(&rs))
     };
     let mut out: Measured = m.clone();
@@ -67,9 +68,11 @@ pub fn derive(source: &GpuProfile, target: &GpuProfile) -> Option<GpuProfile> {
     for t in &mut out.attn_decode {
         let h = heads(t.heads, t.kv_heads, t.head_dim);
         let (kvb, block) = (t.kv.bytes() as f64, f64::from(t.block_size));
+        // small decode calls are latency-bound: the table's own floor does not scale either
+        let fixed_ms = decode_fixed_s(t, floor_ms * 1e-3) * 1e3;
         for p in &mut t.points {
             let w = roofline::decode_attn(h, kvb, block, f64::from(p.batch), f64::from(p.context));
-            p.ms = scale(p.ms, w);
+            p.ms = rescale(p.ms, fixed_ms, w.seconds(&rt) / w.seconds(&rs));
         }
     }
     for t in &mut out.elementwise {
@@ -118,10 +121,15 @@ pub fn derivation_note(
         .unwrap_or_default();
     format!(
         "derived for {} from {} (measured {when}) by datasheet roofline scaling: bandwidth ×{bw:.3}, \
-         fp16 (fp32-accumulate) ×{fp16:.3}, int8 ×{int8:.3}; launch floor {:.0} µs kept; L2 size and SM \
-         count not modeled",
+         fp16 (fp32-accumulate) ×{fp16:.3}, int8 ×{int8:.3}; fixed per-call time {:.1} µs kept; L2 \
+         size and SM count not modeled",
         target.key,
         source.key,
-        LAUNCH_FLOOR_S * 1e6
+        source
+            .measured
+            .as_ref()
+            .map(isolated_fixed_s)
+            .unwrap_or(0.0)
+            * 1e6
     )
 }
