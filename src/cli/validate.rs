@@ -49,7 +49,11 @@ const COLUMNS: [(&str, &str); 5] = [
 pub fn run(args: ValidateArgs) -> Result<()> {
     let rows = validate::run_all()?;
     let (median, max) = validate::summary(&rows);
-    let compared = rows.iter().map(|r| r.errors.len()).sum();
+    let compared = rows
+        .iter()
+        .filter(|r| r.fitted.is_none())
+        .map(|r| r.errors.len())
+        .sum();
     if args.json {
         return print_json(&Json {
             rows: &rows,
@@ -67,17 +71,29 @@ pub fn run(args: ValidateArgs) -> Result<()> {
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            [r.name.clone(), r.gpu.clone(), r.engine.clone()]
+            let name = if r.fitted.is_some() {
+                format!("{} (fitted)", r.name)
+            } else {
+                r.name.clone()
+            };
+            [name, r.gpu.clone(), r.engine.clone()]
                 .into_iter()
                 .chain(COLUMNS.iter().map(|(_, key)| cell(r, key)))
                 .collect()
         })
         .collect();
-    let footer = format!(
+    let mut footer = format!(
         "Each cell: measured → predicted (signed error). {compared} figures compared: median |error| {:.1}%, max |error| {:.1}%.",
         100.0 * median,
         100.0 * max
     );
+    for r in rows.iter().filter(|r| r.fitted.is_some()) {
+        let what = r.fitted.as_deref().unwrap_or_default();
+        footer.push_str(&format!(
+            "\n'{}' (fitted): {what}; it is left out of the summary.",
+            r.name
+        ));
+    }
     if args.markdown {
         println!("| {} |", header.join(" | "));
         println!(
