@@ -153,7 +153,7 @@ fn engine_with_overrides(args: &SimulateArgs) -> Result<EnginePreset> {
 }
 
 fn load_from_args(args: &SimulateArgs) -> Result<Load> {
-    Ok(if let Some(n) = args.concurrency {
+    let load = if let Some(n) = args.concurrency {
         Load::Concurrency(n)
     } else if let Some(r) = args.rate {
         Load::Rate {
@@ -171,7 +171,10 @@ fn load_from_args(args: &SimulateArgs) -> Result<Load> {
         return Err(Error::Usage(
             "give one of --concurrency, --rate, --users or --trace".into(),
         ));
-    })
+    };
+    // Check the load before defaults are derived from it (e.g. 10 × N requests).
+    load.validate()?;
+    Ok(load)
 }
 
 fn stop_from_args(args: &SimulateArgs, load: &Load) -> Stop {
