@@ -12,12 +12,22 @@ use crate::calibrate::timer::{KernelTimer, MockTimer};
 use crate::calibrate::{self, Calibration};
 use crate::catalog;
 use crate::error::{Error, Result};
+use crate::profile::Timing;
 use crate::report::table::new_table;
+
+fn parse_timing(s: &str) -> std::result::Result<Timing, String> {
+    s.parse()
+}
 
 const EXAMPLES: &str = "Examples:
   cardplan calibrate --quick
   cardplan calibrate --out profiles/gpus/h100-sxm.yaml --raw h100-raw.json
   cardplan calibrate --models llama-3.1-8b,qwen2.5-7b --gpu h200 --json
+  cardplan calibrate --timing isolated --out h100-isolated.yaml
+
+Timing: `back-to-back` (default) times each kernel as a CUDA graph of many calls rotating over
+copies of its inputs (what a serving step pays); `isolated` times one call after an L2-evicting
+memset (the pre-0.2 method; the cost model then corrects the tables towards in-graph times).
 
 Needs an NVIDIA GPU with the driver, NVRTC, cuBLAS and cuBLASLt (CUDA 13) installed; exits 4
 without writing anything when they are missing.";
@@ -48,6 +58,9 @@ pub struct CalibrateArgs {
     /// Timed repetitions per point (median taken; at least 20).
     #[arg(long, value_name = "N", default_value_t = 30)]
     pub reps: usize,
+    /// How each kernel is timed: back-to-back (CUDA graph, rotated inputs) or isolated.
+    #[arg(long, value_name = "METHOD", default_value = "back-to-back", value_parser = parse_timing)]
+    pub timing: Timing,
     /// Also write every timed call (all paths, also those that lost) as JSON.
     #[arg(long, value_name = "FILE")]
     pub raw: Option<PathBuf>,
@@ -70,6 +83,7 @@ struct Summary<'a> {
     out: String,
     device: &'a str,
     key: &'a str,
+    timing: Timing,
     roofs: crate::profile::Roofs,
     gemm_tables: usize,
     decode_tables: usize,
@@ -95,10 +109,15 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     }
     let spec = SweepSpec::new(&models, args.quick, !args.no_grid);
     let mut timer: Box<dyn KernelTimer> = if args.mock_timer {
-        Box::new(MockTimer::new("Mock GPU (no device)"))
+        let mut t = MockTimer::new("Mock GPU (no device)");
+        t.timing = args.timing;
+        Box::new(t)
     } else {
         Box::new(calibrate::cuda::CudaTimer::new(
-            &spec, args.reps, args.seed,
+            &spec,
+            args.reps,
+            args.seed,
+            args.timing,
         )?)
     };
     let key = match &args.gpu {
@@ -136,6 +155,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     if let Some(raw) = &args.raw {
         let text = serde_json::to_string_pretty(&RawOut {
             device: timer.device(),
+            timing: timer.timing(),
             checks: &cal.checks,
             timed: &cal.timed,
         })
@@ -152,6 +172,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         out: out.display().to_string(),
         device: &timer.device().name,
         key: &cal.profile.key,
+        timing: m.provenance.timing,
         roofs: m.roofs,
         gemm_tables: m.gemm.len(),
         decode_tables: m.attn_decode.len(),
@@ -169,6 +190,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         "profile".to_string(),
         format!("{} ({})", summary.out, summary.key),
     ]);
+    t.add_row(vec!["timing".to_string(), summary.timing.to_string()]);
     t.add_row(vec![
         "copy bandwidth".to_string(),
         format!("{:.0} GB/s (read + write)", m.roofs.copy_gbs),
@@ -204,6 +226,8 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
 #[derive(Serialize)]
 struct RawOut<'a> {
     device: &'a calibrate::timer::DeviceInfo,
+    /// The timing method, so reference scripts time the libraries the same way.
+    timing: Timing,
     checks: &'a [calibrate::timer::CheckReport],
     timed: &'a [calibrate::assemble::Timed],
 }
