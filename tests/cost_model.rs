@@ -269,6 +269,14 @@ fn back_to_back_tables_are_priced_as_measured_and_the_method_survives_transfer()
     let d = transfer::derive(&g, &fast).expect("derived");
     let dm = d.measured.as_ref().expect("m");
     assert_eq!(dm.provenance.timing, Timing::BackToBack);
+    assert!(
+        dm.provenance
+            .notes
+            .last()
+            .is_some_and(|n| n.contains("timing back-to-back")),
+        "{:?}",
+        dm.provenance.notes
+    );
     let dset = KernelSet::new(Some(dm), Roofs::from_datasheet(&fast.datasheet), 50e6);
     let dt = &dm.gemm[0];
     let (dtok, dms) = dt.points[0];
@@ -454,20 +462,37 @@ fn quantized_weights_decode_faster_at_batch_one_on_a_memory_bound_gpu() {
 
 #[test]
 fn prefill_step_time_grows_with_tokens() {
-    for g in [measured_h100(), catalog::gpu("l4").expect("gpu")] {
+    // The synthetic profile's tables are smooth: strictly growing. The L4 is derived from the
+    // catalog's real back-to-back tables, which are not monotone in T where cuBLAS switches
+    // tiles (H100 down_proj: 48.9 µs at 96 tokens, 44.6 µs at 128): there a neighbour may dip by
+    // at most 1%, and the step must still grow over every doubling of the prompt.
+    for (g, dip) in [
+        (measured_h100(), 0.0),
+        (catalog::gpu("l4").expect("gpu"), 0.01),
+    ] {
         let c = StepCost::new(&g, &llama(), Quant::Fp16, KvDtype::Fp16, &vllm()).expect("cost");
-        let mut prev = 0.0;
-        for p in (16..=16384).step_by(16) {
+        let time = |p: u32| {
             let chunk = [PrefillChunk {
                 new_tokens: p,
                 cached_tokens: 0,
             }];
-            let s = c.step_seconds(&BatchShape {
+            c.step_seconds(&BatchShape {
                 decode_seqs: 0,
                 decode_context_tokens: 0,
                 prefills: &chunk,
-            });
-            assert!(s > prev, "{} at {p}: {s} <= {prev}", g.key);
+            })
+        };
+        let mut prev = 0.0;
+        for p in (16..=16384).step_by(16) {
+            let s = time(p);
+            if dip == 0.0 {
+                assert!(s > prev, "{} at {p}: {s} <= {prev}", g.key);
+            } else {
+                assert!(s > prev * (1.0 - dip), "{} at {p}: {s} vs {prev}", g.key);
+            }
+            if p >= 32 {
+                assert!(s > time(p / 2), "{} at {p}: not above {}", g.key, p / 2);
+            }
             prev = s;
         }
     }

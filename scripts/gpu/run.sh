@@ -26,7 +26,7 @@ if [ "$MODE" = quick ] || [ "$MODE" = both ]; then
   WALL="\`--quick\`: $q s"
 fi
 if [ "$MODE" = full ] || [ "$MODE" = both ]; then
-  CMD="cardplan calibrate ${EXTRA[*]} --out profiles/gpus/$KEY.yaml --raw $KEY-raw.json"
+  CMD="cardplan calibrate${EXTRA[*]:+ ${EXTRA[*]}} --out profiles/gpus/$KEY.yaml --raw $KEY-raw.json"
   start=$(date +%s.%N)
   $D/cardplan calibrate "${EXTRA[@]}" --out "$OUT/$KEY.yaml" --raw "$OUT/$KEY-raw.json" 2>&1 | tee "$OUT/full.log" || exit 1
   f=$(awk "BEGIN{printf \"%.1f\", $(date +%s.%N) - $start}")
