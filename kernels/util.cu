@@ -33,3 +33,13 @@ extern "C" __global__ void fill_f32(float* p, unsigned long long n, unsigned int
         p[i] = lo + (hi - lo) * u;
     }
 }
+
+// Busy-waits `ns` nanoseconds (one thread): queued before a timed sample, it keeps the GPU busy
+// while the host queues the sample, so the start event fires with the work already waiting.
+extern "C" __global__ void spin_ns(unsigned long long ns) {
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do {
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    } while (t - t0 < ns);
+}

@@ -61,8 +61,55 @@ pub struct Provenance {
     pub git_rev: String,
     /// How times were taken (warm-up, repetitions, statistic, cache handling).
     pub method: String,
+    /// Whether each time is one isolated call or a call among many back to back; decides whether
+    /// the cost model corrects the tables towards in-graph times. Profiles without the field were
+    /// all timed in isolation.
+    #[serde(default)]
+    pub timing: Timing,
     #[serde(default)]
     pub notes: Vec<String>,
+}
+
+/// How the calibrator timed each kernel call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Timing {
+    /// CUDA events around one call, right after a fill that evicts (and dirties) L2: carries a
+    /// fixed launch/ramp/event cost and the write-back of the dirty lines, which a CUDA-graph
+    /// serving step does not pay.
+    #[default]
+    Isolated,
+    /// Many calls back to back (a CUDA graph), rotating over copies of the large inputs so they
+    /// come from DRAM: what a serving step pays per kernel.
+    BackToBack,
+}
+
+impl Timing {
+    pub fn key(self) -> &'static str {
+        match self {
+            Timing::Isolated => "isolated",
+            Timing::BackToBack => "back-to-back",
+        }
+    }
+}
+
+impl std::str::FromStr for Timing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Timing, String> {
+        match s {
+            "isolated" => Ok(Timing::Isolated),
+            "back-to-back" => Ok(Timing::BackToBack),
+            _ => Err(format!(
+                "unknown timing method '{s}' (expected back-to-back or isolated)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Timing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.key())
+    }
 }
 
 /// Roofs measured by the calibrator itself.

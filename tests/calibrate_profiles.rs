@@ -18,6 +18,12 @@ fn committed_hopper_profiles_carry_measurements_for_llama() {
             m.provenance.device
         );
         assert_eq!(m.provenance.sm_count, p.datasheet.sm_count);
+        // timed as a serving step pays: the cost model uses these tables uncorrected
+        assert_eq!(
+            m.provenance.timing,
+            cardplan::profile::Timing::BackToBack,
+            "{key}"
+        );
         // A copy moves each byte twice, so it cannot beat twice the datasheet bandwidth.
         assert!(m.roofs.copy_gbs < 2.0 * p.datasheet.bandwidth_gbs, "{key}");
         assert!(m.roofs.fp16_tflops < p.datasheet.fp16_tflops, "{key}");

@@ -8,7 +8,7 @@ use cardplan::calibrate::timer::MockTimer;
 use cardplan::calibrate::{self};
 use cardplan::catalog;
 use cardplan::error::Error;
-use cardplan::profile::GpuProfile;
+use cardplan::profile::{GpuProfile, Timing};
 
 fn llama_spec(quick: bool) -> SweepSpec {
     SweepSpec::new(&[catalog::model("llama-3.1-8b").unwrap()], quick, true)
@@ -71,6 +71,41 @@ fn mock_calibration_gives_a_valid_profile_with_every_table() {
 }
 
 #[test]
+fn timing_method_is_recorded_and_old_profiles_read_as_isolated() {
+    let spec = llama_spec(true);
+    let base = catalog::gpu("h100-sxm").unwrap();
+    for timing in [Timing::Isolated, Timing::BackToBack] {
+        let mut t = MockTimer::new("x");
+        t.timing = timing;
+        let cal = calibrate::calibrate(&mut t, &spec, base.clone(), "r", |_, _, _| {}).unwrap();
+        let m = cal.profile.measured.as_ref().unwrap();
+        assert_eq!(m.provenance.timing, timing);
+        assert!(
+            m.provenance.method.contains(timing.key()),
+            "{}",
+            m.provenance.method
+        );
+    }
+    // a profile written before the field existed: the line removed, it reads as isolated
+    let mut t = MockTimer::new("x");
+    t.timing = Timing::BackToBack;
+    let cal = calibrate::calibrate(&mut t, &spec, base, "r", |_, _, _| {}).unwrap();
+    let d = tmpdir("old");
+    let path = d.join("old.yaml");
+    cal.profile.write(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("timing: back-to-back"));
+    let old: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("timing:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&path, old).unwrap();
+    let p = GpuProfile::read(&path).unwrap();
+    assert_eq!(p.measured.unwrap().provenance.timing, Timing::Isolated);
+}
+
+#[test]
 fn failures_are_errors_naming_the_problem() {
     let spec = llama_spec(true);
     let base = catalog::gpu("h100-sxm").unwrap();
@@ -120,11 +155,20 @@ fn cli_writes_profile_that_reads_back() {
     );
     let p = GpuProfile::read(&out).unwrap();
     assert_eq!(p.key, "h100-sxm");
-    assert_eq!(p.measured.unwrap().provenance.git_rev, "deadbeef");
+    let prov = &p.measured.as_ref().unwrap().provenance;
+    assert_eq!(prov.git_rev, "deadbeef");
+    // back-to-back is the default method, written to the file and read back
+    assert_eq!(prov.timing, Timing::BackToBack);
+    assert!(
+        std::fs::read_to_string(&out)
+            .unwrap()
+            .contains("timing: back-to-back")
+    );
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&raw).unwrap()).unwrap();
     assert!(v["timed"].as_array().unwrap().len() > 10);
     let summary: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(summary["key"], "h100-sxm");
+    assert_eq!(summary["timing"], "back-to-back");
     // Only the two output files: the temporary file of the atomic write is gone.
     assert_eq!(std::fs::read_dir(&d).unwrap().count(), 2);
 }
@@ -137,6 +181,7 @@ fn cli_rejects_bad_flags_without_writing() {
         &["--reps", "5"][..],
         &["--models", "no-such-model"][..],
         &["--gpu", "no-such-gpu"][..],
+        &["--timing", "sometimes"][..],
     ] {
         let st = Command::new(env!("CARGO_BIN_EXE_cardplan"))
             .args(["calibrate", "--mock-timer", "--quick"])

@@ -92,6 +92,7 @@ pub fn calibrate(
         cardplan_version: env!("CARGO_PKG_VERSION").to_string(),
         git_rev: git_rev.to_string(),
         method: timer.method(),
+        timing: timer.timing(),
         notes,
     };
     let measured = assemble::measured(&timed, provenance)?;

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::plan::{GemmPath, Job};
 use crate::error::{Error, Result};
+use crate::profile::Timing;
 
 /// What the timer knows about its device, for the profile's provenance.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,6 +45,8 @@ pub trait KernelTimer {
     fn time(&mut self, job: &Job) -> Result<f64>;
     /// How times are taken (warm-up, repetitions, statistic, cache handling).
     fn method(&self) -> String;
+    /// Which timing method the times are (recorded in the profile; the cost model reads it).
+    fn timing(&self) -> Timing;
 }
 
 /// A CPU stand-in: times from a roofline of a made-up GPU, deterministic.
@@ -53,6 +56,8 @@ pub struct MockTimer {
     pub fail_at: Option<usize>,
     /// Make `check` fail.
     pub fail_check: bool,
+    /// The method the mock claims; isolated adds the launch cost to every call.
+    pub timing: Timing,
     calls: usize,
 }
 
@@ -69,6 +74,7 @@ impl MockTimer {
             },
             fail_at: None,
             fail_check: false,
+            timing: Timing::BackToBack,
             calls: 0,
         }
     }
@@ -77,6 +83,7 @@ impl MockTimer {
 const MOCK_BW: f64 = 3.0e12;
 const MOCK_FLOPS: f64 = 700e12;
 const MOCK_LAUNCH_S: f64 = 4e-6;
+const MOCK_GRAPH_LAUNCH_S: f64 = 2e-6;
 
 impl KernelTimer for MockTimer {
     fn device(&self) -> &DeviceInfo {
@@ -151,10 +158,25 @@ impl KernelTimer for MockTimer {
                 (6.0 * f64::from(width) * f64::from(tokens), 0.0)
             }
         };
-        Ok(1e3 * (MOCK_LAUNCH_S + (bytes / MOCK_BW).max(flops / MOCK_FLOPS)))
+        let launch = match self.timing {
+            Timing::Isolated => MOCK_LAUNCH_S,
+            Timing::BackToBack => MOCK_GRAPH_LAUNCH_S,
+        };
+        Ok(1e3 * (launch + (bytes / MOCK_BW).max(flops / MOCK_FLOPS)))
     }
 
     fn method(&self) -> String {
-        "mock roofline (no GPU): 3 TB/s, 700 TFLOP/s, 4 us launch".into()
+        format!(
+            "mock roofline (no GPU): 3 TB/s, 700 TFLOP/s, {} us per call ({})",
+            match self.timing {
+                Timing::Isolated => MOCK_LAUNCH_S,
+                Timing::BackToBack => MOCK_GRAPH_LAUNCH_S,
+            } * 1e6,
+            self.timing
+        )
+    }
+
+    fn timing(&self) -> Timing {
+        self.timing
     }
 }

@@ -12,12 +12,22 @@ use crate::calibrate::timer::{KernelTimer, MockTimer};
 use crate::calibrate::{self, Calibration};
 use crate::catalog;
 use crate::error::{Error, Result};
+use crate::profile::Timing;
 use crate::report::table::new_table;
+
+fn parse_timing(s: &str) -> std::result::Result<Timing, String> {
+    s.parse()
+}
 
 const EXAMPLES: &str = "Examples:
   cardplan calibrate --quick
   cardplan calibrate --out profiles/gpus/h100-sxm.yaml --raw h100-raw.json
   cardplan calibrate --models llama-3.1-8b,qwen2.5-7b --gpu h200 --json
+  cardplan calibrate --timing isolated --out h100-isolated.yaml
+
+Timing: `back-to-back` (default) times each kernel as a CUDA graph of many calls rotating over
+copies of its inputs (what a serving step pays); `isolated` times one call after an L2-evicting
+memset (the pre-0.2 method; the cost model then corrects the tables towards in-graph times).
 
 Needs an NVIDIA GPU with the driver, NVRTC, cuBLAS and cuBLASLt (CUDA 13) installed; exits 4
 without writing anything when they are missing.";
@@ -45,9 +55,12 @@ pub struct CalibrateArgs {
     /// Catalog key whose datasheet the measurements are merged into (default: from the device name).
     #[arg(long, value_name = "GPU")]
     pub gpu: Option<String>,
-    /// Timed repetitions per point (median taken; at least 20).
-    #[arg(long, value_name = "N", default_value_t = 30)]
-    pub reps: usize,
+    /// Timed repetitions per point (median taken; at least 20) [default: 30; 20 with --quick].
+    #[arg(long, value_name = "N")]
+    pub reps: Option<usize>,
+    /// How each kernel is timed: back-to-back (CUDA graph, rotated inputs) or isolated.
+    #[arg(long, value_name = "METHOD", default_value = "back-to-back", value_parser = parse_timing)]
+    pub timing: Timing,
     /// Also write every timed call (all paths, also those that lost) as JSON.
     #[arg(long, value_name = "FILE")]
     pub raw: Option<PathBuf>,
@@ -70,6 +83,7 @@ struct Summary<'a> {
     out: String,
     device: &'a str,
     key: &'a str,
+    timing: Timing,
     roofs: crate::profile::Roofs,
     gemm_tables: usize,
     decode_tables: usize,
@@ -79,10 +93,10 @@ struct Summary<'a> {
 }
 
 pub fn run(args: CalibrateArgs) -> Result<()> {
-    if args.reps < 20 {
+    let reps = args.reps.unwrap_or(if args.quick { 20 } else { 30 });
+    if reps < 20 {
         return Err(Error::Usage(format!(
-            "--reps must be at least 20 (median of >= 20 timings), got {}",
-            args.reps
+            "--reps must be at least 20 (median of >= 20 timings), got {reps}"
         )));
     }
     let models = args
@@ -94,11 +108,17 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         return Err(Error::Usage("--models needs at least one model".into()));
     }
     let spec = SweepSpec::new(&models, args.quick, !args.no_grid);
+    let started = std::time::Instant::now();
     let mut timer: Box<dyn KernelTimer> = if args.mock_timer {
-        Box::new(MockTimer::new("Mock GPU (no device)"))
+        let mut t = MockTimer::new("Mock GPU (no device)");
+        t.timing = args.timing;
+        Box::new(t)
     } else {
         Box::new(calibrate::cuda::CudaTimer::new(
-            &spec, args.reps, args.seed,
+            &spec,
+            reps,
+            args.seed,
+            args.timing,
         )?)
     };
     let key = match &args.gpu {
@@ -121,6 +141,8 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         .git_rev
         .clone()
         .unwrap_or_else(|| calibrate::build_git_rev().to_string());
+    let mut phases = Phases::new(started);
+    phases.lap("start + NVRTC compile");
     let total = spec.jobs().len() as u64;
     let bar = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::stderr());
     if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed_precise} {msg}")
@@ -131,11 +153,18 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         calibrate::calibrate(timer.as_mut(), &spec, base, &git_rev, |done, _, job| {
             bar.set_position(done as u64);
             bar.set_message(short(job));
+            phases.lap(if done == 1 {
+                "checks + copy"
+            } else {
+                kind(job)
+            });
         })?;
     bar.finish_and_clear();
+    eprintln!("wall time by phase: {}", phases.summary());
     if let Some(raw) = &args.raw {
         let text = serde_json::to_string_pretty(&RawOut {
             device: timer.device(),
+            timing: timer.timing(),
             checks: &cal.checks,
             timed: &cal.timed,
         })
@@ -152,6 +181,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         out: out.display().to_string(),
         device: &timer.device().name,
         key: &cal.profile.key,
+        timing: m.provenance.timing,
         roofs: m.roofs,
         gemm_tables: m.gemm.len(),
         decode_tables: m.attn_decode.len(),
@@ -169,6 +199,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         "profile".to_string(),
         format!("{} ({})", summary.out, summary.key),
     ]);
+    t.add_row(vec!["timing".to_string(), summary.timing.to_string()]);
     t.add_row(vec![
         "copy bandwidth".to_string(),
         format!("{:.0} GB/s (read + write)", m.roofs.copy_gbs),
@@ -204,8 +235,54 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
 #[derive(Serialize)]
 struct RawOut<'a> {
     device: &'a calibrate::timer::DeviceInfo,
+    /// The timing method, so reference scripts time the libraries the same way.
+    timing: Timing,
     checks: &'a [calibrate::timer::CheckReport],
     timed: &'a [calibrate::assemble::Timed],
+}
+
+/// Wall time spent per phase (diagnostics on stderr: where a calibration's time goes).
+struct Phases {
+    last: std::time::Instant,
+    spent: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn new(start: std::time::Instant) -> Phases {
+        Phases {
+            last: start,
+            spent: Vec::new(),
+        }
+    }
+
+    fn lap(&mut self, what: &'static str) {
+        let now = std::time::Instant::now();
+        let dt = (now - self.last).as_secs_f64();
+        self.last = now;
+        match self.spent.iter_mut().find(|(w, _)| *w == what) {
+            Some(e) => e.1 += dt,
+            None => self.spent.push((what, dt)),
+        }
+    }
+
+    fn summary(&self) -> String {
+        self.spent
+            .iter()
+            .map(|(w, s)| format!("{w} {s:.1} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn kind(job: &calibrate::plan::Job) -> &'static str {
+    use calibrate::plan::Job;
+    match job {
+        Job::Copy { .. } => "copy",
+        Job::Gemm { .. } => "gemm",
+        Job::Decode { .. } => "decode attention",
+        Job::Prefill { .. } => "prefill attention",
+        Job::Elementwise { .. } => "elementwise",
+    }
 }
 
 fn short(job: &calibrate::plan::Job) -> String {

@@ -10,7 +10,7 @@ use crate::catalog::model::ModelArch;
 use crate::catalog::quant::{KvDtype, Quant};
 use crate::profile::{
     DecodeAttnTable, DecodePoint, ElementwiseKind, ElementwiseTable, GemmTable, GpuProfile,
-    Measured, PrefillAttnTable, Provenance, Roofs as MeasuredRoofs,
+    Measured, PrefillAttnTable, Provenance, Roofs as MeasuredRoofs, Timing,
 };
 
 /// Fixed time of one kernel inside a CUDA graph (launch gap, ramp-up and tail), seconds. Kernels
@@ -223,6 +223,8 @@ pub fn as_tables(gpu: &GpuProfile, model: &ModelArch) -> Measured {
             cardplan_version: env!("CARGO_PKG_VERSION").into(),
             git_rev: "n/a".into(),
             method: "src/cost/defaults.rs efficiencies applied to the datasheet".into(),
+            // the default efficiencies are in-graph estimates already: no correction
+            timing: Timing::BackToBack,
             notes: Vec::new(),
         },
         roofs: MeasuredRoofs {

@@ -1,7 +1,12 @@
 //! From kernels timed one at a time to kernels replayed back to back in a CUDA graph.
 //!
-//! The calibrator times each kernel alone: CUDA events around one call, after a fill that evicts
-//! L2. Every such time carries a fixed per-call cost (event and launch latency, the ramp-up of a
+//! Applies only to profiles whose [`Timing`] is `isolated` (all profiles written before the
+//! calibrator learnt back-to-back timing). A `back-to-back` profile was timed as a CUDA graph of
+//! many calls over rotated inputs, i.e. already in-graph: its tables are used as measured
+//! ([`Composition::for_profile`] returns no correction), so nothing here was tuned to it.
+//!
+//! An isolated profile's calibrator timed each kernel alone: CUDA events around one call, after a
+//! fill that evicts L2. Every such time carries a fixed per-call cost (event and launch latency, the ramp-up of a
 //! cold kernel, write-back of the dirty lines the eviction fill left in L2) that a serving step
 //! does not pay: vLLM replays the decode step from a CUDA graph, and each kernel starts while the
 //! previous one drains. Summing isolated times therefore overstates a step by that fixed cost
@@ -23,11 +28,12 @@
 
 use super::defaults::LAUNCH_FLOOR_S;
 use super::roofline::{Rate, Work};
-use crate::profile::{DecodeAttnTable, Measured};
+use crate::profile::{DecodeAttnTable, Measured, Timing};
 
-/// Fixed per-call part of the profile's isolated kernel times, seconds: its smallest elementwise
-/// time (else its smallest time of any table; else [`LAUNCH_FLOOR_S`]). This part does not scale
-/// with bandwidth or FLOP/s when the profile is transferred to another GPU.
+/// Fixed per-call part of the profile's kernel times, seconds: its smallest elementwise time (else
+/// its smallest time of any table; else [`LAUNCH_FLOOR_S`]). This part does not scale with
+/// bandwidth or FLOP/s when the profile is transferred to another GPU. (Named for isolated
+/// profiles, where it is largest; a back-to-back profile's is the in-graph per-kernel cost.)
 pub fn isolated_fixed_s(m: &Measured) -> f64 {
     let first = |pts: &[(u32, f64)]| pts.first().map(|p| p.1);
     let elementwise = m
@@ -101,8 +107,11 @@ impl Composition {
     }
 
     /// The correction for tables measured (or derived from tables measured) on a GPU with
-    /// `l2_bytes` of L2.
+    /// `l2_bytes` of L2: none when they were timed back to back (already in-graph).
     pub fn for_profile(m: &Measured, l2_bytes: f64) -> Composition {
+        if m.provenance.timing == Timing::BackToBack {
+            return Composition::isolated();
+        }
         Composition {
             fixed_excess_s: (isolated_fixed_s(m) - LAUNCH_FLOOR_S).max(0.0),
             l2_bytes,
@@ -153,6 +162,7 @@ mod tests {
                 cardplan_version: "t".into(),
                 git_rev: "t".into(),
                 method: "t".into(),
+                timing: Timing::Isolated,
                 notes: vec![],
             },
             roofs: Roofs {
@@ -169,6 +179,19 @@ mod tests {
                 points: vec![(1, smallest_ms), (8, 2.0 * smallest_ms)],
             }],
         }
+    }
+
+    #[test]
+    fn back_to_back_profiles_are_not_corrected() {
+        let mut m = measured(0.005);
+        m.provenance.timing = Timing::BackToBack;
+        let c = Composition::for_profile(&m, 50e6);
+        assert_eq!(c, Composition::isolated());
+        // a memory-bound 300 µs kernel keeps its measured time
+        assert_eq!(c.in_graph(300e-6, &stream(100e6, 0.0)), 300e-6);
+        // while the same table timed in isolation is corrected
+        m.provenance.timing = Timing::Isolated;
+        assert!(Composition::for_profile(&m, 50e6).in_graph(300e-6, &stream(100e6, 0.0)) < 300e-6);
     }
 
     #[test]

@@ -616,6 +616,12 @@ impl StepCost {
                 comp.fixed_excess_s * 1e6,
                 defaults::LAUNCH_FLOOR_S * 1e6
             ));
+        } else if k.timing() == Some(crate::profile::Timing::BackToBack) {
+            notes.push(
+                "kernel times measured back to back in CUDA graphs over rotated inputs (profile \
+                 timing: back-to-back): priced as measured, no in-graph correction"
+                    .into(),
+            );
         }
     }
 }

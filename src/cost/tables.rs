@@ -7,7 +7,7 @@ use super::graph::{self, Composition};
 use super::interp::{Curve, Grid, Side, rescale};
 use super::roofline::{self, Heads, Roofs};
 use crate::catalog::quant::{KvDtype, Quant};
-use crate::profile::{ElementwiseKind, Measured};
+use crate::profile::{ElementwiseKind, Measured, Timing};
 
 /// How a price was obtained, as bits (no allocation on the hot path).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -97,8 +97,10 @@ pub struct KernelSet {
     roofs: Roofs,
     /// Fixed (non-scaling) part of the tables' isolated times, seconds.
     fixed: f64,
-    /// Isolated → in-graph correction.
+    /// Isolated → in-graph correction (none for back-to-back tables).
     comp: Composition,
+    /// How the tables were timed (`None`: no tables, default efficiency set).
+    timing: Option<Timing>,
     /// Cap prefill attention at the FlashAttention-based default (off: tables as measured).
     fa_cap: bool,
     gemm: Vec<GemmCurve>,
@@ -121,6 +123,7 @@ impl KernelSet {
             roofs,
             fixed: defaults::LAUNCH_FLOOR_S,
             comp: Composition::isolated(),
+            timing: None,
             fa_cap: true,
             gemm: Vec::new(),
             prefill: Vec::new(),
@@ -131,7 +134,9 @@ impl KernelSet {
             return set;
         };
         set.fixed = graph::isolated_fixed_s(m);
+        // applies the correction only to tables timed in isolation
         set.comp = Composition::for_profile(m, measured_l2_bytes);
+        set.timing = Some(m.provenance.timing);
         for t in &m.gemm {
             let (Ok(quant), Some(curve)) = (t.scheme.parse::<Quant>(), Curve::new(to_s(&t.points)))
             else {
@@ -194,6 +199,11 @@ impl KernelSet {
     /// The isolated → in-graph correction in use.
     pub fn composition(&self) -> Composition {
         self.comp
+    }
+
+    /// How the tables were timed (`None` when there are no tables).
+    pub fn timing(&self) -> Option<Timing> {
+        self.timing
     }
 
     /// Whether a table exists for this scheme's linear layers.

@@ -7,9 +7,13 @@
 //! point that is memory-bound on the source but compute-bound on the target (an H100 → GeForce
 //! transfer at a few hundred tokens) scales by the target's compute roof.
 //!
+//! The derived block keeps the source's provenance, so its timing method (`isolated` or
+//! `back-to-back`) travels with it and the cost model corrects a derived profile exactly when it
+//! would correct its source.
+//!
 //! What this cannot see, stated in the derived profile's notes: L2 size (tables are DRAM-bound
-//! because the calibrator flushes L2), SM count and clocks beyond the datasheet peaks, and
-//! library heuristics that differ by architecture.
+//! because the calibrator flushes L2 or rotates its inputs over more than twice the L2), SM count
+//! and clocks beyond the datasheet peaks, and library heuristics that differ by architecture.
 
 use super::graph::{decode_fixed_s, isolated_fixed_s};
 use super::interp::rescale;
@@ -119,10 +123,15 @@ pub fn derivation_note(
         .as_ref()
         .map(|m| format!("{} on {}", m.provenance.date, m.provenance.device))
         .unwrap_or_default();
+    let timing = source
+        .measured
+        .as_ref()
+        .map(|m| m.provenance.timing)
+        .unwrap_or_default();
     format!(
-        "derived for {} from {} (measured {when}) by datasheet roofline scaling: bandwidth ×{bw:.3}, \
-         fp16 (fp32-accumulate) ×{fp16:.3}, int8 ×{int8:.3}; fixed per-call time {:.1} µs kept; L2 \
-         size and SM count not modeled",
+        "derived for {} from {} (measured {when}, timing {timing}) by datasheet roofline scaling: \
+         bandwidth ×{bw:.3}, fp16 (fp32-accumulate) ×{fp16:.3}, int8 ×{int8:.3}; fixed per-call \
+         time {:.1} µs kept; L2 size and SM count not modeled",
         target.key,
         source.key,
         source
