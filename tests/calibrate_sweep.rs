@@ -158,3 +158,24 @@ fn quick_sweep_is_small_and_unsupported_heads_are_reported() {
     );
     assert!(!spec.shapes.is_empty());
 }
+
+#[test]
+fn raw_json_names_every_path_by_its_key() {
+    let spec = SweepSpec::new(&[catalog::model("llama-3.1-8b").unwrap()], true, true);
+    let mut seen = std::collections::BTreeSet::new();
+    for j in spec.jobs() {
+        if let Job::Gemm { path, .. } = j {
+            let v = serde_json::to_value(j).unwrap();
+            assert_eq!(v["path"], path.key(), "{path:?}");
+            seen.insert(path.key());
+        }
+    }
+    for key in [
+        "fp16-cublas-gemmex",
+        "nf4-bnb-dequant-cublas",
+        "nf4-dequant-cublas",
+        "nf4-gemv",
+    ] {
+        assert!(seen.contains(key), "{key} never timed");
+    }
+}

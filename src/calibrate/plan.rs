@@ -31,6 +31,7 @@ pub enum GemmPath {
     Fp16Cublas,
     /// cuBLAS `cublasGemmEx` fp16 GEMM (`CUBLAS_COMPUTE_32F`, default math mode, TN layout): what
     /// torch's `F.linear` calls for fp16 without bias. The fp16 scheme takes the faster of the two.
+    #[serde(rename = "fp16-cublas-gemmex")]
     Fp16CublasGemmEx,
     /// int8 weights, fp16 activations, our GEMV (T <= 16).
     Int8W8a16Gemv,
