@@ -132,3 +132,48 @@ extern "C" __global__ void nf4_dequant(const unsigned char* __restrict__ w,
         reinterpret_cast<uint4*>(out)[i] = *reinterpret_cast<uint4*>(h);
     }
 }
+
+// bitsandbytes' unfused NF4 sequence (its `_dequant_linear_fallback`), one kernel per step as it
+// launches them, so that the `nf4` scheme pays what bitsandbytes pays.
+// Step 1: absmax[b] = code[absmax_q[b]] * absmax2[b / 256] (8-bit blockwise dequantize, block 256).
+extern "C" __global__ void nf4_absmax_dequant(const unsigned char* __restrict__ absmax_q,
+                                              const float* __restrict__ absmax2,
+                                              const float* __restrict__ code,
+                                              float* __restrict__ out, unsigned long long blocks) {
+    for (unsigned long long b = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+         b < blocks; b += (unsigned long long)gridDim.x * blockDim.x) {
+        out[b] = __ldg(&code[__ldg(&absmax_q[b])]) * __ldg(&absmax2[b >> 8]);
+    }
+}
+
+// Step 2: out = in + offset (torch's `absmax_dq + absmax_offset`, a new tensor).
+extern "C" __global__ void add_scalar_f32(const float* __restrict__ in, float offset,
+                                          float* __restrict__ out, unsigned long long count) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x;
+         i < count; i += (unsigned long long)gridDim.x * blockDim.x) {
+        out[i] = __ldg(&in[i]) + offset;
+    }
+}
+
+// Step 3: the 4-bit weights to fp16 with the fp32 absmax of step 2 (block 64); layout as
+// nf4_dequant. Requires numel % 8 == 0.
+extern "C" __global__ void nf4_dequant_f32absmax(const unsigned char* __restrict__ w,
+                                                 const float* __restrict__ absmax,
+                                                 half* __restrict__ out, unsigned long long numel) {
+    __shared__ float tab[16];
+    if (threadIdx.x < 16) tab[threadIdx.x] = NF4_TABLE[threadIdx.x];
+    __syncthreads();
+    const unsigned long long chunks = numel >> 3;
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < chunks;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        const unsigned int word = __ldg(reinterpret_cast<const unsigned int*>(w) + i);
+        const float am = __ldg(&absmax[i >> 3]);
+        half2 h[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const unsigned int b = (word >> (8 * j)) & 0xff;
+            h[j] = __floats2half2_rn(tab[b >> 4] * am, tab[b & 15] * am);
+        }
+        reinterpret_cast<uint4*>(out)[i] = *reinterpret_cast<uint4*>(h);
+    }
+}

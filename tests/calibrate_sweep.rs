@@ -1,6 +1,8 @@
 //! The sweep planner: which sizes are timed, grouped so buffers are reused.
 
-use cardplan::calibrate::plan::{GEMV_MAX_TOKENS, GemmPath, Job, SweepSpec, token_sweep};
+use cardplan::calibrate::plan::{
+    BNB_FUSED_MAX_TOKENS, GEMV_MAX_TOKENS, GemmPath, Job, SweepSpec, token_sweep,
+};
 use cardplan::catalog;
 
 #[test]
@@ -23,6 +25,7 @@ fn llama_sweep_times_every_vllm_linear_in_every_scheme() {
     for l in m.linears() {
         for path in [
             GemmPath::Fp16Cublas,
+            GemmPath::Fp16CublasGemmEx,
             GemmPath::Int8W8a8,
             GemmPath::Nf4DequantCublas,
         ] {
@@ -45,9 +48,23 @@ fn llama_sweep_times_every_vllm_linear_in_every_scheme() {
         jobs.iter()
             .any(|j| matches!(j, Job::Gemm { path: GemmPath::Fp16Cublas, n, .. } if *n == m.vocab))
     );
-    assert!(!jobs.iter().any(
-        |j| matches!(j, Job::Gemm { path, n, .. } if *n == m.vocab && *path != GemmPath::Fp16Cublas)
-    ));
+    assert!(
+        !jobs.iter().any(
+            |j| matches!(j, Job::Gemm { path, n, .. } if *n == m.vocab && !path.is_fp16_gemm())
+        )
+    );
+    // bitsandbytes' dequantize sequence wherever bitsandbytes runs it (above its fused-kernel floor).
+    for l in m.linears() {
+        for &t in &spec.tokens {
+            let has = jobs.contains(&Job::Gemm {
+                path: GemmPath::Nf4BnbDequantCublas,
+                n: l.n,
+                k: l.k,
+                tokens: t,
+            });
+            assert_eq!(has, t > BNB_FUSED_MAX_TOKENS, "{} T={t}", l.name);
+        }
+    }
     // GEMV paths only at small token counts.
     for j in &jobs {
         if let Job::Gemm {
@@ -140,4 +157,25 @@ fn quick_sweep_is_small_and_unsupported_heads_are_reported() {
             .any(|s| s.contains("phi-2") && s.contains("head_dim"))
     );
     assert!(!spec.shapes.is_empty());
+}
+
+#[test]
+fn raw_json_names_every_path_by_its_key() {
+    let spec = SweepSpec::new(&[catalog::model("llama-3.1-8b").unwrap()], true, true);
+    let mut seen = std::collections::BTreeSet::new();
+    for j in spec.jobs() {
+        if let Job::Gemm { path, .. } = j {
+            let v = serde_json::to_value(j).unwrap();
+            assert_eq!(v["path"], path.key(), "{path:?}");
+            seen.insert(path.key());
+        }
+    }
+    for key in [
+        "fp16-cublas-gemmex",
+        "nf4-bnb-dequant-cublas",
+        "nf4-dequant-cublas",
+        "nf4-gemv",
+    ] {
+        assert!(seen.contains(key), "{key} never timed");
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use cardplan::calibrate::plan::SweepSpec;
+use cardplan::calibrate::plan::{BNB_FUSED_MAX_TOKENS, SweepSpec};
 use cardplan::calibrate::timer::MockTimer;
 use cardplan::calibrate::{self};
 use cardplan::catalog;
@@ -31,7 +31,7 @@ fn mock_calibration_gives_a_valid_profile_with_every_table() {
     assert_eq!(m.provenance.device, "NVIDIA H100 80GB HBM3");
     let llama = catalog::model("llama-3.1-8b").unwrap();
     for l in llama.linears() {
-        for scheme in ["fp16", "int8", "nf4"] {
+        for scheme in ["fp16", "int8", "nf4", "nf4-fused"] {
             let tab = m
                 .gemm
                 .iter()
@@ -63,6 +63,45 @@ fn mock_calibration_gives_a_valid_profile_with_every_table() {
             .flatten()
             .fold(f64::INFINITY, f64::min);
         assert_eq!(v, best, "T={t}");
+    }
+    let table = |scheme: &str| {
+        m.gemm
+            .iter()
+            .find(|g| g.scheme == scheme && g.n == l.n && g.k == l.k)
+            .unwrap()
+    };
+    let fastest = |paths: &[&str], t: u32| {
+        paths
+            .iter()
+            .filter_map(|p| ms(p, t))
+            .fold(f64::INFINITY, f64::min)
+    };
+    // fp16: the faster of cuBLASLt and cublasGemmEx.
+    for &(t, v) in &table("fp16").points {
+        assert_eq!(
+            v,
+            fastest(&["fp16-cublas", "fp16-cublas-gemmex"], t),
+            "fp16 T={t}"
+        );
+    }
+    // nf4 follows bitsandbytes' dispatch: its fused kernel up to 4 tokens, its dequantize
+    // sequence above, never the faster of the two.
+    for &(t, v) in &table("nf4").points {
+        let want = if t <= BNB_FUSED_MAX_TOKENS {
+            ms("nf4-gemv", t)
+        } else {
+            ms("nf4-bnb-dequant-cublas", t)
+        };
+        assert_eq!(Some(v), want, "nf4 T={t}");
+    }
+    // nf4-fused: cardplan's faster path (GEMV or its one-kernel dequantize + GEMM).
+    for &(t, v) in &table("nf4-fused").points {
+        assert_eq!(
+            v,
+            fastest(&["nf4-gemv", "nf4-dequant-cublas"], t),
+            "nf4-fused T={t}"
+        );
+        assert!(v <= table("nf4").points.iter().find(|p| p.0 == t).unwrap().1);
     }
     assert!(m.roofs.copy_gbs > 0.0 && m.roofs.fp16_tflops > 0.0 && m.roofs.int8_tops > 0.0);
     assert_eq!(m.attn_decode.len(), 2);

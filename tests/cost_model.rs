@@ -464,11 +464,11 @@ fn quantized_weights_decode_faster_at_batch_one_on_a_memory_bound_gpu() {
 fn prefill_step_time_grows_with_tokens() {
     // The synthetic profile's tables are smooth: strictly growing. The L4 is derived from the
     // catalog's real back-to-back tables, which are not monotone in T where cuBLAS switches
-    // tiles (H100 down_proj: 48.9 µs at 96 tokens, 44.6 µs at 128): there a neighbour may dip by
-    // at most 1%, and the step must still grow over every doubling of the prompt.
+    // tiles (H100 down_proj: 49.1 µs at 96 tokens, 44.6 µs at 128; gate_up_proj: 87.4 µs at 32,
+    // 85.4 µs at 64): there the step may dip by at most 2%, also over a doubling of the prompt.
     for (g, dip) in [
         (measured_h100(), 0.0),
-        (catalog::gpu("l4").expect("gpu"), 0.01),
+        (catalog::gpu("l4").expect("gpu"), 0.02),
     ] {
         let c = StepCost::new(&g, &llama(), Quant::Fp16, KvDtype::Fp16, &vllm()).expect("cost");
         let time = |p: u32| {
@@ -491,7 +491,12 @@ fn prefill_step_time_grows_with_tokens() {
                 assert!(s > prev * (1.0 - dip), "{} at {p}: {s} vs {prev}", g.key);
             }
             if p >= 32 {
-                assert!(s > time(p / 2), "{} at {p}: not above {}", g.key, p / 2);
+                assert!(
+                    s > time(p / 2) * (1.0 - dip),
+                    "{} at {p}: not above {}",
+                    g.key,
+                    p / 2
+                );
             }
             prev = s;
         }

@@ -5,7 +5,7 @@
 # Writes under $OUT (8 files at most come back): nvidia-smi.txt, quick.yaml, quick.log, KEY.yaml,
 # KEY-raw.json, full.log, calibrate-KEY.md, reference.log.
 set -o pipefail
-D=.gpu/calib
+D=$(dirname "$0")  # the folder the binary and scripts were copied to (.gpu/calib or similar)
 KEY=$1
 MODE=${2:-both}
 shift $(( $# < 2 ? $# : 2 ))

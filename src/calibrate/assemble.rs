@@ -38,12 +38,12 @@ pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
             Job::Copy { bytes } => copy_gbs = copy_gbs.max(2.0 * bytes as f64 / (t.ms * 1e6)),
             Job::Gemm { path, n, k, tokens } => {
                 let rate = 2.0 * f64::from(tokens) * f64::from(n) * f64::from(k) / (t.ms * 1e9);
-                match path {
-                    GemmPath::Fp16Cublas => fp16_tflops = fp16_tflops.max(rate),
-                    GemmPath::Int8ImmaOnly => int8_tops = int8_tops.max(rate),
-                    _ => {}
+                if path.is_fp16_gemm() {
+                    fp16_tflops = fp16_tflops.max(rate);
+                } else if path == GemmPath::Int8ImmaOnly {
+                    int8_tops = int8_tops.max(rate);
                 }
-                if let Some(scheme) = path.scheme() {
+                for &scheme in path.schemes(tokens) {
                     let e = best
                         .entry((scheme, n, k))
                         .or_default()

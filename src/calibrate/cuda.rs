@@ -44,12 +44,15 @@ const SOURCES: [(&str, &str); 5] = [
         include_str!("../../kernels/elementwise.cu"),
     ),
 ];
-const KERNELS: [&str; 11] = [
+const KERNELS: [&str; 14] = [
     "spin_ns",
     "fill_half",
     "fill_u8",
     "fill_f32",
     "nf4_dequant",
+    "nf4_absmax_dequant",
+    "add_scalar_f32",
+    "nf4_dequant_f32absmax",
     "quant_per_token",
     "dequant_i32",
     "paged_decode_reduce",
@@ -76,6 +79,8 @@ const SAMPLE_TARGET_MS: f64 = 0.3;
 /// A busy-wait before each timed sample, long enough for the host to queue the event pair and
 /// the graph behind it: the start event then fires with the graph already waiting.
 const SPIN_NS: u64 = 50_000;
+/// Graph replays per cuBLASLt candidate algorithm when choosing one (the final timing takes more).
+const SELECT_REPS: usize = 3;
 
 trait GpuErr<T> {
     fn gpu(self, what: &str) -> Result<T>;
@@ -128,7 +133,14 @@ struct GemmState {
     x: Buf,
     y: Buf,
     int8: Option<(Vec<I8Weights>, Int8Act)>,
-    nf4: Option<(Vec<Nf4Weights>, Buf)>,
+    nf4: Option<(Vec<Nf4Weights>, Nf4Scratch)>,
+}
+/// Scratch rewritten by every NF4 dequantize call (as in bitsandbytes): the fp16 weights, and
+/// for bitsandbytes' sequence the fp32 absmax before and after adding the offset.
+struct Nf4Scratch {
+    wdq: Buf,
+    absmax: Buf,
+    absmax_off: Buf,
 }
 struct I8Weights {
     wq: Buf,
@@ -216,6 +228,10 @@ pub struct CudaTimer {
     stream: Arc<CudaStream>,
     lt: ltsys::cublasLtHandle_t,
     lt_ws: Buf,
+    /// cuBLAS (not Lt) handle for `cublasGemmEx`, with a workspace of its own so that graph
+    /// capture never needs an allocation.
+    blas: bsys::cublasHandle_t,
+    _blas_ws: Buf,
     f: std::collections::HashMap<String, CudaFunction>,
     code: Buf,
     flush: Buf,
@@ -248,6 +264,7 @@ impl Drop for CudaTimer {
         // SAFETY: the handle was created in `new` and is destroyed once.
         unsafe {
             let _ = ltres::destroy_handle(self.lt);
+            let _ = cudarc::cublas::result::destroy_handle(self.blas);
         }
     }
 }
@@ -348,6 +365,21 @@ impl CudaTimer {
             )
             .gpu("prefill shared memory")?;
         let lt = ltres::create_handle().gpu("cuBLASLt init")?;
+        let blas_ws = alloc(&stream, LT_WORKSPACE)?;
+        let blas = cudarc::cublas::result::create_handle().gpu("cuBLAS init")?;
+        // SAFETY: the handle is live; the stream and the workspace outlive it (both are owned by
+        // the timer, which destroys the handle in Drop). Default math mode, as torch leaves it for
+        // fp16 (reduced-precision reduction allowed).
+        unsafe {
+            cudarc::cublas::result::set_stream(blas, stream.cu_stream() as bsys::cudaStream_t)
+                .gpu("cuBLAS stream")?;
+            bsys::cublasSetWorkspace_v2(blas, blas_ws.ptr as *mut _, LT_WORKSPACE)
+                .result()
+                .gpu("cuBLAS workspace")?;
+            bsys::cublasSetMathMode(blas, bsys::cublasMath_t::CUBLAS_DEFAULT_MATH)
+                .result()
+                .gpu("cuBLAS math mode")?;
+        }
         let info = device_info(&ctx)?;
         let start = ctx
             .new_event(Some(dsys::CUevent_flags::CU_EVENT_DEFAULT))
@@ -362,6 +394,8 @@ impl CudaTimer {
             ctx,
             stream,
             lt,
+            blas,
+            _blas_ws: blas_ws,
             f,
             start,
             end,
@@ -481,9 +515,19 @@ impl CudaTimer {
 
     /// Median time of one call of `op`; `op(timer, i)` runs the call on copy `i` of `copies`.
     fn bench(&self, copies: usize, op: &dyn Fn(&Self, usize) -> Result<()>) -> Result<f64> {
+        self.bench_reps(copies, op, self.reps)
+    }
+
+    /// [`Self::bench`] with `reps` samples (fewer for choosing among algorithms).
+    fn bench_reps(
+        &self,
+        copies: usize,
+        op: &dyn Fn(&Self, usize) -> Result<()>,
+        reps: usize,
+    ) -> Result<f64> {
         match self.timing {
             Timing::Isolated => self.bench_isolated(&|s| op(s, 0)),
-            Timing::BackToBack => self.bench_back_to_back(copies, op),
+            Timing::BackToBack => self.bench_back_to_back(copies, op, reps),
         }
     }
 
@@ -495,6 +539,7 @@ impl CudaTimer {
         &self,
         copies: usize,
         op: &dyn Fn(&Self, usize) -> Result<()>,
+        reps: usize,
     ) -> Result<f64> {
         let copies = copies.clamp(1, MAX_COPIES);
         for i in 0..copies.max(self.warmup) {
@@ -525,8 +570,8 @@ impl CudaTimer {
         graph.upload().gpu("graph upload")?;
         graph.launch().gpu("graph launch")?;
         self.stream.synchronize().gpu("synchronize")?;
-        let mut times = Vec::with_capacity(self.reps);
-        for _ in 0..self.reps {
+        let mut times = Vec::with_capacity(reps);
+        for _ in 0..reps.max(1) {
             launch!(self, "spin_ns", cfg((1, 1, 1), 32, 0); SPIN_NS)?;
             self.start.record(&self.stream).gpu("event")?;
             graph.launch().gpu("graph launch")?;
@@ -593,13 +638,16 @@ impl CudaTimer {
     /// heuristic candidates (timed once on `bufs` = (wq, xq, acc), cached per shape), as
     /// frameworks' autotuners pick. Where cuBLASLt has no kernel for an odd token count the GEMM
     /// runs on `t` rounded up to a multiple of 4 (the extra rows are ignored).
+    /// `bufs`: the rotated copies of A (the weights), B and C. The algorithm is chosen by the
+    /// same method as the final timing (back to back over the copies), so a choice made on
+    /// cached weights cannot win.
     fn imma_prepare(
         &self,
         f16: bool,
         n: u32,
         k: u32,
         t: u32,
-        bufs: (u64, u64, u64),
+        bufs: (&[u64], u64, u64),
     ) -> Result<Imma> {
         match self.imma_prepare_exact(f16, n, k, t, bufs) {
             Ok(m) => Ok(m),
@@ -616,7 +664,7 @@ impl CudaTimer {
         n: u32,
         k: u32,
         t: u32,
-        bufs: (u64, u64, u64),
+        bufs: (&[u64], u64, u64),
     ) -> Result<Imma> {
         use ltsys::cudaDataType_t as dt;
         let (compute, scale, ab, c) = if f16 {
@@ -711,21 +759,16 @@ impl CudaTimer {
             return Ok(m);
         }
         let (wq, xq, acc) = bufs;
-        let mut best = (f32::INFINITY, candidates[0]);
+        if wq.is_empty() {
+            return Err(Error::Internal(
+                "cuBLASLt algorithm choice without weights".into(),
+            ));
+        }
+        let mut best = (f64::INFINITY, candidates[0]);
         for algo in candidates {
             m.algo = algo;
-            let timed = (|| -> Result<f32> {
-                for _ in 0..2 {
-                    self.imma_run(&m, wq, xq, acc)?;
-                }
-                self.start.record(&self.stream).gpu("event")?;
-                for _ in 0..5 {
-                    self.imma_run(&m, wq, xq, acc)?;
-                }
-                self.end.record(&self.stream).gpu("event")?;
-                self.start.elapsed_ms(&self.end).gpu("event time")
-            })();
-            if let Ok(ms) = timed
+            let op = |s: &Self, i: usize| s.imma_run(&m, wq[i], xq, acc);
+            if let Ok(ms) = self.bench_reps(wq.len(), &op, SELECT_REPS)
                 && ms < best.0
             {
                 best = (ms, algo);
@@ -814,6 +857,60 @@ impl CudaTimer {
         let sms = u64::from(self.info.sm_count);
         launch!(self, "nf4_dequant", cfg(grid_for(numel / 8, 256, sms * 32), 256, 0);
             s.packed.ptr, s.absmax_q.ptr, s.absmax2.ptr, self.code.ptr, offset, wdq, numel)
+    }
+
+    /// bitsandbytes' unfused dequantize (`_dequant_linear_fallback`): three kernels, as it runs them.
+    fn nf4_bnb_dequant(
+        &self,
+        s: &Nf4Weights,
+        offset: f32,
+        sc: &Nf4Scratch,
+        numel: u64,
+    ) -> Result<()> {
+        let sms = u64::from(self.info.sm_count);
+        let blocks = numel.div_ceil(64);
+        launch!(self, "nf4_absmax_dequant", cfg(grid_for(blocks, 256, sms * 32), 256, 0);
+            s.absmax_q.ptr, s.absmax2.ptr, self.code.ptr, sc.absmax.ptr, blocks)?;
+        launch!(self, "add_scalar_f32", cfg(grid_for(blocks, 256, sms * 32), 256, 0);
+            sc.absmax.ptr, offset, sc.absmax_off.ptr, blocks)?;
+        launch!(self, "nf4_dequant_f32absmax", cfg(grid_for(numel / 8, 256, sms * 32), 256, 0);
+            s.packed.ptr, sc.absmax_off.ptr, sc.wdq.ptr, numel)
+    }
+
+    /// `y[T×n] = x[T×k] · Wᵀ` through `cublasGemmEx` as torch's `F.linear` calls it for fp16
+    /// (at::cuda::blas::gemm<at::Half>): column-major C(n×T) = op(A)·B with A = W seen as k×n
+    /// (transposed, lda = k), B = x seen as k×T (ldb = k), fp32 compute, default algorithm.
+    #[allow(clippy::too_many_arguments)]
+    fn gemmex_run(&self, w: u64, x: u64, y: u64, n: u32, k: u32, t: u32) -> Result<()> {
+        use bsys::cudaDataType_t as dt;
+        let (alpha, beta) = (1f32, 0f32);
+        let (n, k, t) = (n as i32, k as i32, t as i32);
+        // SAFETY: w holds n×k, x T×k and y T×n halves; the handle is bound to our stream.
+        unsafe {
+            bsys::cublasGemmEx(
+                self.blas,
+                bsys::cublasOperation_t::CUBLAS_OP_T,
+                bsys::cublasOperation_t::CUBLAS_OP_N,
+                n,
+                t,
+                k,
+                (&alpha) as *const f32 as *const _,
+                w as *const _,
+                dt::CUDA_R_16F,
+                k,
+                x as *const _,
+                dt::CUDA_R_16F,
+                k,
+                (&beta) as *const f32 as *const _,
+                y as *mut _,
+                dt::CUDA_R_16F,
+                n,
+                bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+                bsys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
+            )
+        }
+        .result()
+        .gpu("cublasGemmEx")
     }
 
     fn w8a16(&self, s: &I8Weights, x: u64, y: u64, n: u32, k: u32, t: u32) -> Result<()> {
@@ -938,7 +1035,10 @@ impl CudaTimer {
             path,
             GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 | GemmPath::Int8ImmaOnly
         );
-        let need_nf4 = matches!(path, GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas);
+        let need_nf4 = matches!(
+            path,
+            GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas | GemmPath::Nf4BnbDequantCublas
+        );
         if need_int8 && self.gemm.as_ref().is_some_and(|g| g.int8.is_none()) {
             let copies = self.copies_for((numel + 4 * n as usize) as u64, MAX_COPIES);
             let mut ws = Vec::with_capacity(copies);
@@ -978,10 +1078,13 @@ impl CudaTimer {
                     absmax2,
                 });
             }
-            // the dequantized fp16 weights: scratch, rewritten by every call (as in bitsandbytes)
-            let wdq = alloc(&self.stream, 2 * numel)?;
+            let scratch = Nf4Scratch {
+                wdq: alloc(&self.stream, 2 * numel)?,
+                absmax: alloc(&self.stream, 4 * blocks)?,
+                absmax_off: alloc(&self.stream, 4 * blocks)?,
+            };
             if let Some(g) = self.gemm.as_mut() {
-                g.nf4 = Some((ws, wdq));
+                g.nf4 = Some((ws, scratch));
             }
         }
         Ok(())
@@ -1003,21 +1106,27 @@ impl CudaTimer {
         let (x, y) = (g.x.ptr, g.y.ptr);
         match path {
             GemmPath::Fp16Cublas => {
-                let m = self.imma_prepare(true, n, k, t, (g.w16[0].ptr, x, y))?;
+                let ws: Vec<u64> = g.w16.iter().map(|b| b.ptr).collect();
+                let m = self.imma_prepare(true, n, k, t, (&ws, x, y))?;
                 self.bench(g.w16.len(), &|s, i| s.imma_run(&m, g.w16[i].ptr, x, y))
             }
+            GemmPath::Fp16CublasGemmEx => self.bench(g.w16.len(), &|s, i| {
+                s.gemmex_run(g.w16[i].ptr, x, y, n, k, t)
+            }),
             GemmPath::Int8W8a16Gemv => {
                 let (w, _) = g.int8.as_ref().ok_or_else(missing)?;
                 self.bench(w.len(), &|s, i| s.w8a16(&w[i], x, y, n, k, t))
             }
             GemmPath::Int8W8a8 => {
                 let (w, a) = g.int8.as_ref().ok_or_else(missing)?;
-                let m = self.imma_prepare(false, n, k, t, (w[0].wq.ptr, a.xq.ptr, a.acc.ptr))?;
+                let ws: Vec<u64> = w.iter().map(|b| b.wq.ptr).collect();
+                let m = self.imma_prepare(false, n, k, t, (&ws, a.xq.ptr, a.acc.ptr))?;
                 self.bench(w.len(), &|s, i| s.w8a8(&m, &w[i], a, x, y, n, k, t))
             }
             GemmPath::Int8ImmaOnly => {
                 let (w, a) = g.int8.as_ref().ok_or_else(missing)?;
-                let m = self.imma_prepare(false, n, k, t, (w[0].wq.ptr, a.xq.ptr, a.acc.ptr))?;
+                let ws: Vec<u64> = w.iter().map(|b| b.wq.ptr).collect();
+                let m = self.imma_prepare(false, n, k, t, (&ws, a.xq.ptr, a.acc.ptr))?;
                 self.bench(w.len(), &|s, i| {
                     s.imma_run(&m, w[i].wq.ptr, a.xq.ptr, a.acc.ptr)
                 })
@@ -1027,13 +1136,22 @@ impl CudaTimer {
                 self.bench(w.len(), &|s, i| s.nf4_gemv(&w[i], offset, x, y, n, k, t))
             }
             GemmPath::Nf4DequantCublas => {
-                let (w, wdq) = g.nf4.as_ref().ok_or_else(missing)?;
-                let numel = u64::from(n) * u64::from(k);
-                self.nf4_dequant(&w[0], offset, wdq.ptr, numel)?;
-                let m = self.imma_prepare(true, n, k, t, (wdq.ptr, x, y))?;
+                let (w, sc) = g.nf4.as_ref().ok_or_else(missing)?;
+                let (wdq, numel) = (sc.wdq.ptr, u64::from(n) * u64::from(k));
+                self.nf4_dequant(&w[0], offset, wdq, numel)?;
+                let m = self.imma_prepare(true, n, k, t, (&[wdq], x, y))?;
                 self.bench(w.len(), &|s, i| {
-                    s.nf4_dequant(&w[i], offset, wdq.ptr, numel)?;
-                    s.imma_run(&m, wdq.ptr, x, y)
+                    s.nf4_dequant(&w[i], offset, wdq, numel)?;
+                    s.imma_run(&m, wdq, x, y)
+                })
+            }
+            GemmPath::Nf4BnbDequantCublas => {
+                // bitsandbytes' F.linear is cuBLAS (cublasGemmEx), as torch calls it for fp16.
+                let (w, sc) = g.nf4.as_ref().ok_or_else(missing)?;
+                let numel = u64::from(n) * u64::from(k);
+                self.bench(w.len(), &|s, i| {
+                    s.nf4_bnb_dequant(&w[i], offset, sc, numel)?;
+                    s.gemmex_run(sc.wdq.ptr, x, y, n, k, t)
                 })
             }
         }
@@ -1302,11 +1420,21 @@ impl CudaTimer {
         let y_d = alloc(&self.stream, 2 * tmax * n)?;
         let (nu, ku) = (n as u32, k as u32);
         // fp16 cuBLASLt.
-        let m16 = self.imma_prepare(true, nu, ku, tmax as u32, (w_d.ptr, x_d.ptr, y_d.ptr))?;
+        let m16 = self.imma_prepare(true, nu, ku, tmax as u32, (&[w_d.ptr], x_d.ptr, y_d.ptr))?;
         self.imma_run(&m16, w_d.ptr, x_d.ptr, y_d.ptr)?;
         let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
         reports.push(cpu::compare(
             "fp16 cuBLASLt GEMM",
+            &to_f32(&y),
+            &cpu::linear(&xf, &wf, tmax, n, k),
+            atol,
+            rtol,
+        ));
+        // fp16 cublasGemmEx (torch's call).
+        self.gemmex_run(w_d.ptr, x_d.ptr, y_d.ptr, nu, ku, tmax as u32)?;
+        let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
+        reports.push(cpu::compare(
+            "fp16 cublasGemmEx",
             &to_f32(&y),
             &cpu::linear(&xf, &wf, tmax, n, k),
             atol,
@@ -1326,6 +1454,21 @@ impl CudaTimer {
         let wdq64: Vec<f64> = wdq.iter().map(|&v| f64::from(v)).collect();
         reports.push(cpu::compare(
             "nf4_dequant",
+            &to_f32(&dq),
+            &wdq64,
+            1e-4,
+            1e-3,
+        ));
+        let blocks = (n * k).div_ceil(64);
+        let sc = Nf4Scratch {
+            wdq: alloc(&self.stream, 2 * n * k)?,
+            absmax: alloc(&self.stream, 4 * blocks)?,
+            absmax_off: alloc(&self.stream, 4 * blocks)?,
+        };
+        self.nf4_bnb_dequant(&s, nf4.offset, &sc, (n * k) as u64)?;
+        let dq: Vec<f16> = self.dtoh(&sc.wdq, n * k)?;
+        reports.push(cpu::compare(
+            "nf4 bitsandbytes dequantize sequence",
             &to_f32(&dq),
             &wdq64,
             1e-4,
@@ -1380,7 +1523,7 @@ impl CudaTimer {
             nu,
             ku,
             tmax as u32,
-            (st.wq.ptr, act.xq.ptr, act.acc.ptr),
+            (&[st.wq.ptr], act.xq.ptr, act.acc.ptr),
         )?;
         self.w8a8(&m, &st, &act, x_d.ptr, y_d.ptr, nu, ku, tmax as u32)?;
         let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;

@@ -66,9 +66,20 @@ pub fn calibrate(
         })
         .collect();
     notes.extend(spec.skipped.iter().cloned());
+    notes.push(format!(
+        "nf4 = bitsandbytes 0.50.2 Linear4bit's dispatch: fused NF4 GEMV for T <= {}, its unfused sequence \
+         (dequantize the 8-bit absmax, add the offset, dequantize to fp16, cuBLAS fp16 GEMM) above; on sm90 \
+         bitsandbytes keeps its own mma.sync kernel up to 16-64 tokens for wide layers, priced here by that sequence",
+        plan::BNB_FUSED_MAX_TOKENS
+    ));
+    notes.push(format!(
+        "nf4-fused = cardplan's own path, no library's: min(fused NF4 GEMV, one-kernel NF4 dequantize + cuBLAS \
+         fp16 GEMM) for T <= {}, dequantize + cuBLAS above",
+        plan::GEMV_MAX_TOKENS
+    ));
     notes.push(
-        "nf4 = min(fused NF4 GEMV, NF4 dequantize + cuBLAS fp16 GEMM) for T <= 16, dequantize + cuBLAS above; \
-         bitsandbytes itself runs its GEMV only at T = 1"
+        "fp16 = min(cuBLASLt, fastest of its heuristic's algorithms chosen back to back; cublasGemmEx as torch \
+         F.linear calls it) per shape and token count"
             .into(),
     );
     notes.push(

@@ -9,6 +9,13 @@ use crate::profile::ElementwiseKind;
 
 /// Token counts at and below which the GEMV paths (one warp per output row) are tried.
 pub const GEMV_MAX_TOKENS: u32 = 16;
+/// bitsandbytes 0.50.2 runs its own fused 4-bit kernel for at most this many tokens on every GPU,
+/// and on sm90 (H100/H200) dequantize + `F.linear` for most LLM shapes above it:
+/// `_GEMM_4BIT_CUSTOM_FLOOR_M = 4` and `_gemm_4bit_use_custom_cuda` in
+/// bitsandbytes/backends/cuda/ops.py (called from `matmul_4bit`, bitsandbytes/autograd/_functions.py).
+/// On sm90 it also keeps its mma.sync kernel up to 16–64 tokens for wide layers (N/64 >= SMs/2);
+/// cardplan has no such kernel and prices those points with the dequantize + cuBLAS sequence.
+pub const BNB_FUSED_MAX_TOKENS: u32 = 4;
 /// The only head size the attention kernels are built for.
 pub const HEAD_DIM: u32 = 128;
 /// Most query heads per KV head the decode kernel handles.
@@ -20,8 +27,12 @@ pub const BLOCK_SIZE: u32 = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GemmPath {
-    /// cuBLAS fp16 GEMM, fp32 accumulate.
+    /// cuBLASLt fp16 GEMM, fp32 accumulate: the fastest of its heuristic's algorithms.
     Fp16Cublas,
+    /// cuBLAS `cublasGemmEx` fp16 GEMM (`CUBLAS_COMPUTE_32F`, default math mode, TN layout): what
+    /// torch's `F.linear` calls for fp16 without bias. The fp16 scheme takes the faster of the two.
+    #[serde(rename = "fp16-cublas-gemmex")]
+    Fp16CublasGemmEx,
     /// int8 weights, fp16 activations, our GEMV (T <= 16).
     Int8W8a16Gemv,
     /// Per-token activation quantization + cuBLASLt IMMA + dequantization epilogue.
@@ -31,29 +42,46 @@ pub enum GemmPath {
     Int8ImmaOnly,
     /// NF4 fused dequantize-GEMV (T <= 16).
     Nf4Gemv,
-    /// NF4 dequantize to fp16, then cuBLAS fp16 GEMM (the bitsandbytes / vLLM path for T > 1).
+    /// cardplan's one-kernel NF4 dequantize to fp16, then cuBLAS fp16 GEMM (`nf4-fused` only).
     Nf4DequantCublas,
+    /// bitsandbytes' unfused sequence (`_dequant_linear_fallback`): dequantize the 8-bit absmax,
+    /// add its offset, dequantize the 4-bit weight with the fp32 absmax, then the fp16 GEMM.
+    Nf4BnbDequantCublas,
 }
 
 impl GemmPath {
-    /// The profile scheme this path is a candidate for, or `None` for a measurement-only path.
-    pub fn scheme(self) -> Option<&'static str> {
+    /// The profile schemes this path is a candidate for at `tokens` (each scheme's table takes
+    /// its fastest candidate); empty for a measurement-only path. `nf4` follows bitsandbytes'
+    /// dispatch (fused kernel up to [`BNB_FUSED_MAX_TOKENS`], its dequantize sequence above);
+    /// `nf4-fused` is cardplan's own faster path, not a library's.
+    pub fn schemes(self, tokens: u32) -> &'static [&'static str] {
+        let bnb_fused = tokens <= BNB_FUSED_MAX_TOKENS;
         match self {
-            GemmPath::Fp16Cublas => Some("fp16"),
-            GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 => Some("int8"),
-            GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas => Some("nf4"),
-            GemmPath::Int8ImmaOnly => None,
+            GemmPath::Fp16Cublas | GemmPath::Fp16CublasGemmEx => &["fp16"],
+            GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 => &["int8"],
+            GemmPath::Nf4Gemv if bnb_fused => &["nf4", "nf4-fused"],
+            GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas => &["nf4-fused"],
+            GemmPath::Nf4BnbDequantCublas if bnb_fused => &[],
+            GemmPath::Nf4BnbDequantCublas => &["nf4"],
+            GemmPath::Int8ImmaOnly => &[],
         }
+    }
+
+    /// Paths whose GEMM is the fp16 one (their rate counts towards the fp16 roof).
+    pub fn is_fp16_gemm(self) -> bool {
+        matches!(self, GemmPath::Fp16Cublas | GemmPath::Fp16CublasGemmEx)
     }
 
     pub fn key(self) -> &'static str {
         match self {
             GemmPath::Fp16Cublas => "fp16-cublas",
+            GemmPath::Fp16CublasGemmEx => "fp16-cublas-gemmex",
             GemmPath::Int8W8a16Gemv => "int8-w8a16-gemv",
             GemmPath::Int8W8a8 => "int8-w8a8-imma",
             GemmPath::Int8ImmaOnly => "int8-imma-only",
             GemmPath::Nf4Gemv => "nf4-gemv",
             GemmPath::Nf4DequantCublas => "nf4-dequant-cublas",
+            GemmPath::Nf4BnbDequantCublas => "nf4-bnb-dequant-cublas",
         }
     }
 }
@@ -244,9 +272,12 @@ impl SweepSpec {
         for ((n, k, _), fp16_only) in all_shapes {
             let (n, k) = (*n, *k);
             for &tokens in &self.tokens {
-                let mut paths = vec![GemmPath::Fp16Cublas];
+                let mut paths = vec![GemmPath::Fp16Cublas, GemmPath::Fp16CublasGemmEx];
                 if !fp16_only {
                     paths.extend([GemmPath::Int8W8a8, GemmPath::Nf4DequantCublas]);
+                    if tokens > BNB_FUSED_MAX_TOKENS {
+                        paths.push(GemmPath::Nf4BnbDequantCublas);
+                    }
                     if tokens <= GEMV_MAX_TOKENS {
                         paths.extend([GemmPath::Int8W8a16Gemv, GemmPath::Nf4Gemv]);
                     }
@@ -260,7 +291,11 @@ impl SweepSpec {
             }
         }
         // The fp16 and int8 roofs: a large square GEMM.
-        for path in [GemmPath::Fp16Cublas, GemmPath::Int8ImmaOnly] {
+        for path in [
+            GemmPath::Fp16Cublas,
+            GemmPath::Fp16CublasGemmEx,
+            GemmPath::Int8ImmaOnly,
+        ] {
             jobs.push(Job::Gemm {
                 path,
                 n: 8192,

@@ -114,14 +114,20 @@ impl KernelTimer for MockTimer {
             Job::Gemm { path, n, k, tokens } => {
                 let (n, k, t) = (f64::from(n), f64::from(k), f64::from(tokens));
                 let wbytes = match path {
-                    GemmPath::Fp16Cublas | GemmPath::Nf4DequantCublas => 2.0 * n * k,
+                    GemmPath::Fp16Cublas
+                    | GemmPath::Fp16CublasGemmEx
+                    | GemmPath::Nf4DequantCublas
+                    | GemmPath::Nf4BnbDequantCublas => 2.0 * n * k,
                     GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 | GemmPath::Int8ImmaOnly => n * k,
                     GemmPath::Nf4Gemv => 0.5 * n * k,
                 };
-                let extra = if path == GemmPath::Nf4DequantCublas {
-                    2.5 * n * k
-                } else {
-                    0.0
+                let extra = match path {
+                    GemmPath::Nf4DequantCublas => 2.5 * n * k,
+                    // bitsandbytes' sequence also writes and rereads the fp32 absmax twice
+                    GemmPath::Nf4BnbDequantCublas => 2.5 * n * k + 0.5 * n * k,
+                    // GemmEx a little slower than cuBLASLt here, so both paths win somewhere
+                    GemmPath::Fp16CublasGemmEx => 0.1 * n * k,
+                    _ => 0.0,
                 };
                 let rate = match path {
                     GemmPath::Int8W8a8 | GemmPath::Int8ImmaOnly => 2.0,
