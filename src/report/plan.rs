@@ -175,7 +175,11 @@ pub fn at_load_rows(r: &PlanResult) -> Vec<Vec<String>> {
             "KV cache in use".into(),
             format!("mean {}", percent(m.kv_mean_util)),
             format!("peak {}", percent(m.kv_peak_util)),
-            format!("{} preemptions", thousands(m.preemptions)),
+            format!(
+                "{} preemption{}",
+                thousands(m.preemptions),
+                if m.preemptions == 1 { "" } else { "s" }
+            ),
         ],
         vec![
             "throughput".into(),
