@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::plan::{GemmPath, Job};
 use crate::catalog::quant::KvDtype;
@@ -14,7 +14,7 @@ use crate::profile::{
 };
 
 /// One timed job and its median time.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Timed {
     #[serde(flatten)]
     pub job: Job,

@@ -77,11 +77,7 @@ pub fn calibrate(
          fp16 GEMM) for T <= {}, dequantize + cuBLAS above",
         plan::GEMV_MAX_TOKENS
     ));
-    notes.push(
-        "fp16 = min(cuBLASLt, fastest of its heuristic's algorithms chosen back to back; cublasGemmEx as torch \
-         F.linear calls it) per shape and token count"
-            .into(),
-    );
+    notes.push(FP16_NOTE.into());
     notes.push(
         "int8 = min(W8A16 GEMV, W8A8: per-token quantize + cuBLASLt IMMA + dequantize epilogue) per token count".into(),
     );
@@ -117,6 +113,41 @@ pub fn calibrate(
         timed,
         checks,
     })
+}
+
+/// How the fp16 table is formed (a provenance note).
+const FP16_NOTE: &str = "fp16 = cublasGemmEx (fp32 accumulate, default math mode), as torch's F.linear \
+     without bias calls it for vLLM's unquantized layers; cuBLASLt's best heuristic algorithm is timed \
+     too (raw timings, fp16 roof) but does not set the table";
+
+/// Rebuild the tables of `base` (a measured profile) from the raw timings of the same run, after a
+/// change in which timed path sets a scheme's table. Nothing is re-measured: the provenance stays
+/// the run's own, with a note saying what was re-assembled, when, and by which revision.
+pub fn reassemble(base: GpuProfile, timed: &[Timed], git_rev: &str) -> Result<GpuProfile> {
+    let old = base.measured.as_ref().ok_or_else(|| {
+        Error::BadInput(format!("{} has no measured block to re-assemble", base.key))
+    })?;
+    if timed.is_empty() {
+        return Err(Error::BadInput("the raw timings hold no timed jobs".into()));
+    }
+    let mut provenance = old.provenance.clone();
+    // Notes derived from the tables are written anew by `assemble::measured`.
+    provenance.notes.retain(|n| {
+        !n.starts_with("fp16 = ") && !n.contains(" was fastest at some shape for token counts ")
+    });
+    provenance.notes.push(FP16_NOTE.into());
+    provenance.notes.push(format!(
+        "tables re-assembled from this run's raw timings on {} by cardplan {} ({git_rev}); nothing re-measured",
+        now_rfc3339(),
+        env!("CARGO_PKG_VERSION")
+    ));
+    let measured = assemble::measured(timed, provenance)?;
+    let mut profile = base;
+    profile.measured = Some(measured);
+    profile
+        .validate("re-assembled profile")
+        .map_err(|e| Error::Internal(format!("re-assembly produced an invalid profile: {e}")))?;
+    Ok(profile)
 }
 
 /// The git revision baked in at build time (`CARDPLAN_GIT_REV`), or "unknown".

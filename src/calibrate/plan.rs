@@ -1,7 +1,7 @@
 //! The sweep planner: which kernel calls to time, at which sizes, in an order that lets the timer
 //! reuse its buffers (all jobs of one shape are adjacent).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::model::ModelArch;
 use crate::catalog::quant::KvDtype;
@@ -24,7 +24,7 @@ pub const MAX_GQA_GROUP: u32 = 8;
 pub const BLOCK_SIZE: u32 = 16;
 
 /// How one linear layer is computed: the scheme it belongs to is [`GemmPath::scheme`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GemmPath {
     /// cuBLASLt fp16 GEMM, fp32 accumulate: the fastest of its heuristic's algorithms.
@@ -57,7 +57,11 @@ impl GemmPath {
     pub fn schemes(self, tokens: u32) -> &'static [&'static str] {
         let bnb_fused = tokens <= BNB_FUSED_MAX_TOKENS;
         match self {
-            GemmPath::Fp16Cublas | GemmPath::Fp16CublasGemmEx => &["fp16"],
+            // Serving engines call torch's F.linear, which (no bias) runs cublasGemmEx: that is
+            // the faithful fp16 cost. cuBLASLt's best algorithm is timed for the record and the
+            // fp16 roof only.
+            GemmPath::Fp16CublasGemmEx => &["fp16"],
+            GemmPath::Fp16Cublas => &[],
             GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 => &["int8"],
             GemmPath::Nf4Gemv if bnb_fused => &["nf4", "nf4-fused"],
             GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas => &["nf4-fused"],
@@ -87,7 +91,7 @@ impl GemmPath {
 }
 
 /// One timed kernel call (or fixed sequence of calls) at one size.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "job", rename_all = "kebab-case")]
 pub enum Job {
     /// Device-to-device copy of `bytes` (read) into another buffer (written).

@@ -73,6 +73,10 @@ pub struct CalibrateArgs {
     /// Print a JSON summary instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Re-assemble the tables of the measured profile given by --gpu (a key or a file) from this raw
+    /// timings file (written by --raw in the same run) instead of measuring; no GPU needed.
+    #[arg(long, value_name = "RAW.json", requires = "gpu")]
+    pub reassemble: Option<PathBuf>,
     /// Use the CPU mock timer instead of the GPU (tests the writer; the numbers are made up).
     #[arg(long, hide = true)]
     pub mock_timer: bool,
@@ -93,6 +97,9 @@ struct Summary<'a> {
 }
 
 pub fn run(args: CalibrateArgs) -> Result<()> {
+    if let Some(raw) = &args.reassemble {
+        return reassemble(&args, raw);
+    }
     let reps = args.reps.unwrap_or(if args.quick { 20 } else { 30 });
     if reps < 20 {
         return Err(Error::Usage(format!(
@@ -300,4 +307,45 @@ fn short(job: &calibrate::plan::Job) -> String {
             tokens,
         } => format!("{kind:?} w={width} T={tokens}"),
     }
+}
+
+#[derive(serde::Deserialize)]
+struct RawIn {
+    timed: Vec<calibrate::assemble::Timed>,
+}
+
+/// `--reassemble RAW`: rebuild the tables of an existing measured profile from its raw timings.
+fn reassemble(args: &CalibrateArgs, raw: &std::path::Path) -> Result<()> {
+    let gpu = args
+        .gpu
+        .as_deref()
+        .ok_or_else(|| Error::Usage("--reassemble needs --gpu (the measured profile)".into()))?;
+    let base = catalog::gpu(gpu)?;
+    let text =
+        std::fs::read_to_string(raw).map_err(|e| Error::file(raw, format!("cannot read: {e}")))?;
+    let parsed: RawIn = serde_json::from_str(&text).map_err(|e| {
+        Error::file_at(
+            raw,
+            e.line(),
+            e.column(),
+            format!("not a raw timings file: {e}"),
+        )
+    })?;
+    let git_rev = args
+        .git_rev
+        .clone()
+        .unwrap_or_else(|| calibrate::build_git_rev().to_string());
+    let profile = calibrate::reassemble(base, &parsed.timed, &git_rev)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.yaml", profile.key)));
+    profile.write(&out)?;
+    eprintln!(
+        "re-assembled {} from {} into {}",
+        profile.key,
+        raw.display(),
+        out.display()
+    );
+    Ok(())
 }
