@@ -353,8 +353,15 @@ pub fn load_charts(r: &PlanResult, sweep: &[SweepPoint]) -> Vec<(String, ChartSp
     let pick_ttft = |m: &crate::sim::Metrics| {
         crate::plan::planner::slo_stats(m, slo).map_or(f64::NAN, |s| s.ttft_tail_s)
     };
-    let finite = |v: Vec<(f64, f64)>| -> Vec<(f64, f64)> {
-        v.into_iter().filter(|p| p.1.is_finite()).collect()
+    // One line per metric over the sweep, dropping points the metric is undefined at.
+    let series = |name: String, y: &dyn Fn(&crate::sim::Metrics) -> f64| Series {
+        name,
+        points: sweep
+            .iter()
+            .map(|p| (p.users as f64, y(&p.metrics)))
+            .filter(|pt| pt.1.is_finite())
+            .collect(),
+        markers: true,
     };
     let rate = ChartSpec::Lines {
         title: format!(
@@ -364,26 +371,8 @@ pub fn load_charts(r: &PlanResult, sweep: &[SweepPoint]) -> Vec<(String, ChartSp
         x_label: "users per card".into(),
         y_label: "output tokens/s per request".into(),
         series: vec![
-            Series {
-                name: "p50".into(),
-                points: finite(
-                    sweep
-                        .iter()
-                        .map(|p| (p.users as f64, p.metrics.request_tok_s.p50))
-                        .collect(),
-                ),
-                markers: true,
-            },
-            Series {
-                name: format!("{lo_l} (slow tail)"),
-                points: finite(
-                    sweep
-                        .iter()
-                        .map(|p| (p.users as f64, pick_rate(&p.metrics)))
-                        .collect(),
-                ),
-                markers: true,
-            },
+            series("p50".into(), &|m| m.request_tok_s.p50),
+            series(format!("{lo_l} (slow tail)"), &pick_rate),
         ],
         hlines: vec![RefLine {
             at: slo.tok_s,
@@ -397,26 +386,8 @@ pub fn load_charts(r: &PlanResult, sweep: &[SweepPoint]) -> Vec<(String, ChartSp
         x_label: "users per card".into(),
         y_label: "time to first token (s)".into(),
         series: vec![
-            Series {
-                name: "p50".into(),
-                points: finite(
-                    sweep
-                        .iter()
-                        .map(|p| (p.users as f64, p.metrics.ttft_ms.p50 / 1000.0))
-                        .collect(),
-                ),
-                markers: true,
-            },
-            Series {
-                name: hi_l.clone(),
-                points: finite(
-                    sweep
-                        .iter()
-                        .map(|p| (p.users as f64, pick_ttft(&p.metrics)))
-                        .collect(),
-                ),
-                markers: true,
-            },
+            series("p50".into(), &|m| m.ttft_ms.p50 / 1000.0),
+            series(hi_l.clone(), &pick_ttft),
         ],
         hlines: vec![RefLine {
             at: slo.ttft_s,
