@@ -3,7 +3,7 @@
 use super::chart::{ChartSpec, RefLine, Series};
 use super::doc::Document;
 use super::format::{
-    percent, seconds, sig_str, thousands, tok_s, usd, usd_per_hour, users, users_with_interval,
+    percent, seconds, sig_str, thousands, tok_s, usd, usd_per_hour, users_with_interval,
 };
 use super::table::new_table;
 use crate::plan::planner::SweepPoint;
@@ -342,9 +342,13 @@ pub fn load_charts(r: &PlanResult, sweep: &[SweepPoint]) -> Vec<(String, ChartSp
         return Vec::new();
     }
     let slo = &r.slo.slo;
+    // Labelled with the same rounding as the verdict table, so the two never disagree.
     let knee = r.users_per_card.as_ref().map(|u| RefLine {
         at: u.estimate as f64,
-        label: format!("capacity {} users", users(u.estimate as f64)),
+        label: format!(
+            "capacity {} users",
+            users_with_interval(u.estimate as f64, u.low as f64, u.high as f64).0
+        ),
     });
     let (lo_l, hi_l) = slo.labels();
     let pick_rate = |m: &crate::sim::Metrics| {
