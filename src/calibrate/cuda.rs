@@ -1419,27 +1419,24 @@ impl CudaTimer {
         let x_d = self.upload(&x)?;
         let y_d = alloc(&self.stream, 2 * tmax * n)?;
         let (nu, ku) = (n as u32, k as u32);
+        // Read the first `t` rows of y back and compare them with x · wrefᵀ on the CPU.
+        let linear_check = |s: &Self, name: &str, t: usize, wref: &[f32]| -> Result<CheckReport> {
+            let y: Vec<f16> = s.dtoh(&y_d, t * n)?;
+            Ok(cpu::compare(
+                name,
+                &to_f32(&y),
+                &cpu::linear(&xf, wref, t, n, k),
+                atol,
+                rtol,
+            ))
+        };
         // fp16 cuBLASLt.
         let m16 = self.imma_prepare(true, nu, ku, tmax as u32, (&[w_d.ptr], x_d.ptr, y_d.ptr))?;
         self.imma_run(&m16, w_d.ptr, x_d.ptr, y_d.ptr)?;
-        let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
-        reports.push(cpu::compare(
-            "fp16 cuBLASLt GEMM",
-            &to_f32(&y),
-            &cpu::linear(&xf, &wf, tmax, n, k),
-            atol,
-            rtol,
-        ));
+        reports.push(linear_check(self, "fp16 cuBLASLt GEMM", tmax, &wf)?);
         // fp16 cublasGemmEx (torch's call).
         self.gemmex_run(w_d.ptr, x_d.ptr, y_d.ptr, nu, ku, tmax as u32)?;
-        let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
-        reports.push(cpu::compare(
-            "fp16 cublasGemmEx",
-            &to_f32(&y),
-            &cpu::linear(&xf, &wf, tmax, n, k),
-            atol,
-            rtol,
-        ));
+        reports.push(linear_check(self, "fp16 cublasGemmEx", tmax, &wf)?);
         // NF4.
         let nf4 = Nf4Tensor::quantize(&wf, n, k);
         let wdq = nf4.dequantize();
@@ -1476,24 +1473,15 @@ impl CudaTimer {
         ));
         for t in [1usize, 7, 16] {
             self.nf4_gemv(&s, nf4.offset, x_d.ptr, y_d.ptr, nu, ku, t as u32)?;
-            let y: Vec<f16> = self.dtoh(&y_d, t * n)?;
-            reports.push(cpu::compare(
-                &format!("nf4_gemv T={t}"),
-                &to_f32(&y),
-                &cpu::linear(&xf, &wdq, t, n, k),
-                atol,
-                rtol,
-            ));
+            reports.push(linear_check(self, &format!("nf4_gemv T={t}"), t, &wdq)?);
         }
         self.imma_run(&m16, wdq_d.ptr, x_d.ptr, y_d.ptr)?;
-        let y: Vec<f16> = self.dtoh(&y_d, tmax * n)?;
-        reports.push(cpu::compare(
+        reports.push(linear_check(
+            self,
             "nf4_dequant + cuBLASLt T=37",
-            &to_f32(&y),
-            &cpu::linear(&xf, &wdq, tmax, n, k),
-            atol,
-            rtol,
-        ));
+            tmax,
+            &wdq,
+        )?);
         // int8.
         let wq = quant::quantize_rows(&wf, n, k);
         let wq_f = wq.dequantize(k);
@@ -1509,14 +1497,7 @@ impl CudaTimer {
         };
         for t in [1usize, 7, 16] {
             self.w8a16(&st, x_d.ptr, y_d.ptr, nu, ku, t as u32)?;
-            let y: Vec<f16> = self.dtoh(&y_d, t * n)?;
-            reports.push(cpu::compare(
-                &format!("w8a16_gemv T={t}"),
-                &to_f32(&y),
-                &cpu::linear(&xf, &wq_f, t, n, k),
-                atol,
-                rtol,
-            ));
+            reports.push(linear_check(self, &format!("w8a16_gemv T={t}"), t, &wq_f)?);
         }
         let m = self.imma_prepare(
             false,
