@@ -273,6 +273,221 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
 DECODE_G(1, 4) DECODE_G(2, 4) DECODE_G(3, 4) DECODE_G(4, 4)
 DECODE_G(5, 2) DECODE_G(6, 2) DECODE_G(7, 2) DECODE_G(8, 2)
 
+// Single-pass ("streaming") paged decode: each warp walks whole KV blocks (16 tokens) of the
+// partition with an online softmax, issuing every K and V load of a block before any arithmetic
+// (with PF, the next block's loads too), so bytes stay in flight without the two-pass kernel's
+// shared-memory score buffer and barriers. Per 16-byte load, LPT lanes hold one token's 128 dims,
+// so each lane's scores are exactly the ones its V values need. Warps merge at the end.
+template <typename KV> struct Lanes;
+template <> struct Lanes<half> { static constexpr int E = 8; };
+template <> struct Lanes<signed char> { static constexpr int E = 16; };
+__device__ __forceinline__ void cvt16(const uint4& u, float* f, const half*) { conv8(u, f); }
+__device__ __forceinline__ void cvt16(const uint4& u, float* f, const signed char*) {
+    const signed char* c = reinterpret_cast<const signed char*>(&u);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) f[i] = (float)c[i];
+}
+
+template <typename KV, int G, int NW, bool PF, bool HALF>
+__device__ void paged_decode_stream(const half* __restrict__ q, const KV* __restrict__ kc,
+                                    const KV* __restrict__ vc, const int* __restrict__ block_table,
+                                    const int* __restrict__ ctx_lens, half* __restrict__ out,
+                                    float* __restrict__ part_o, float* __restrict__ part_m,
+                                    float* __restrict__ part_l, float scale, float kv_scale, int H,
+                                    int KVH, int max_blocks, int part) {
+    constexpr int E = Lanes<KV>::E;  // elements per 16-byte load
+    constexpr int LPT = HD / E;      // lanes per token
+    constexpr int TPL = 32 / LPT;    // tokens per warp-wide load
+    constexpr int NL = BS / TPL / (HALF ? 2 : 1);  // loads per step (a block, or half of one)
+    constexpr int CT = NL * TPL;                   // tokens per step
+    __shared__ float red[NW][G][HD];
+    __shared__ float wm[NW][G], wl[NW][G];
+    const int kvh = blockIdx.x, b = blockIdx.y, p = blockIdx.z, nparts = gridDim.z;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int ctx = ctx_lens[b];
+    const int t0 = p * part;
+    const int n = max(0, min(ctx, t0 + part) - t0);
+    const int nb = (n + CT - 1) / CT;  // steps
+    const int d0 = (lane % LPT) * E, tsub = lane / LPT;
+    float qf[G][E];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        const half* qp = q + ((size_t)b * H + kvh * G + g) * HD + d0;
+#pragma unroll
+        for (int e = 0; e < E; e += 8) {
+            float t[8];
+            conv8(*reinterpret_cast<const uint4*>(qp + e), t);
+#pragma unroll
+            for (int i = 0; i < 8; ++i) qf[g][e + i] = t[i] * scale * kv_scale;
+        }
+    }
+    float m[G], l[G], acc[G][E];
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+        m[g] = -INFINITY;
+        l[g] = 0.f;
+#pragma unroll
+        for (int e = 0; e < E; ++e) acc[g][e] = 0.f;
+    }
+    const size_t head_off = (size_t)kvh * BS * HD;
+    const size_t blk_stride = (size_t)KVH * BS * HD;
+    const int* bt = block_table + (size_t)b * max_blocks + t0 / BS;
+    auto load = [&](int c, uint4* kd, uint4* vd) {
+        const size_t off = (size_t)bt[c * CT / BS] * blk_stride + head_off;
+        const int jo = (c * CT % BS) / TPL;  // first load of this step within its block
+        const uint4* kp = reinterpret_cast<const uint4*>(kc + off) + jo * 32;
+        const uint4* vp = reinterpret_cast<const uint4*>(vc + off) + jo * 32;
+#pragma unroll
+        for (int j = 0; j < NL; ++j) kd[j] = kp[j * 32 + lane];
+#pragma unroll
+        for (int j = 0; j < NL; ++j) vd[j] = vp[j * 32 + lane];
+    };
+    auto compute = [&](int c, const uint4* kd, const uint4* vd) {
+        float s[NL][G];
+#pragma unroll
+        for (int j = 0; j < NL; ++j) {
+            float kf[E];
+            cvt16(kd[j], kf, kc);
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+                float a = 0.f;
+#pragma unroll
+                for (int e = 0; e < E; ++e) a += qf[g][e] * kf[e];
+                s[j][g] = a;
+            }
+        }
+#pragma unroll
+        for (int o = LPT / 2; o > 0; o >>= 1)
+#pragma unroll
+            for (int j = 0; j < NL; ++j)
+#pragma unroll
+                for (int g = 0; g < G; ++g) s[j][g] += __shfl_xor_sync(0xffffffff, s[j][g], o);
+        float mc[G];
+#pragma unroll
+        for (int g = 0; g < G; ++g) mc[g] = -INFINITY;
+        bool valid[NL];
+#pragma unroll
+        for (int j = 0; j < NL; ++j) {
+            valid[j] = c * CT + j * TPL + tsub < n;
+#pragma unroll
+            for (int g = 0; g < G; ++g)
+                if (valid[j]) mc[g] = fmaxf(mc[g], s[j][g]);
+        }
+#pragma unroll
+        for (int o = LPT; o < 32; o <<= 1)
+#pragma unroll
+            for (int g = 0; g < G; ++g) mc[g] = fmaxf(mc[g], __shfl_xor_sync(0xffffffff, mc[g], o));
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+            const float mn = fmaxf(m[g], mc[g]);  // finite: every walked step has a valid token
+            const float alpha = __expf(m[g] - mn);
+            m[g] = mn;
+            l[g] *= alpha;
+#pragma unroll
+            for (int e = 0; e < E; ++e) acc[g][e] *= alpha;
+        }
+#pragma unroll
+        for (int j = 0; j < NL; ++j) {
+            if (!valid[j]) continue;  // the block's tail past the context may hold anything
+            float vf[E];
+            cvt16(vd[j], vf, vc);
+#pragma unroll
+            for (int g = 0; g < G; ++g) {
+                const float pw = __expf(s[j][g] - m[g]);
+                l[g] += pw;
+#pragma unroll
+                for (int e = 0; e < E; ++e) acc[g][e] += pw * vf[e];
+            }
+        }
+    };
+    uint4 kr[NL], vr[NL];
+    if constexpr (PF) {
+        if (warp < nb) load(warp, kr, vr);
+        for (int c = warp; c < nb; c += NW) {
+            uint4 kn[NL], vn[NL];
+            const bool more = c + NW < nb;
+            if (more) load(c + NW, kn, vn);
+            compute(c, kr, vr);
+            if (more) {
+#pragma unroll
+                for (int j = 0; j < NL; ++j) {
+                    kr[j] = kn[j];
+                    vr[j] = vn[j];
+                }
+            }
+        }
+    } else {
+        for (int c = warp; c < nb; c += NW) {
+            load(c, kr, vr);
+            compute(c, kr, vr);
+        }
+    }
+    // Lanes with the same dims (one per token slot) hold disjoint tokens: sum them.
+#pragma unroll
+    for (int g = 0; g < G; ++g) {
+#pragma unroll
+        for (int o = LPT; o < 32; o <<= 1) {
+            l[g] += __shfl_xor_sync(0xffffffff, l[g], o);
+#pragma unroll
+            for (int e = 0; e < E; ++e) acc[g][e] += __shfl_xor_sync(0xffffffff, acc[g][e], o);
+        }
+        if (tsub == 0) {
+#pragma unroll
+            for (int e = 0; e < E; ++e) red[warp][g][d0 + e] = acc[g][e];
+        }
+        if (lane == 0) {
+            wm[warp][g] = m[g];
+            wl[warp][g] = l[g];
+        }
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
+        const int g = i / HD, d = i % HD;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < NW; ++w) M = fmaxf(M, wm[w][g]);
+        float num = 0.f, den = 0.f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < NW; ++w) {
+                const float f = __expf(wm[w][g] - M);  // 0 for a warp that saw no block
+                num += f * red[w][g][d];
+                den += f * wl[w][g];
+            }
+        }
+        const float o = den > 0.f ? num * kv_scale / den : 0.f;
+        const size_t bh = (size_t)b * H + kvh * G + g;
+        if (nparts == 1) {
+            out[bh * HD + d] = __float2half(o);
+        } else {
+            part_o[(bh * nparts + p) * HD + d] = o;
+            if (d == 0) {
+                part_m[bh * nparts + p] = M;
+                part_l[bh * nparts + p] = den;
+            }
+        }
+    }
+}
+
+// Two streaming variants per (dtype, G): 8 warps loading a whole block per step (one resident
+// CTA per SM), and 4 warps loading half a block per step with at most 128 registers, so that four
+// CTAs fit on an SM and more warps hide each other's latency.
+#define STREAM_KERNEL(NAME, KV, G, NW, PF, HALF, MINB)                                           \
+    extern "C" __global__ void __launch_bounds__(NW * 32, MINB) NAME(                             \
+        const half* q, const KV* kc, const KV* vc, const int* block_table, const int* ctx_lens,  \
+        half* out, float* part_o, float* part_m, float* part_l, float scale, float kv_scale,     \
+        int H, int KVH, int max_blocks, int part) {                                              \
+        paged_decode_stream<KV, G, NW, PF, HALF>(q, kc, vc, block_table, ctx_lens, out, part_o,  \
+                                                 part_m, part_l, scale, kv_scale, H, KVH,         \
+                                                 max_blocks, part);                               \
+    }
+#define STREAM_G(G)                                                                              \
+    STREAM_KERNEL(paged_decode_s_f16_g##G##_w8, half, G, 8, false, false, 1)                     \
+    STREAM_KERNEL(paged_decode_s_i8_g##G##_w8, signed char, G, 8, false, false, 1)               \
+    STREAM_KERNEL(paged_decode_s_f16_g##G##_w4h, half, G, 4, false, true, 4)                     \
+    STREAM_KERNEL(paged_decode_s_i8_g##G##_w4h, signed char, G, 4, false, true, 4)
+STREAM_G(1) STREAM_G(2) STREAM_G(3) STREAM_G(4) STREAM_G(5) STREAM_G(6) STREAM_G(7) STREAM_G(8)
+
 // Combine partition partials: grid (H, B), HD threads. The per-partition weights are computed
 // once in shared memory (in parallel), then each thread sums its dimension over partitions with
 // independent loads.

@@ -58,6 +58,9 @@ def parse_args():
     ap.add_argument("--quick", action="store_true", help="a few points only (smoke test)")
     ap.add_argument("--layers", type=int, default=ARCH["layers"], help="override layer count (testing)")
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile for elementwise ops")
+    ap.add_argument("--profile-prefill", default="",
+                    help="comma-separated prompt lengths: print each prefill step's GPU time per kernel "
+                         "(torch.profiler, one eager step) and skip the timed points")
     return ap.parse_args()
 
 
@@ -303,6 +306,32 @@ def main():
             "ms_p90": ts[min(len(ts) - 1, math.ceil(0.9 * len(ts)) - 1)],
             "ms_min": ts[0],
         }
+
+    if args.profile_prefill:
+        from torch.profiler import profile, ProfilerActivity
+        for P in [int(x) for x in args.profile_prefill.split(",")]:
+            step, _ = make_prefill(P)
+            for _ in range(3):
+                step()
+            torch.cuda.synchronize()
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                step()
+                torch.cuda.synchronize()
+            rows = []
+            for ev in prof.key_averages():
+                us = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
+                if us > 0:
+                    rows.append((us, ev.count, ev.key))
+            rows.sort(reverse=True)
+            total = sum(r[0] for r in rows)
+            print(f"profile prefill P={P}: {total / 1e3:.3f} ms of kernels")
+            for us, n, key in rows[:30]:
+                print(f"  {us / 1e3:8.3f} ms  x{n:4d}  {key[:110]}")
+            result.setdefault("profile", []).append(
+                {"tokens": P, "kernel_ms": total / 1e3,
+                 "top": [{"ms": us / 1e3, "calls": n, "kernel": key} for us, n, key in rows[:30]]})
+        save()
+        return
 
     points = [("prefill", p, 0) for p in PREFILL_TOKENS]
     points += [("decode", b, c) for c in DECODE_CONTEXTS for b in DECODE_BATCHES]

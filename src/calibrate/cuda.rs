@@ -285,8 +285,7 @@ fn kernel_names() -> Vec<String> {
     let mut v: Vec<String> = KERNELS.iter().map(|s| s.to_string()).collect();
     for dt in ["f16", "i8"] {
         for g in 1..=plan::MAX_GQA_GROUP {
-            v.push(format!("paged_decode_{dt}_g{g}"));
-            v.push(format!("paged_decode_{dt}_g{g}_r"));
+            v.extend(DecodeKernel::ALL.iter().map(|k| k.name(dt, g)));
         }
     }
     for t in 1..=plan::GEMV_MAX_TOKENS {
@@ -294,6 +293,54 @@ fn kernel_names() -> Vec<String> {
         v.push(format!("w8a16_gemv_t{t}"));
     }
     v
+}
+
+/// The paged-decode kernels of attention.cu. The calibrator times each (with up to three
+/// partition sizes) and keeps the fastest, as an autotuned engine would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DecodeKernel {
+    /// Two passes over a partition (scores to shared memory, then P·V); query in shared memory.
+    TwoPass,
+    /// The same with the query in registers.
+    TwoPassQreg,
+    /// One pass with an online softmax, 8 warps, a whole KV block per load step.
+    Stream8,
+    /// One pass, 4 warps of at most 128 registers, half a KV block per load step.
+    Stream4Half,
+}
+
+impl DecodeKernel {
+    const ALL: [DecodeKernel; 4] = [
+        DecodeKernel::TwoPass,
+        DecodeKernel::TwoPassQreg,
+        DecodeKernel::Stream8,
+        DecodeKernel::Stream4Half,
+    ];
+
+    fn name(self, dt: &str, g: u32) -> String {
+        match self {
+            DecodeKernel::TwoPass => format!("paged_decode_{dt}_g{g}"),
+            DecodeKernel::TwoPassQreg => format!("paged_decode_{dt}_g{g}_r"),
+            DecodeKernel::Stream8 => format!("paged_decode_s_{dt}_g{g}_w8"),
+            DecodeKernel::Stream4Half => format!("paged_decode_s_{dt}_g{g}_w4h"),
+        }
+    }
+
+    fn threads(self) -> u32 {
+        match self {
+            DecodeKernel::Stream8 => 256,
+            _ => 128,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            DecodeKernel::TwoPass => "two-pass",
+            DecodeKernel::TwoPassQreg => "two-pass, q in registers",
+            DecodeKernel::Stream8 => "one-pass, 8 warps",
+            DecodeKernel::Stream4Half => "one-pass, 4 warps, half blocks",
+        }
+    }
 }
 
 fn cfg(grid: (u32, u32, u32), block: u32, smem: u32) -> LaunchConfig {
@@ -944,7 +991,7 @@ impl CudaTimer {
         kv_heads: u32,
         batch: u32,
         max_ctx: u32,
-        qreg: bool,
+        kernel: DecodeKernel,
         part_scale: u32,
     ) -> Result<()> {
         let part = (self.decode_part(batch, kv_heads, max_ctx) * part_scale).min(PART);
@@ -963,12 +1010,8 @@ impl CudaTimer {
             KvDtype::Fp16 => "f16",
             KvDtype::Int8 => "i8",
         };
-        let name = format!(
-            "paged_decode_{dt}_g{}{}",
-            heads / kv_heads,
-            if qreg { "_r" } else { "" }
-        );
-        launch!(self, &name, cfg((kv_heads, batch, nparts), 128, 0);
+        let name = kernel.name(dt, heads / kv_heads);
+        launch!(self, &name, cfg((kv_heads, batch, nparts), kernel.threads(), 0);
             d.q.ptr, d.kc.ptr, d.vc.ptr, table, ctx_lens, d.out.ptr, d.part_o.ptr,
             d.part_m.ptr, d.part_l.ptr, scale, kv_scale, heads as i32, kv_heads as i32,
             stride as i32, part as i32)?;
@@ -1232,15 +1275,16 @@ impl CudaTimer {
         })?;
         let table = self.upload(ids)?;
         let copy_table = |i: usize| table.ptr + (4 * i * per_copy) as u64;
-        // Both kernel variants and up to three partition sizes; the fastest is what an
+        // Every kernel variant and up to three partition sizes; the fastest is what an
         // autotuned engine would run.
         let base = self.decode_part(batch, kv_heads, context);
         let mut best = f64::INFINITY;
+        let debug = std::env::var_os("CARDPLAN_DEBUG_DECODE").is_some();
         for scale in [1u32, 2, 4] {
             if scale > 1 && base * scale / 2 >= PART {
                 break;
             }
-            for qreg in [false, true] {
+            for kernel in DecodeKernel::ALL {
                 let ms = self.bench(copies, &|s, i| {
                     s.decode(
                         kv,
@@ -1252,10 +1296,17 @@ impl CudaTimer {
                         kv_heads,
                         batch,
                         context,
-                        qreg,
+                        kernel,
                         scale,
                     )
                 })?;
+                if debug {
+                    eprintln!(
+                        "decode {kv} {heads}/{kv_heads} batch {batch} context {context} part {}: {} {ms:.4} ms",
+                        (base * scale).min(PART),
+                        kernel.label()
+                    );
+                }
                 best = best.min(ms);
             }
         }
@@ -1603,7 +1654,7 @@ impl CudaTimer {
                 } else {
                     format!("contexts {ctx:?}")
                 };
-                for qreg in [false, true] {
+                for kernel in DecodeKernel::ALL {
                     self.decode(
                         kv,
                         &d,
@@ -1614,15 +1665,12 @@ impl CudaTimer {
                         kv_heads as u32,
                         b as u32,
                         max_ctx,
-                        qreg,
+                        kernel,
                         1,
                     )?;
                     let y: Vec<f16> = self.dtoh(&d.out, b * heads * 128)?;
                     reports.push(cpu::compare(
-                        &format!(
-                            "paged_decode{} {kv} KV, {label}",
-                            if qreg { " (q in registers)" } else { "" }
-                        ),
+                        &format!("paged_decode ({}) {kv} KV, {label}", kernel.label()),
                         &to_f32(&y),
                         &want,
                         2e-3,
@@ -1748,7 +1796,7 @@ impl KernelTimer for CudaTimer {
         let common = "random inputs (never all zero); \
              cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
              fastest of the top-16 heuristic algorithms per shape and token count (timed once); \
-             paged decode: fastest of two kernel variants x up to three partition sizes per point; \
+             paged decode: fastest of four kernel variants (two-pass x2, one-pass online-softmax x2) x up to three partition sizes per point; \
              custom kernels compiled by NVRTC for this GPU";
         match self.timing {
             Timing::Isolated => format!(

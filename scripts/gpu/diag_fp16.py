@@ -1,0 +1,151 @@
+"""Why do cardplan's cublasGemmEx timings differ from torch's F.linear? A diagnosis, on the device.
+
+Usage: python3 scripts/gpu/diag_fp16.py OUT.md RAW.json [RAW_TORCHLIB.json]
+
+1. Which cuBLAS / cuBLASLt libraries torch loads, their versions, and the system's (the ones
+   cardplan's dynamic loading finds through the loader path).
+2. F.linear on the fp16 GEMM points of RAW.json (a cardplan calibrate --raw file), timed by the
+   calibrator's back-to-back method, next to cardplan's cublasGemmEx from RAW.json and, when given,
+   from RAW_TORCHLIB.json (the same calibration run with LD_LIBRARY_PATH pointing at torch's cuBLAS).
+3. The cuBLAS API and cuBLASLt logs of one F.linear call (down_proj at 4096 tokens): which entry
+   point torch calls and which algorithm cuBLAS picks.
+"""
+import ctypes
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+
+import torch
+import torch.nn.functional as F
+
+out_md, raw_path = sys.argv[1], sys.argv[2]
+raw2_path = sys.argv[3] if len(sys.argv) > 3 else None
+dev = torch.device("cuda")
+props = torch.cuda.get_device_properties(0)
+L2 = getattr(props, "L2_cache_size", 50 << 20)
+lines = [f"# fp16 GEMM diagnosis on {props.name}", "", f"torch {torch.__version__}, CUDA {torch.version.cuda}", ""]
+
+# ---- 1. libraries
+a = torch.randn(256, 256, device=dev, dtype=torch.float16)
+(a @ a).sum().item()
+loaded = sorted({ln.split()[-1] for ln in open("/proc/self/maps") if "cublas" in ln.split()[-1]})
+
+
+def lib_versions(path):
+    lib = ctypes.CDLL(path)
+    if "cublasLt" in os.path.basename(path):
+        lib.cublasLtGetVersion.restype = ctypes.c_size_t
+        return f"cublasLtGetVersion = {lib.cublasLtGetVersion()}"
+    v = []
+    for t in range(3):
+        x = ctypes.c_int()
+        lib.cublasGetProperty(t, ctypes.byref(x))
+        v.append(x.value)
+    return "cublasGetProperty = " + ".".join(map(str, v))
+
+
+lines.append("## Libraries")
+lines.append("")
+for p in loaded:
+    lines.append(f"- torch loads `{p}`: {lib_versions(p)}")
+sysv = subprocess.run(
+    [sys.executable, "-c",
+     "import ctypes; l = ctypes.CDLL('libcublasLt.so.13'); l.cublasLtGetVersion.restype = ctypes.c_size_t; "
+     "print(l.cublasLtGetVersion()); import os; "
+     "print([x.split()[-1] for x in open('/proc/self/maps') if 'cublas' in x][:1])"],
+    capture_output=True, text=True)
+lines.append(f"- the loader path's `libcublasLt.so.13` (what cardplan loads): {sysv.stdout.strip()} {sysv.stderr.strip()[:200]}")
+lines.append("")
+
+# ---- 2. F.linear vs cardplan GemmEx
+REPS, WARM, MAX_COPIES, MAX_CALLS, TARGET_MS = 30, 5, 64, 64, 0.3
+SPIN = int(50e-6 * props.clock_rate * 1e3) if getattr(props, "clock_rate", 0) else 100_000
+
+
+def bench(fn, copies):
+    for i in range(max(copies, WARM)):
+        fn(i % copies)
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    for i in range(3):
+        fn(i % copies)
+    e.record()
+    e.synchronize()
+    est = s.elapsed_time(e) / 3
+    calls = min(MAX_CALLS, max(2, copies, math.ceil(TARGET_MS / est) if est > 0 else MAX_CALLS))
+    st = torch.cuda.Stream()
+    st.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(st):
+        for i in range(min(copies, 3)):
+            fn(i)
+    torch.cuda.current_stream().wait_stream(st)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(calls):
+            fn(i % copies)
+    g.replay()
+    torch.cuda.synchronize()
+    ts = []
+    for _ in range(REPS):
+        torch.cuda._sleep(SPIN)
+        s.record()
+        g.replay()
+        e.record()
+        e.synchronize()
+        ts.append(s.elapsed_time(e) / calls)
+    return statistics.median(ts)
+
+
+def load(p):
+    return {(t["n"], t["k"], t["tokens"]): t["ms"] for t in json.load(open(p))["timed"]
+            if t["job"] == "gemm" and t.get("path") == "fp16-cublas-gemmex"}
+
+
+ours = load(raw_path)
+ours2 = load(raw2_path) if raw2_path and os.path.exists(raw2_path) else {}
+lines += ["## cublasGemmEx (cardplan) vs F.linear, back to back", "",
+          "| n | k | T | F.linear ms | cardplan GemmEx ms | ratio | GemmEx with torch's cuBLAS ms | ratio |",
+          "|---|---|---|---|---|---|---|---|"]
+r1, r2 = [], []
+for (n, k, T), ms in sorted(ours.items()):
+    wbytes = n * k * 2
+    S = max(1, min(MAX_COPIES, -(-2 * L2 // wbytes)))
+    x = (torch.rand(T, k, device=dev, dtype=torch.float32) - 0.5).half()
+    ws = [(torch.rand(n, k, device=dev, dtype=torch.float32) - 0.5).half() for _ in range(S)]
+    t = bench(lambda i: F.linear(x, ws[i]), S)
+    del ws, x
+    torch.cuda.empty_cache()
+    q1 = ms / t
+    r1.append(q1)
+    o2 = ours2.get((n, k, T))
+    c2 = f"{o2:.4f} | {o2 / t:.3f}" if o2 else " | "
+    if o2:
+        r2.append(o2 / t)
+    lines.append(f"| {n} | {k} | {T} | {t:.4f} | {ms:.4f} | {q1:.3f} | {c2} |")
+    print(lines[-1], flush=True)
+
+
+def within(rs):
+    return f"{sum(1 for r in rs if abs(r - 1) <= 0.05)} of {len(rs)} within 5%, {min(rs):.3f}–{max(rs):.3f}" if rs else "n/a"
+
+
+lines += ["", f"System cuBLAS: {within(r1)}. Torch's cuBLAS: {within(r2)}.", ""]
+
+# ---- 3. logs of one F.linear call
+code = ("import torch, torch.nn.functional as F; x = torch.randn(4096, 14336, device='cuda', dtype=torch.float16); "
+        "w = torch.randn(4096, 14336, device='cuda', dtype=torch.float16); F.linear(x, w); torch.cuda.synchronize()")
+env = dict(os.environ, CUBLAS_LOGINFO_DBG="1", CUBLAS_LOGDEST_DBG="/tmp/cublas_api.log",
+           CUBLASLT_LOG_LEVEL="2", CUBLASLT_LOG_FILE="/tmp/cublaslt.log")
+subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+for name in ["/tmp/cublas_api.log", "/tmp/cublaslt.log"]:
+    lines += [f"## {name} (F.linear, down_proj, T = 4096)", "", "```"]
+    try:
+        lines += open(name).read()[-4000:].splitlines()
+    except OSError as e:
+        lines.append(f"(none: {e})")
+    lines += ["```", ""]
+open(out_md, "w").write("\n".join(lines) + "\n")
+print("\n".join(lines[:12]))
