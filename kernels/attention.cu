@@ -254,9 +254,9 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
     }
 }
 
-// Two variants per (dtype, G): query in shared memory (more blocks per SM) and query in
-// registers (no shared-memory traffic in the inner product); the calibrator times both and
-// keeps the faster, as an autotuner would.
+// Two-pass kernels with the query in registers (no shared-memory traffic in the inner product).
+// The query-in-shared-memory instantiation (QREG = false) never won a point on the H100 and is no
+// longer built.
 #define DECODE_KERNEL(NAME, KV, G, QREG, MINB)                                                   \
     extern "C" __global__ void __launch_bounds__(128, MINB) NAME(                                \
         const half* q, const KV* kc, const KV* vc, const int* block_table, const int* ctx_lens,  \
@@ -265,13 +265,9 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
         paged_decode<KV, G, QREG>(q, kc, vc, block_table, ctx_lens, out, part_o, part_m, part_l, \
                                   scale, kv_scale, H, KVH, max_blocks, part);                    \
     }
-#define DECODE_G(G, MINB)                                                                        \
-    DECODE_KERNEL(paged_decode_f16_g##G, half, G, false, 1)                                      \
-    DECODE_KERNEL(paged_decode_i8_g##G, signed char, G, false, 1)                                \
-    DECODE_KERNEL(paged_decode_f16_g##G##_r, half, G, true, MINB)                                \
-    DECODE_KERNEL(paged_decode_i8_g##G##_r, signed char, G, true, MINB)
-DECODE_G(1, 4) DECODE_G(2, 4) DECODE_G(3, 4) DECODE_G(4, 4)
-DECODE_G(5, 2) DECODE_G(6, 2) DECODE_G(7, 2) DECODE_G(8, 2)
+#define DECODE_G(G)                                                                              \
+    DECODE_KERNEL(paged_decode_f16_g##G##_r, half, G, true, (G <= 4 ? 4 : 2))                    \
+    DECODE_KERNEL(paged_decode_i8_g##G##_r, signed char, G, true, (G <= 4 ? 4 : 2))
 
 // Single-pass ("streaming") paged decode: each warp walks whole KV blocks (16 tokens) of the
 // partition with an online softmax, issuing every K and V load of a block before any arithmetic
@@ -486,7 +482,12 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
     STREAM_KERNEL(paged_decode_s_i8_g##G##_w8, signed char, G, 8, false, false, 1)               \
     STREAM_KERNEL(paged_decode_s_f16_g##G##_w4h, half, G, 4, false, true, 4)                     \
     STREAM_KERNEL(paged_decode_s_i8_g##G##_w4h, signed char, G, 4, false, true, 4)
-STREAM_G(1) STREAM_G(2) STREAM_G(3) STREAM_G(4) STREAM_G(5) STREAM_G(6) STREAM_G(7) STREAM_G(8)
+// The calibrator defines DECODE_GROUPS to the GQA group sizes of the models it calibrates.
+#ifndef DECODE_GROUPS
+#define DECODE_GROUPS(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)
+#endif
+DECODE_GROUPS(DECODE_G)
+DECODE_GROUPS(STREAM_G)
 
 // Combine partition partials: grid (H, B), HD threads. The per-partition weights are computed
 // once in shared memory (in parallel), then each thread sums its dimension over partitions with

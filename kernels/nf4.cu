@@ -100,9 +100,11 @@ __device__ void nf4_gemv(const unsigned char* __restrict__ w,
         const float* code, float offset, const half* x, half* y, int n, int k) {                \
         nf4_gemv<T>(w, absmax_q, absmax2, code, offset, x, y, n, k);                            \
     }
-NF4_GEMV(1) NF4_GEMV(2) NF4_GEMV(3) NF4_GEMV(4) NF4_GEMV(5) NF4_GEMV(6) NF4_GEMV(7) NF4_GEMV(8)
-NF4_GEMV(9) NF4_GEMV(10) NF4_GEMV(11) NF4_GEMV(12) NF4_GEMV(13) NF4_GEMV(14) NF4_GEMV(15)
-NF4_GEMV(16)
+// The calibrator defines GEMV_TOKENS to the token counts its sweep and checks use.
+#ifndef GEMV_TOKENS
+#define GEMV_TOKENS(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11) X(12) X(13) X(14) X(15) X(16)
+#endif
+GEMV_TOKENS(NF4_GEMV)
 
 // Dequantize the whole tensor to fp16 (row-major n x k): what bitsandbytes and vLLM run before
 // a cuBLAS GEMM when more than one token comes in. Each thread turns 4 packed bytes (8 weights)

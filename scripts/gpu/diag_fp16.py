@@ -1,12 +1,12 @@
 """Why do cardplan's cublasGemmEx timings differ from torch's F.linear? A diagnosis, on the device.
 
-Usage: python3 scripts/gpu/diag_fp16.py OUT.md RAW.json [RAW_TORCHLIB.json]
+Usage: python3 scripts/gpu/diag_fp16.py OUT.md LABEL=RAW.json [LABEL=RAW.json ...]
 
 1. Which cuBLAS / cuBLASLt libraries torch loads, their versions, and the system's (the ones
    cardplan's dynamic loading finds through the loader path).
-2. F.linear on the fp16 GEMM points of RAW.json (a cardplan calibrate --raw file), timed by the
-   calibrator's back-to-back method, next to cardplan's cublasGemmEx from RAW.json and, when given,
-   from RAW_TORCHLIB.json (the same calibration run with LD_LIBRARY_PATH pointing at torch's cuBLAS).
+2. F.linear on the fp16 GEMM points of the first RAW.json (a `cardplan calibrate --raw` file),
+   timed by the calibrator's back-to-back method, next to cardplan's cublasGemmEx from each RAW
+   (e.g. runs with another cuBLAS on LD_LIBRARY_PATH or another CARDPLAN_GEMMEX_WORKSPACE).
 3. The cuBLAS API and cuBLASLt logs of one F.linear call (down_proj at 4096 tokens): which entry
    point torch calls and which algorithm cuBLAS picks.
 """
@@ -21,8 +21,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
-out_md, raw_path = sys.argv[1], sys.argv[2]
-raw2_path = sys.argv[3] if len(sys.argv) > 3 else None
+out_md = sys.argv[1]
+runs = [a.split("=", 1) for a in sys.argv[2:]]
 dev = torch.device("cuda")
 props = torch.cuda.get_device_properties(0)
 L2 = getattr(props, "L2_cache_size", 50 << 20)
@@ -104,13 +104,12 @@ def load(p):
             if t["job"] == "gemm" and t.get("path") == "fp16-cublas-gemmex"}
 
 
-ours = load(raw_path)
-ours2 = load(raw2_path) if raw2_path and os.path.exists(raw2_path) else {}
+runs = [(label, load(p)) for label, p in runs if os.path.exists(p)]
 lines += ["## cublasGemmEx (cardplan) vs F.linear, back to back", "",
-          "| n | k | T | F.linear ms | cardplan GemmEx ms | ratio | GemmEx with torch's cuBLAS ms | ratio |",
-          "|---|---|---|---|---|---|---|---|"]
-r1, r2 = [], []
-for (n, k, T), ms in sorted(ours.items()):
+          "| n | k | T | F.linear ms | " + " | ".join(f"{lab} ms | ratio" for lab, _ in runs) + " |",
+          "|---|---|---|---|" + "---|---|" * len(runs)]
+ratios = {lab: [] for lab, _ in runs}
+for (n, k, T) in sorted(runs[0][1]) if runs else []:
     wbytes = n * k * 2
     S = max(1, min(MAX_COPIES, -(-2 * L2 // wbytes)))
     x = (torch.rand(T, k, device=dev, dtype=torch.float32) - 0.5).half()
@@ -118,13 +117,15 @@ for (n, k, T), ms in sorted(ours.items()):
     t = bench(lambda i: F.linear(x, ws[i]), S)
     del ws, x
     torch.cuda.empty_cache()
-    q1 = ms / t
-    r1.append(q1)
-    o2 = ours2.get((n, k, T))
-    c2 = f"{o2:.4f} | {o2 / t:.3f}" if o2 else " | "
-    if o2:
-        r2.append(o2 / t)
-    lines.append(f"| {n} | {k} | {T} | {t:.4f} | {ms:.4f} | {q1:.3f} | {c2} |")
+    cells = []
+    for lab, d in runs:
+        o = d.get((n, k, T))
+        if o:
+            ratios[lab].append(o / t)
+            cells.append(f"{o:.4f} | {o / t:.3f}")
+        else:
+            cells.append(" | ")
+    lines.append(f"| {n} | {k} | {T} | {t:.4f} | " + " | ".join(cells) + " |")
     print(lines[-1], flush=True)
 
 
@@ -132,7 +133,7 @@ def within(rs):
     return f"{sum(1 for r in rs if abs(r - 1) <= 0.05)} of {len(rs)} within 5%, {min(rs):.3f}–{max(rs):.3f}" if rs else "n/a"
 
 
-lines += ["", f"System cuBLAS: {within(r1)}. Torch's cuBLAS: {within(r2)}.", ""]
+lines += [""] + [f"- {lab}: {within(rs)}" for lab, rs in ratios.items()] + [""]
 
 # ---- 3. logs of one F.linear call
 code = ("import torch, torch.nn.functional as F; x = torch.randn(4096, 14336, device='cuda', dtype=torch.float16); "

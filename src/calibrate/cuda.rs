@@ -21,11 +21,11 @@ use cudarc::driver::{
     CudaContext, CudaEvent, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr,
     LaunchConfig, PushKernelArg, result as dres, sys as dsys,
 };
-use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 use half::f16;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use super::nvrtc;
 use super::plan::{self, GemmPath, Job, SweepSpec};
 use super::quant::{self, Nf4Tensor};
 use super::reference as cpu;
@@ -280,28 +280,80 @@ macro_rules! launch {
     }};
 }
 
-/// Every kernel the timer loads: the fixed ones and the decode kernel per dtype and GQA group.
-fn kernel_names() -> Vec<String> {
-    let mut v: Vec<String> = KERNELS.iter().map(|s| s.to_string()).collect();
-    for dt in ["f16", "i8"] {
-        for g in 1..=plan::MAX_GQA_GROUP {
-            v.extend(DecodeKernel::ALL.iter().map(|k| k.name(dt, g)));
+/// The templated kernels one calibration needs: GEMV token counts (the sweep's and the checks')
+/// and GQA group sizes (the models' and the check's). Only these are instantiated, which keeps
+/// NVRTC's work (most of `--quick`'s wall time on a fresh machine) small.
+struct Instances {
+    gemv_tokens: Vec<u32>,
+    groups: Vec<u32>,
+}
+
+impl Instances {
+    fn for_spec(spec: &SweepSpec) -> Instances {
+        let mut gemv_tokens: Vec<u32> = spec
+            .tokens
+            .iter()
+            .copied()
+            .filter(|&t| t <= plan::GEMV_MAX_TOKENS)
+            .chain(CHECK_GEMV_TOKENS)
+            .collect();
+        gemv_tokens.sort_unstable();
+        gemv_tokens.dedup();
+        let mut groups: Vec<u32> = spec
+            .attn
+            .iter()
+            .map(|&(h, kv)| h / kv.max(1))
+            .chain([CHECK_DECODE_HEADS.0 / CHECK_DECODE_HEADS.1])
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        Instances {
+            gemv_tokens,
+            groups,
         }
     }
-    for t in 1..=plan::GEMV_MAX_TOKENS {
-        v.push(format!("nf4_gemv_t{t}"));
-        v.push(format!("w8a16_gemv_t{t}"));
+
+    /// Source prefix defining the instantiation lists (`#line 1` keeps NVRTC's line numbers).
+    fn prefix(&self) -> String {
+        let list = |v: &[u32]| {
+            v.iter()
+                .map(|x| format!("X({x})"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        format!(
+            "#define GEMV_TOKENS(X) {}\n#define DECODE_GROUPS(X) {}\n#line 1\n",
+            list(&self.gemv_tokens),
+            list(&self.groups)
+        )
     }
-    v
+
+    /// Every kernel the timer loads.
+    fn kernel_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = KERNELS.iter().map(|s| s.to_string()).collect();
+        for dt in ["f16", "i8"] {
+            for &g in &self.groups {
+                v.extend(DecodeKernel::ALL.iter().map(|k| k.name(dt, g)));
+            }
+        }
+        for t in &self.gemv_tokens {
+            v.push(format!("nf4_gemv_t{t}"));
+            v.push(format!("w8a16_gemv_t{t}"));
+        }
+        v
+    }
 }
+
+/// Token counts of the GEMV correctness checks.
+const CHECK_GEMV_TOKENS: [u32; 3] = [1, 7, 16];
+/// (query heads, KV heads) of the decode-attention correctness check.
+const CHECK_DECODE_HEADS: (u32, u32) = (8, 2);
 
 /// The paged-decode kernels of attention.cu. The calibrator times each (with up to three
 /// partition sizes) and keeps the fastest, as an autotuned engine would.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DecodeKernel {
-    /// Two passes over a partition (scores to shared memory, then P·V); query in shared memory.
-    TwoPass,
-    /// The same with the query in registers.
+    /// Two passes over a partition (scores to shared memory, then P·V), query in registers.
     TwoPassQreg,
     /// One pass with an online softmax, 8 warps, a whole KV block per load step.
     Stream8,
@@ -310,8 +362,7 @@ enum DecodeKernel {
 }
 
 impl DecodeKernel {
-    const ALL: [DecodeKernel; 4] = [
-        DecodeKernel::TwoPass,
+    const ALL: [DecodeKernel; 3] = [
         DecodeKernel::TwoPassQreg,
         DecodeKernel::Stream8,
         DecodeKernel::Stream4Half,
@@ -319,7 +370,6 @@ impl DecodeKernel {
 
     fn name(self, dt: &str, g: u32) -> String {
         match self {
-            DecodeKernel::TwoPass => format!("paged_decode_{dt}_g{g}"),
             DecodeKernel::TwoPassQreg => format!("paged_decode_{dt}_g{g}_r"),
             DecodeKernel::Stream8 => format!("paged_decode_s_{dt}_g{g}_w8"),
             DecodeKernel::Stream4Half => format!("paged_decode_s_{dt}_g{g}_w4h"),
@@ -335,8 +385,7 @@ impl DecodeKernel {
 
     fn label(self) -> &'static str {
         match self {
-            DecodeKernel::TwoPass => "two-pass",
-            DecodeKernel::TwoPassQreg => "two-pass, q in registers",
+            DecodeKernel::TwoPassQreg => "two-pass",
             DecodeKernel::Stream8 => "one-pass, 8 warps",
             DecodeKernel::Stream4Half => "one-pass, 4 warps, half blocks",
         }
@@ -370,37 +419,58 @@ impl CudaTimer {
         // A stream of its own: the legacy default stream cannot be captured into a graph.
         let stream = ctx.new_stream().gpu("stream")?;
         let (major, minor) = ctx.compute_capability().gpu("compute capability")?;
-        let arch: &'static str = Box::leak(format!("compute_{major}{minor}").into_boxed_str());
         let mut include_paths = Vec::new();
         if let Ok(home) = std::env::var("CUDA_HOME") {
             include_paths.push(format!("{home}/include"));
         }
         include_paths.push("/usr/local/cuda/include".to_string());
+        let inst = Instances::for_spec(spec);
+        let prefix = inst.prefix();
+        // One thread per source; NVRTC emits SASS for this GPU, so loading needs no JIT.
+        let images: Vec<(&str, std::result::Result<Vec<u8>, String>)> = std::thread::scope(|sc| {
+            let handles: Vec<_> = SOURCES
+                .iter()
+                .map(|&(file, src)| {
+                    let (prefix, include_paths) = (&prefix, &include_paths);
+                    let h = sc.spawn(move || {
+                        nvrtc::compile_cubin(
+                            &format!("{prefix}{src}"),
+                            file,
+                            (major, minor),
+                            include_paths,
+                        )
+                    });
+                    (file, h)
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(file, h)| {
+                    let r = h
+                        .join()
+                        .unwrap_or_else(|_| Err("the compiler thread panicked".to_string()));
+                    (file, r)
+                })
+                .collect()
+        });
+        let names = inst.kernel_names();
         let mut f = std::collections::HashMap::new();
-        for (file, src) in SOURCES {
-            let ptx = compile_ptx_with_opts(
-                src,
-                CompileOptions {
-                    arch: Some(arch),
-                    include_paths: include_paths.clone(),
-                    options: vec!["-std=c++17".into()],
-                    name: Some(file.into()),
-                    ..Default::default()
-                },
-            )
-            .map_err(|e| {
+        for (file, image) in images {
+            let image = image.map_err(|e| {
                 Error::Gpu(format!(
-                    "NVRTC could not compile kernels/{file} for {arch} (include paths {include_paths:?}): {e}"
+                    "NVRTC could not compile kernels/{file} for sm_{major}{minor} (include paths {include_paths:?}): {e}"
                 ))
             })?;
-            let module = ctx.load_module(ptx).gpu(file)?;
-            for name in kernel_names() {
-                if let Ok(func) = module.load_function(&name) {
-                    f.insert(name, func);
+            let module = ctx
+                .load_module(cudarc::nvrtc::Ptx::from_binary(image))
+                .gpu(file)?;
+            for name in &names {
+                if let Ok(func) = module.load_function(name) {
+                    f.insert(name.clone(), func);
                 }
             }
         }
-        if let Some(missing) = kernel_names().into_iter().find(|k| !f.contains_key(k)) {
+        if let Some(missing) = names.iter().find(|k| !f.contains_key(*k)) {
             return Err(Error::Internal(format!(
                 "kernel {missing} not found in kernels/*.cu"
             )));
@@ -420,7 +490,7 @@ impl CudaTimer {
         unsafe {
             cudarc::cublas::result::set_stream(blas, stream.cu_stream() as bsys::cudaStream_t)
                 .gpu("cuBLAS stream")?;
-            bsys::cublasSetWorkspace_v2(blas, blas_ws.ptr as *mut _, LT_WORKSPACE)
+            bsys::cublasSetWorkspace_v2(blas, blas_ws.ptr as *mut _, gemmex_workspace())
                 .result()
                 .gpu("cuBLAS workspace")?;
             bsys::cublasSetMathMode(blas, bsys::cublasMath_t::CUBLAS_DEFAULT_MATH)
@@ -1522,7 +1592,7 @@ impl CudaTimer {
             1e-4,
             1e-3,
         ));
-        for t in [1usize, 7, 16] {
+        for t in CHECK_GEMV_TOKENS.map(|t| t as usize) {
             self.nf4_gemv(&s, nf4.offset, x_d.ptr, y_d.ptr, nu, ku, t as u32)?;
             reports.push(linear_check(self, &format!("nf4_gemv T={t}"), t, &wdq)?);
         }
@@ -1546,7 +1616,7 @@ impl CudaTimer {
             sx: alloc(&self.stream, 4 * tmax)?,
             acc: alloc(&self.stream, 4 * tmax.next_multiple_of(4) * n)?,
         };
-        for t in [1usize, 7, 16] {
+        for t in CHECK_GEMV_TOKENS.map(|t| t as usize) {
             self.w8a16(&st, x_d.ptr, y_d.ptr, nu, ku, t as u32)?;
             reports.push(linear_check(self, &format!("w8a16_gemv T={t}"), t, &wq_f)?);
         }
@@ -1580,7 +1650,7 @@ impl CudaTimer {
     }
 
     fn check_decode(&mut self, rng: &mut StdRng) -> Result<Vec<CheckReport>> {
-        let (heads, kv_heads) = (8usize, 2usize);
+        let (heads, kv_heads) = (CHECK_DECODE_HEADS.0 as usize, CHECK_DECODE_HEADS.1 as usize);
         let mut reports = Vec::new();
         for kv in KvDtype::ALL {
             // Split contexts (several partitions, some empty) and, with 140 short sequences, a
@@ -1793,11 +1863,15 @@ impl KernelTimer for CudaTimer {
     }
 
     fn method(&self) -> String {
-        let common = "random inputs (never all zero); \
+        let common = format!(
+            "random inputs (never all zero); \
              cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
              fastest of the top-16 heuristic algorithms per shape and token count (timed once); \
-             paged decode: fastest of four kernel variants (two-pass x2, one-pass online-softmax x2) x up to three partition sizes per point; \
-             custom kernels compiled by NVRTC for this GPU";
+             cublasGemmEx fp16 (torch's F.linear call) with a {} B workspace; \
+             paged decode: fastest of three kernel variants (two-pass, one-pass online-softmax x2) x up to three partition sizes per point; \
+             custom kernels compiled by NVRTC for this GPU",
+            gemmex_workspace()
+        );
         match self.timing {
             Timing::Isolated => format!(
                 "isolated: CUDA events around one call (or fixed call sequence) each; {} warm-up calls, median of {} timings; \
@@ -1889,6 +1963,29 @@ fn to_f32(v: &[f16]) -> Vec<f32> {
     v.iter().map(|x| x.to_f32()).collect()
 }
 
+/// Workspace bytes of the cublasGemmEx handle: 32 MiB (what torch gives cuBLAS on sm90) unless
+/// the diagnostic variable CARDPLAN_GEMMEX_WORKSPACE names fewer (the method string says so).
+fn gemmex_workspace() -> usize {
+    std::env::var("CARDPLAN_GEMMEX_WORKSPACE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .map_or(LT_WORKSPACE, |b| b.min(LT_WORKSPACE))
+}
+
+/// Where the loaded cuBLAS comes from, when the process map says (Linux): the same version
+/// number can be a different build (the system toolkit's, or the one torch ships).
+fn cublas_origin() -> String {
+    std::fs::read_to_string("/proc/self/maps")
+        .ok()
+        .and_then(|maps| {
+            maps.lines()
+                .filter_map(|l| l.split_whitespace().nth(5))
+                .find(|p| p.contains("libcublasLt.so"))
+                .map(|p| format!(" ({p})"))
+        })
+        .unwrap_or_default()
+}
+
 fn device_info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo> {
     use dsys::CUdevice_attribute as A;
     let name = ctx.name().gpu("device name")?;
@@ -1929,7 +2026,7 @@ fn device_info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo> {
         name,
         sm_count,
         driver,
-        cuda: format!("NVRTC {maj}.{min}, cuBLASLt {lt_ver}"),
+        cuda: format!("NVRTC {maj}.{min}, cuBLASLt {lt_ver}{}", cublas_origin()),
         l2_bytes,
         memory_bytes,
     })
