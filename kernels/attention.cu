@@ -465,9 +465,11 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
     }
 }
 
-// Two streaming variants per (dtype, G): 8 warps loading a whole block per step (one resident
-// CTA per SM), and 4 warps loading half a block per step with at most 128 registers, so that four
-// CTAs fit on an SM and more warps hide each other's latency.
+// Three streaming variants per (dtype, G): 8 warps loading a whole block per step (one resident
+// CTA per SM); 4 warps loading half a block per step with at most 128 registers, so that four
+// CTAs fit on an SM and more warps hide each other's latency; and the same with the next step's
+// loads issued before the current step's arithmetic (two CTAs per SM). No shared memory grows
+// with the partition, so partitions may be longer than the two-pass kernel's 512 tokens.
 #define STREAM_KERNEL(NAME, KV, G, NW, PF, HALF, MINB)                                           \
     extern "C" __global__ void __launch_bounds__(NW * 32, MINB) NAME(                             \
         const half* q, const KV* kc, const KV* vc, const int* block_table, const int* ctx_lens,  \
@@ -481,7 +483,9 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
     STREAM_KERNEL(paged_decode_s_f16_g##G##_w8, half, G, 8, false, false, 1)                     \
     STREAM_KERNEL(paged_decode_s_i8_g##G##_w8, signed char, G, 8, false, false, 1)               \
     STREAM_KERNEL(paged_decode_s_f16_g##G##_w4h, half, G, 4, false, true, 4)                     \
-    STREAM_KERNEL(paged_decode_s_i8_g##G##_w4h, signed char, G, 4, false, true, 4)
+    STREAM_KERNEL(paged_decode_s_i8_g##G##_w4h, signed char, G, 4, false, true, 4)               \
+    STREAM_KERNEL(paged_decode_s_f16_g##G##_w4hp, half, G, 4, true, true, 2)                     \
+    STREAM_KERNEL(paged_decode_s_i8_g##G##_w4hp, signed char, G, 4, true, true, 2)
 // The calibrator defines DECODE_GROUPS to the GQA group sizes of the models it calibrates.
 #ifndef DECODE_GROUPS
 #define DECODE_GROUPS(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)

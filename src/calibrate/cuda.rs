@@ -63,6 +63,8 @@ const KERNELS: [&str; 14] = [
 /// Dynamic shared memory of `prefill_attn` (see attention.cu).
 const PREFILL_SMEM: u32 = (64 + 128) * 136 * 2 + 4 * 16 * 68 * 4 + 4 * 16 * 72 * 2;
 const PART: u32 = 512;
+/// Longest partition of the one-pass decode kernels.
+const STREAM_MAX_PART: u32 = 4096;
 const LT_WORKSPACE: usize = 32 << 20;
 const INT8_KV_SCALE: f32 = 1.0 / 64.0;
 /// Most copies of an operation's inputs rotated over (back-to-back timing).
@@ -359,13 +361,16 @@ enum DecodeKernel {
     Stream8,
     /// One pass, 4 warps of at most 128 registers, half a KV block per load step.
     Stream4Half,
+    /// The same, prefetching the next step's K and V (at most 255 registers).
+    Stream4HalfPrefetch,
 }
 
 impl DecodeKernel {
-    const ALL: [DecodeKernel; 3] = [
+    const ALL: [DecodeKernel; 4] = [
         DecodeKernel::TwoPassQreg,
         DecodeKernel::Stream8,
         DecodeKernel::Stream4Half,
+        DecodeKernel::Stream4HalfPrefetch,
     ];
 
     fn name(self, dt: &str, g: u32) -> String {
@@ -373,6 +378,15 @@ impl DecodeKernel {
             DecodeKernel::TwoPassQreg => format!("paged_decode_{dt}_g{g}_r"),
             DecodeKernel::Stream8 => format!("paged_decode_s_{dt}_g{g}_w8"),
             DecodeKernel::Stream4Half => format!("paged_decode_s_{dt}_g{g}_w4h"),
+            DecodeKernel::Stream4HalfPrefetch => format!("paged_decode_s_{dt}_g{g}_w4hp"),
+        }
+    }
+
+    /// Longest partition: the two-pass kernel keeps a partition's scores in shared memory.
+    fn max_part(self) -> u32 {
+        match self {
+            DecodeKernel::TwoPassQreg => PART,
+            _ => STREAM_MAX_PART,
         }
     }
 
@@ -388,6 +402,7 @@ impl DecodeKernel {
             DecodeKernel::TwoPassQreg => "two-pass",
             DecodeKernel::Stream8 => "one-pass, 8 warps",
             DecodeKernel::Stream4Half => "one-pass, 4 warps, half blocks",
+            DecodeKernel::Stream4HalfPrefetch => "one-pass, 4 warps, half blocks, prefetch",
         }
     }
 }
@@ -1064,7 +1079,7 @@ impl CudaTimer {
         kernel: DecodeKernel,
         part_scale: u32,
     ) -> Result<()> {
-        let part = (self.decode_part(batch, kv_heads, max_ctx) * part_scale).min(PART);
+        let part = (self.decode_part(batch, kv_heads, max_ctx) * part_scale).min(kernel.max_part());
         let nparts = max_ctx.div_ceil(part).max(1);
         if nparts > 1024 {
             return Err(Error::BadInput(format!(
@@ -1345,16 +1360,20 @@ impl CudaTimer {
         })?;
         let table = self.upload(ids)?;
         let copy_table = |i: usize| table.ptr + (4 * i * per_copy) as u64;
-        // Every kernel variant and up to three partition sizes; the fastest is what an
+        // Every kernel variant and up to four partition sizes; the fastest is what an
         // autotuned engine would run.
         let base = self.decode_part(batch, kv_heads, context);
         let mut best = f64::INFINITY;
         let debug = std::env::var_os("CARDPLAN_DEBUG_DECODE").is_some();
-        for scale in [1u32, 2, 4] {
-            if scale > 1 && base * scale / 2 >= PART {
-                break;
+        for scale in [1u32, 2, 4, 8] {
+            let part = base * scale;
+            if scale > 1 && part / 2 >= context {
+                break; // the previous size already covered the context in one partition
             }
             for kernel in DecodeKernel::ALL {
+                if part > kernel.max_part() {
+                    continue;
+                }
                 let ms = self.bench(copies, &|s, i| {
                     s.decode(
                         kv,
@@ -1373,7 +1392,7 @@ impl CudaTimer {
                 if debug {
                     eprintln!(
                         "decode {kv} {heads}/{kv_heads} batch {batch} context {context} part {}: {} {ms:.4} ms",
-                        (base * scale).min(PART),
+                        part,
                         kernel.label()
                     );
                 }
@@ -1724,7 +1743,12 @@ impl CudaTimer {
                 } else {
                     format!("contexts {ctx:?}")
                 };
-                for kernel in DecodeKernel::ALL {
+                // The one-pass kernels also with 8x longer partitions (the sweep tries them).
+                let runs = DecodeKernel::ALL.iter().flat_map(|&k| {
+                    let long = (k.max_part() > PART).then_some((k, 8u32));
+                    std::iter::once((k, 1u32)).chain(long)
+                });
+                for (kernel, scale) in runs {
                     self.decode(
                         kv,
                         &d,
@@ -1736,11 +1760,12 @@ impl CudaTimer {
                         b as u32,
                         max_ctx,
                         kernel,
-                        1,
+                        scale,
                     )?;
                     let y: Vec<f16> = self.dtoh(&d.out, b * heads * 128)?;
+                    let part = if scale > 1 { ", 8x partitions" } else { "" };
                     reports.push(cpu::compare(
-                        &format!("paged_decode ({}) {kv} KV, {label}", kernel.label()),
+                        &format!("paged_decode ({}{part}) {kv} KV, {label}", kernel.label()),
                         &to_f32(&y),
                         &want,
                         2e-3,
@@ -1868,7 +1893,7 @@ impl KernelTimer for CudaTimer {
              cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
              fastest of the top-16 heuristic algorithms per shape and token count (timed once); \
              cublasGemmEx fp16 (torch's F.linear call) with a {} B workspace; \
-             paged decode: fastest of three kernel variants (two-pass, one-pass online-softmax x2) x up to three partition sizes per point; \
+             paged decode: fastest of four kernel variants (two-pass; one-pass online-softmax x3) x up to four partition sizes (one-pass: up to 4096 tokens) per point; \
              custom kernels compiled by NVRTC for this GPU",
             gemmex_workspace()
         );
