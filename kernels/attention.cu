@@ -284,7 +284,21 @@ __device__ __forceinline__ void cvt16(const uint4& u, float* f, const signed cha
     for (int i = 0; i < 16; ++i) f[i] = (float)c[i];
 }
 
-template <typename KV, int G, int NW, bool PF, bool HALF>
+// cp.async (sm_80+): 16 bytes global -> shared without passing through registers, so a warp can
+// keep several steps in flight while it computes on another.
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem) {
+    const unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+// STAGES > 0: the K and V of the next STAGES - 1 steps are copied into this warp's slice of the
+// dynamic shared memory (cp.async) while the current step computes; each lane reads back only
+// the bytes it copied itself, so no barrier is needed.
+template <typename KV, int G, int NW, bool PF, bool HALF, int STAGES = 0>
 __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __restrict__ kc,
                                     const KV* __restrict__ vc, const int* __restrict__ block_table,
                                     const int* __restrict__ ctx_lens, half* __restrict__ out,
@@ -397,7 +411,44 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
         }
     };
     uint4 kr[NL], vr[NL];
-    if constexpr (PF) {
+    if constexpr (STAGES > 0) {
+        extern __shared__ uint4 dyn[];  // [NW][STAGES][K, V][NL * 32]
+        uint4* wbuf = dyn + (size_t)warp * STAGES * 2 * NL * 32;
+        auto issue = [&](int c, int st) {
+            const size_t off = (size_t)bt[c * CT / BS] * blk_stride + head_off;
+            const int jo = (c * CT % BS) / TPL;
+            const uint4* kp = reinterpret_cast<const uint4*>(kc + off) + jo * 32;
+            const uint4* vp = reinterpret_cast<const uint4*>(vc + off) + jo * 32;
+            uint4* kd = wbuf + (size_t)st * 2 * NL * 32;
+            uint4* vd = kd + NL * 32;
+#pragma unroll
+            for (int j = 0; j < NL; ++j) cp_async16(kd + j * 32 + lane, kp + j * 32 + lane);
+#pragma unroll
+            for (int j = 0; j < NL; ++j) cp_async16(vd + j * 32 + lane, vp + j * 32 + lane);
+        };
+#pragma unroll
+        for (int i = 0; i < STAGES - 1; ++i) {
+            if (warp + i * NW < nb) issue(warp + i * NW, i);
+            cp_async_commit();  // empty groups keep the count uniform
+        }
+        int st = 0;
+        for (int c = warp; c < nb; c += NW) {
+            const int cn = c + (STAGES - 1) * NW;
+            if (cn < nb) issue(cn, (st + STAGES - 1) % STAGES);
+            cp_async_commit();
+            cp_async_wait<STAGES - 1>();  // this step's group has landed
+            const uint4* kd = wbuf + (size_t)st * 2 * NL * 32;
+            const uint4* vd = kd + NL * 32;
+#pragma unroll
+            for (int j = 0; j < NL; ++j) {
+                kr[j] = kd[j * 32 + lane];
+                vr[j] = vd[j * 32 + lane];
+            }
+            compute(c, kr, vr);
+            st = (st + 1) % STAGES;
+        }
+        cp_async_wait<0>();
+    } else if constexpr (PF) {
         if (warp < nb) load(warp, kr, vr);
         for (int c = warp; c < nb; c += NW) {
             uint4 kn[NL], vn[NL];
@@ -465,27 +516,28 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
     }
 }
 
-// Three streaming variants per (dtype, G): 8 warps loading a whole block per step (one resident
-// CTA per SM); 4 warps loading half a block per step with at most 128 registers, so that four
-// CTAs fit on an SM and more warps hide each other's latency; and the same with the next step's
-// loads issued before the current step's arithmetic (two CTAs per SM). No shared memory grows
-// with the partition, so partitions may be longer than the two-pass kernel's 512 tokens.
-#define STREAM_KERNEL(NAME, KV, G, NW, PF, HALF, MINB)                                           \
+// Streaming variants per (dtype, G): 8 warps loading a whole block per step (one resident CTA
+// per SM); 4 warps loading half a block per step with at most 128 registers, so that four CTAs
+// fit on an SM and more warps hide each other's latency (fp16 only: int8 spills); and 4 warps
+// that keep ASYNC_STAGES - 1 further half-blocks in flight through cp.async (dynamic shared
+// memory: 4 x ASYNC_STAGES x 2 x NL x 512 bytes). No shared memory grows with the partition, so
+// partitions may be longer than the two-pass kernel's 512 tokens.
+#define ASYNC_STAGES 4
+#define STREAM_KERNEL(NAME, KV, G, NW, PF, HALF, MINB, STAGES)                                   \
     extern "C" __global__ void __launch_bounds__(NW * 32, MINB) NAME(                             \
         const half* q, const KV* kc, const KV* vc, const int* block_table, const int* ctx_lens,  \
         half* out, float* part_o, float* part_m, float* part_l, float scale, float kv_scale,     \
         int H, int KVH, int max_blocks, int part) {                                              \
-        paged_decode_stream<KV, G, NW, PF, HALF>(q, kc, vc, block_table, ctx_lens, out, part_o,  \
-                                                 part_m, part_l, scale, kv_scale, H, KVH,         \
-                                                 max_blocks, part);                               \
+        paged_decode_stream<KV, G, NW, PF, HALF, STAGES>(q, kc, vc, block_table, ctx_lens, out,  \
+                                                         part_o, part_m, part_l, scale, kv_scale, \
+                                                         H, KVH, max_blocks, part);               \
     }
 #define STREAM_G(G)                                                                              \
-    STREAM_KERNEL(paged_decode_s_f16_g##G##_w8, half, G, 8, false, false, 1)                     \
-    STREAM_KERNEL(paged_decode_s_i8_g##G##_w8, signed char, G, 8, false, false, 1)               \
-    STREAM_KERNEL(paged_decode_s_f16_g##G##_w4h, half, G, 4, false, true, 4)                     \
-    STREAM_KERNEL(paged_decode_s_i8_g##G##_w4h, signed char, G, 4, false, true, 4)               \
-    STREAM_KERNEL(paged_decode_s_f16_g##G##_w4hp, half, G, 4, true, true, 2)                     \
-    STREAM_KERNEL(paged_decode_s_i8_g##G##_w4hp, signed char, G, 4, true, true, 2)
+    STREAM_KERNEL(paged_decode_s_f16_g##G##_w8, half, G, 8, false, false, 1, 0)                  \
+    STREAM_KERNEL(paged_decode_s_i8_g##G##_w8, signed char, G, 8, false, false, 1, 0)            \
+    STREAM_KERNEL(paged_decode_s_f16_g##G##_w4h, half, G, 4, false, true, 4, 0)                  \
+    STREAM_KERNEL(paged_decode_s_f16_g##G##_w4a, half, G, 4, false, true, 3, ASYNC_STAGES)       \
+    STREAM_KERNEL(paged_decode_s_i8_g##G##_w4a, signed char, G, 4, false, true, 3, ASYNC_STAGES)
 // The calibrator defines DECODE_GROUPS to the GQA group sizes of the models it calibrates.
 #ifndef DECODE_GROUPS
 #define DECODE_GROUPS(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)

@@ -333,9 +333,9 @@ impl Instances {
     /// Every kernel the timer loads.
     fn kernel_names(&self) -> Vec<String> {
         let mut v: Vec<String> = KERNELS.iter().map(|s| s.to_string()).collect();
-        for dt in ["f16", "i8"] {
+        for kv in KvDtype::ALL {
             for &g in &self.groups {
-                v.extend(DecodeKernel::ALL.iter().map(|k| k.name(dt, g)));
+                v.extend(DecodeKernel::for_kv(kv).map(|k| k.name(kv, g)));
             }
         }
         for t in &self.gemv_tokens {
@@ -359,26 +359,41 @@ enum DecodeKernel {
     TwoPassQreg,
     /// One pass with an online softmax, 8 warps, a whole KV block per load step.
     Stream8,
-    /// One pass, 4 warps of at most 128 registers, half a KV block per load step.
+    /// One pass, 4 warps of at most 128 registers, half a KV block per load step (fp16 KV only:
+    /// the int8 instance spills).
     Stream4Half,
-    /// The same, prefetching the next step's K and V (at most 255 registers).
-    Stream4HalfPrefetch,
+    /// One pass, 4 warps, half blocks, three further steps in flight through cp.async.
+    Stream4Async,
 }
+
+/// Pipeline depth of the cp.async decode kernel (ASYNC_STAGES in attention.cu).
+const ASYNC_STAGES: u32 = 4;
 
 impl DecodeKernel {
     const ALL: [DecodeKernel; 4] = [
         DecodeKernel::TwoPassQreg,
         DecodeKernel::Stream8,
         DecodeKernel::Stream4Half,
-        DecodeKernel::Stream4HalfPrefetch,
+        DecodeKernel::Stream4Async,
     ];
 
-    fn name(self, dt: &str, g: u32) -> String {
+    /// The variants built for a KV dtype.
+    fn for_kv(kv: KvDtype) -> impl Iterator<Item = DecodeKernel> {
+        DecodeKernel::ALL
+            .into_iter()
+            .filter(move |k| !(kv == KvDtype::Int8 && *k == DecodeKernel::Stream4Half))
+    }
+
+    fn name(self, kv: KvDtype, g: u32) -> String {
+        let dt = match kv {
+            KvDtype::Fp16 => "f16",
+            KvDtype::Int8 => "i8",
+        };
         match self {
             DecodeKernel::TwoPassQreg => format!("paged_decode_{dt}_g{g}_r"),
             DecodeKernel::Stream8 => format!("paged_decode_s_{dt}_g{g}_w8"),
             DecodeKernel::Stream4Half => format!("paged_decode_s_{dt}_g{g}_w4h"),
-            DecodeKernel::Stream4HalfPrefetch => format!("paged_decode_s_{dt}_g{g}_w4hp"),
+            DecodeKernel::Stream4Async => format!("paged_decode_s_{dt}_g{g}_w4a"),
         }
     }
 
@@ -397,12 +412,25 @@ impl DecodeKernel {
         }
     }
 
+    /// Dynamic shared memory: the cp.async kernel's per-warp pipeline of half KV blocks (K and
+    /// V, 16 tokens × 128 dims / 2 per block half).
+    fn dyn_smem(self, kv: KvDtype) -> u32 {
+        let elem = match kv {
+            KvDtype::Fp16 => 2,
+            KvDtype::Int8 => 1,
+        };
+        match self {
+            DecodeKernel::Stream4Async => 4 * ASYNC_STAGES * 2 * (8 * 128 * elem),
+            _ => 0,
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             DecodeKernel::TwoPassQreg => "two-pass",
             DecodeKernel::Stream8 => "one-pass, 8 warps",
             DecodeKernel::Stream4Half => "one-pass, 4 warps, half blocks",
-            DecodeKernel::Stream4HalfPrefetch => "one-pass, 4 warps, half blocks, prefetch",
+            DecodeKernel::Stream4Async => "one-pass, 4 warps, half blocks, cp.async pipeline",
         }
     }
 }
@@ -496,6 +524,18 @@ impl CudaTimer {
                 PREFILL_SMEM as i32,
             )
             .gpu("prefill shared memory")?;
+        for kv in KvDtype::ALL {
+            for &g in &inst.groups {
+                let k = DecodeKernel::Stream4Async;
+                if let Some(func) = f.get(&k.name(kv, g)) {
+                    func.set_attribute(
+                        dsys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        k.dyn_smem(kv) as i32,
+                    )
+                    .gpu("decode shared memory")?;
+                }
+            }
+        }
         let lt = ltres::create_handle().gpu("cuBLASLt init")?;
         let blas_ws = alloc(&stream, LT_WORKSPACE)?;
         let blas = cudarc::cublas::result::create_handle().gpu("cuBLAS init")?;
@@ -1091,12 +1131,8 @@ impl CudaTimer {
             KvDtype::Fp16 => 1.0f32,
             KvDtype::Int8 => INT8_KV_SCALE,
         };
-        let dt = match kv {
-            KvDtype::Fp16 => "f16",
-            KvDtype::Int8 => "i8",
-        };
-        let name = kernel.name(dt, heads / kv_heads);
-        launch!(self, &name, cfg((kv_heads, batch, nparts), kernel.threads(), 0);
+        let name = kernel.name(kv, heads / kv_heads);
+        launch!(self, &name, cfg((kv_heads, batch, nparts), kernel.threads(), kernel.dyn_smem(kv));
             d.q.ptr, d.kc.ptr, d.vc.ptr, table, ctx_lens, d.out.ptr, d.part_o.ptr,
             d.part_m.ptr, d.part_l.ptr, scale, kv_scale, heads as i32, kv_heads as i32,
             stride as i32, part as i32)?;
@@ -1360,17 +1396,17 @@ impl CudaTimer {
         })?;
         let table = self.upload(ids)?;
         let copy_table = |i: usize| table.ptr + (4 * i * per_copy) as u64;
-        // Every kernel variant and up to four partition sizes; the fastest is what an
+        // Every kernel variant and up to three partition sizes; the fastest is what an
         // autotuned engine would run.
         let base = self.decode_part(batch, kv_heads, context);
         let mut best = f64::INFINITY;
         let debug = std::env::var_os("CARDPLAN_DEBUG_DECODE").is_some();
-        for scale in [1u32, 2, 4, 8] {
+        for scale in [1u32, 2, 4] {
             let part = base * scale;
             if scale > 1 && part / 2 >= context {
                 break; // the previous size already covered the context in one partition
             }
-            for kernel in DecodeKernel::ALL {
+            for kernel in DecodeKernel::for_kv(kv) {
                 if part > kernel.max_part() {
                     continue;
                 }
@@ -1744,7 +1780,7 @@ impl CudaTimer {
                     format!("contexts {ctx:?}")
                 };
                 // The one-pass kernels also with 8x longer partitions (the sweep tries them).
-                let runs = DecodeKernel::ALL.iter().flat_map(|&k| {
+                let runs = DecodeKernel::for_kv(kv).flat_map(|k| {
                     let long = (k.max_part() > PART).then_some((k, 8u32));
                     std::iter::once((k, 1u32)).chain(long)
                 });
@@ -1893,7 +1929,7 @@ impl KernelTimer for CudaTimer {
              cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
              fastest of the top-16 heuristic algorithms per shape and token count (timed once); \
              cublasGemmEx fp16 (torch's F.linear call) with a {} B workspace; \
-             paged decode: fastest of four kernel variants (two-pass; one-pass online-softmax x3) x up to four partition sizes (one-pass: up to 4096 tokens) per point; \
+             paged decode: fastest of four kernel variants (two-pass; one-pass online-softmax with 8 warps, 4 warps, 4 warps + cp.async pipeline) x up to three partition sizes (one-pass: up to 2048 tokens) per point; \
              custom kernels compiled by NVRTC for this GPU",
             gemmex_workspace()
         );
