@@ -254,9 +254,9 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
     }
 }
 
-// Two-pass kernels with the query in registers (no shared-memory traffic in the inner product).
-// The query-in-shared-memory instantiation (QREG = false) never won a point on the H100 and is no
-// longer built.
+// Two-pass kernels with the query in registers (no shared-memory traffic in the inner product),
+// built for int8 KV only: with fp16 KV the one-pass kernels below won every point on the H100
+// and the H200. The query-in-shared-memory instantiation (QREG = false) never won and is gone.
 #define DECODE_KERNEL(NAME, KV, G, QREG, MINB)                                                   \
     extern "C" __global__ void __launch_bounds__(128, MINB) NAME(                                \
         const half* q, const KV* kc, const KV* vc, const int* block_table, const int* ctx_lens,  \
@@ -266,7 +266,6 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
                                   scale, kv_scale, H, KVH, max_blocks, part);                    \
     }
 #define DECODE_G(G)                                                                              \
-    DECODE_KERNEL(paged_decode_f16_g##G##_r, half, G, true, (G <= 4 ? 4 : 2))                    \
     DECODE_KERNEL(paged_decode_i8_g##G##_r, signed char, G, true, (G <= 4 ? 4 : 2))
 
 // Single-pass ("streaming") paged decode: each warp walks whole KV blocks (16 tokens) of the
@@ -518,10 +517,11 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
 
 // Streaming variants per (dtype, G): 8 warps loading a whole block per step (one resident CTA
 // per SM); 4 warps loading half a block per step with at most 128 registers, so that four CTAs
-// fit on an SM and more warps hide each other's latency (fp16 only: int8 spills); and 4 warps
-// that keep ASYNC_STAGES - 1 further half-blocks in flight through cp.async (dynamic shared
-// memory: 4 x ASYNC_STAGES x 2 x NL x 512 bytes). No shared memory grows with the partition, so
-// partitions may be longer than the two-pass kernel's 512 tokens.
+// fit on an SM and more warps hide each other's latency (fp16 only: int8 spills); and 4 or 8
+// warps that keep ASYNC_STAGES - 1 further half-blocks in flight through cp.async (dynamic shared
+// memory: warps x ASYNC_STAGES x 2 x NL x 512 bytes; 8 warps suit small grids, one CTA per SM
+// streaming fast). No shared memory grows with the partition, so partitions may be longer than
+// the two-pass kernel's 512 tokens.
 #define ASYNC_STAGES 4
 #define STREAM_KERNEL(NAME, KV, G, NW, PF, HALF, MINB, STAGES)                                   \
     extern "C" __global__ void __launch_bounds__(NW * 32, MINB) NAME(                             \
@@ -537,7 +537,9 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
     STREAM_KERNEL(paged_decode_s_i8_g##G##_w8, signed char, G, 8, false, false, 1, 0)            \
     STREAM_KERNEL(paged_decode_s_f16_g##G##_w4h, half, G, 4, false, true, 4, 0)                  \
     STREAM_KERNEL(paged_decode_s_f16_g##G##_w4a, half, G, 4, false, true, 3, ASYNC_STAGES)       \
-    STREAM_KERNEL(paged_decode_s_i8_g##G##_w4a, signed char, G, 4, false, true, 3, ASYNC_STAGES)
+    STREAM_KERNEL(paged_decode_s_i8_g##G##_w4a, signed char, G, 4, false, true, 3, ASYNC_STAGES) \
+    STREAM_KERNEL(paged_decode_s_f16_g##G##_w8a, half, G, 8, false, true, 1, ASYNC_STAGES)       \
+    STREAM_KERNEL(paged_decode_s_i8_g##G##_w8a, signed char, G, 8, false, true, 1, ASYNC_STAGES)
 // The calibrator defines DECODE_GROUPS to the GQA group sizes of the models it calibrates.
 #ifndef DECODE_GROUPS
 #define DECODE_GROUPS(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)

@@ -165,8 +165,8 @@ struct DecodeState {
     vc: Buf,
     table: Buf,
     max_blocks: u32,
-    /// The pool's blocks in random order; each rotated copy of a job takes the next stretch.
-    perm: Vec<i32>,
+    /// Blocks in the pool (each job scatters its blocks over the first ones it needs).
+    blocks: usize,
     q: Buf,
     out: Buf,
     part_o: Buf,
@@ -364,24 +364,28 @@ enum DecodeKernel {
     Stream4Half,
     /// One pass, 4 warps, half blocks, three further steps in flight through cp.async.
     Stream4Async,
+    /// The same with 8 warps (one CTA per SM streams faster: for small grids).
+    Stream8Async,
 }
 
 /// Pipeline depth of the cp.async decode kernel (ASYNC_STAGES in attention.cu).
 const ASYNC_STAGES: u32 = 4;
 
 impl DecodeKernel {
-    const ALL: [DecodeKernel; 4] = [
+    const ALL: [DecodeKernel; 5] = [
         DecodeKernel::TwoPassQreg,
         DecodeKernel::Stream8,
         DecodeKernel::Stream4Half,
         DecodeKernel::Stream4Async,
+        DecodeKernel::Stream8Async,
     ];
 
-    /// The variants built for a KV dtype.
+    /// The variants built for a KV dtype (attention.cu says why the others are not).
     fn for_kv(kv: KvDtype) -> impl Iterator<Item = DecodeKernel> {
-        DecodeKernel::ALL
-            .into_iter()
-            .filter(move |k| !(kv == KvDtype::Int8 && *k == DecodeKernel::Stream4Half))
+        DecodeKernel::ALL.into_iter().filter(move |k| match kv {
+            KvDtype::Fp16 => *k != DecodeKernel::TwoPassQreg,
+            KvDtype::Int8 => *k != DecodeKernel::Stream4Half,
+        })
     }
 
     fn name(self, kv: KvDtype, g: u32) -> String {
@@ -394,6 +398,7 @@ impl DecodeKernel {
             DecodeKernel::Stream8 => format!("paged_decode_s_{dt}_g{g}_w8"),
             DecodeKernel::Stream4Half => format!("paged_decode_s_{dt}_g{g}_w4h"),
             DecodeKernel::Stream4Async => format!("paged_decode_s_{dt}_g{g}_w4a"),
+            DecodeKernel::Stream8Async => format!("paged_decode_s_{dt}_g{g}_w8a"),
         }
     }
 
@@ -407,7 +412,7 @@ impl DecodeKernel {
 
     fn threads(self) -> u32 {
         match self {
-            DecodeKernel::Stream8 => 256,
+            DecodeKernel::Stream8 | DecodeKernel::Stream8Async => 256,
             _ => 128,
         }
     }
@@ -420,7 +425,9 @@ impl DecodeKernel {
             KvDtype::Int8 => 1,
         };
         match self {
-            DecodeKernel::Stream4Async => 4 * ASYNC_STAGES * 2 * (8 * 128 * elem),
+            DecodeKernel::Stream4Async | DecodeKernel::Stream8Async => {
+                self.threads() / 32 * ASYNC_STAGES * 2 * (8 * 128 * elem)
+            }
             _ => 0,
         }
     }
@@ -431,6 +438,7 @@ impl DecodeKernel {
             DecodeKernel::Stream8 => "one-pass, 8 warps",
             DecodeKernel::Stream4Half => "one-pass, 4 warps, half blocks",
             DecodeKernel::Stream4Async => "one-pass, 4 warps, half blocks, cp.async pipeline",
+            DecodeKernel::Stream8Async => "one-pass, 8 warps, half blocks, cp.async pipeline",
         }
     }
 }
@@ -525,8 +533,9 @@ impl CudaTimer {
             )
             .gpu("prefill shared memory")?;
         for kv in KvDtype::ALL {
-            for &g in &inst.groups {
-                let k = DecodeKernel::Stream4Async;
+            for (&g, k) in inst.groups.iter().flat_map(|g| {
+                [DecodeKernel::Stream4Async, DecodeKernel::Stream8Async].map(|k| (g, k))
+            }) {
                 if let Some(func) = f.get(&k.name(kv, g)) {
                     func.set_attribute(
                         dsys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
@@ -545,7 +554,7 @@ impl CudaTimer {
         unsafe {
             cudarc::cublas::result::set_stream(blas, stream.cu_stream() as bsys::cudaStream_t)
                 .gpu("cuBLAS stream")?;
-            bsys::cublasSetWorkspace_v2(blas, blas_ws.ptr as *mut _, gemmex_workspace())
+            bsys::cublasSetWorkspace_v2(blas, blas_ws.ptr as *mut _, LT_WORKSPACE)
                 .result()
                 .gpu("cuBLAS workspace")?;
             bsys::cublasSetMathMode(blas, bsys::cublasMath_t::CUBLAS_DEFAULT_MATH)
@@ -1347,12 +1356,6 @@ impl CudaTimer {
                     KvDtype::Int8 => self.fill_u8(c)?,
                 }
             }
-            // Blocks scattered over the pool, as after many allocations and frees.
-            let mut rng = StdRng::seed_from_u64(u64::from(self.next_seed()));
-            let mut perm: Vec<i32> = (0..blocks as i32).collect();
-            for i in (1..perm.len()).rev() {
-                perm.swap(i, rng.random_range(0..=i));
-            }
             let qn = u64::from(self.max_batch) * u64::from(heads) * 128;
             // Largest batch × partitions over the sweep.
             let bparts = self
@@ -1374,7 +1377,7 @@ impl CudaTimer {
                 vc,
                 table: alloc(&self.stream, 16)?,
                 max_blocks,
-                perm,
+                blocks,
             });
         }
         let lens = self.upload(&vec![context as i32; batch as usize])?;
@@ -1388,13 +1391,23 @@ impl CudaTimer {
         let per_copy = batch as usize * stride as usize;
         let kv_bytes =
             2 * u64::from(batch) * u64::from(context) * u64::from(kv_heads) * 128 * elem as u64;
-        let copies = self.copies_for(kv_bytes, d.perm.len() / per_copy.max(1));
-        let ids = d.perm.get(..copies * per_copy).ok_or_else(|| {
-            Error::Internal(format!(
+        let copies = self.copies_for(kv_bytes, d.blocks / per_copy.max(1));
+        // The blocks in use, scattered at random over a span exactly as large as they are: a
+        // full, fragmented cache (vLLM sizes each layer's cache to the memory left). Scattering
+        // them over a larger pool instead costs up to 20% on an H200 once the span passes a few
+        // GB (GPU TLB reach), which a real per-layer cache at that batch would not have.
+        let n = copies * per_copy;
+        if n > d.blocks {
+            return Err(Error::Internal(format!(
                 "decode batch {batch} × context {context} needs more blocks than the pool holds"
-            ))
-        })?;
-        let table = self.upload(ids)?;
+            )));
+        }
+        let mut ids: Vec<i32> = (0..n as i32).collect();
+        let mut rng = StdRng::seed_from_u64(u64::from(batch) << 32 | u64::from(context));
+        for i in (1..ids.len()).rev() {
+            ids.swap(i, rng.random_range(0..=i));
+        }
+        let table = self.upload(&ids)?;
         let copy_table = |i: usize| table.ptr + (4 * i * per_copy) as u64;
         // Every kernel variant and up to three partition sizes; the fastest is what an
         // autotuned engine would run.
@@ -1756,7 +1769,7 @@ impl CudaTimer {
                     vc: vc_d,
                     table: self.upload(&table)?,
                     max_blocks: max_blocks as u32,
-                    perm: Vec::new(),
+                    blocks,
                     q: self.upload(&q)?,
                     out: alloc(&self.stream, 2 * b * heads * 128)?,
                     part_o: alloc(&self.stream, 4 * b * heads * nparts * 128)?,
@@ -1924,15 +1937,12 @@ impl KernelTimer for CudaTimer {
     }
 
     fn method(&self) -> String {
-        let common = format!(
-            "random inputs (never all zero); \
+        let common = "random inputs (never all zero); \
              cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
              fastest of the top-16 heuristic algorithms per shape and token count (timed once); \
-             cublasGemmEx fp16 (torch's F.linear call) with a {} B workspace; \
-             paged decode: fastest of four kernel variants (two-pass; one-pass online-softmax with 8 warps, 4 warps, 4 warps + cp.async pipeline) x up to three partition sizes (one-pass: up to 2048 tokens) per point; \
-             custom kernels compiled by NVRTC for this GPU",
-            gemmex_workspace()
-        );
+             cublasGemmEx fp16 (torch's F.linear call) with a 32 MB workspace; \
+             paged decode: fastest of the kernel variants (fp16 KV: one-pass online-softmax with 8 warps, 4 warps, 4 and 8 warps + cp.async pipeline; int8 KV: two-pass instead of the 4-warp one) x up to three partition sizes (one-pass: up to 2048 tokens) per point, blocks scattered at random over a pool as large as the blocks in use; \
+             custom kernels compiled by NVRTC for this GPU";
         match self.timing {
             Timing::Isolated => format!(
                 "isolated: CUDA events around one call (or fixed call sequence) each; {} warm-up calls, median of {} timings; \
@@ -2022,15 +2032,6 @@ fn rand_f16(rng: &mut StdRng, n: usize, scale: f32) -> Vec<f16> {
 
 fn to_f32(v: &[f16]) -> Vec<f32> {
     v.iter().map(|x| x.to_f32()).collect()
-}
-
-/// Workspace bytes of the cublasGemmEx handle: 32 MiB (what torch gives cuBLAS on sm90) unless
-/// the diagnostic variable CARDPLAN_GEMMEX_WORKSPACE names fewer (the method string says so).
-fn gemmex_workspace() -> usize {
-    std::env::var("CARDPLAN_GEMMEX_WORKSPACE")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .map_or(LT_WORKSPACE, |b| b.min(LT_WORKSPACE))
 }
 
 /// Where the loaded cuBLAS comes from, when the process map says (Linux): the same version
