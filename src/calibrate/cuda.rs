@@ -1393,9 +1393,8 @@ impl CudaTimer {
             2 * u64::from(batch) * u64::from(context) * u64::from(kv_heads) * 128 * elem as u64;
         let copies = self.copies_for(kv_bytes, d.blocks / per_copy.max(1));
         // The blocks in use, scattered at random over a span exactly as large as they are: a
-        // full, fragmented cache (vLLM sizes each layer's cache to the memory left). Scattering
-        // them over a larger pool instead costs up to 20% on an H200 once the span passes a few
-        // GB (GPU TLB reach), which a real per-layer cache at that batch would not have.
+        // full, fragmented cache (vLLM sizes each layer's cache to the memory left), the same
+        // for every point whatever the largest point of the sweep is.
         let n = copies * per_copy;
         if n > d.blocks {
             return Err(Error::Internal(format!(
