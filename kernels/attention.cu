@@ -254,15 +254,14 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
     }
 }
 
-// Two-pass kernels with the query in registers (no shared-memory traffic in the inner product;
-// partitions are merged by paged_decode_reduce, a second launch),
+// Two-pass kernels with the query in registers (no shared-memory traffic in the inner product),
 // built for int8 KV only: with fp16 KV the one-pass kernels below won every point on the H100
 // and the H200. The query-in-shared-memory instantiation (QREG = false) never won and is gone.
 #define DECODE_KERNEL(NAME, KV, G, QREG, MINB)                                                   \
     extern "C" __global__ void __launch_bounds__(128, MINB) NAME(                                \
         const half* q, const KV* kc, const KV* vc, const int* block_table, const int* ctx_lens,  \
-        half* out, float* part_o, float* part_m, float* part_l, int* /* counters: unused */,     \
-        float scale, float kv_scale, int H, int KVH, int max_blocks, int part) {                 \
+        half* out, float* part_o, float* part_m, float* part_l, float scale, float kv_scale,     \
+        int H, int KVH, int max_blocks, int part) {                                              \
         paged_decode<KV, G, QREG>(q, kc, vc, block_table, ctx_lens, out, part_o, part_m, part_l, \
                                   scale, kv_scale, H, KVH, max_blocks, part);                    \
     }
@@ -303,9 +302,8 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
                                     const KV* __restrict__ vc, const int* __restrict__ block_table,
                                     const int* __restrict__ ctx_lens, half* __restrict__ out,
                                     float* __restrict__ part_o, float* __restrict__ part_m,
-                                    float* __restrict__ part_l, int* __restrict__ counters,
-                                    float scale, float kv_scale, int H, int KVH, int max_blocks,
-                                    int part) {
+                                    float* __restrict__ part_l, float scale, float kv_scale, int H,
+                                    int KVH, int max_blocks, int part) {
     constexpr int E = Lanes<KV>::E;  // elements per 16-byte load
     constexpr int LPT = HD / E;      // lanes per token
     constexpr int TPL = 32 / LPT;    // tokens per warp-wide load
@@ -515,31 +513,6 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
             }
         }
     }
-    if (nparts == 1) return;
-    // The last CTA of this (sequence, KV head) to finish merges the partitions, so no second
-    // kernel launch is needed; it resets the counter for the next launch.
-    __shared__ int last;
-    __threadfence();
-    __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(&counters[b * KVH + kvh], 1) == nparts - 1;
-    __syncthreads();
-    if (!last) return;
-    __threadfence();
-    for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
-        const int g = i / HD, d = i % HD;
-        const size_t bh = (size_t)b * H + kvh * G + g;
-        float M = -INFINITY;
-        for (int q = 0; q < nparts; ++q) M = fmaxf(M, __ldcg(&part_m[bh * nparts + q]));
-        float num = 0.f, den = 0.f;
-        for (int q = 0; q < nparts; ++q) {
-            const float m = __ldcg(&part_m[bh * nparts + q]);
-            const float w = m == -INFINITY ? 0.f : __ldcg(&part_l[bh * nparts + q]) * __expf(m - M);
-            num += w * __ldcg(&part_o[(bh * nparts + q) * HD + d]);
-            den += w;
-        }
-        out[bh * HD + d] = __float2half(den > 0.f ? num / den : 0.f);
-    }
-    if (threadIdx.x == 0) counters[b * KVH + kvh] = 0;
 }
 
 // Streaming variants per (dtype, G): 8 warps loading a whole block per step (one resident CTA
@@ -553,11 +526,11 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
 #define STREAM_KERNEL(NAME, KV, G, NW, PF, HALF, MINB, STAGES)                                   \
     extern "C" __global__ void __launch_bounds__(NW * 32, MINB) NAME(                             \
         const half* q, const KV* kc, const KV* vc, const int* block_table, const int* ctx_lens,  \
-        half* out, float* part_o, float* part_m, float* part_l, int* counters, float scale,      \
-        float kv_scale, int H, int KVH, int max_blocks, int part) {                              \
+        half* out, float* part_o, float* part_m, float* part_l, float scale, float kv_scale,     \
+        int H, int KVH, int max_blocks, int part) {                                              \
         paged_decode_stream<KV, G, NW, PF, HALF, STAGES>(q, kc, vc, block_table, ctx_lens, out,  \
-                                                         part_o, part_m, part_l, counters, scale, \
-                                                         kv_scale, H, KVH, max_blocks, part);     \
+                                                         part_o, part_m, part_l, scale, kv_scale, \
+                                                         H, KVH, max_blocks, part);               \
     }
 #define STREAM_G(G)                                                                              \
     STREAM_KERNEL(paged_decode_s_f16_g##G##_w8, half, G, 8, false, false, 1, 0)                  \

@@ -172,9 +172,6 @@ struct DecodeState {
     part_o: Buf,
     part_m: Buf,
     part_l: Buf,
-    /// Per (sequence, KV head) arrival counters of the one-pass kernels' fused partition merge;
-    /// zero between launches (the merging CTA resets its own).
-    counters: Buf,
 }
 struct PrefillState {
     key: (u32, u32),
@@ -233,9 +230,6 @@ pub struct CudaTimer {
     stream: Arc<CudaStream>,
     lt: ltsys::cublasLtHandle_t,
     lt_ws: Buf,
-    /// The decode KV cache (K and V), allocated at start-up before any other large buffer, as a
-    /// serving engine allocates its cache once; lent to the current [`DecodeState`].
-    kv_pool: Option<(Buf, Buf)>,
     /// cuBLAS (not Lt) handle for `cublasGemmEx`, with a workspace of its own so that graph
     /// capture never needs an allocation.
     blas: bsys::cublasHandle_t,
@@ -551,22 +545,6 @@ impl CudaTimer {
                 }
             }
         }
-        // The largest decode cache of the sweep (fp16 bytes; int8 jobs use part of it).
-        let kv_pool = match spec.attn.iter().map(|&(_, kv)| kv).max() {
-            Some(kvh) => {
-                let blocks = spec.decode_batches.iter().max().copied().unwrap_or(1) as usize
-                    * spec
-                        .decode_contexts
-                        .iter()
-                        .max()
-                        .copied()
-                        .unwrap_or(16)
-                        .div_ceil(16) as usize;
-                let bytes = blocks * kvh as usize * 16 * 128 * 2;
-                Some((alloc(&stream, bytes)?, alloc(&stream, bytes)?))
-            }
-            None => None,
-        };
         let lt = ltres::create_handle().gpu("cuBLASLt init")?;
         let blas_ws = alloc(&stream, LT_WORKSPACE)?;
         let blas = cudarc::cublas::result::create_handle().gpu("cuBLAS init")?;
@@ -591,7 +569,6 @@ impl CudaTimer {
             .new_event(Some(dsys::CUevent_flags::CU_EVENT_DEFAULT))
             .gpu("event")?;
         let t = CudaTimer {
-            kv_pool,
             lt_ws: alloc(&stream, LT_WORKSPACE)?,
             code: alloc(&stream, 256 * 4)?,
             flush: alloc(&stream, (2 * info.l2_bytes as usize).max(64 << 20))?,
@@ -1166,9 +1143,9 @@ impl CudaTimer {
         let name = kernel.name(kv, heads / kv_heads);
         launch!(self, &name, cfg((kv_heads, batch, nparts), kernel.threads(), kernel.dyn_smem(kv));
             d.q.ptr, d.kc.ptr, d.vc.ptr, table, ctx_lens, d.out.ptr, d.part_o.ptr,
-            d.part_m.ptr, d.part_l.ptr, d.counters.ptr, scale, kv_scale, heads as i32,
-            kv_heads as i32, stride as i32, part as i32)?;
-        if nparts > 1 && kernel == DecodeKernel::TwoPassQreg {
+            d.part_m.ptr, d.part_l.ptr, scale, kv_scale, heads as i32, kv_heads as i32,
+            stride as i32, part as i32)?;
+        if nparts > 1 {
             launch!(self, "paged_decode_reduce", cfg((heads, batch, 1), 128, 0);
                 d.part_o.ptr, d.part_m.ptr, d.part_l.ptr, d.out.ptr, heads as i32, nparts as i32)?;
         }
@@ -1367,22 +1344,12 @@ impl CudaTimer {
             KvDtype::Int8 => 1,
         };
         if !matches!(&self.decode, Some(d) if d.key == key) {
-            if let Some(old) = self.decode.take() {
-                self.kv_pool = Some((old.kc, old.vc));
-            }
+            self.decode = None;
             let max_blocks = self.max_context.div_ceil(16);
             let blocks = (self.max_batch * max_blocks) as usize;
             let cache_bytes = blocks * kv_heads as usize * 16 * 128 * elem;
-            let (kc, vc) = match self.kv_pool.take() {
-                Some((k, v)) if k.bytes >= cache_bytes => (k, v),
-                other => {
-                    self.kv_pool = other;
-                    (
-                        alloc(&self.stream, cache_bytes)?,
-                        alloc(&self.stream, cache_bytes)?,
-                    )
-                }
-            };
+            let kc = alloc(&self.stream, cache_bytes)?;
+            let vc = alloc(&self.stream, cache_bytes)?;
             for c in [&kc, &vc] {
                 match kv {
                     KvDtype::Fp16 => self.fill_half(c, 1.0)?,
@@ -1406,10 +1373,6 @@ impl CudaTimer {
                 part_o: alloc(&self.stream, 4 * bh * nparts * 128)?,
                 part_m: alloc(&self.stream, 4 * bh * nparts)?,
                 part_l: alloc(&self.stream, 4 * bh * nparts)?,
-                counters: alloc_zeroed(
-                    &self.stream,
-                    4 * self.max_batch as usize * kv_heads as usize,
-                )?,
                 kc,
                 vc,
                 table: alloc(&self.stream, 16)?,
@@ -1811,7 +1774,6 @@ impl CudaTimer {
                     part_o: alloc(&self.stream, 4 * b * heads * nparts * 128)?,
                     part_m: alloc(&self.stream, 4 * b * heads * nparts)?,
                     part_l: alloc(&self.stream, 4 * b * heads * nparts)?,
-                    counters: alloc_zeroed(&self.stream, 4 * b * kv_heads)?,
                 };
                 let lens = self.upload(&ctx)?;
                 let want = cpu::decode_attention(
@@ -2035,26 +1997,6 @@ fn alloc(stream: &Arc<CudaStream>, bytes: usize) -> Result<Buf> {
     let bytes = bytes.max(16);
     // SAFETY: the memory is always written (filled or produced by a kernel) before it is read.
     let mem = unsafe { stream.alloc::<u8>(bytes) }.map_err(|e| {
-        Error::Gpu(format!(
-            "cannot allocate {} MB on the GPU: {e:?}",
-            bytes >> 20
-        ))
-    })?;
-    let ptr = {
-        let (p, _sync) = mem.device_ptr(stream);
-        p
-    };
-    Ok(Buf {
-        _mem: mem,
-        ptr,
-        bytes,
-    })
-}
-
-/// Like [`alloc`], zero-filled (for counters that must start at zero).
-fn alloc_zeroed(stream: &Arc<CudaStream>, bytes: usize) -> Result<Buf> {
-    let bytes = bytes.max(16);
-    let mem = stream.alloc_zeros::<u8>(bytes).map_err(|e| {
         Error::Gpu(format!(
             "cannot allocate {} MB on the GPU: {e:?}",
             bytes >> 20
