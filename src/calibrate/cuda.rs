@@ -2092,3 +2092,88 @@ fn device_info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo> {
         memory_bytes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog;
+
+    fn spec(models: &[&str], quick: bool) -> SweepSpec {
+        let m: Vec<_> = models.iter().map(|k| catalog::model(k).unwrap()).collect();
+        SweepSpec::new(&m, quick, true)
+    }
+
+    #[test]
+    fn instances_cover_the_sweep_and_the_checks_only() {
+        let inst = Instances::for_spec(&spec(&["llama-3.1-8b"], true));
+        // quick sweep tokens 1, 8 (<= 16) plus the checks' 1, 7, 16
+        assert_eq!(inst.gemv_tokens, vec![1, 7, 8, 16]);
+        // llama's 32 / 8 heads and the check's 8 / 2: both group 4
+        assert_eq!(inst.groups, vec![4]);
+        let prefix = inst.prefix();
+        assert!(prefix.contains("#define GEMV_TOKENS(X) X(1) X(7) X(8) X(16)\n"));
+        assert!(prefix.contains("#define DECODE_GROUPS(X) X(4)\n"));
+        assert!(prefix.ends_with("#line 1\n"));
+        let full_spec = spec(&["llama-3.1-8b"], false);
+        let full = Instances::for_spec(&full_spec);
+        let mut want: Vec<u32> = full_spec
+            .tokens
+            .iter()
+            .copied()
+            .filter(|&t| t <= 16)
+            .collect();
+        want.push(7);
+        want.sort_unstable();
+        assert_eq!(
+            full.gemv_tokens, want,
+            "the sweep's GEMV token counts and the checks' 7"
+        );
+    }
+
+    #[test]
+    fn every_kernel_name_the_timer_loads_is_instantiated_in_the_sources() {
+        // The Rust side names kernels; the CUDA side instantiates them through macros. Check that
+        // each decode name's suffix has an instantiation line, and that no instance is asked for
+        // that the sources leave out (the fp16 two-pass and int8 4-warp kernels).
+        let att = include_str!("../../kernels/attention.cu");
+        for kv in KvDtype::ALL {
+            for k in DecodeKernel::for_kv(kv) {
+                let name = k.name(kv, 4);
+                let macro_name = name.replacen("_g4", "_g##G##", 1);
+                assert!(
+                    att.contains(&macro_name),
+                    "{name}: no `{macro_name}` in attention.cu"
+                );
+            }
+        }
+        assert!(!att.contains("paged_decode_f16_g##G##_r"));
+        assert!(!att.contains("paged_decode_s_i8_g##G##_w4h"));
+        let inst = Instances::for_spec(&spec(&["llama-3.1-8b"], true));
+        let names = inst.kernel_names();
+        assert!(names.contains(&"nf4_gemv_t7".to_string()));
+        assert!(!names.contains(&"nf4_gemv_t2".to_string()));
+        assert!(names.contains(&"paged_decode_s_f16_g4_w4a".to_string()));
+        assert!(names.contains(&"paged_decode_i8_g4_r".to_string()));
+        assert!(!names.iter().any(|n| n.contains("_g8")));
+    }
+
+    #[test]
+    fn cp_async_kernels_ask_for_their_pipeline_in_shared_memory() {
+        // 4 stages x (K, V) x half a block (8 tokens x 128 dims) per warp
+        assert_eq!(
+            DecodeKernel::Stream4Async.dyn_smem(KvDtype::Fp16),
+            4 * 4 * 2 * 8 * 128 * 2
+        );
+        assert_eq!(
+            DecodeKernel::Stream8Async.dyn_smem(KvDtype::Fp16),
+            8 * 4 * 2 * 8 * 128 * 2
+        );
+        assert_eq!(
+            DecodeKernel::Stream8Async.dyn_smem(KvDtype::Int8),
+            8 * 4 * 2 * 8 * 128
+        );
+        assert_eq!(DecodeKernel::Stream8.dyn_smem(KvDtype::Fp16), 0);
+        // within the 227 KB an sm_90 block may opt into
+        assert!(DecodeKernel::Stream8Async.dyn_smem(KvDtype::Fp16) <= 227 * 1024);
+    }
+}

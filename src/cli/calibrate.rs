@@ -29,6 +29,9 @@ Timing: `back-to-back` (default) times each kernel as a CUDA graph of many calls
 copies of its inputs (what a serving step pays); `isolated` times one call after an L2-evicting
 memset (the pre-0.2 method; the cost model then corrects the tables towards in-graph times).
 
+Paged decode is timed with every kernel variant and up to three partition sizes per point, and
+the fastest is kept; CARDPLAN_DEBUG_DECODE=1 prints each variant's time to stderr.
+
 Needs an NVIDIA GPU with the driver, NVRTC, cuBLAS and cuBLASLt (CUDA 13) installed; exits 4
 without writing anything when they are missing.";
 
