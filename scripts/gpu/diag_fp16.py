@@ -12,14 +12,14 @@ Usage: python3 scripts/gpu/diag_fp16.py OUT.md LABEL=RAW.json [LABEL=RAW.json ..
 """
 import ctypes
 import json
-import math
 import os
-import statistics
 import subprocess
 import sys
 
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 out_md = sys.argv[1]
 runs = [a.split("=", 1) for a in sys.argv[2:]]
@@ -61,47 +61,7 @@ lines.append(f"- the loader path's `libcublasLt.so.13` (what cardplan loads): {s
 lines.append("")
 
 # ---- 2. F.linear vs cardplan GemmEx
-REPS, WARM, MAX_COPIES, MAX_CALLS, TARGET_MS = 30, 5, 64, 64, 0.3
-HEAT_MS = float(os.environ.get("CARDPLAN_HEAT_MS", "0") or 0)
-SPIN = int(50e-6 * props.clock_rate * 1e3) if getattr(props, "clock_rate", 0) else 100_000
-
-
-def bench(fn, copies):
-    for i in range(max(copies, WARM)):
-        fn(i % copies)
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    s.record()
-    for i in range(3):
-        fn(i % copies)
-    e.record()
-    e.synchronize()
-    est = s.elapsed_time(e) / 3
-    calls = min(MAX_CALLS, max(2, copies, math.ceil(TARGET_MS / est) if est > 0 else MAX_CALLS))
-    st = torch.cuda.Stream()
-    st.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(st):
-        for i in range(min(copies, 3)):
-            fn(i)
-    torch.cuda.current_stream().wait_stream(st)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for i in range(calls):
-            fn(i % copies)
-    g.replay()
-    torch.cuda.synchronize()
-    if HEAT_MS > 0 and est >= 0.1:  # as CARDPLAN_HEAT_MS does in the calibrator
-        for _ in range(math.ceil(HEAT_MS / (est * calls))):
-            g.replay()
-        torch.cuda.synchronize()
-    ts = []
-    for _ in range(REPS):
-        torch.cuda._sleep(SPIN)
-        s.record()
-        g.replay()
-        e.record()
-        e.synchronize()
-        ts.append(s.elapsed_time(e) / calls)
-    return statistics.median(ts)
+from b2b import MAX_COPIES, bench  # noqa: E402
 
 
 def load(p):

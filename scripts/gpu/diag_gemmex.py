@@ -1,0 +1,62 @@
+"""cublasGemmEx from Python vs F.linear, same harness: where does cardplan's fp16 gap come from?
+
+Usage: python3 scripts/gpu/diag_gemmex.py OUT.md
+
+Times, by the calibrator's back-to-back method (b2b.bench), on the llama-3.1-8b shapes:
+  F.linear            torch's call (new output tensor per call)
+  matmul out=         the same GEMM into one preallocated output, as cardplan writes it
+  GemmEx (ctypes)     cardplan's exact cuBLAS call on a handle of our own (32 MB workspace), one
+                      preallocated output
+with torch-style data (uniform, cast from fp32, weights ±0.05, activations ±1).
+"""
+import ctypes
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from b2b import L2, bench  # noqa: E402
+
+out_md = sys.argv[1] if len(sys.argv) > 1 else "diag-gemmex.md"
+
+dev = torch.device("cuda")
+torch.ones(1, device=dev)
+(torch.ones(8, 8, device=dev, dtype=torch.float16) @ torch.ones(8, 8, device=dev, dtype=torch.float16)).sum().item()
+path = [ln.split()[-1] for ln in open("/proc/self/maps") if "libcublas.so" in ln.split()[-1]][0]
+lib = ctypes.CDLL(path)
+handle = ctypes.c_void_p()
+assert lib.cublasCreate_v2(ctypes.byref(handle)) == 0
+ws_bytes = 32 << 20
+ws = torch.empty(ws_bytes, dtype=torch.uint8, device=dev)
+assert lib.cublasSetWorkspace_v2(handle, ctypes.c_void_p(ws.data_ptr()), ctypes.c_size_t(ws_bytes)) == 0
+alpha, beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
+
+
+def gemmex(x, w, y):
+    T, k = x.shape
+    n = w.shape[0]
+    lib.cublasSetStream_v2(handle, ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+    r = lib.cublasGemmEx(handle, 1, 0, n, T, k, ctypes.byref(alpha), ctypes.c_void_p(w.data_ptr()), 2, k,
+                         ctypes.c_void_p(x.data_ptr()), 2, k, ctypes.byref(beta), ctypes.c_void_p(y.data_ptr()),
+                         2, n, 68, 99)
+    assert r == 0, r
+
+
+lines = ["# cublasGemmEx (ctypes) vs F.linear, same harness", "", f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, {path}", "",
+         "| n | k | T | F.linear ms | matmul out= ms | GemmEx ctypes ms | GemmEx / F.linear |", "|---|---|---|---|---|---|---|"]
+for n, k in [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]:
+    S = max(1, min(64, -(-2 * L2 // (2 * n * k))))
+    ws_ = [((torch.rand(n, k, device=dev) * 2 - 1) * 0.05).half() for _ in range(S)]
+    for T in [16, 256, 1024, 4096]:
+        x = (torch.rand(T, k, device=dev) * 2 - 1).half()
+        y = torch.empty(T, n, device=dev, dtype=torch.float16)
+        a = bench(lambda i: F.linear(x, ws_[i]), S)
+        b = bench(lambda i: torch.matmul(x, ws_[i].t(), out=y), S)
+        c = bench(lambda i: gemmex(x, ws_[i], y), S)
+        lines.append(f"| {n} | {k} | {T} | {a:.4f} | {b:.4f} | {c:.4f} | {c / a:.3f} |")
+        print(lines[-1], flush=True)
+    del ws_
+    torch.cuda.empty_cache()
+open(out_md, "w").write("\n".join(lines) + "\n")
