@@ -34,28 +34,60 @@ assert lib.cublasSetWorkspace_v2(handle, ctypes.c_void_p(ws.data_ptr()), ctypes.
 alpha, beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
 
 
-def gemmex(x, w, y):
+# torch's own handle, and what can be read of its settings
+th = ctypes.c_void_p(torch.cuda.current_blas_handle())
+state = {}
+for getter in ["cublasGetSmCountTarget", "cublasGetMathMode", "cublasGetAtomicsMode", "cublasGetPointerMode_v2"]:
+    v = ctypes.c_int(-1)
+    st = getattr(lib, getter)(th, ctypes.byref(v))
+    state[getter] = (st, v.value)
+print("torch handle:", state, flush=True)
+sm_count = torch.cuda.get_device_properties(0).multi_processor_count
+h_sm = ctypes.c_void_p()
+assert lib.cublasCreate_v2(ctypes.byref(h_sm)) == 0
+assert lib.cublasSetWorkspace_v2(h_sm, ctypes.c_void_p(ws.data_ptr()), ctypes.c_size_t(ws_bytes)) == 0
+assert lib.cublasSetSmCountTarget(h_sm, sm_count) == 0
+
+
+def gemmex(x, w, y, h=None):
+    h = handle if h is None else h
     T, k = x.shape
     n = w.shape[0]
-    lib.cublasSetStream_v2(handle, ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
-    r = lib.cublasGemmEx(handle, 1, 0, n, T, k, ctypes.byref(alpha), ctypes.c_void_p(w.data_ptr()), 2, k,
+    lib.cublasSetStream_v2(h, ctypes.c_void_p(torch.cuda.current_stream().cuda_stream))
+    r = lib.cublasGemmEx(h, 1, 0, n, T, k, ctypes.byref(alpha), ctypes.c_void_p(w.data_ptr()), 2, k,
                          ctypes.c_void_p(x.data_ptr()), 2, k, ctypes.byref(beta), ctypes.c_void_p(y.data_ptr()),
                          2, n, 68, 99)
     assert r == 0, r
 
 
 lines = ["# cublasGemmEx (ctypes) vs F.linear, same harness", "", f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, {path}", "",
-         "| n | k | T | F.linear ms | matmul out= ms | GemmEx ctypes ms | GemmEx / F.linear |", "|---|---|---|---|---|---|---|"]
+         f"torch's handle (status, value): {state}", "",
+         "Columns: F.linear; matmul into one preallocated output; GemmEx on a fresh handle (32 MB workspace), one output; "
+         "the same with cublasSetSmCountTarget(SM count); the same (fresh handle) writing a new output each call (8 rotating); "
+         "GemmEx on torch's own handle, one output.", "",
+         "| n | k | T | F.linear | matmul out= | GemmEx | + SmCountTarget | + new output per call | torch's handle |",
+         "|---|---|---|---|---|---|---|---|---|"]
 for n, k in [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]:
     S = max(1, min(64, -(-2 * L2 // (2 * n * k))))
     ws_ = [((torch.rand(n, k, device=dev) * 2 - 1) * 0.05).half() for _ in range(S)]
-    for T in [16, 256, 1024, 4096]:
+    for T in [16, 1024, 4096]:
         x = (torch.rand(T, k, device=dev) * 2 - 1).half()
         y = torch.empty(T, n, device=dev, dtype=torch.float16)
+        ys = [torch.empty(T, n, device=dev, dtype=torch.float16) for _ in range(8)]
+        cnt = [0]
+
+        def rot(i):
+            cnt[0] += 1
+            gemmex(x, ws_[i], ys[cnt[0] % 8])
+
         a = bench(lambda i: F.linear(x, ws_[i]), S)
         b = bench(lambda i: torch.matmul(x, ws_[i].t(), out=y), S)
         c = bench(lambda i: gemmex(x, ws_[i], y), S)
-        lines.append(f"| {n} | {k} | {T} | {a:.4f} | {b:.4f} | {c:.4f} | {c / a:.3f} |")
+        c_sm = bench(lambda i: gemmex(x, ws_[i], y, h_sm), S)
+        c_rot = bench(rot, S)
+        c_th = bench(lambda i: gemmex(x, ws_[i], y, th), S)
+        lines.append(f"| {n} | {k} | {T} | {a:.4f} | {b:.4f} | {c:.4f} | {c_sm:.4f} | {c_rot:.4f} | {c_th:.4f} |")
+        del ys
         print(lines[-1], flush=True)
     del ws_
     torch.cuda.empty_cache()
