@@ -1,7 +1,9 @@
 // Attention kernels, head_dim 128.
 // Paged decode (vLLM-style block table, block size 16, grouped-query heads, fp16 or int8 KV with a
-// per-tensor scale), split over partitions of 512 tokens with a reduce step (flash-decoding);
-// causal prefill over contiguous q/k/v, tiled flash-attention style on tensor cores (WMMA).
+// per-tensor scale), split over partitions of the context with a reduce step (flash-decoding):
+// a two-pass kernel (partitions of at most 512 tokens) and one-pass online-softmax kernels
+// (longer partitions allowed); causal prefill over contiguous q/k/v, tiled flash-attention style
+// on tensor cores (WMMA).
 #include <cuda_fp16.h>
 #include <mma.h>
 
