@@ -25,8 +25,9 @@ use half::f16;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use super::kernels::{CHECK_DECODE_HEADS, CHECK_GEMV_TOKENS, DecodeKernel, Instances, PART};
 use super::nvrtc;
-use super::plan::{self, GemmPath, Job, SweepSpec};
+use super::plan::{GemmPath, Job, SweepSpec};
 use super::quant::{self, Nf4Tensor};
 use super::reference as cpu;
 use super::timer::{CheckReport, DeviceInfo, KernelTimer};
@@ -44,27 +45,8 @@ const SOURCES: [(&str, &str); 5] = [
         include_str!("../../kernels/elementwise.cu"),
     ),
 ];
-const KERNELS: [&str; 14] = [
-    "spin_ns",
-    "fill_half",
-    "fill_u8",
-    "fill_f32",
-    "nf4_dequant",
-    "nf4_absmax_dequant",
-    "add_scalar_f32",
-    "nf4_dequant_f32absmax",
-    "quant_per_token",
-    "dequant_i32",
-    "paged_decode_reduce",
-    "prefill_attn",
-    "rmsnorm_residual",
-    "silu_mul",
-];
 /// Dynamic shared memory of `prefill_attn` (see attention.cu).
 const PREFILL_SMEM: u32 = (64 + 128) * 136 * 2 + 4 * 16 * 68 * 4 + 4 * 16 * 72 * 2;
-const PART: u32 = 512;
-/// Longest partition of the one-pass decode kernels.
-const STREAM_MAX_PART: u32 = 4096;
 const LT_WORKSPACE: usize = 32 << 20;
 const INT8_KV_SCALE: f32 = 1.0 / 64.0;
 /// Most copies of an operation's inputs rotated over (back-to-back timing).
@@ -280,167 +262,6 @@ macro_rules! launch {
         // is a live allocation of at least the size the kernel touches.
         unsafe { b.launch($cfg) }.map(|_| ()).gpu($name)
     }};
-}
-
-/// The templated kernels one calibration needs: GEMV token counts (the sweep's and the checks')
-/// and GQA group sizes (the models' and the check's). Only these are instantiated, which keeps
-/// NVRTC's work (most of `--quick`'s wall time on a fresh machine) small.
-struct Instances {
-    gemv_tokens: Vec<u32>,
-    groups: Vec<u32>,
-}
-
-impl Instances {
-    fn for_spec(spec: &SweepSpec) -> Instances {
-        let mut gemv_tokens: Vec<u32> = spec
-            .tokens
-            .iter()
-            .copied()
-            .filter(|&t| t <= plan::GEMV_MAX_TOKENS)
-            .chain(CHECK_GEMV_TOKENS)
-            .collect();
-        gemv_tokens.sort_unstable();
-        gemv_tokens.dedup();
-        let mut groups: Vec<u32> = spec
-            .attn
-            .iter()
-            .map(|&(h, kv)| h / kv.max(1))
-            .chain([CHECK_DECODE_HEADS.0 / CHECK_DECODE_HEADS.1])
-            .collect();
-        groups.sort_unstable();
-        groups.dedup();
-        Instances {
-            gemv_tokens,
-            groups,
-        }
-    }
-
-    /// Source prefix defining the instantiation lists (`#line 1` keeps NVRTC's line numbers).
-    fn prefix(&self) -> String {
-        let list = |v: &[u32]| {
-            v.iter()
-                .map(|x| format!("X({x})"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        format!(
-            "#define GEMV_TOKENS(X) {}\n#define DECODE_GROUPS(X) {}\n#line 1\n",
-            list(&self.gemv_tokens),
-            list(&self.groups)
-        )
-    }
-
-    /// Every kernel the timer loads.
-    fn kernel_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = KERNELS.iter().map(|s| s.to_string()).collect();
-        for kv in KvDtype::ALL {
-            for &g in &self.groups {
-                v.extend(DecodeKernel::for_kv(kv).map(|k| k.name(kv, g)));
-            }
-        }
-        for t in &self.gemv_tokens {
-            v.push(format!("nf4_gemv_t{t}"));
-            v.push(format!("w8a16_gemv_t{t}"));
-        }
-        v
-    }
-}
-
-/// Token counts of the GEMV correctness checks.
-const CHECK_GEMV_TOKENS: [u32; 3] = [1, 7, 16];
-/// (query heads, KV heads) of the decode-attention correctness check.
-const CHECK_DECODE_HEADS: (u32, u32) = (8, 2);
-
-/// The paged-decode kernels of attention.cu. The calibrator times each (with up to three
-/// partition sizes) and keeps the fastest, as an autotuned engine would.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum DecodeKernel {
-    /// Two passes over a partition (scores to shared memory, then P·V), query in registers.
-    TwoPassQreg,
-    /// One pass with an online softmax, 8 warps, a whole KV block per load step.
-    Stream8,
-    /// One pass, 4 warps of at most 128 registers, half a KV block per load step (fp16 KV only:
-    /// the int8 instance spills).
-    Stream4Half,
-    /// One pass, 4 warps, half blocks, three further steps in flight through cp.async.
-    Stream4Async,
-    /// The same with 8 warps (one CTA per SM streams faster: for small grids).
-    Stream8Async,
-}
-
-/// Pipeline depth of the cp.async decode kernel (ASYNC_STAGES in attention.cu).
-const ASYNC_STAGES: u32 = 4;
-
-impl DecodeKernel {
-    const ALL: [DecodeKernel; 5] = [
-        DecodeKernel::TwoPassQreg,
-        DecodeKernel::Stream8,
-        DecodeKernel::Stream4Half,
-        DecodeKernel::Stream4Async,
-        DecodeKernel::Stream8Async,
-    ];
-
-    /// The variants built for a KV dtype (attention.cu says why the others are not).
-    fn for_kv(kv: KvDtype) -> impl Iterator<Item = DecodeKernel> {
-        DecodeKernel::ALL.into_iter().filter(move |k| match kv {
-            KvDtype::Fp16 => *k != DecodeKernel::TwoPassQreg,
-            KvDtype::Int8 => *k != DecodeKernel::Stream4Half,
-        })
-    }
-
-    fn name(self, kv: KvDtype, g: u32) -> String {
-        let dt = match kv {
-            KvDtype::Fp16 => "f16",
-            KvDtype::Int8 => "i8",
-        };
-        match self {
-            DecodeKernel::TwoPassQreg => format!("paged_decode_{dt}_g{g}_r"),
-            DecodeKernel::Stream8 => format!("paged_decode_s_{dt}_g{g}_w8"),
-            DecodeKernel::Stream4Half => format!("paged_decode_s_{dt}_g{g}_w4h"),
-            DecodeKernel::Stream4Async => format!("paged_decode_s_{dt}_g{g}_w4a"),
-            DecodeKernel::Stream8Async => format!("paged_decode_s_{dt}_g{g}_w8a"),
-        }
-    }
-
-    /// Longest partition: the two-pass kernel keeps a partition's scores in shared memory.
-    fn max_part(self) -> u32 {
-        match self {
-            DecodeKernel::TwoPassQreg => PART,
-            _ => STREAM_MAX_PART,
-        }
-    }
-
-    fn threads(self) -> u32 {
-        match self {
-            DecodeKernel::Stream8 | DecodeKernel::Stream8Async => 256,
-            _ => 128,
-        }
-    }
-
-    /// Dynamic shared memory: the cp.async kernel's per-warp pipeline of half KV blocks (K and
-    /// V, 16 tokens × 128 dims / 2 per block half).
-    fn dyn_smem(self, kv: KvDtype) -> u32 {
-        let elem = match kv {
-            KvDtype::Fp16 => 2,
-            KvDtype::Int8 => 1,
-        };
-        match self {
-            DecodeKernel::Stream4Async | DecodeKernel::Stream8Async => {
-                self.threads() / 32 * ASYNC_STAGES * 2 * (8 * 128 * elem)
-            }
-            _ => 0,
-        }
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            DecodeKernel::TwoPassQreg => "two-pass",
-            DecodeKernel::Stream8 => "one-pass, 8 warps",
-            DecodeKernel::Stream4Half => "one-pass, 4 warps, half blocks",
-            DecodeKernel::Stream4Async => "one-pass, 4 warps, half blocks, cp.async pipeline",
-            DecodeKernel::Stream8Async => "one-pass, 8 warps, half blocks, cp.async pipeline",
-        }
-    }
 }
 
 fn cfg(grid: (u32, u32, u32), block: u32, smem: u32) -> LaunchConfig {
@@ -2091,89 +1912,4 @@ fn device_info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo> {
         l2_bytes,
         memory_bytes,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::catalog;
-
-    fn spec(models: &[&str], quick: bool) -> SweepSpec {
-        let m: Vec<_> = models.iter().map(|k| catalog::model(k).unwrap()).collect();
-        SweepSpec::new(&m, quick, true)
-    }
-
-    #[test]
-    fn instances_cover_the_sweep_and_the_checks_only() {
-        let inst = Instances::for_spec(&spec(&["llama-3.1-8b"], true));
-        // quick sweep tokens 1, 8 (<= 16) plus the checks' 1, 7, 16
-        assert_eq!(inst.gemv_tokens, vec![1, 7, 8, 16]);
-        // llama's 32 / 8 heads and the check's 8 / 2: both group 4
-        assert_eq!(inst.groups, vec![4]);
-        let prefix = inst.prefix();
-        assert!(prefix.contains("#define GEMV_TOKENS(X) X(1) X(7) X(8) X(16)\n"));
-        assert!(prefix.contains("#define DECODE_GROUPS(X) X(4)\n"));
-        assert!(prefix.ends_with("#line 1\n"));
-        let full_spec = spec(&["llama-3.1-8b"], false);
-        let full = Instances::for_spec(&full_spec);
-        let mut want: Vec<u32> = full_spec
-            .tokens
-            .iter()
-            .copied()
-            .filter(|&t| t <= 16)
-            .collect();
-        want.push(7);
-        want.sort_unstable();
-        assert_eq!(
-            full.gemv_tokens, want,
-            "the sweep's GEMV token counts and the checks' 7"
-        );
-    }
-
-    #[test]
-    fn every_kernel_name_the_timer_loads_is_instantiated_in_the_sources() {
-        // The Rust side names kernels; the CUDA side instantiates them through macros. Check that
-        // each decode name's suffix has an instantiation line, and that no instance is asked for
-        // that the sources leave out (the fp16 two-pass and int8 4-warp kernels).
-        let att = include_str!("../../kernels/attention.cu");
-        for kv in KvDtype::ALL {
-            for k in DecodeKernel::for_kv(kv) {
-                let name = k.name(kv, 4);
-                let macro_name = name.replacen("_g4", "_g##G##", 1);
-                assert!(
-                    att.contains(&macro_name),
-                    "{name}: no `{macro_name}` in attention.cu"
-                );
-            }
-        }
-        assert!(!att.contains("paged_decode_f16_g##G##_r"));
-        assert!(!att.contains("paged_decode_s_i8_g##G##_w4h"));
-        let inst = Instances::for_spec(&spec(&["llama-3.1-8b"], true));
-        let names = inst.kernel_names();
-        assert!(names.contains(&"nf4_gemv_t7".to_string()));
-        assert!(!names.contains(&"nf4_gemv_t2".to_string()));
-        assert!(names.contains(&"paged_decode_s_f16_g4_w4a".to_string()));
-        assert!(names.contains(&"paged_decode_i8_g4_r".to_string()));
-        assert!(!names.iter().any(|n| n.contains("_g8")));
-    }
-
-    #[test]
-    fn cp_async_kernels_ask_for_their_pipeline_in_shared_memory() {
-        // 4 stages x (K, V) x half a block (8 tokens x 128 dims) per warp
-        assert_eq!(
-            DecodeKernel::Stream4Async.dyn_smem(KvDtype::Fp16),
-            4 * 4 * 2 * 8 * 128 * 2
-        );
-        assert_eq!(
-            DecodeKernel::Stream8Async.dyn_smem(KvDtype::Fp16),
-            8 * 4 * 2 * 8 * 128 * 2
-        );
-        assert_eq!(
-            DecodeKernel::Stream8Async.dyn_smem(KvDtype::Int8),
-            8 * 4 * 2 * 8 * 128
-        );
-        assert_eq!(DecodeKernel::Stream8.dyn_smem(KvDtype::Fp16), 0);
-        // within the 227 KB an sm_90 block may opt into
-        assert!(DecodeKernel::Stream8Async.dyn_smem(KvDtype::Fp16) <= 227 * 1024);
-    }
 }

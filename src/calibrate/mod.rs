@@ -6,6 +6,7 @@
 
 pub mod assemble;
 pub mod cuda;
+mod kernels;
 mod nvrtc;
 pub mod plan;
 pub mod quant;
