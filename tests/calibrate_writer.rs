@@ -357,3 +357,77 @@ fn reassemble_rebuilds_tables_from_raw_timings() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("raw.json:1:"));
     assert!(!dir.join("third.yaml").exists());
 }
+
+/// `--reassemble a.json,b.json` takes the median per point of several runs of one sweep and says
+/// so; runs of different sweeps are refused (exit 3, nothing written).
+#[test]
+fn reassemble_merges_runs_of_one_sweep() {
+    let dir = std::env::temp_dir().join(format!("cardplan-merge-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = env!("CARGO_BIN_EXE_cardplan");
+    let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    for (raw, quick) in [("a.json", true), ("b.json", true), ("full.json", false)] {
+        let mut args = vec!["calibrate", "--mock-timer", "--gpu", "h100-sxm"];
+        if quick {
+            args.push("--quick");
+        }
+        let (out, rawp) = (p(&format!("{raw}.yaml")), p(raw));
+        args.extend(["--out", &out, "--raw", &rawp]);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The same raw file twice: the median is the run itself.
+    let both = format!("{},{}", p("a.json"), p("a.json"));
+    let o = run(&[
+        "calibrate",
+        "--gpu",
+        &p("a.json.yaml"),
+        "--reassemble",
+        &both,
+        "--out",
+        &p("merged.yaml"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let one = cardplan::profile::GpuProfile::read(&dir.join("a.json.yaml"))
+        .unwrap()
+        .measured
+        .unwrap();
+    let merged = cardplan::profile::GpuProfile::read(&dir.join("merged.yaml"))
+        .unwrap()
+        .measured
+        .unwrap();
+    assert_eq!(one.gemm.len(), merged.gemm.len());
+    for (x, y) in one.gemm.iter().zip(&merged.gemm) {
+        for (a, b) in x.points.iter().zip(&y.points) {
+            assert!((a.1 - b.1).abs() <= 1e-12 * a.1, "{} {}", a.1, b.1);
+        }
+    }
+    assert!(
+        merged
+            .provenance
+            .notes
+            .iter()
+            .any(|n| n.contains("median per point of 2 runs"))
+    );
+    // A quick and a full sweep are different jobs: refused, nothing written.
+    let mixed = format!("{},{}", p("a.json"), p("full.json"));
+    let o = run(&[
+        "calibrate",
+        "--gpu",
+        &p("a.json.yaml"),
+        "--reassemble",
+        &mixed,
+        "--out",
+        &p("mixed.yaml"),
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("same jobs"));
+    assert!(!dir.join("mixed.yaml").exists());
+}

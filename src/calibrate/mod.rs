@@ -125,7 +125,52 @@ const FP16_NOTE: &str = "fp16 = cublasGemmEx (fp32 accumulate, default math mode
 /// Rebuild the tables of `base` (a measured profile) from the raw timings of the same run, after a
 /// change in which timed path sets a scheme's table. Nothing is re-measured: the provenance stays
 /// the run's own, with a note saying what was re-assembled, when, and by which revision.
-pub fn reassemble(base: GpuProfile, timed: &[Timed], git_rev: &str) -> Result<GpuProfile> {
+/// The median time of each job over several runs of the same sweep, so that one run's scatter
+/// weighs less: compute-bound GEMMs vary by several percent from run to run with the GPU's power
+/// state (benches/gpu-results/decode-and-fp16-notes.md). Every run must have timed the same jobs.
+pub fn median_of_runs(runs: &[Vec<Timed>]) -> Result<Vec<Timed>> {
+    let (first, rest) = runs
+        .split_first()
+        .ok_or_else(|| Error::Usage("no raw timings to merge".into()))?;
+    for (i, r) in rest.iter().enumerate() {
+        let same = r.len() == first.len() && first.iter().all(|t| r.iter().any(|u| u.job == t.job));
+        if !same {
+            return Err(Error::BadInput(format!(
+                "raw timings {} did not time the same jobs as the first ({} timed calls against {}); \
+                 merge only runs of one sweep",
+                i + 2,
+                r.len(),
+                first.len()
+            )));
+        }
+    }
+    Ok(first
+        .iter()
+        .map(|t| {
+            let mut v: Vec<f64> = runs
+                .iter()
+                .filter_map(|r| r.iter().find(|u| u.job == t.job).map(|u| u.ms))
+                .collect();
+            v.sort_by(f64::total_cmp);
+            let m = v.len() / 2;
+            let ms = if v.len() % 2 == 1 {
+                v[m]
+            } else {
+                (v[m - 1] + v[m]) / 2.0
+            };
+            Timed { job: t.job, ms }
+        })
+        .collect())
+}
+
+/// Rebuild the tables of `base`'s measured block from raw timings (`source` says whose, for the
+/// provenance note), keeping the run's provenance.
+pub fn reassemble(
+    base: GpuProfile,
+    timed: &[Timed],
+    source: &str,
+    git_rev: &str,
+) -> Result<GpuProfile> {
     let old = base.measured.as_ref().ok_or_else(|| {
         Error::BadInput(format!("{} has no measured block to re-assemble", base.key))
     })?;
@@ -139,7 +184,7 @@ pub fn reassemble(base: GpuProfile, timed: &[Timed], git_rev: &str) -> Result<Gp
     });
     provenance.notes.push(FP16_NOTE.into());
     provenance.notes.push(format!(
-        "tables re-assembled from this run's raw timings on {} by cardplan {} ({git_rev}); nothing re-measured",
+        "tables re-assembled from {source} on {} by cardplan {} ({git_rev}); nothing re-measured",
         now_rfc3339(),
         env!("CARGO_PKG_VERSION")
     ));
@@ -213,6 +258,48 @@ pub fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use plan::Job;
+
+    fn gemm(tokens: u32, ms: f64) -> Timed {
+        Timed {
+            job: Job::Gemm {
+                path: plan::GemmPath::Fp16CublasGemmEx,
+                n: 4096,
+                k: 4096,
+                tokens,
+            },
+            ms,
+        }
+    }
+
+    #[test]
+    fn runs_merge_to_the_median_per_job() {
+        let runs = vec![
+            vec![gemm(1, 1.0), gemm(8, 10.0)],
+            vec![gemm(8, 30.0), gemm(1, 3.0)],
+            vec![gemm(1, 2.0), gemm(8, 20.0)],
+        ];
+        let m = median_of_runs(&runs).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].job, m[0].ms), (gemm(1, 0.0).job, 2.0));
+        assert_eq!((m[1].job, m[1].ms), (gemm(8, 0.0).job, 20.0));
+        // two runs: the mean of the middle pair
+        assert_eq!(median_of_runs(&runs[..2]).unwrap()[0].ms, 2.0);
+        // one run: itself
+        assert_eq!(median_of_runs(&runs[..1]).unwrap()[1].ms, 10.0);
+    }
+
+    #[test]
+    fn runs_of_different_sweeps_do_not_merge() {
+        let a = vec![gemm(1, 1.0), gemm(8, 10.0)];
+        let b = vec![gemm(1, 1.0), gemm(16, 10.0)];
+        let c = vec![gemm(1, 1.0)];
+        for other in [b, c] {
+            let e = median_of_runs(&[a.clone(), other]).unwrap_err();
+            assert!(matches!(e, Error::BadInput(_)), "{e}");
+        }
+        assert!(median_of_runs(&[]).is_err());
+    }
 
     #[test]
     fn rfc3339_known_instants() {

@@ -24,6 +24,7 @@ const EXAMPLES: &str = "Examples:
   cardplan calibrate --out profiles/gpus/h100-sxm.yaml --raw h100-raw.json
   cardplan calibrate --models llama-3.1-8b,qwen2.5-7b --gpu h200 --json
   cardplan calibrate --timing isolated --out h100-isolated.yaml
+  cardplan calibrate --gpu h100-sxm --reassemble run1.json,run2.json,run3.json --out h100.yaml
 
 Timing: `back-to-back` (default) times each kernel as a CUDA graph of many calls rotating over
 copies of its inputs (what a serving step pays); `isolated` times one call after an L2-evicting
@@ -76,10 +77,11 @@ pub struct CalibrateArgs {
     /// Print a JSON summary instead of a table.
     #[arg(long)]
     pub json: bool,
-    /// Re-assemble the tables of the measured profile given by --gpu (a key or a file) from this raw
-    /// timings file (written by --raw in the same run) instead of measuring; no GPU needed.
-    #[arg(long, value_name = "RAW.json", requires = "gpu")]
-    pub reassemble: Option<PathBuf>,
+    /// Re-assemble the tables of the measured profile given by --gpu (a key or a file) from raw
+    /// timings (written by --raw) instead of measuring; no GPU needed. Several files (runs of the
+    /// same sweep, comma-separated) give the median per point.
+    #[arg(long, value_name = "RAW.json", requires = "gpu", value_delimiter = ',', num_args = 1..)]
+    pub reassemble: Vec<PathBuf>,
     /// Use the CPU mock timer instead of the GPU (tests the writer; the numbers are made up).
     #[arg(long, hide = true)]
     pub mock_timer: bool,
@@ -100,8 +102,8 @@ struct Summary<'a> {
 }
 
 pub fn run(args: CalibrateArgs) -> Result<()> {
-    if let Some(raw) = &args.reassemble {
-        return reassemble(&args, raw);
+    if !args.reassemble.is_empty() {
+        return reassemble(&args, &args.reassemble);
     }
     let reps = args.reps.unwrap_or(if args.quick { 20 } else { 30 });
     if reps < 20 {
@@ -317,28 +319,46 @@ struct RawIn {
     timed: Vec<calibrate::assemble::Timed>,
 }
 
-/// `--reassemble RAW`: rebuild the tables of an existing measured profile from its raw timings.
-fn reassemble(args: &CalibrateArgs, raw: &std::path::Path) -> Result<()> {
+/// `--reassemble RAW[,RAW…]`: rebuild the tables of an existing measured profile from raw
+/// timings, the median per point when there are several runs.
+fn reassemble(args: &CalibrateArgs, raws: &[PathBuf]) -> Result<()> {
     let gpu = args
         .gpu
         .as_deref()
         .ok_or_else(|| Error::Usage("--reassemble needs --gpu (the measured profile)".into()))?;
     let base = catalog::gpu(gpu)?;
-    let text =
-        std::fs::read_to_string(raw).map_err(|e| Error::file(raw, format!("cannot read: {e}")))?;
-    let parsed: RawIn = serde_json::from_str(&text).map_err(|e| {
-        Error::file_at(
-            raw,
-            e.line(),
-            e.column(),
-            format!("not a raw timings file: {e}"),
+    let mut runs = Vec::with_capacity(raws.len());
+    for raw in raws {
+        let text = std::fs::read_to_string(raw)
+            .map_err(|e| Error::file(raw, format!("cannot read: {e}")))?;
+        let parsed: RawIn = serde_json::from_str(&text).map_err(|e| {
+            Error::file_at(
+                raw,
+                e.line(),
+                e.column(),
+                format!("not a raw timings file: {e}"),
+            )
+        })?;
+        runs.push(parsed.timed);
+    }
+    let names: Vec<String> = raws.iter().map(|r| r.display().to_string()).collect();
+    let (timed, source) = if runs.len() == 1 {
+        (runs.remove(0), "this run's raw timings".to_string())
+    } else {
+        (
+            calibrate::median_of_runs(&runs)?,
+            format!(
+                "the median per point of {} runs' raw timings ({})",
+                runs.len(),
+                names.join(", ")
+            ),
         )
-    })?;
+    };
     let git_rev = args
         .git_rev
         .clone()
         .unwrap_or_else(|| calibrate::build_git_rev().to_string());
-    let profile = calibrate::reassemble(base, &parsed.timed, &git_rev)?;
+    let profile = calibrate::reassemble(base, &timed, &source, &git_rev)?;
     let out = args
         .out
         .clone()
@@ -347,7 +367,7 @@ fn reassemble(args: &CalibrateArgs, raw: &std::path::Path) -> Result<()> {
     eprintln!(
         "re-assembled {} from {} into {}",
         profile.key,
-        raw.display(),
+        names.join(", "),
         out.display()
     );
     Ok(())
