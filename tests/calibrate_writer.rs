@@ -368,7 +368,7 @@ fn reassemble_merges_runs_of_one_sweep() {
     let bin = env!("CARGO_BIN_EXE_cardplan");
     let run = |args: &[&str]| std::process::Command::new(bin).args(args).output().unwrap();
     let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
-    for (raw, quick) in [("a.json", true), ("b.json", true), ("full.json", false)] {
+    for (raw, quick) in [("a.json", true), ("full.json", false)] {
         let mut args = vec!["calibrate", "--mock-timer", "--gpu", "h100-sxm"];
         if quick {
             args.push("--quick");
@@ -378,17 +378,21 @@ fn reassemble_merges_runs_of_one_sweep() {
         let o = run(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
+    let base = p("a.json.yaml");
+    let reassemble = |raws: &[&str], out: &str| {
+        let raws = raws.iter().map(|r| p(r)).collect::<Vec<_>>().join(",");
+        run(&[
+            "calibrate",
+            "--gpu",
+            &base,
+            "--reassemble",
+            &raws,
+            "--out",
+            &p(out),
+        ])
+    };
     // The same raw file twice: the median is the run itself.
-    let both = format!("{},{}", p("a.json"), p("a.json"));
-    let o = run(&[
-        "calibrate",
-        "--gpu",
-        &p("a.json.yaml"),
-        "--reassemble",
-        &both,
-        "--out",
-        &p("merged.yaml"),
-    ]);
+    let o = reassemble(&["a.json", "a.json"], "merged.yaml");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let one = cardplan::profile::GpuProfile::read(&dir.join("a.json.yaml"))
         .unwrap()
@@ -412,16 +416,7 @@ fn reassemble_merges_runs_of_one_sweep() {
             .any(|n| n.contains("median per point of 2 runs"))
     );
     // A quick and a full sweep are different jobs: refused, nothing written.
-    let mixed = format!("{},{}", p("a.json"), p("full.json"));
-    let o = run(&[
-        "calibrate",
-        "--gpu",
-        &p("a.json.yaml"),
-        "--reassemble",
-        &mixed,
-        "--out",
-        &p("mixed.yaml"),
-    ]);
+    let o = reassemble(&["a.json", "full.json"], "mixed.yaml");
     assert_eq!(
         o.status.code(),
         Some(3),

@@ -2,7 +2,8 @@
 
 A CUDA graph of R calls rotating over S copies of the op's large inputs, replayed between one
 event pair after a ~50 us busy-wait; time = elapsed / R; median of 30 replays (see
-src/calibrate/cuda.rs, `bench_back_to_back`).
+src/calibrate/cuda.rs, `bench_back_to_back`). Used by reference.py (the acceptance comparison)
+and the diagnosis scripts; copy it next to them when they run from a copy.
 """
 import math
 import statistics
@@ -16,6 +17,8 @@ SPIN = int(50e-6 * props.clock_rate * 1e3) if getattr(props, "clock_rate", 0) el
 
 
 def bench(fn, copies):
+    """Median time of one call of `fn(i)` (i = the copy to use, of `copies`), back to back."""
+    copies = max(1, min(copies, MAX_COPIES))
     for i in range(max(copies, WARM)):
         fn(i % copies)
     s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -46,4 +49,5 @@ def bench(fn, copies):
         e.record()
         e.synchronize()
         ts.append(s.elapsed_time(e) / calls)
+    del g
     return statistics.median(ts)

@@ -315,7 +315,8 @@ def main():
             out["logits"] = x @ wlm.t()
         return step, ()
 
-    def time_graph(step):
+    def capture(step):
+        """One step captured into a CUDA graph (after two warm-up calls on a side stream)."""
         s = torch.cuda.Stream()
         s.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(s):
@@ -325,6 +326,10 @@ def main():
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
             step()
+        return g
+
+    def time_graph(step):
+        g = capture(step)
         for _ in range(args.warmup):
             g.replay()
         torch.cuda.synchronize()
@@ -346,13 +351,11 @@ def main():
 
     if args.profile_prefill:
         from torch.profiler import profile, ProfilerActivity
-        for P in [int(x) for x in args.profile_prefill.split(",")]:
-            step, _ = make_prefill(P)
-            for _ in range(3):
-                step()
-            torch.cuda.synchronize()
+
+        def kernel_table(run, title, top):
+            """Profile one call of `run`; print and return (µs, calls, kernel) rows, largest first."""
             with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                step()
+                run()
                 torch.cuda.synchronize()
             rows = []
             for ev in prof.key_averages():
@@ -360,33 +363,23 @@ def main():
                 if us > 0:
                     rows.append((us, ev.count, ev.key))
             rows.sort(reverse=True)
-            total = sum(r[0] for r in rows)
-            print(f"profile prefill P={P}: {total / 1e3:.3f} ms of kernels")
-            for us, n, key in rows[:30]:
+            print(f"{title}: {sum(r[0] for r in rows) / 1e3:.3f} ms of kernels")
+            for us, n, key in rows[:top]:
                 print(f"  {us / 1e3:8.3f} ms  x{n:4d}  {key[:110]}")
+            return rows
+
+        for P in [int(x) for x in args.profile_prefill.split(",")]:
+            step, _ = make_prefill(P)
+            for _ in range(3):
+                step()
+            torch.cuda.synchronize()
+            rows = kernel_table(step, f"profile prefill P={P}", 30)
+            total = sum(r[0] for r in rows)
             # The same step replayed from a CUDA graph, as the timed points run it.
-            gs = torch.cuda.Stream()
-            gs.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(gs):
-                step()
-            torch.cuda.current_stream().wait_stream(gs)
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                step()
+            g = capture(step)
             g.replay()
             torch.cuda.synchronize()
-            with profile(activities=[ProfilerActivity.CUDA]) as gprof:
-                g.replay()
-                torch.cuda.synchronize()
-            grows = []
-            for ev in gprof.key_averages():
-                us = getattr(ev, "device_time_total", None) or getattr(ev, "cuda_time_total", 0)
-                if us > 0:
-                    grows.append((us, ev.count, ev.key))
-            grows.sort(reverse=True)
-            print(f"profile prefill P={P}, graph replay: {sum(r[0] for r in grows) / 1e3:.3f} ms of kernels")
-            for us, n, key in grows[:12]:
-                print(f"  {us / 1e3:8.3f} ms  x{n:4d}  {key[:110]}")
+            kernel_table(g.replay, f"profile prefill P={P}, graph replay", 12)
             del g
             result.setdefault("profile", []).append(
                 {"tokens": P, "kernel_ms": total / 1e3,

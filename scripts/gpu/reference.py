@@ -18,13 +18,18 @@ Usage: reference.py RAW.json OUT.md [--gpu-label NAME] [--command "how cardplan 
 """
 import argparse
 import json
-import math
+import os
 import statistics
 import time
 import sys
 
 import torch
 import torch.nn.functional as F
+
+# b2b.py (the calibrator's back-to-back method) sits next to this script, or in the tree's
+# scripts/gpu when this script runs from a copy.
+sys.path[:0] = [os.path.dirname(os.path.abspath(__file__)), "scripts/gpu"]
+import b2b  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("raw")
@@ -40,7 +45,7 @@ props = torch.cuda.get_device_properties(0)
 L2 = props.L2_cache_size
 flush = torch.empty(max(2 * L2, 64 << 20), dtype=torch.uint8, device=dev)
 REPS, WARM = 30, 5
-MAX_COPIES, MAX_CALLS, MIN_CALLS, TARGET_MS = 64, 64, 2, 0.3
+MAX_COPIES = b2b.MAX_COPIES
 MAX_ROT_BYTES = 4 << 30
 # ~50 us busy-wait before each timed replay (torch.cuda._sleep counts clock cycles)
 SPIN_CYCLES = int(50e-6 * props.clock_rate * 1e3) if getattr(props, "clock_rate", 0) else 100_000
@@ -73,45 +78,8 @@ def heat(fn, seconds=HEAT_S):
 def bench(fn, copies=1):
     """Median time of one call of `fn(i)` (call on copy i of `copies`), by the calibrator's method."""
     if TIMING == "back-to-back":
-        return bench_b2b(fn, copies)
+        return b2b.bench(fn, copies)
     return bench_isolated(lambda: fn(0))
-
-
-def bench_b2b(fn, copies):
-    copies = max(1, min(copies, MAX_COPIES))
-    for i in range(max(copies, WARM)):
-        fn(i % copies)
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    s.record()
-    for i in range(3):
-        fn(i % copies)
-    e.record()
-    e.synchronize()
-    est = s.elapsed_time(e) / 3
-    by_time = MAX_CALLS if est <= 0 else min(MAX_CALLS, math.ceil(TARGET_MS / est))
-    calls = min(MAX_CALLS, max(MIN_CALLS, copies, by_time))
-    st = torch.cuda.Stream()
-    st.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(st):
-        for i in range(min(copies, 3)):
-            fn(i)
-    torch.cuda.current_stream().wait_stream(st)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for i in range(calls):
-            fn(i % copies)
-    g.replay()
-    torch.cuda.synchronize()
-    ts = []
-    for _ in range(REPS):
-        torch.cuda._sleep(SPIN_CYCLES)
-        s.record()
-        g.replay()
-        e.record()
-        e.synchronize()
-        ts.append(s.elapsed_time(e) / calls)
-    del g
-    return statistics.median(ts)
 
 
 def bench_isolated(fn):

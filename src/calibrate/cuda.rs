@@ -353,16 +353,17 @@ impl CudaTimer {
                 PREFILL_SMEM as i32,
             )
             .gpu("prefill shared memory")?;
+        // Decode kernels that ask for dynamic shared memory may need more than the default 48 KB.
         for kv in KvDtype::ALL {
-            for (&g, k) in inst.groups.iter().flat_map(|g| {
-                [DecodeKernel::Stream4Async, DecodeKernel::Stream8Async].map(|k| (g, k))
-            }) {
-                if let Some(func) = f.get(&k.name(kv, g)) {
-                    func.set_attribute(
-                        dsys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                        k.dyn_smem(kv) as i32,
-                    )
-                    .gpu("decode shared memory")?;
+            for k in DecodeKernel::for_kv(kv).filter(|k| k.dyn_smem(kv) > 0) {
+                for &g in &inst.groups {
+                    if let Some(func) = f.get(&k.name(kv, g)) {
+                        func.set_attribute(
+                            dsys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                            k.dyn_smem(kv) as i32,
+                        )
+                        .gpu("decode shared memory")?;
+                    }
                 }
             }
         }
