@@ -1,7 +1,8 @@
 //! The sweep planner: which sizes are timed, grouped so buffers are reused.
 
 use cardplan::calibrate::plan::{
-    BNB_FUSED_MAX_TOKENS, GEMV_MAX_TOKENS, GemmPath, Job, SweepSpec, token_sweep,
+    BNB_FUSED_MAX_TOKENS, COMPUTE_BOUND_MIN_TOKENS, GEMV_MAX_TOKENS, GemmPath, Job, SweepSpec,
+    token_sweep,
 };
 use cardplan::catalog;
 
@@ -24,7 +25,6 @@ fn llama_sweep_times_every_vllm_linear_in_every_scheme() {
     let jobs = spec.jobs();
     for l in m.linears() {
         for path in [
-            GemmPath::Fp16Cublas,
             GemmPath::Fp16CublasGemmEx,
             GemmPath::Int8W8a8,
             GemmPath::Nf4DequantCublas,
@@ -44,15 +44,26 @@ fn llama_sweep_times_every_vllm_linear_in_every_scheme() {
         }
     }
     // LM head in fp16 only.
-    assert!(
-        jobs.iter()
-            .any(|j| matches!(j, Job::Gemm { path: GemmPath::Fp16Cublas, n, .. } if *n == m.vocab))
-    );
+    assert!(jobs.iter().any(
+        |j| matches!(j, Job::Gemm { path: GemmPath::Fp16CublasGemmEx, n, .. } if *n == m.vocab)
+    ));
     assert!(
         !jobs.iter().any(
             |j| matches!(j, Job::Gemm { path, n, .. } if *n == m.vocab && !path.is_fp16_gemm())
         )
     );
+    // cuBLASLt fp16 only at the roof shape: its algorithm choice is too costly at every point.
+    for j in &jobs {
+        if let Job::Gemm {
+            path: GemmPath::Fp16Cublas,
+            n,
+            k,
+            tokens,
+        } = j
+        {
+            assert_eq!((*n, *k, *tokens), (8192, 8192, 8192));
+        }
+    }
     // bitsandbytes' dequantize sequence wherever bitsandbytes runs it (above its fused-kernel floor).
     for l in m.linears() {
         for &t in &spec.tokens {
@@ -178,4 +189,31 @@ fn raw_json_names_every_path_by_its_key() {
     ] {
         assert!(seen.contains(key), "{key} never timed");
     }
+}
+
+#[test]
+fn compute_bound_jobs_are_large_gemms_and_prefill_attention() {
+    let m = catalog::model("llama-3.1-8b").unwrap();
+    let jobs = SweepSpec::new(&[m], false, true).jobs();
+    let mut seen = (false, false);
+    for j in &jobs {
+        let want = match *j {
+            Job::Gemm { tokens, .. } => tokens >= COMPUTE_BOUND_MIN_TOKENS,
+            Job::Prefill { .. } => true,
+            _ => false,
+        };
+        assert_eq!(j.compute_bound(), want, "{j:?}");
+        seen = (seen.0 || want, seen.1 || !want);
+    }
+    assert_eq!(seen, (true, true), "the sweep has jobs of both kinds");
+    // Memory-bound decode-sized GEMMs stay burst-timed.
+    assert!(
+        !Job::Gemm {
+            path: GemmPath::Fp16CublasGemmEx,
+            n: 4096,
+            k: 4096,
+            tokens: 1
+        }
+        .compute_bound()
+    );
 }

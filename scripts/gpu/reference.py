@@ -6,10 +6,11 @@ calibrator used (its `timing` field) and writes a markdown report with the accep
   back-to-back (default): a CUDA graph of R calls rotating over S copies of the op's large inputs
     (S x bytes >= 2x L2, S <= 64), replayed between one event pair after a ~50 us busy-wait,
     time = elapsed / R, median of 30 replays (R >= S, >= 2, raised until a replay lasts 0.3 ms,
-    <= 64) -- the same rule as src/calibrate/cuda.rs;
+    <= 64); compute-bound ops under sustained load (scripts/gpu/b2b.py) -- the same rules as
+    src/calibrate/cuda.rs;
   isolated: warm-up, L2-evicting fill before each call, CUDA events around one call, median of 30.
 Comparisons:
-  - fp16: the profile's fp16 scheme (faster of cuBLASLt and cublasGemmEx) vs torch F.linear;
+  - fp16: the profile's fp16 scheme (cublasGemmEx, F.linear's own call) vs torch F.linear;
   - paged decode attention (fp16 KV) vs torch scaled_dot_product_attention on contiguous KV;
   - NF4 vs bitsandbytes Linear4bit (nf4, blocksize 64, double quant) at 1, 16, 1024 tokens: the
     faithful `nf4` scheme against it, cardplan's own `nf4-fused` reported beside;
@@ -20,7 +21,6 @@ import argparse
 import json
 import os
 import statistics
-import time
 import sys
 
 import torch
@@ -60,25 +60,11 @@ def copies_for(nbytes):
     return max(1, min(MAX_COPIES, want, MAX_ROT_BYTES // nbytes))
 
 
-HEAT_S = 0.5
-
-
-def heat(fn, seconds=HEAT_S):
-    """Run `fn` back to back for `seconds`, so the point is timed at the clocks sustained GEMM work
-    settles to. The calibrator's GEMM sweep runs back to back for over a minute, so its points
-    are timed hot; after a pause, the first compute-bound call runs up to 15% faster for a few
-    tens of milliseconds (scripts/gpu/diag_gemmex.py, benches/gpu-results/diag-gemmex-h100.md)."""
-    t0 = time.time()
-    while time.time() - t0 < seconds:
-        for _ in range(8):
-            fn()
-        torch.cuda.synchronize()
-
-
-def bench(fn, copies=1):
-    """Median time of one call of `fn(i)` (call on copy i of `copies`), by the calibrator's method."""
+def bench(fn, copies=1, sustained=False):
+    """Median time of one call of `fn(i)` (call on copy i of `copies`), by the calibrator's method
+    (`sustained` for compute-bound ops, as the calibrator times them)."""
     if TIMING == "back-to-back":
-        return b2b.bench(fn, copies)
+        return b2b.bench(fn, copies, sustained)
     return bench_isolated(lambda: fn(0))
 
 
@@ -111,7 +97,6 @@ def best_of(paths, **kw):
     return min(got) if got else (None, None)
 
 
-FP16_PATHS = ["fp16-cublas", "fp16-cublas-gemmex"]
 BNB_FUSED_MAX_TOKENS = 4  # src/calibrate/plan.rs: bitsandbytes' fused-kernel floor
 
 
@@ -149,6 +134,8 @@ if TIMING == "back-to-back":
               "large inputs (weights and scales; K/V; Q/K/V; S x bytes >= 2x L2, S <= 64), replayed "
               "between one CUDA-event pair after a ~50 us busy-wait, time = elapsed / R (R >= S, >= 2, "
               "raised until a replay lasts 0.3 ms, <= 64); warm-up first; median of 30 replays; "
+              "compute-bound ops (GEMMs at >= 128 tokens, prefill attention) under sustained load: replays "
+              ">= 2 ms after >= 0.3 s of continuous compute-bound load; "
               "activations (x, q) shared across copies; no cache flush. The D2D copy (roof) is launched "
               "back to back from the stream instead (a copy captured in a graph runs on a copy engine, slower).")
 else:
@@ -174,44 +161,30 @@ tok_all = sorted({t["tokens"] for t in raw["timed"] if t["job"] == "gemm"})
 fp16_tokens = [t for t in [1, 16, 64, 256, 1024, 4096, 8192] if t in tok_all]
 
 # ---- fp16 GEMM vs F.linear
+CB = b2b.COMPUTE_BOUND_MIN_TOKENS
 body += ["## FP16 GEMM: cardplan (cuBLAS) vs torch F.linear", "",
          "cardplan = the profile's fp16 scheme: cublasGemmEx, the call torch's F.linear makes (no bias). "
-         "cuBLASLt (fastest of its heuristic's algorithms, chosen back to back) is shown for the record; "
-         "`faster` names the faster of the two.", "",
-         f"F.linear is timed hot: before each point the same call runs back to back for {HEAT_S} s, as the "
-         "calibrator's GEMM sweep keeps the GPU busy for over a minute (timed after a pause, the first "
-         "compute-bound calls run up to 15% faster: scripts/gpu/diag_gemmex.py). "
-         "F.linear is timed on two inputs: (a) drawn as cardplan draws its own (uniform in fp32, then cast: "
-         "full 10-bit mantissas, like trained weights) -- the acceptance ratio; (b) `torch.rand(..., dtype=float16) - 0.5`, "
-         "as earlier runs of this script did: fp16 uniform values lie on a 2^-11 grid, so their low mantissa bits "
-         "are mostly zero. Compute-bound GEMMs run power-limited on Hopper, and fewer toggling bits can run faster.", "",
-         "| layer | n | k | T | cardplan ms | faster | cuBLASLt ms | GemmEx ms | F.linear ms (a) | ratio (cardplan/torch a) | F.linear ms (b, grid data) | ratio (b) | TFLOP/s |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-fp16_ratios, fp16_grid_ratios = [], []
+         f"Both sides time compute-bound points (T >= {CB}) under sustained load: replays of >= "
+         f"{b2b.SUSTAIN_TARGET_MS} ms after >= {b2b.SUSTAIN_HEAT_S} s of continuous load (the calibrator: of the "
+         "sweep's compute-bound jobs; here: of the same call), the clock the board's power cap settles to "
+         "(benches/gpu-results/diag-heat-h100.md). Inputs drawn as cardplan draws its own: uniform in fp32, "
+         "then cast (full 10-bit mantissas, like trained weights).", "",
+         "| layer | n | k | T | cardplan ms | F.linear ms | ratio (cardplan/torch) | TFLOP/s |",
+         "|---|---|---|---|---|---|---|---|"]
+fp16_ratios = []
 for name, n, k in LLAMA + [LM_HEAD]:
     S = copies_for(2 * n * k)
-    # (a) cardplan's distribution: uniform [-0.05, 0.05) weights, [-1, 1) activations, drawn in fp32
+    # cardplan's distribution: uniform [-0.05, 0.05) weights, [-1, 1) activations, drawn in fp32
     ws = [((torch.rand(n, k, device=dev) * 2 - 1) * 0.05).half() for _ in range(S)]
-    # (b) earlier runs: fp16 uniform on a 2^-11 grid
-    ws_grid = [(torch.rand(n, k, device=dev, dtype=torch.float16) - 0.5) * 0.1 for _ in range(S)]
     for T in fp16_tokens:
-        _, via = best_of(FP16_PATHS, job="gemm", n=n, k=k, tokens=T)
         o = ours(job="gemm", path="fp16-cublas-gemmex", n=n, k=k, tokens=T)
         if o is None:
             continue
-        lt = ours(job="gemm", path="fp16-cublas", n=n, k=k, tokens=T)
-        gx = ours(job="gemm", path="fp16-cublas-gemmex", n=n, k=k, tokens=T)
-        fmt = lambda v: f"{v:.4f}" if v is not None else ""  # noqa: E731
         x = (torch.rand(T, k, device=dev) * 2 - 1).half()
-        heat(lambda: F.linear(x, ws[0]))
-        r = bench(lambda i: F.linear(x, ws[i]), S)
-        x_grid = torch.rand(T, k, device=dev, dtype=torch.float16) - 0.5
-        rg = bench(lambda i: F.linear(x_grid, ws_grid[i]), S)
+        r = bench(lambda i: F.linear(x, ws[i]), S, sustained=T >= CB)
         fp16_ratios.append((o / r, T))
-        fp16_grid_ratios.append(o / rg)
-        body.append(f"| {name} | {n} | {k} | {T} | {o:.4f} | {'GemmEx' if via == 'fp16-cublas-gemmex' else 'Lt'} | "
-                    f"{fmt(lt)} | {fmt(gx)} | {r:.4f} | {o / r:.3f} | {rg:.4f} | {o / rg:.3f} | {2 * T * n * k / o / 1e9:.0f} |")
-    del ws, ws_grid
+        body.append(f"| {name} | {n} | {k} | {T} | {o:.4f} | {r:.4f} | {o / r:.3f} | {2 * T * n * k / o / 1e9:.0f} |")
+    del ws
 if fp16_ratios:
     rs = [q for q, _ in fp16_ratios]
     within = sum(1 for q in rs if abs(q - 1) <= 0.05)
@@ -222,10 +195,6 @@ if fp16_ratios:
                     f"{within} of {len(rs)} points within 5%; ratio cardplan/torch {min(rs):.2f}–{max(rs):.2f}"
                     + (f"; outside at T = {', '.join(map(str, out_t))}" if out_t else ""),
                     "yes" if within == len(rs) else f"no ({len(rs) - within} points outside)"))
-    g_within = sum(1 for q in fp16_grid_ratios if abs(q - 1) <= 0.05)
-    summary.append(("FP16 vs F.linear on torch.rand fp16 (2^-11 grid) data, as earlier runs measured",
-                    f"{g_within} of {len(fp16_grid_ratios)} points within 5%; ratio {min(fp16_grid_ratios):.2f}–{max(fp16_grid_ratios):.2f}",
-                    "reported"))
 
 # ---- decode attention vs SDPA
 dec = [t for t in raw["timed"] if t["job"] == "decode" and t["kv"] == "fp16"]
@@ -272,7 +241,7 @@ if pre:
             continue
         S = copies_for(T * (H + 2 * KVH) * 128 * 2)
         qkv = [tuple(torch.rand(1, h, T, 128, device=dev, dtype=torch.float16) - 0.5 for h in (H, KVH, KVH)) for _ in range(S)]
-        r = bench(lambda i: F.scaled_dot_product_attention(*qkv[i], is_causal=True, enable_gqa=True), S)
+        r = bench(lambda i: F.scaled_dot_product_attention(*qkv[i], is_causal=True, enable_gqa=True), S, sustained=True)
         fl = 2 * T * T * H * 128
         body.append(f"| {H}/{KVH} | {T} | {t['ms']:.3f} | {r:.3f} | {r / t['ms']:.2f} | {fl / t['ms'] / 1e9:.0f} |")
         del qkv
@@ -320,7 +289,7 @@ try:
             x = torch.rand(T, k, device=dev, dtype=torch.float16) - 0.5
             with torch.inference_mode():
                 try:
-                    r = bench(lambda i: lins[i](x), S)
+                    r = bench(lambda i: lins[i](x), S, sustained=T >= b2b.COMPUTE_BOUND_MIN_TOKENS)
                 except Exception:  # noqa: BLE001
                     r = float("nan")
             path = "nf4-gemv" if T <= BNB_FUSED_MAX_TOKENS else "nf4-bnb-dequant-cublas"
@@ -374,7 +343,7 @@ for name, n, k in LLAMA:
         if o is None:
             continue
         a = torch.randint(-127, 127, (T, k), device=dev, dtype=torch.int8)
-        r = bench(lambda i: torch._int_mm(a, wqs[i].t()), S)
+        r = bench(lambda i: torch._int_mm(a, wqs[i].t()), S, sustained=T >= b2b.COMPUTE_BOUND_MIN_TOKENS)
         full = ours(job="gemm", path="int8-w8a8-imma", n=n, k=k, tokens=T)
         f16 = ours(job="gemm", path="fp16-cublas-gemmex", n=n, k=k, tokens=T)  # the fp16 scheme
         sch = min([v for v in [full, ours(job="gemm", path="int8-w8a16-gemv", n=n, k=k, tokens=T)] if v] or [float("nan")])

@@ -26,7 +26,7 @@ const KERNELS: [&str; 14] = [
 /// Longest partition of the two-pass decode kernel (its scores live in shared memory).
 pub(super) const PART: u32 = 512;
 /// Longest partition of the one-pass decode kernels.
-const STREAM_MAX_PART: u32 = 4096;
+pub(crate) const STREAM_MAX_PART: u32 = 4096;
 
 /// The templated kernels one calibration needs: GEMV token counts (the sweep's and the checks')
 /// and GQA group sizes (the models' and the check's). Only these are instantiated, which keeps

@@ -120,7 +120,7 @@ pub fn calibrate(
 /// How the fp16 table is formed (a provenance note).
 const FP16_NOTE: &str = "fp16 = cublasGemmEx (fp32 accumulate, default math mode), as torch's F.linear \
      without bias calls it for vLLM's unquantized layers; cuBLASLt's best heuristic algorithm is timed \
-     too (raw timings, fp16 roof) but does not set the table";
+     at the roof shape only (fp16 roof)";
 
 /// Rebuild the tables of `base` (a measured profile) from the raw timings of the same run, after a
 /// change in which timed path sets a scheme's table. Nothing is re-measured: the provenance stays

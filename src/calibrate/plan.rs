@@ -27,7 +27,8 @@ pub const BLOCK_SIZE: u32 = 16;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GemmPath {
-    /// cuBLASLt fp16 GEMM, fp32 accumulate: the fastest of its heuristic's algorithms.
+    /// cuBLASLt fp16 GEMM, fp32 accumulate: the fastest of its heuristic's algorithms. Timed at
+    /// the roof shape only (and inside `nf4-fused`'s dequantize + GEMM).
     Fp16Cublas,
     /// cuBLAS `cublasGemmEx` fp16 GEMM (`CUBLAS_COMPUTE_32F`, default math mode, TN layout): what
     /// torch's `F.linear` calls for fp16 without bias. The fp16 scheme takes the faster of the two.
@@ -122,6 +123,23 @@ pub enum Job {
         width: u32,
         tokens: u32,
     },
+}
+
+/// GEMMs from this many tokens up are compute-bound on the GPUs we calibrate (the tensor cores,
+/// not the weight read, set their time).
+pub const COMPUTE_BOUND_MIN_TOKENS: u32 = 128;
+
+impl Job {
+    /// Whether the job is compute-bound: on Hopper such kernels run at the clock the board's
+    /// power cap allows under sustained load, not at the boost clock of a short burst, so the
+    /// timer times them under sustained load (see `cuda.rs`).
+    pub fn compute_bound(&self) -> bool {
+        match *self {
+            Job::Gemm { tokens, .. } => tokens >= COMPUTE_BOUND_MIN_TOKENS,
+            Job::Prefill { .. } => true,
+            Job::Copy { .. } | Job::Decode { .. } | Job::Elementwise { .. } => false,
+        }
+    }
 }
 
 /// What to sweep.
@@ -276,7 +294,9 @@ impl SweepSpec {
         for ((n, k, _), fp16_only) in all_shapes {
             let (n, k) = (*n, *k);
             for &tokens in &self.tokens {
-                let mut paths = vec![GemmPath::Fp16Cublas, GemmPath::Fp16CublasGemmEx];
+                // cuBLASLt fp16 only at the roof shape below: choosing its algorithm (16
+                // candidates) at every point cost ~25 s of a full run, for no table.
+                let mut paths = vec![GemmPath::Fp16CublasGemmEx];
                 if !fp16_only {
                     paths.extend([GemmPath::Int8W8a8, GemmPath::Nf4DequantCublas]);
                     if tokens > BNB_FUSED_MAX_TOKENS {
