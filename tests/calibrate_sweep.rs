@@ -1,8 +1,8 @@
 //! The sweep planner: which sizes are timed, grouped so buffers are reused.
 
 use cardplan::calibrate::plan::{
-    BNB_FUSED_MAX_TOKENS, COMPUTE_BOUND_MIN_TOKENS, GEMV_MAX_TOKENS, GemmPath, Job, SweepSpec,
-    token_sweep,
+    BNB_FUSED_MAX_TOKENS, COMPUTE_BOUND_MIN_TOKENS, GEMV_MAX_TOKENS, GemmPath, Job,
+    MIDPOINTS_BELOW, SweepSpec, token_sweep,
 };
 use cardplan::catalog;
 
@@ -15,7 +15,12 @@ fn token_sweep_covers_powers_of_two_and_points_between() {
     for p in 0..=13 {
         assert!(t.contains(&(1u32 << p)), "missing {}", 1 << p);
     }
-    assert!(t.contains(&3) && t.contains(&6144));
+    assert!(t.contains(&3) && t.contains(&768));
+    // no 1.5x points from the midpoint limit up (the longest, compute-bound jobs)
+    assert!(
+        !t.iter()
+            .any(|&x| x > MIDPOINTS_BELOW && !x.is_power_of_two())
+    );
 }
 
 #[test]
@@ -216,4 +221,27 @@ fn compute_bound_jobs_are_large_gemms_and_prefill_attention() {
         }
         .compute_bound()
     );
+}
+
+#[test]
+fn the_paths_of_one_gemm_size_share_one_heat_up() {
+    let g = |path, tokens| Job::Gemm {
+        path,
+        n: 6144,
+        k: 4096,
+        tokens,
+    };
+    let t = COMPUTE_BOUND_MIN_TOKENS;
+    let group = g(GemmPath::Fp16CublasGemmEx, t).sustain_group();
+    assert!(group.is_some());
+    assert_eq!(g(GemmPath::Int8W8a8, t).sustain_group(), group);
+    assert_eq!(g(GemmPath::Nf4BnbDequantCublas, t).sustain_group(), group);
+    assert_ne!(g(GemmPath::Int8W8a8, 2 * t).sustain_group(), group);
+    assert_eq!(g(GemmPath::Int8W8a8, t / 2).sustain_group(), None);
+    let prefill = Job::Prefill {
+        heads: 32,
+        kv_heads: 8,
+        tokens: 512,
+    };
+    assert_eq!(prefill.sustain_group(), Some(prefill));
 }

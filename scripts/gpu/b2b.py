@@ -4,7 +4,7 @@ A CUDA graph of R calls rotating over S copies of the op's large inputs, replaye
 event pair after a ~50 us busy-wait; time = elapsed / R; median of 30 replays (see
 src/calibrate/cuda.rs, `bench_back_to_back`). Compute-bound ops (`sustained=True`: GEMMs at
 >= 128 tokens, prefill attention) are timed as the calibrator times them, under sustained load:
-each replay lasts >= 2 ms and the samples follow 0.3 s of the graph replayed back to back, so the
+each replay lasts >= 2 ms and the samples follow 0.25 s of the graph replayed back to back, so the
 clock is the one the board's power cap settles to, not a burst's boost clock
 (benches/gpu-results/diag-heat-h100.md). Used by reference.py (the acceptance comparison)
 and the diagnosis scripts; copy it next to them when they run from a copy.
@@ -18,7 +18,7 @@ import torch
 props = torch.cuda.get_device_properties(0)
 L2 = getattr(props, "L2_cache_size", 50 << 20)
 REPS, WARM, MAX_COPIES, MAX_CALLS, TARGET_MS = 30, 5, 64, 64, 0.3
-SUSTAIN_TARGET_MS, SUSTAIN_HEAT_S, COMPUTE_BOUND_MIN_TOKENS = 2.0, 0.3, 128
+SUSTAIN_TARGET_MS, SUSTAIN_HEAT_S, COMPUTE_BOUND_MIN_TOKENS = 2.0, 0.25, 128
 SPIN = int(50e-6 * props.clock_rate * 1e3) if getattr(props, "clock_rate", 0) else 100_000
 
 

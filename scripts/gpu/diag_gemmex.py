@@ -1,6 +1,10 @@
 """cublasGemmEx from Python vs F.linear, same harness: where does cardplan's fp16 gap come from?
 
-Usage: python3 scripts/gpu/diag_gemmex.py OUT.md
+Usage: python3 scripts/gpu/diag_gemmex.py OUT.md [--tokens 16,1024,4096] [--sustained] [--kernels]
+
+--sustained times every column under sustained load (b2b.bench's sustained mode, as the calibrator
+times compute-bound jobs); --kernels adds, per point, the CUDA kernel each variant launches (torch
+profiler), to tell a different cuBLAS algorithm from a different clock.
 
 Times, by the calibrator's back-to-back method (b2b.bench), on the llama-3.1-8b shapes:
   F.linear            torch's call (new output tensor per call)
@@ -9,6 +13,7 @@ Times, by the calibrator's back-to-back method (b2b.bench), on the llama-3.1-8b 
                       preallocated output
 with torch-style data (uniform, cast from fp32, weights ±0.05, activations ±1).
 """
+import argparse
 import ctypes
 import os
 import sys
@@ -19,7 +24,14 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from b2b import L2, bench  # noqa: E402
 
-out_md = sys.argv[1] if len(sys.argv) > 1 else "diag-gemmex.md"
+ap = argparse.ArgumentParser()
+ap.add_argument("out_md", nargs="?", default="diag-gemmex.md")
+ap.add_argument("--tokens", default="16,1024,4096")
+ap.add_argument("--sustained", action="store_true")
+ap.add_argument("--kernels", action="store_true")
+args = ap.parse_args()
+out_md = args.out_md
+TOKENS = [int(t) for t in args.tokens.split(",")]
 
 dev = torch.device("cuda")
 torch.ones(1, device=dev)
@@ -65,12 +77,15 @@ lines = ["# cublasGemmEx (ctypes) vs F.linear, same harness", "", f"{torch.cuda.
          "Columns: F.linear; matmul into one preallocated output; GemmEx on a fresh handle (32 MB workspace), one output; "
          "the same with cublasSetSmCountTarget(SM count); the same (fresh handle) writing a new output each call (8 rotating); "
          "GemmEx on torch's own handle, one output.", "",
-         "| n | k | T | F.linear | matmul out= | GemmEx | + SmCountTarget | + new output per call | torch's handle |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "| n | k | T | F.linear | matmul out= | GemmEx | + SmCountTarget | + new output per call | torch's handle | F.linear again |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
+kern_lines = ["", "Kernels launched (torch profiler, one call each, same column order):", "",
+              "| n | k | T | F.linear | matmul out= | GemmEx | + SmCountTarget | + new output | torch's handle |",
+              "|---|---|---|---|---|---|---|---|---|"]
 for n, k in [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]:
     S = max(1, min(64, -(-2 * L2 // (2 * n * k))))
     ws_ = [((torch.rand(n, k, device=dev) * 2 - 1) * 0.05).half() for _ in range(S)]
-    for T in [16, 1024, 4096]:
+    for T in TOKENS:
         x = (torch.rand(T, k, device=dev) * 2 - 1).half()
         y = torch.empty(T, n, device=dev, dtype=torch.float16)
         ys = [torch.empty(T, n, device=dev, dtype=torch.float16) for _ in range(8)]
@@ -80,15 +95,27 @@ for n, k in [(6144, 4096), (4096, 4096), (28672, 4096), (4096, 14336)]:
             cnt[0] += 1
             gemmex(x, ws_[i], ys[cnt[0] % 8])
 
-        a = bench(lambda i: F.linear(x, ws_[i]), S)
-        b = bench(lambda i: torch.matmul(x, ws_[i].t(), out=y), S)
-        c = bench(lambda i: gemmex(x, ws_[i], y), S)
-        c_sm = bench(lambda i: gemmex(x, ws_[i], y, h_sm), S)
-        c_rot = bench(rot, S)
-        c_th = bench(lambda i: gemmex(x, ws_[i], y, th), S)
-        lines.append(f"| {n} | {k} | {T} | {a:.4f} | {b:.4f} | {c:.4f} | {c_sm:.4f} | {c_rot:.4f} | {c_th:.4f} |")
+        sus = args.sustained
+        variants = [lambda i: F.linear(x, ws_[i]), lambda i: torch.matmul(x, ws_[i].t(), out=y),
+                    lambda i: gemmex(x, ws_[i], y), lambda i: gemmex(x, ws_[i], y, h_sm), rot,
+                    lambda i: gemmex(x, ws_[i], y, th)]
+        got = [bench(f, S, sus) for f in variants]
+        again = bench(variants[0], S, sus)  # F.linear once more: drift over the row
+        lines.append(f"| {n} | {k} | {T} | " + " | ".join(f"{v:.4f}" for v in got) + f" | {again:.4f} |")
+        if args.kernels:
+            names = []
+            for f in variants:
+                with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+                    f(0)
+                    torch.cuda.synchronize()
+                names.append("; ".join(sorted({e.name[:90] for e in prof.events() if e.device_type.name == "CUDA"})))
+            kern_lines.append(f"| {n} | {k} | {T} | " + " | ".join(f"`{nm}`" for nm in names) + " |")
         del ys
         print(lines[-1], flush=True)
     del ws_
     torch.cuda.empty_cache()
+if args.sustained:
+    lines.insert(4, "All columns timed under sustained load (b2b.bench sustained mode).\n")
+if args.kernels:
+    lines += kern_lines
 open(out_md, "w").write("\n".join(lines) + "\n")

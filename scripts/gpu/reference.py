@@ -135,7 +135,7 @@ if TIMING == "back-to-back":
               "between one CUDA-event pair after a ~50 us busy-wait, time = elapsed / R (R >= S, >= 2, "
               "raised until a replay lasts 0.3 ms, <= 64); warm-up first; median of 30 replays; "
               "compute-bound ops (GEMMs at >= 128 tokens, prefill attention) under sustained load: replays "
-              ">= 2 ms after >= 0.3 s of continuous compute-bound load; "
+              ">= 2 ms after 0.25 s of the op's own graph replayed back to back; "
               "activations (x, q) shared across copies; no cache flush. The D2D copy (roof) is launched "
               "back to back from the stream instead (a copy captured in a graph runs on a copy engine, slower).")
 else:
@@ -165,8 +165,8 @@ CB = b2b.COMPUTE_BOUND_MIN_TOKENS
 body += ["## FP16 GEMM: cardplan (cuBLAS) vs torch F.linear", "",
          "cardplan = the profile's fp16 scheme: cublasGemmEx, the call torch's F.linear makes (no bias). "
          f"Both sides time compute-bound points (T >= {CB}) under sustained load: replays of >= "
-         f"{b2b.SUSTAIN_TARGET_MS} ms after >= {b2b.SUSTAIN_HEAT_S} s of continuous load (the calibrator: of the "
-         "sweep's compute-bound jobs; here: of the same call), the clock the board's power cap settles to "
+         f"{b2b.SUSTAIN_TARGET_MS} ms after {b2b.SUSTAIN_HEAT_S} s of the same call replayed back to back (the "
+         "calibrator heats once per shape and token count, for all its paths), the clock the board's power cap settles to "
          "(benches/gpu-results/diag-heat-h100.md). Inputs drawn as cardplan draws its own: uniform in fp32, "
          "then cast (full 10-bit mantissas, like trained weights).", "",
          "| layer | n | k | T | cardplan ms | F.linear ms | ratio (cardplan/torch) | TFLOP/s |",

@@ -72,10 +72,11 @@ const SELECT_REPS: usize = 3;
 // draw the board's power cap, and the clock the power controller settles to is 7-16% below the
 // boost clock a short burst after idle runs at (benches/gpu-results/diag-heat-h100.md). A
 // serving GPU at capacity is under sustained load.
-/// Continuous compute-bound load before a sustained job's samples: the power controller has
-/// pulled the clock down within ~200 ms (diag-heat-h100.md).
-const SUSTAIN_HEAT: std::time::Duration = std::time::Duration::from_millis(300);
-/// A pause this long between compute-bound jobs counts as the load having stopped.
+/// Heat-up before a compute-bound job's samples: its own graph replayed back to back this long.
+/// The power controller has pulled the clock most of the way down by then (7-9% of the 9-12% at
+/// 3 s for T = 512-1024 GEMMs; diag-heat-h100.md), and what ran before no longer matters.
+const SUSTAIN_HEAT: std::time::Duration = std::time::Duration::from_millis(250);
+/// A later job of the same group starting within this of the last one's end needs no heat-up.
 const SUSTAIN_GAP: std::time::Duration = std::time::Duration::from_millis(50);
 /// Each timed replay of a sustained job lasts at least this long, so the 30 samples span ~60 ms
 /// of the controller's clock swings instead of ~9 ms.
@@ -239,11 +240,12 @@ pub struct CudaTimer {
     info: DeviceInfo,
     timing: Timing,
     rot: std::cell::Cell<RotationStats>,
-    /// Whether the job being timed is compute-bound (timed under sustained load).
-    sustain: std::cell::Cell<bool>,
-    /// (when the current stretch of compute-bound load began, when the last compute-bound bench
-    /// ended): the GPU counts as under sustained load while the gap stays below [`SUSTAIN_GAP`].
-    load: std::cell::Cell<Option<(std::time::Instant, std::time::Instant)>>,
+    /// The job being timed's heat-up group ([`Job::sustain_group`]); `None` when it is not
+    /// compute-bound.
+    sustain: std::cell::Cell<Option<Job>>,
+    /// (the group the GPU was last heated for, when its last bench ended): the next job of the
+    /// same group within [`SUSTAIN_GAP`] needs no heat-up of its own.
+    load: std::cell::Cell<Option<(Job, std::time::Instant)>>,
     warmup: usize,
     reps: usize,
     max_tokens: u32,
@@ -540,10 +542,10 @@ impl CudaTimer {
 
     /// Median time of one call of `op`; `op(timer, i)` runs the call on copy `i` of `copies`.
     fn bench(&self, copies: usize, op: &dyn Fn(&Self, usize) -> Result<()>) -> Result<f64> {
-        self.bench_with(copies, op, self.reps, self.sustain.get())
+        self.bench_with(copies, op, self.reps, self.sustain.get().is_some())
     }
 
-    /// [`Self::bench`] with [`SELECT_REPS`] short samples and no heating: for choosing among
+    /// [`Self::bench`] with [`SELECT_REPS`] short samples and no heat-up: for choosing among
     /// candidates (the chosen one is timed again by [`Self::bench`]).
     fn bench_select(&self, copies: usize, op: &dyn Fn(&Self, usize) -> Result<()>) -> Result<f64> {
         self.bench_with(copies, op, SELECT_REPS, false)
@@ -560,31 +562,33 @@ impl CudaTimer {
             Timing::Isolated => self.bench_isolated(&|s| op(s, 0)),
             Timing::BackToBack => self.bench_back_to_back(copies, op, reps, sustained),
         };
-        if self.sustain.get() {
-            // also a choice among candidates keeps the GPU under compute-bound load
-            let now = std::time::Instant::now();
-            let began = self.load.get().map_or(now, |(b, _)| b);
-            self.load.set(Some((began, now)));
+        // A choice among candidates of a heated group keeps the GPU under that group's load.
+        if let (Some(group), Some((heated, _))) = (self.sustain.get(), self.load.get())
+            && group == heated
+        {
+            self.load.set(Some((group, std::time::Instant::now())));
         }
         ms
     }
 
-    /// Replay `graph` until the GPU has been under compute-bound load for [`SUSTAIN_HEAT`]: at
-    /// once when the previous compute-bound job ended less than [`SUSTAIN_GAP`] ago and the
-    /// stretch is already long enough.
+    /// Replay `graph` for [`SUSTAIN_HEAT`] unless the GPU was heated for the same group (one GEMM
+    /// shape and token count, every path) less than [`SUSTAIN_GAP`] ago: the samples then see the
+    /// clock the power cap settles to under this load, whatever ran before.
     fn heat(&self, graph: &cudarc::driver::CudaGraph) -> Result<()> {
-        let now = std::time::Instant::now();
-        let began = match self.load.get() {
-            Some((b, last)) if now.duration_since(last) < SUSTAIN_GAP => b,
-            _ => now,
+        let Some(group) = self.sustain.get() else {
+            return Ok(());
         };
-        self.load.set(Some((began, now)));
-        while began.elapsed() < SUSTAIN_HEAT {
-            for _ in 0..8 {
-                graph.launch().gpu("graph launch")?;
+        let now = std::time::Instant::now();
+        let warm = matches!(self.load.get(), Some((g, last)) if g == group && now.duration_since(last) < SUSTAIN_GAP);
+        if !warm {
+            while now.elapsed() < SUSTAIN_HEAT {
+                for _ in 0..8 {
+                    graph.launch().gpu("graph launch")?;
+                }
+                self.stream.synchronize().gpu("synchronize")?;
             }
-            self.stream.synchronize().gpu("synchronize")?;
         }
+        self.load.set(Some((group, std::time::Instant::now())));
         Ok(())
     }
 
@@ -1803,7 +1807,7 @@ impl KernelTimer for CudaTimer {
     }
 
     fn time(&mut self, job: &Job) -> Result<f64> {
-        self.sustain.set(job.compute_bound());
+        self.sustain.set(job.sustain_group());
         let ms = match *job {
             Job::Copy { bytes } => self.time_copy(bytes),
             Job::Gemm { path, n, k, tokens } => self.time_gemm(path, n, k, tokens),
@@ -1868,8 +1872,9 @@ impl KernelTimer for CudaTimer {
                      raised until one replay lasts {SAMPLE_TARGET_MS} ms, at most {MAX_CALLS}) replayed between one \
                      CUDA-event pair after a {} us busy-wait, time = elapsed / R; median of {} replays after \
                      at least {} warm-up calls (each copy once) and one warm-up replay; compute-bound jobs (GEMMs at >= {COMPUTE_BOUND_MIN_TOKENS} tokens, \
-                     prefill attention) under sustained load: their replays last >= {SUSTAIN_SAMPLE_MS} ms and follow >= {} ms of \
-                     continuous compute-bound load (the power-capped clock a GPU serving at capacity runs at, not a burst's boost clock); \
+                     prefill attention) under sustained load: their replays last >= {SUSTAIN_SAMPLE_MS} ms and follow {} ms of \
+                     the job's own graph replayed back to back (once per GEMM shape and token count, shared by its paths): the \
+                     power-capped clock a GPU serving at capacity runs at, not a burst's boost clock; \
                      the calls rotate over S copies of the large inputs \
                      (weights and their scales, KV cache blocks via disjoint block tables, prefill Q/K/V, \
                      elementwise rows) with S x bytes read >= 2x the {} MB L2 (S <= {MAX_COPIES}, <= {} GB of copies): \

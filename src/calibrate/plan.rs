@@ -125,6 +125,9 @@ pub enum Job {
     },
 }
 
+/// The token sweep has 1.5× points only below this count.
+pub const MIDPOINTS_BELOW: u32 = 1024;
+
 /// GEMMs from this many tokens up are compute-bound on the GPUs we calibrate (the tensor cores,
 /// not the weight read, set their time).
 pub const COMPUTE_BOUND_MIN_TOKENS: u32 = 128;
@@ -139,6 +142,23 @@ impl Job {
             Job::Prefill { .. } => true,
             Job::Copy { .. } | Job::Decode { .. } | Job::Elementwise { .. } => false,
         }
+    }
+
+    /// The jobs timed after one shared heat-up: every path of one GEMM shape and token count (they
+    /// draw about the same power), or one prefill job; `None` for jobs that are not compute-bound.
+    pub fn sustain_group(&self) -> Option<Job> {
+        if !self.compute_bound() {
+            return None;
+        }
+        Some(match *self {
+            Job::Gemm { n, k, tokens, .. } => Job::Gemm {
+                path: GemmPath::Fp16CublasGemmEx,
+                n,
+                k,
+                tokens,
+            },
+            other => other,
+        })
     }
 }
 
@@ -165,14 +185,16 @@ pub struct SweepSpec {
     pub skipped: Vec<String>,
 }
 
-/// Token counts 1…8192: every power of two and the 1.5× points between them.
+/// Token counts 1…`max`: every power of two, and the 1.5× points between them below
+/// [`MIDPOINTS_BELOW`]. Above it GEMM time is close to proportional to tokens, and those points
+/// would cost ~20 s of a full calibration (they are the longest jobs, each heated first).
 pub fn token_sweep(max: u32) -> Vec<u32> {
     let mut v = vec![1, 2, 3];
     let mut p = 4u32;
     while p <= max {
         v.push(p);
         let mid = p + p / 2;
-        if mid <= max {
+        if mid <= max && mid < MIDPOINTS_BELOW {
             v.push(mid);
         }
         p *= 2;
