@@ -391,6 +391,50 @@ fn reassemble_merges_runs_of_one_sweep() {
             &p(out),
         ])
     };
+    // Three runs: the median per point, also in the merged raw file (--raw).
+    let raw_of = |path: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join(path)).unwrap()).unwrap()
+    };
+    let mut a = raw_of("a.json");
+    let mut scaled = |f: f64, name: &str| {
+        for t in a["timed"].as_array_mut().unwrap() {
+            t["ms"] = serde_json::json!(t["ms"].as_f64().unwrap() * f);
+        }
+        std::fs::write(dir.join(name), a.to_string()).unwrap();
+        for t in a["timed"].as_array_mut().unwrap() {
+            t["ms"] = serde_json::json!(t["ms"].as_f64().unwrap() / f);
+        }
+    };
+    scaled(2.0, "b.json");
+    scaled(0.25, "c.json");
+    let raws = ["a.json", "b.json", "c.json"].map(p).join(",");
+    let o = run(&[
+        "calibrate",
+        "--gpu",
+        &base,
+        "--reassemble",
+        &raws,
+        "--out",
+        &p("med.yaml"),
+        "--raw",
+        &p("med.json"),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (a, med) = (raw_of("a.json"), raw_of("med.json"));
+    let (ta, tm) = (
+        a["timed"].as_array().unwrap(),
+        med["timed"].as_array().unwrap(),
+    );
+    assert_eq!(ta.len(), tm.len());
+    for (x, y) in ta.iter().zip(tm) {
+        let (x, y) = (x["ms"].as_f64().unwrap(), y["ms"].as_f64().unwrap());
+        assert!(
+            (x - y).abs() <= 1e-9 * x,
+            "median of x, 2x, x/4 is x: {x} {y}"
+        );
+    }
+    assert_eq!(med["merged_from"].as_array().unwrap().len(), 3);
+    assert_eq!(med["device"], a["device"]);
     // The same raw file twice: the median is the run itself.
     let o = reassemble(&["a.json", "a.json"], "merged.yaml");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

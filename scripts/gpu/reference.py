@@ -37,6 +37,9 @@ ap.add_argument("out")
 ap.add_argument("--gpu-label", default="")
 ap.add_argument("--command", default="")
 ap.add_argument("--wall", default="", help="wall times of the calibrator runs, for the header")
+ap.add_argument("--repeat", type=int, default=3,
+                help="F.linear and SDPA decode: median of this many measurements per point (a single "
+                     "one can land on a swing of the power-capped clock)")
 args = ap.parse_args()
 raw = json.load(open(args.raw))
 TIMING = raw.get("timing", "isolated")
@@ -66,6 +69,11 @@ def bench(fn, copies=1, sustained=False):
     if TIMING == "back-to-back":
         return b2b.bench(fn, copies, sustained)
     return bench_isolated(lambda: fn(0))
+
+
+def bench_med(fn, copies=1, sustained=False):
+    """Median of --repeat measurements of `bench` (each with its own heat-up when sustained)."""
+    return statistics.median(bench(fn, copies, sustained) for _ in range(max(1, args.repeat)))
 
 
 def bench_isolated(fn):
@@ -168,7 +176,8 @@ body += ["## FP16 GEMM: cardplan (cuBLAS) vs torch F.linear", "",
          f"{b2b.SUSTAIN_TARGET_MS} ms after {b2b.SUSTAIN_HEAT_S} s of the same call replayed back to back (the "
          "calibrator heats once per shape and token count, for all its paths), the clock the board's power cap settles to "
          "(benches/gpu-results/diag-heat-h100.md). Inputs drawn as cardplan draws its own: uniform in fp32, "
-         "then cast (full 10-bit mantissas, like trained weights).", "",
+         "then cast (full 10-bit mantissas, like trained weights). F.linear: median of "
+         f"{args.repeat} measurements per point.", "",
          "| layer | n | k | T | cardplan ms | F.linear ms | ratio (cardplan/torch) | TFLOP/s |",
          "|---|---|---|---|---|---|---|---|"]
 fp16_ratios = []
@@ -181,7 +190,7 @@ for name, n, k in LLAMA + [LM_HEAD]:
         if o is None:
             continue
         x = (torch.rand(T, k, device=dev) * 2 - 1).half()
-        r = bench(lambda i: F.linear(x, ws[i]), S, sustained=T >= CB)
+        r = bench_med(lambda i: F.linear(x, ws[i]), S, sustained=T >= CB)
         fp16_ratios.append((o / r, T))
         body.append(f"| {name} | {n} | {k} | {T} | {o:.4f} | {r:.4f} | {o / r:.3f} | {2 * T * n * k / o / 1e9:.0f} |")
     del ws
@@ -199,6 +208,7 @@ if fp16_ratios:
 # ---- decode attention vs SDPA
 dec = [t for t in raw["timed"] if t["job"] == "decode" and t["kv"] == "fp16"]
 body += ["## Paged decode attention (fp16 KV, block 16) vs torch SDPA on contiguous KV", "",
+         f"SDPA: median of {args.repeat} measurements per point.", "",
          "| heads/kv | batch | context | cardplan ms | SDPA ms | speed ratio (SDPA time / ours) | cardplan GB/s (KV read) |", "|---|---|---|---|---|---|---|"]
 dec_ratios, dec_gbs = [], []
 for t in dec:
@@ -213,7 +223,7 @@ for t in dec:
     ks = [torch.rand(B, KVH, C, 128, device=dev, dtype=torch.float16) - 0.5 for _ in range(S)]
     vs = [torch.rand(B, KVH, C, 128, device=dev, dtype=torch.float16) - 0.5 for _ in range(S)]
     try:
-        r = bench(lambda i: F.scaled_dot_product_attention(q, ks[i], vs[i], enable_gqa=True), S)
+        r = bench_med(lambda i: F.scaled_dot_product_attention(q, ks[i], vs[i], enable_gqa=True), S)
     except Exception as ex:  # noqa: BLE001
         body.append(f"| {H}/{KVH} | {B} | {C} | {t['ms']:.4f} | error: {ex} | | |")
         continue
@@ -369,6 +379,9 @@ lines += [f"Device: {props.name}, {props.multi_processor_count} SMs, L2 {L2 >> 2
           f"driver {raw['device']['driver']}, {raw['device']['cuda']}.", ""]
 if args.command:
     lines += ["Command (one GPU run, both sides):", "", "```", args.command, "```", ""]
+if raw.get("merged_from"):
+    lines += [f"cardplan side: the median per point of {len(raw['merged_from'])} full calibrations of this run "
+              "(`cardplan calibrate --reassemble`).", ""]
 if args.wall:
     lines += [f"Wall times of this run: {args.wall} (both include NVRTC compilation and the correctness checks).", ""]
 lines += [f"Timing method ({TIMING}): {method}", ""]

@@ -65,7 +65,8 @@ pub struct CalibrateArgs {
     /// How each kernel is timed: back-to-back (CUDA graph, rotated inputs) or isolated.
     #[arg(long, value_name = "METHOD", default_value = "back-to-back", value_parser = parse_timing)]
     pub timing: Timing,
-    /// Also write every timed call (all paths, also those that lost) as JSON.
+    /// Also write every timed call (all paths, also those that lost) as JSON; with
+    /// --reassemble, the merged timings.
     #[arg(long, value_name = "FILE")]
     pub raw: Option<PathBuf>,
     /// Git revision to record (default: the one baked in at build time, else "unknown").
@@ -328,6 +329,7 @@ fn reassemble(args: &CalibrateArgs, raws: &[PathBuf]) -> Result<()> {
         .ok_or_else(|| Error::Usage("--reassemble needs --gpu (the measured profile)".into()))?;
     let base = catalog::gpu(gpu)?;
     let mut runs = Vec::with_capacity(raws.len());
+    let mut first_text = None;
     for raw in raws {
         let text = std::fs::read_to_string(raw)
             .map_err(|e| Error::file(raw, format!("cannot read: {e}")))?;
@@ -340,6 +342,7 @@ fn reassemble(args: &CalibrateArgs, raws: &[PathBuf]) -> Result<()> {
             )
         })?;
         runs.push(parsed.timed);
+        first_text.get_or_insert(text);
     }
     let names: Vec<String> = raws.iter().map(|r| r.display().to_string()).collect();
     let (timed, source) = if runs.len() == 1 {
@@ -363,7 +366,26 @@ fn reassemble(args: &CalibrateArgs, raws: &[PathBuf]) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.yaml", profile.key)));
+    // The merged timings as a raw file too (device and checks of the first run), so reference
+    // scripts compare against what the profile holds.
+    let merged_raw = match (&args.raw, first_text) {
+        (Some(path), Some(text)) => {
+            let mut v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| Error::Internal(format!("raw JSON re-read: {e}")))?;
+            v["timed"] =
+                serde_json::to_value(&timed).map_err(|e| Error::Internal(format!("JSON: {e}")))?;
+            v["merged_from"] =
+                serde_json::to_value(&names).map_err(|e| Error::Internal(format!("JSON: {e}")))?;
+            let text = serde_json::to_string_pretty(&v)
+                .map_err(|e| Error::Internal(format!("JSON: {e}")))?;
+            Some((path, text))
+        }
+        _ => None,
+    };
     profile.write(&out)?;
+    if let Some((path, text)) = merged_raw {
+        crate::fsutil::write_atomic(path, text.as_bytes())?;
+    }
     eprintln!(
         "re-assembled {} from {} into {}",
         profile.key,
