@@ -29,9 +29,15 @@ const EXAMPLES: &str = "Examples:
 Timing: `back-to-back` (default) times each kernel as a CUDA graph of many calls rotating over
 copies of its inputs (what a serving step pays); `isolated` times one call after an L2-evicting
 memset (the pre-0.2 method; the cost model then corrects the tables towards in-graph times).
+Compute-bound kernels (GEMMs from 128 tokens, prefill attention) are timed under sustained load,
+after 250 ms of the same kernel: on Hopper the board's power cap holds them 7-19% below the
+boost clock of a short burst, and a GPU serving at capacity runs at the capped clock.
 
-Paged decode is timed with every kernel variant and up to three partition sizes per point, and
-the fastest is kept; CARDPLAN_DEBUG_DECODE=1 prints each variant's time to stderr.
+Run-to-run spread of single points is a few percent; for a profile you will rely on, calibrate
+three times and merge with --reassemble (median per point), as the shipped profiles were.
+
+Paged decode tries every kernel variant and up to three partition sizes per point on short
+samples and times the fastest in full; CARDPLAN_DEBUG_DECODE=1 prints each candidate's time.
 
 Needs an NVIDIA GPU with the driver, NVRTC, cuBLAS and cuBLASLt (CUDA 13) installed; exits 4
 without writing anything when they are missing.";
