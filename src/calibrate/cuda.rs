@@ -69,8 +69,8 @@ const SPIN_NS: u64 = 50_000;
 /// the chosen one is then timed with the full count.
 const SELECT_REPS: usize = 3;
 // Compute-bound jobs ([`Job::compute_bound`]) are timed under sustained load: on Hopper they
-// draw the board's power cap, and the clock the power controller settles to is 7-16% below the
-// boost clock a short burst after idle runs at (benches/gpu-results/diag-heat-h100.md). A
+// draw the board's power cap, and the clock the power controller settles to is 7-19% below the
+// boost clock a short burst after idle runs at (benches/gpu-results/diag-heat-h*.md). A
 // serving GPU at capacity is under sustained load.
 /// Heat-up before a compute-bound job's samples: its own graph replayed back to back this long.
 /// The power controller has pulled the clock most of the way down by then (7-9% of the 9-12% at
