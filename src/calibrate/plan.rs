@@ -308,26 +308,6 @@ impl SweepSpec {
         let mut jobs = vec![Job::Copy {
             bytes: self.copy_bytes,
         }];
-        // Decode attention before the GEMM sweep: its KV cache is then allocated on a fresh
-        // device, as an engine allocates its cache once at start-up. After the full GEMM sweep's
-        // multi-GB rotations, the same H200 point ran 15% slower (1.24-1.28 against 1.07-1.10 ms
-        // at batch 256 x 4096; benches/gpu-results/sustained-load-notes.md); the H100 showed no
-        // such effect.
-        for &(heads, kv_heads) in &self.attn {
-            for kv in KvDtype::ALL {
-                for &batch in &self.decode_batches {
-                    for &context in &self.decode_contexts {
-                        jobs.push(Job::Decode {
-                            kv,
-                            heads,
-                            kv_heads,
-                            batch,
-                            context,
-                        });
-                    }
-                }
-            }
-        }
         let all_shapes = self
             .shapes
             .iter()
@@ -370,6 +350,19 @@ impl SweepSpec {
             });
         }
         for &(heads, kv_heads) in &self.attn {
+            for kv in KvDtype::ALL {
+                for &batch in &self.decode_batches {
+                    for &context in &self.decode_contexts {
+                        jobs.push(Job::Decode {
+                            kv,
+                            heads,
+                            kv_heads,
+                            batch,
+                            context,
+                        });
+                    }
+                }
+            }
             for &tokens in &self.prefill_tokens {
                 jobs.push(Job::Prefill {
                     heads,
