@@ -22,6 +22,22 @@ SUSTAIN_TARGET_MS, SUSTAIN_HEAT_S, COMPUTE_BOUND_MIN_TOKENS = 2.0, 0.25, 128
 SPIN = int(50e-6 * props.clock_rate * 1e3) if getattr(props, "clock_rate", 0) else 100_000
 
 
+def capture(fn, calls, copies=1, warm=None):
+    """`calls` calls of `fn(i)` (copy i % copies) captured into one CUDA graph, after `warm`
+    warm-up calls (default: each copy once, at most 3) on a side stream, as torch requires."""
+    st = torch.cuda.Stream()
+    st.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(st):
+        for i in range(min(copies, 3) if warm is None else warm):
+            fn(i % copies)
+    torch.cuda.current_stream().wait_stream(st)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(calls):
+            fn(i % copies)
+    return g
+
+
 def bench(fn, copies, sustained=False):
     """Median time of one call of `fn(i)` (i = the copy to use, of `copies`), back to back;
     `sustained`: under sustained load, as the calibrator times compute-bound jobs."""
@@ -37,16 +53,7 @@ def bench(fn, copies, sustained=False):
     est = s.elapsed_time(e) / 3
     target = SUSTAIN_TARGET_MS if sustained else TARGET_MS
     calls = min(MAX_CALLS, max(2, copies, math.ceil(target / est) if est > 0 else MAX_CALLS))
-    st = torch.cuda.Stream()
-    st.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(st):
-        for i in range(min(copies, 3)):
-            fn(i)
-    torch.cuda.current_stream().wait_stream(st)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for i in range(calls):
-            fn(i % copies)
+    g = capture(fn, calls, copies)
     g.replay()
     torch.cuda.synchronize()
     if sustained:

@@ -10,11 +10,15 @@ unfused sequence (absmax dequantize, offset add, 4-bit dequantize, F.linear) and
 faster than bitsandbytes at T = 16 (calibrate-*.md): this shows what the difference is made of.
 """
 import collections
+import os
 import sys
 
 import torch
 import torch.nn.functional as F
 import bitsandbytes as bnb
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from b2b import capture  # noqa: E402
 
 out_md = sys.argv[1] if len(sys.argv) > 1 else "diag-bnb-kernels.md"
 dev = torch.device("cuda")
@@ -22,16 +26,7 @@ CALLS = 8
 
 
 def profile(fn):
-    st = torch.cuda.Stream()
-    st.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(st):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(st)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for _ in range(CALLS):
-            fn()
+    g = capture(lambda i: fn(), CALLS, warm=3)
     for _ in range(20):
         g.replay()
     torch.cuda.synchronize()

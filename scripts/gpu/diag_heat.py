@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from b2b import L2  # noqa: E402
+from b2b import L2, capture  # noqa: E402
 
 out_md = sys.argv[1] if len(sys.argv) > 1 else "diag-heat.md"
 dev = torch.device("cuda")
@@ -57,16 +57,7 @@ def curve(fn, S):
     e.synchronize()
     est = s.elapsed_time(e) / 4
     calls = max(S, 2, int(2.0 / max(est, 1e-3)))
-    st = torch.cuda.Stream()
-    st.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(st):
-        for i in range(min(S, 3)):
-            fn(i)
-    torch.cuda.current_stream().wait_stream(st)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        for i in range(calls):
-            fn(i)
+    g = capture(fn, calls, S)
     g.replay()
     torch.cuda.synchronize()
     replays = int(3000 / (est * calls)) + 1
