@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use cardplan::calibrate::plan::{BNB_FUSED_MAX_TOKENS, SweepSpec};
+use cardplan::calibrate::plan::SweepSpec;
 use cardplan::calibrate::timer::MockTimer;
 use cardplan::calibrate::{self};
 use cardplan::catalog;
@@ -80,15 +80,9 @@ fn mock_calibration_gives_a_valid_profile_with_every_table() {
     for &(t, v) in &table("fp16").points {
         assert_eq!(Some(v), ms("fp16-cublas-gemmex", t), "fp16 T={t}");
     }
-    // nf4 follows bitsandbytes' dispatch: its fused kernel up to 4 tokens, its dequantize
-    // sequence above, never the faster of the two.
+    // nf4 is bitsandbytes' dispatch alone, never cardplan's faster paths.
     for &(t, v) in &table("nf4").points {
-        let want = if t <= BNB_FUSED_MAX_TOKENS {
-            ms("nf4-gemv", t)
-        } else {
-            ms("nf4-bnb-dequant-cublas", t)
-        };
-        assert_eq!(Some(v), want, "nf4 T={t}");
+        assert_eq!(Some(v), ms("nf4-bnb", t), "nf4 T={t}");
     }
     // nf4-fused: cardplan's faster path (GEMV or its one-kernel dequantize + GEMM).
     for &(t, v) in &table("nf4-fused").points {
@@ -466,4 +460,30 @@ fn reassemble_merges_runs_of_one_sweep() {
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("same jobs"));
     assert!(!dir.join("mixed.yaml").exists());
+}
+
+#[test]
+fn the_profile_says_which_bitsandbytes_kernel_each_nf4_point_prices() {
+    let spec = llama_spec(true);
+    let base = catalog::gpu("h100-sxm").unwrap();
+    let mut t = MockTimer::new("NVIDIA H100 80GB HBM3"); // sm90, 132 SMs
+    let cal = calibrate::calibrate(&mut t, &spec, base, "abc123", |_, _, _| {}).unwrap();
+    let notes = &cal.profile.measured.as_ref().unwrap().provenance.notes;
+    let nf4 = notes
+        .iter()
+        .find(|n| n.starts_with("nf4 = "))
+        .expect("nf4 note");
+    // The quick sweep's tokens are 1, 8, 64, 512, 4096: gate_up keeps bitsandbytes' mma kernel
+    // (its tile changing with the token count) up to 64 tokens, o_proj dequantizes from 8.
+    assert!(
+        nf4.contains(
+            "28672x4096: simt T=1, mma-32x256x128 T=8, mma-64x64x64 T=64, dequant-linear T=512, 4096"
+        ),
+        "{nf4}"
+    );
+    assert!(
+        nf4.contains("4096x4096: simt T=1, dequant-linear T=8, 64, 512, 4096"),
+        "{nf4}"
+    );
+    assert!(nf4.contains("ported for sm90"), "{nf4}");
 }

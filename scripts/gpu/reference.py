@@ -105,7 +105,9 @@ def best_of(paths, **kw):
     return min(got) if got else (None, None)
 
 
-BNB_FUSED_MAX_TOKENS = 4  # src/calibrate/plan.rs: bitsandbytes' fused-kernel floor
+# The bitsandbytes kernel each point of the faithful `nf4` table prices (the calibrator's port of
+# bitsandbytes' dispatch for this GPU, src/calibrate/bnb.rs).
+NF4_BNB = {(p["n"], p["k"], p["tokens"]): p["kernel"] for p in raw.get("nf4_bnb", [])}
 
 
 copy_gbs = None
@@ -274,17 +276,19 @@ try:
         except Exception:  # noqa: BLE001
             return "?"
 
-    body += [f"bitsandbytes {bnb.__version__}. Its `gemm_4bit` runs its own fused kernel for T <= 4 and, "
-             "above, dequantize + F.linear, except where its per-architecture heuristic "
-             "(`_gemm_4bit_use_custom_cuda`, bitsandbytes/backends/cuda/ops.py) keeps its mma.sync kernel "
-             "(column `bnb path`). The faithful cardplan scheme `nf4` follows the T <= 4 floor: nf4-gemv up to "
-             "T = 4, bitsandbytes' unfused sequence (nf4-bnb-dequant-cublas: dequantize the 8-bit absmax, add "
-             "the offset, dequantize to fp16, cublasGemmEx) above; cardplan has no mma.sync NF4 kernel. "
+    body += [f"bitsandbytes {bnb.__version__}. Its `gemm_4bit` runs its own kernel (GEMV for one token, SIMT or "
+             "mma.sync above) or dequantize + F.linear, as its per-architecture heuristic "
+             "(`_gemm_4bit_use_custom_cuda`, bitsandbytes/backends/cuda/ops.py, column `bnb path`) and its C "
+             "dispatch decide. The faithful cardplan scheme `nf4` (path `nf4-bnb`) runs the kernel that dispatch "
+             "picks on this GPU (column `cardplan kernel`, ported in src/calibrate/bnb.rs), each by cardplan's "
+             "stand-in with its work split: simt = cardplan's NF4 GEMV; mma-MxNxK = kernels/nf4_mma.cu with that "
+             "tile; dequant-linear = the unfused sequence (dequantize the 8-bit absmax, add the offset, dequantize "
+             "to fp16 in bitsandbytes' 64-thread blocks, cublasGemmEx). "
              "`nf4-fused` is cardplan's own faster path (no library's): the faster of its GEMV (T <= 16) and its "
              "one-kernel dequantize + cuBLAS.", "",
              "bnb is timed by the same method as cardplan (captured into a CUDA graph, as vLLM runs decode), "
              "rotating over S separately quantized Linear4bit modules.", "",
-             "| layer | n | k | T | S | bnb path | bnb ms | cardplan nf4 ms | cardplan path | ratio nf4/bnb | nf4-fused ms | ratio nf4-fused/bnb | GEMV weight GB/s | fraction of copy BW |",
+             "| layer | n | k | T | S | bnb path | bnb ms | cardplan nf4 ms | cardplan kernel | ratio nf4/bnb | nf4-fused ms | ratio nf4-fused/bnb | GEMV weight GB/s | fraction of copy BW |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     nf4_ratios, nf4_frac, nf4_gbs, fused_ratios = [], [], [], []
     for name, n, k in LLAMA:
@@ -302,8 +306,8 @@ try:
                     r = bench(lambda i: lins[i](x), S, sustained=T >= b2b.COMPUTE_BOUND_MIN_TOKENS)
                 except Exception:  # noqa: BLE001
                     r = float("nan")
-            path = "nf4-gemv" if T <= BNB_FUSED_MAX_TOKENS else "nf4-bnb-dequant-cublas"
-            o = ours(job="gemm", path=path, n=n, k=k, tokens=T)
+            path = NF4_BNB.get((n, k, T), "?")
+            o = ours(job="gemm", path="nf4-bnb", n=n, k=k, tokens=T)
             gemv = ours(job="gemm", path="nf4-gemv", n=n, k=k, tokens=T)
             fused, _ = best_of(["nf4-gemv", "nf4-dequant-cublas"], job="gemm", n=n, k=k, tokens=T)
             gbs = f"{nbytes / gemv / 1e6:.0f}" if gemv else ""

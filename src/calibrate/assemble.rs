@@ -43,7 +43,7 @@ pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
                 } else if path == GemmPath::Int8ImmaOnly {
                     int8_tops = int8_tops.max(rate);
                 }
-                for &scheme in path.schemes(tokens) {
+                for &scheme in path.schemes() {
                     let e = best
                         .entry((scheme, n, k))
                         .or_default()
@@ -174,7 +174,7 @@ fn group<K: PartialEq, V>(v: &mut Groups<K, V>, key: K) -> &mut Vec<V> {
 }
 
 /// `1-16, 24, 64-128` style summary of sorted token counts from the sweep.
-fn ranges(toks: &[u32]) -> String {
+pub(super) fn ranges(toks: &[u32]) -> String {
     let sweep = super::plan::token_sweep(u32::MAX / 4);
     let idx = |t: u32| sweep.iter().position(|&s| s == t);
     let mut parts: Vec<String> = Vec::new();

@@ -25,11 +25,12 @@ use half::f16;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use super::bnb::{self, BnbKernel, MMA_TILES, MmaTile};
 use super::kernels::{
     CHECK_DECODE_HEADS, CHECK_GEMV_TOKENS, DecodeKernel, Instances, PART, STREAM_MAX_PART,
 };
 use super::nvrtc;
-use super::plan::{COMPUTE_BOUND_MIN_TOKENS, GemmPath, Job, SweepSpec};
+use super::plan::{COMPUTE_BOUND_MIN_TOKENS, GEMV_MAX_TOKENS, GemmPath, Job, SweepSpec};
 use super::quant::{self, Nf4Tensor};
 use super::reference as cpu;
 use super::timer::{CheckReport, DeviceInfo, KernelTimer};
@@ -37,9 +38,10 @@ use crate::catalog::quant::KvDtype;
 use crate::error::{Error, Result};
 use crate::profile::{ElementwiseKind, Timing};
 
-const SOURCES: [(&str, &str); 5] = [
+const SOURCES: [(&str, &str); 6] = [
     ("util.cu", include_str!("../../kernels/util.cu")),
     ("nf4.cu", include_str!("../../kernels/nf4.cu")),
+    ("nf4_mma.cu", include_str!("../../kernels/nf4_mma.cu")),
     ("int8.cu", include_str!("../../kernels/int8.cu")),
     ("attention.cu", include_str!("../../kernels/attention.cu")),
     (
@@ -375,6 +377,14 @@ impl CudaTimer {
                 PREFILL_SMEM as i32,
             )
             .gpu("prefill shared memory")?;
+        for tile in MMA_TILES {
+            f[&tile.kernel_name()]
+                .set_attribute(
+                    dsys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    mma_smem(tile) as i32,
+                )
+                .gpu("nf4 mma shared memory")?;
+        }
         // Decode kernels that ask for dynamic shared memory may need more than the default 48 KB.
         for kv in KvDtype::ALL {
             for k in DecodeKernel::for_kv(kv).filter(|k| k.dyn_smem(kv) > 0) {
@@ -944,8 +954,41 @@ impl CudaTimer {
             s.absmax_q.ptr, s.absmax2.ptr, self.code.ptr, sc.absmax.ptr, blocks)?;
         launch!(self, "add_scalar_f32", cfg(grid_for(blocks, 256, sms * 32), 256, 0);
             sc.absmax.ptr, offset, sc.absmax_off.ptr, blocks)?;
-        launch!(self, "nf4_dequant_f32absmax", cfg(grid_for(numel / 8, 256, sms * 32), 256, 0);
+        let tiles = numel.div_ceil(1024).min(u64::from(i32::MAX as u32)) as u32;
+        launch!(self, "nf4_dequant_bnb", cfg((tiles, 1, 1), 64, 0);
             s.packed.ptr, sc.absmax_off.ptr, sc.wdq.ptr, numel)
+    }
+
+    /// cardplan's stand-in for bitsandbytes' mma.sync 4-bit kernel with its `tile`.
+    #[allow(clippy::too_many_arguments)]
+    fn nf4_mma(
+        &self,
+        tile: MmaTile,
+        s: &Nf4Weights,
+        offset: f32,
+        x: u64,
+        y: u64,
+        n: u32,
+        k: u32,
+        t: u32,
+    ) -> Result<()> {
+        let name = tile.kernel_name();
+        launch!(self, &name, cfg((t.div_ceil(tile.mt), n.div_ceil(tile.nt), 1), 256, mma_smem(tile));
+            x, s.packed.ptr, s.absmax_q.ptr, s.absmax2.ptr, self.code.ptr, offset, y,
+            t as i32, n as i32, k as i32, 64i32)
+    }
+
+    /// The kernel bitsandbytes runs for `t` tokens through an `n × k` layer on this GPU.
+    fn bnb_kernel(&self, n: u32, k: u32, t: u32) -> BnbKernel {
+        let dev = &self.info;
+        bnb::priced(
+            dev.compute_capability,
+            dev.sm_count,
+            t,
+            n,
+            k,
+            GEMV_MAX_TOKENS,
+        )
     }
 
     /// `y[T×n] = x[T×k] · Wᵀ` through `cublasGemmEx` as torch's `F.linear` calls it for fp16
@@ -1016,9 +1059,9 @@ impl CudaTimer {
         batch: u32,
         max_ctx: u32,
         kernel: DecodeKernel,
-        part_scale: u32,
+        part: u32,
     ) -> Result<()> {
-        let part = (self.decode_part(batch, kv_heads, max_ctx) * part_scale).min(kernel.max_part());
+        let part = part.min(kernel.max_part());
         let nparts = max_ctx.div_ceil(part).max(1);
         if nparts > 1024 {
             return Err(Error::BadInput(format!(
@@ -1100,7 +1143,7 @@ impl CudaTimer {
         );
         let need_nf4 = matches!(
             path,
-            GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas | GemmPath::Nf4BnbDequantCublas
+            GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas | GemmPath::Nf4Bnb
         );
         if need_int8 && self.gemm.as_ref().is_some_and(|g| g.int8.is_none()) {
             let copies = self.copies_for((numel + 4 * n as usize) as u64, MAX_COPIES);
@@ -1208,14 +1251,24 @@ impl CudaTimer {
                     s.imma_run(&m, wdq, x, y)
                 })
             }
-            GemmPath::Nf4BnbDequantCublas => {
-                // bitsandbytes' F.linear is cuBLAS (cublasGemmEx), as torch calls it for fp16.
+            GemmPath::Nf4Bnb => {
                 let (w, sc) = g.nf4.as_ref().ok_or_else(missing)?;
-                let numel = u64::from(n) * u64::from(k);
-                self.bench(w.len(), &|s, i| {
-                    s.nf4_bnb_dequant(&w[i], offset, sc, numel)?;
-                    s.gemmex_run(sc.wdq.ptr, x, y, n, k, t)
-                })
+                match self.bnb_kernel(n, k, t) {
+                    BnbKernel::Simt => {
+                        self.bench(w.len(), &|s, i| s.nf4_gemv(&w[i], offset, x, y, n, k, t))
+                    }
+                    BnbKernel::Mma(tile) => self.bench(w.len(), &|s, i| {
+                        s.nf4_mma(tile, &w[i], offset, x, y, n, k, t)
+                    }),
+                    // bitsandbytes' F.linear is cuBLAS (cublasGemmEx), as torch calls it for fp16.
+                    BnbKernel::DequantLinear => {
+                        let numel = u64::from(n) * u64::from(k);
+                        self.bench(w.len(), &|s, i| {
+                            s.nf4_bnb_dequant(&w[i], offset, sc, numel)?;
+                            s.gemmex_run(sc.wdq.ptr, x, y, n, k, t)
+                        })
+                    }
+                }
             }
         }
     }
@@ -1247,11 +1300,13 @@ impl CudaTimer {
                 }
             }
             let qn = u64::from(self.max_batch) * u64::from(heads) * 128;
-            // Largest batch × partitions over the sweep.
+            // Largest batch × partitions over the sweep (at the smallest partition tried).
             let bparts = self
                 .decode_grid
                 .iter()
-                .map(|&(b, c)| b as usize * c.div_ceil(self.decode_part(b, kv_heads, c)) as usize)
+                .map(|&(b, c)| {
+                    b as usize * c.div_ceil(min_part(self.decode_part(b, kv_heads, c))) as usize
+                })
                 .max()
                 .unwrap_or(1);
             let bh = heads as usize;
@@ -1300,7 +1355,7 @@ impl CudaTimer {
         let copy_table = |i: usize| table.ptr + (4 * i * per_copy) as u64;
         let base = self.decode_part(batch, kv_heads, context);
         let debug = std::env::var_os("CARDPLAN_DEBUG_DECODE").is_some();
-        let run = |s: &Self, i: usize, kernel: DecodeKernel, scale: u32| {
+        let run = |s: &Self, i: usize, kernel: DecodeKernel, part: u32| {
             s.decode(
                 kv,
                 d,
@@ -1312,22 +1367,26 @@ impl CudaTimer {
                 batch,
                 context,
                 kernel,
-                scale,
+                part,
             )
         };
-        // Every kernel variant at up to three partition sizes, chosen on short samples; the
+        // Every kernel variant at up to four partition sizes, chosen on short samples; the
         // fastest is what an autotuned engine would run, and is then timed in full.
         let mut best: Option<(f64, DecodeKernel, u32)> = None;
+        let mut parts = vec![min_part(base)];
         for scale in [1u32, 2, 4] {
-            let part = base * scale;
-            if scale > 1 && part / 2 >= context {
+            if scale > 1 && base * scale / 2 >= context {
                 break; // the previous size already covered the context in one partition
             }
+            parts.push(base * scale);
+        }
+        parts.dedup();
+        for part in parts {
             for kernel in DecodeKernel::for_kv(kv) {
                 if part > kernel.max_part() {
                     continue;
                 }
-                let ms = self.bench_select(copies, &|s, i| run(s, i, kernel, scale))?;
+                let ms = self.bench_select(copies, &|s, i| run(s, i, kernel, part))?;
                 if debug {
                     eprintln!(
                         "decode {kv} {heads}/{kv_heads} batch {batch} context {context} part {}: {} {ms:.4} ms",
@@ -1336,16 +1395,16 @@ impl CudaTimer {
                     );
                 }
                 if best.is_none_or(|(b, _, _)| ms < b) {
-                    best = Some((ms, kernel, scale));
+                    best = Some((ms, kernel, part));
                 }
             }
         }
-        let (_, kernel, scale) = best.ok_or_else(|| {
+        let (_, kernel, part) = best.ok_or_else(|| {
             Error::Internal(format!(
                 "no decode kernel variant for batch {batch} context {context}"
             ))
         })?;
-        self.bench(copies, &|s, i| run(s, i, kernel, scale))
+        self.bench(copies, &|s, i| run(s, i, kernel, part))
     }
 
     fn time_prefill(&mut self, heads: u32, kv_heads: u32, t: u32) -> Result<f64> {
@@ -1492,6 +1551,38 @@ impl CudaTimer {
         Ok(out)
     }
 
+    /// Every mma tile on a shape that leaves partial tiles in M and N (K a multiple of 128).
+    fn check_nf4_mma(&mut self, rng: &mut StdRng) -> Result<Vec<CheckReport>> {
+        let (n, k, t) = (200usize, 1152usize, 37usize);
+        let w = rand_f16(rng, n * k, 0.05);
+        let x = rand_f16(rng, t * k, 1.0);
+        let nf4 = Nf4Tensor::quantize(&to_f32(&w), n, k);
+        let want = cpu::linear(&to_f32(&x), &nf4.dequantize(), t, n, k);
+        let s = Nf4Weights {
+            packed: self.upload(&nf4.packed)?,
+            absmax_q: self.upload(&nf4.absmax_q)?,
+            absmax2: self.upload(&nf4.absmax2)?,
+        };
+        let x_d = self.upload(&x)?;
+        let y_d = alloc(&self.stream, 2 * t * n)?;
+        let mut reports = Vec::new();
+        for tile in MMA_TILES {
+            self.fill_half(&y_d, 1.0)?; // no output left over from the previous tile
+            self.nf4_mma(
+                tile, &s, nf4.offset, x_d.ptr, y_d.ptr, n as u32, k as u32, t as u32,
+            )?;
+            let y: Vec<f16> = self.dtoh(&y_d, t * n)?;
+            reports.push(cpu::compare(
+                &format!("{} T={t} n={n} k={k}", tile.kernel_name()),
+                &to_f32(&y),
+                &want,
+                5e-3,
+                1e-2,
+            ));
+        }
+        Ok(reports)
+    }
+
     fn check_linear(&mut self, rng: &mut StdRng) -> Result<Vec<CheckReport>> {
         let (n, k) = (72usize, 1088usize);
         let tmax = 37usize;
@@ -1568,6 +1659,7 @@ impl CudaTimer {
             tmax,
             &wdq,
         )?);
+        reports.extend(self.check_nf4_mma(rng)?);
         // int8.
         let wq = quant::quantize_rows(&wf, n, k);
         let wq_f = wq.dequantize(k);
@@ -1658,8 +1750,8 @@ impl CudaTimer {
                         (self.upload(&kc)?, self.upload(&vc)?, deq(&kc), deq(&vc))
                     }
                 };
-                let nparts =
-                    max_ctx.div_ceil(self.decode_part(b as u32, kv_heads as u32, max_ctx)) as usize;
+                let base = self.decode_part(b as u32, kv_heads as u32, max_ctx);
+                let nparts = max_ctx.div_ceil(min_part(base)) as usize;
                 let d = DecodeState {
                     key: (kv, heads as u32, kv_heads as u32),
                     kc: kc_d,
@@ -1689,12 +1781,13 @@ impl CudaTimer {
                 } else {
                     format!("contexts {ctx:?}")
                 };
-                // The one-pass kernels also with 8x longer partitions (the sweep tries them).
+                // Every kernel at the base partition and half of it; the one-pass kernels also 8x
+                // longer (the sweep tries such sizes).
                 let runs = DecodeKernel::for_kv(kv).flat_map(|k| {
-                    let long = (k.max_part() > PART).then_some((k, 8u32));
-                    std::iter::once((k, 1u32)).chain(long)
+                    let long = (k.max_part() > PART).then_some((k, 8 * base));
+                    [(k, base), (k, min_part(base))].into_iter().chain(long)
                 });
-                for (kernel, scale) in runs {
+                for (kernel, part) in runs {
                     self.decode(
                         kv,
                         &d,
@@ -1706,12 +1799,18 @@ impl CudaTimer {
                         b as u32,
                         max_ctx,
                         kernel,
-                        scale,
+                        part,
                     )?;
                     let y: Vec<f16> = self.dtoh(&d.out, b * heads * 128)?;
-                    let part = if scale > 1 { ", 8x partitions" } else { "" };
+                    let size = if part > base {
+                        ", 8x partitions"
+                    } else if part < base {
+                        ", half partitions"
+                    } else {
+                        ""
+                    };
                     reports.push(cpu::compare(
-                        &format!("paged_decode ({}{part}) {kv} KV, {label}", kernel.label()),
+                        &format!("paged_decode ({}{size}) {kv} KV, {label}", kernel.label()),
                         &to_f32(&y),
                         &want,
                         2e-3,
@@ -1840,7 +1939,7 @@ impl KernelTimer for CudaTimer {
              cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
              fastest of the top-16 heuristic algorithms per shape and token count (chosen on {SELECT_REPS} short replays each); \
              cublasGemmEx fp16 (torch's F.linear call) with a 32 MB workspace; \
-             paged decode: fastest of the kernel variants (fp16 KV: one-pass online-softmax with 8 warps, 4 warps, 4 and 8 warps + cp.async pipeline; int8 KV: two-pass instead of the 4-warp one) x up to three partition sizes (one-pass: up to {STREAM_MAX_PART} tokens) per point, chosen on {SELECT_REPS} short replays each and then timed in full, blocks scattered at random over a pool as large as the blocks in use; \
+             paged decode: fastest of the kernel variants (fp16 KV: one-pass online-softmax with 8 warps, 4 warps, 4 and 8 warps + cp.async pipeline; int8 KV: two-pass instead of the 4-warp one) x up to four partition sizes (half the base one to 4x it; one-pass: up to {STREAM_MAX_PART} tokens) per point, chosen on {SELECT_REPS} short replays each and then timed in full, blocks scattered at random over a pool as large as the blocks in use; \
              custom kernels compiled by NVRTC for this GPU"
         );
         match self.timing {
@@ -1919,6 +2018,12 @@ fn alloc(stream: &Arc<CudaStream>, bytes: usize) -> Result<Buf> {
     })
 }
 
+/// The smallest decode partition tried: half the base one (more CTAs for small batches), at
+/// least two KV blocks.
+fn min_part(base: u32) -> u32 {
+    (base / 2).max(32)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
@@ -1963,6 +2068,7 @@ fn device_info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo> {
         .attribute(A::CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE)
         .gpu("L2 size")? as u64;
     let memory_bytes = ctx.total_mem().gpu("memory size")? as u64;
+    let (cc_major, cc_minor) = ctx.compute_capability().gpu("compute capability")?;
     let mut drv = 0i32;
     // SAFETY: plain out-parameter query.
     unsafe { dsys::cuDriverGetVersion(&mut drv) }
@@ -1992,9 +2098,16 @@ fn device_info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo> {
     Ok(DeviceInfo {
         name,
         sm_count,
+        compute_capability: (cc_major as u32, cc_minor as u32),
         driver,
         cuda: format!("NVRTC {maj}.{min}, cuBLASLt {lt_ver}{}", cublas_origin()),
         l2_bytes,
         memory_bytes,
     })
+}
+
+/// Dynamic shared memory of an nf4_mma kernel: two buffers of an A and a B tile, rows padded by
+/// 8 halves (kernels/nf4_mma.cu).
+fn mma_smem(tile: MmaTile) -> u32 {
+    2 * (tile.mt + tile.nt) * (tile.kc + 8) * 2
 }

@@ -3,6 +3,7 @@
 //! from the CUDA timer so the lists (and their agreement with the `.cu` macros) are plain data,
 //! tested without a GPU.
 
+use super::bnb::MMA_TILES;
 use super::plan::{self, SweepSpec};
 use crate::catalog::quant::KvDtype;
 
@@ -15,7 +16,7 @@ const KERNELS: [&str; 14] = [
     "nf4_dequant",
     "nf4_absmax_dequant",
     "add_scalar_f32",
-    "nf4_dequant_f32absmax",
+    "nf4_dequant_bnb",
     "quant_per_token",
     "dequant_i32",
     "paged_decode_reduce",
@@ -84,6 +85,7 @@ impl Instances {
                 v.extend(DecodeKernel::for_kv(kv).map(|k| k.name(kv, g)));
             }
         }
+        v.extend(MMA_TILES.iter().map(|t| t.kernel_name()));
         for t in &self.gemv_tokens {
             v.push(format!("nf4_gemv_t{t}"));
             v.push(format!("w8a16_gemv_t{t}"));

@@ -5,6 +5,7 @@
 //! tested on CPU with [`timer::MockTimer`].
 
 pub mod assemble;
+pub mod bnb;
 pub mod cuda;
 mod kernels;
 mod nvrtc;
@@ -68,12 +69,7 @@ pub fn calibrate(
         })
         .collect();
     notes.extend(spec.skipped.iter().cloned());
-    notes.push(format!(
-        "nf4 = bitsandbytes 0.50.2 Linear4bit's dispatch: fused NF4 GEMV for T <= {}, its unfused sequence \
-         (dequantize the 8-bit absmax, add the offset, dequantize to fp16, cuBLAS fp16 GEMM) above; on sm90 \
-         bitsandbytes keeps its own mma.sync kernel up to 16-64 tokens for wide layers, priced here by that sequence",
-        plan::BNB_FUSED_MAX_TOKENS
-    ));
+    notes.push(nf4_note(&dev, spec));
     notes.push(format!(
         "nf4-fused = cardplan's own path, no library's: min(fused NF4 GEMV, one-kernel NF4 dequantize + cuBLAS \
          fp16 GEMM) for T <= {}, dequantize + cuBLAS above",
@@ -115,6 +111,83 @@ pub fn calibrate(
         timed,
         checks,
     })
+}
+
+/// Which bitsandbytes kernel the faithful `nf4` scheme prices at one point.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Nf4BnbPoint {
+    pub n: u32,
+    pub k: u32,
+    pub tokens: u32,
+    pub kernel: String,
+}
+
+/// The bitsandbytes kernel behind every point of the `nf4` table on this device.
+pub fn nf4_bnb_points(dev: &timer::DeviceInfo, spec: &SweepSpec) -> Vec<Nf4BnbPoint> {
+    let (cc, sms) = (dev.compute_capability, dev.sm_count);
+    let mut v = Vec::new();
+    for (n, k, _) in &spec.shapes {
+        for &tokens in &spec.tokens {
+            let kernel = bnb::priced(cc, sms, tokens, *n, *k, plan::GEMV_MAX_TOKENS).label();
+            v.push(Nf4BnbPoint {
+                n: *n,
+                k: *k,
+                tokens,
+                kernel,
+            });
+        }
+    }
+    v
+}
+
+/// What the faithful `nf4` table is, and which bitsandbytes kernel each of its points prices.
+fn nf4_note(dev: &timer::DeviceInfo, spec: &SweepSpec) -> String {
+    let (cc, sms) = (dev.compute_capability, dev.sm_count);
+    let ported = bnb::dispatch(cc, sms, 16, 4096, 4096).is_some();
+    // Per layer, runs of adjacent token counts with the same kernel.
+    type Runs = Vec<(String, Vec<u32>)>;
+    let mut layers: Vec<((u32, u32), Runs)> = Vec::new();
+    for p in nf4_bnb_points(dev, spec) {
+        if layers.last().is_none_or(|(nk, _)| *nk != (p.n, p.k)) {
+            layers.push(((p.n, p.k), Vec::new()));
+        }
+        if let Some((_, runs)) = layers.last_mut() {
+            match runs.last_mut() {
+                Some((l, toks)) if *l == p.kernel => toks.push(p.tokens),
+                _ => runs.push((p.kernel, vec![p.tokens])),
+            }
+        }
+    }
+    let shapes: Vec<String> = layers
+        .iter()
+        .map(|((n, k), runs)| {
+            let runs: Vec<String> = runs
+                .iter()
+                .map(|(l, toks)| format!("{l} T={}", assemble::ranges(toks)))
+                .collect();
+            format!("{n}x{k}: {}", runs.join(", "))
+        })
+        .collect();
+    format!(
+        "nf4 = what bitsandbytes 0.50.2 Linear4bit runs on this GPU ({}), each kernel by cardplan's stand-in \
+         with its work split: simt = its GEMV/SIMT kernel, priced by cardplan's fused NF4 GEMV; mma-MxNxK = its \
+         mma.sync kernel with that tile (kernels/nf4_mma.cu); dequant-linear = its unfused sequence (dequantize \
+         the 8-bit absmax, add the offset, dequantize to fp16 in 64-thread blocks of 8 bytes per thread, \
+         cublasGemmEx). Per layer: {}",
+        if ported {
+            format!(
+                "sm_{}{}, {sms} SMs: its dispatch is ported for sm90",
+                cc.0, cc.1
+            )
+        } else {
+            format!(
+                "sm_{}{}: its dispatch is ported for sm90 only, so here its GEMV up to 4 tokens and its \
+                 sequence above",
+                cc.0, cc.1
+            )
+        },
+        shapes.join("; ")
+    )
 }
 
 /// How the fp16 table is formed (a provenance note).

@@ -9,13 +9,6 @@ use crate::profile::ElementwiseKind;
 
 /// Token counts at and below which the GEMV paths (one warp per output row) are tried.
 pub const GEMV_MAX_TOKENS: u32 = 16;
-/// bitsandbytes 0.50.2 runs its own fused 4-bit kernel for at most this many tokens on every GPU,
-/// and on sm90 (H100/H200) dequantize + `F.linear` for most LLM shapes above it:
-/// `_GEMM_4BIT_CUSTOM_FLOOR_M = 4` and `_gemm_4bit_use_custom_cuda` in
-/// bitsandbytes/backends/cuda/ops.py (called from `matmul_4bit`, bitsandbytes/autograd/_functions.py).
-/// On sm90 it also keeps its mma.sync kernel up to 16–64 tokens for wide layers (N/64 >= SMs/2);
-/// cardplan has no such kernel and prices those points with the dequantize + cuBLAS sequence.
-pub const BNB_FUSED_MAX_TOKENS: u32 = 4;
 /// The only head size the attention kernels are built for.
 pub const HEAD_DIM: u32 = 128;
 /// Most query heads per KV head the decode kernel handles.
@@ -45,18 +38,19 @@ pub enum GemmPath {
     Nf4Gemv,
     /// cardplan's one-kernel NF4 dequantize to fp16, then cuBLAS fp16 GEMM (`nf4-fused` only).
     Nf4DequantCublas,
-    /// bitsandbytes' unfused sequence (`_dequant_linear_fallback`): dequantize the 8-bit absmax,
-    /// add its offset, dequantize the 4-bit weight with the fp32 absmax, then the fp16 GEMM.
-    Nf4BnbDequantCublas,
+    /// What bitsandbytes 0.50.2 runs for the layer at this token count on this GPU
+    /// ([`super::bnb::dispatch`]), each kernel by cardplan's stand-in with its work split: its
+    /// GEMV/SIMT kernel (cardplan's NF4 GEMV), its mma.sync kernel (kernels/nf4_mma.cu), or its
+    /// unfused sequence (`_dequant_linear_fallback`: dequantize the 8-bit absmax, add its offset,
+    /// dequantize the 4-bit weight, then the fp16 GEMM).
+    Nf4Bnb,
 }
 
 impl GemmPath {
-    /// The profile schemes this path is a candidate for at `tokens` (each scheme's table takes
-    /// its fastest candidate); empty for a measurement-only path. `nf4` follows bitsandbytes'
-    /// dispatch (fused kernel up to [`BNB_FUSED_MAX_TOKENS`], its dequantize sequence above);
+    /// The profile schemes this path is a candidate for (each scheme's table takes its fastest
+    /// candidate); empty for a measurement-only path. `nf4` is bitsandbytes' dispatch alone;
     /// `nf4-fused` is cardplan's own faster path, not a library's.
-    pub fn schemes(self, tokens: u32) -> &'static [&'static str] {
-        let bnb_fused = tokens <= BNB_FUSED_MAX_TOKENS;
+    pub fn schemes(self) -> &'static [&'static str] {
         match self {
             // Serving engines call torch's F.linear, which (no bias) runs cublasGemmEx: that is
             // the faithful fp16 cost. cuBLASLt's best algorithm is timed for the record and the
@@ -64,10 +58,8 @@ impl GemmPath {
             GemmPath::Fp16CublasGemmEx => &["fp16"],
             GemmPath::Fp16Cublas => &[],
             GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 => &["int8"],
-            GemmPath::Nf4Gemv if bnb_fused => &["nf4", "nf4-fused"],
             GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas => &["nf4-fused"],
-            GemmPath::Nf4BnbDequantCublas if bnb_fused => &[],
-            GemmPath::Nf4BnbDequantCublas => &["nf4"],
+            GemmPath::Nf4Bnb => &["nf4"],
             GemmPath::Int8ImmaOnly => &[],
         }
     }
@@ -86,7 +78,7 @@ impl GemmPath {
             GemmPath::Int8ImmaOnly => "int8-imma-only",
             GemmPath::Nf4Gemv => "nf4-gemv",
             GemmPath::Nf4DequantCublas => "nf4-dequant-cublas",
-            GemmPath::Nf4BnbDequantCublas => "nf4-bnb-dequant-cublas",
+            GemmPath::Nf4Bnb => "nf4-bnb",
         }
     }
 }
@@ -320,10 +312,11 @@ impl SweepSpec {
                 // candidates) at every point cost ~25 s of a full run, for no table.
                 let mut paths = vec![GemmPath::Fp16CublasGemmEx];
                 if !fp16_only {
-                    paths.extend([GemmPath::Int8W8a8, GemmPath::Nf4DequantCublas]);
-                    if tokens > BNB_FUSED_MAX_TOKENS {
-                        paths.push(GemmPath::Nf4BnbDequantCublas);
-                    }
+                    paths.extend([
+                        GemmPath::Int8W8a8,
+                        GemmPath::Nf4DequantCublas,
+                        GemmPath::Nf4Bnb,
+                    ]);
                     if tokens <= GEMV_MAX_TOKENS {
                         paths.extend([GemmPath::Int8W8a16Gemv, GemmPath::Nf4Gemv]);
                     }

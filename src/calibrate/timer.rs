@@ -13,6 +13,8 @@ use crate::profile::Timing;
 pub struct DeviceInfo {
     pub name: String,
     pub sm_count: u32,
+    /// (major, minor): picks bitsandbytes' kernels for the faithful `nf4` scheme.
+    pub compute_capability: (u32, u32),
     pub driver: String,
     pub cuda: String,
     pub l2_bytes: u64,
@@ -67,6 +69,7 @@ impl MockTimer {
             info: DeviceInfo {
                 name: name.to_string(),
                 sm_count: 132,
+                compute_capability: (9, 0),
                 driver: "mock".into(),
                 cuda: "mock".into(),
                 l2_bytes: 50 << 20,
@@ -116,15 +119,17 @@ impl KernelTimer for MockTimer {
                 let wbytes = match path {
                     GemmPath::Fp16Cublas
                     | GemmPath::Fp16CublasGemmEx
-                    | GemmPath::Nf4DequantCublas
-                    | GemmPath::Nf4BnbDequantCublas => 2.0 * n * k,
+                    | GemmPath::Nf4DequantCublas => 2.0 * n * k,
                     GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 | GemmPath::Int8ImmaOnly => n * k,
                     GemmPath::Nf4Gemv => 0.5 * n * k,
+                    // bitsandbytes: its GEMV up to 4 tokens, its dequantize sequence above
+                    GemmPath::Nf4Bnb if t <= 4.0 => 0.5 * n * k,
+                    GemmPath::Nf4Bnb => 2.0 * n * k,
                 };
                 let extra = match path {
                     GemmPath::Nf4DequantCublas => 2.5 * n * k,
                     // bitsandbytes' sequence also writes and rereads the fp32 absmax twice
-                    GemmPath::Nf4BnbDequantCublas => 2.5 * n * k + 0.5 * n * k,
+                    GemmPath::Nf4Bnb if t > 4.0 => 2.5 * n * k + 0.5 * n * k,
                     // GemmEx a little slower than cuBLASLt here, so both paths win somewhere
                     GemmPath::Fp16CublasGemmEx => 0.1 * n * k,
                     _ => 0.0,

@@ -36,7 +36,7 @@ boost clock of a short burst, and a GPU serving at capacity runs at the capped c
 Run-to-run spread of single points is a few percent; for a profile you will rely on, calibrate
 three times and merge with --reassemble (median per point), as the shipped profiles were.
 
-Paged decode tries every kernel variant and up to three partition sizes per point on short
+Paged decode tries every kernel variant and up to four partition sizes per point on short
 samples and times the fastest in full; CARDPLAN_DEBUG_DECODE=1 prints each candidate's time.
 
 Needs an NVIDIA GPU with the driver, NVRTC, cuBLAS and cuBLASLt (CUDA 13) installed; exits 4
@@ -186,6 +186,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
             timing: timer.timing(),
             checks: &cal.checks,
             timed: &cal.timed,
+            nf4_bnb: calibrate::nf4_bnb_points(timer.device(), &spec),
         })
         .map_err(|e| Error::Internal(format!("JSON: {e}")))?;
         crate::fsutil::write_atomic(raw, text.as_bytes())?;
@@ -258,6 +259,8 @@ struct RawOut<'a> {
     timing: Timing,
     checks: &'a [calibrate::timer::CheckReport],
     timed: &'a [calibrate::assemble::Timed],
+    /// The bitsandbytes kernel each point of the faithful `nf4` table prices.
+    nf4_bnb: Vec<calibrate::Nf4BnbPoint>,
 }
 
 /// Wall time spent per phase (diagnostics on stderr: where a calibration's time goes).
