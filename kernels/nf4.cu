@@ -157,61 +157,25 @@ extern "C" __global__ void add_scalar_f32(const float* __restrict__ in, float of
     }
 }
 
-// Step 3: the 4-bit weights to fp16 with the fp32 absmax of step 2 (block 64), with the work
-// split of bitsandbytes' `kDequantizeBlockwise<half, 512, 64, 8, NF4>`, whose speed (~2 TB/s on
-// the H200, half of a copy's) is what a bitsandbytes user pays: 64-thread CTAs, one 512-byte tile
-// each; every thread decodes 8 packed bytes (16 weights, one absmax). Loads and stores go through
-// a per-warp shared-memory transpose (byte loads and 2-byte stores striped across the warp, as
-// cub's BLOCK_LOAD/STORE_WARP_TRANSPOSE do), and each code is decoded by a comparison tree, not a
-// table. Grid: one CTA per tile (numel / 1024).
-__device__ __forceinline__ float nf4_tree(unsigned int c) {
-    return (c & 8) ? ((c & 4) ? ((c & 2) ? ((c & 1) ? 1.0f : 0.7229568362236023f)
-                                         : ((c & 1) ? 0.5626170039176941f : 0.44070982933044434f))
-                              : ((c & 2) ? ((c & 1) ? 0.33791524171829224f : 0.24611230194568634f)
-                                         : ((c & 1) ? 0.16093020141124725f : 0.07958029955625534f)))
-                   : ((c & 4) ? ((c & 2) ? ((c & 1) ? 0.0f : -0.09105003625154495f)
-                                         : ((c & 1) ? -0.18477343022823334f : -0.28444138169288635f))
-                              : ((c & 2) ? ((c & 1) ? -0.39491748809814453f : -0.5250730514526367f)
-                                         : ((c & 1) ? -0.6961928009986877f : -1.0f)));
-}
-
-__device__ __forceinline__ int pad(int i) { return i + (i >> 5); }
-
-extern "C" __global__ void __launch_bounds__(64) nf4_dequant_bnb(const unsigned char* __restrict__ w,
-                                                                 const float* __restrict__ absmax,
-                                                                 half* __restrict__ out,
-                                                                 unsigned long long numel) {
-    // Padded as cub pads its warp exchanges (one slot per 32 items), against bank conflicts.
-    __shared__ unsigned char in_t[2][256 + 8];
-    __shared__ half out_t[2][512 + 16];
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const unsigned long long packed = numel >> 1;
-    for (unsigned long long tile = blockIdx.x * 512ull; tile < packed; tile += gridDim.x * 512ull) {
-        const unsigned long long wb = tile + warp * 256;  // this warp's 256 packed bytes
-        unsigned char q[8];
+// Step 3: the 4-bit weights to fp16 with the fp32 absmax of step 2 (block 64); layout as
+// nf4_dequant. Requires numel % 8 == 0.
+extern "C" __global__ void nf4_dequant_f32absmax(const unsigned char* __restrict__ w,
+                                                 const float* __restrict__ absmax,
+                                                 half* __restrict__ out, unsigned long long numel) {
+    __shared__ float tab[16];
+    if (threadIdx.x < 16) tab[threadIdx.x] = NF4_TABLE[threadIdx.x];
+    __syncthreads();
+    const unsigned long long chunks = numel >> 3;
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < chunks;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        const unsigned int word = __ldg(reinterpret_cast<const unsigned int*>(w) + i);
+        const float am = __ldg(&absmax[i >> 3]);
+        half2 h[4];
 #pragma unroll
-        for (int j = 0; j < 8; ++j) {
-            const unsigned long long i = wb + j * 32 + lane;
-            q[j] = i < packed ? w[i] : 128;
+        for (int j = 0; j < 4; ++j) {
+            const unsigned int b = (word >> (8 * j)) & 0xff;
+            h[j] = __floats2half2_rn(tab[b >> 4] * am, tab[b & 15] * am);
         }
-        const float am = __ldg(&absmax[(wb + lane * 8) >> 5]);
-        __syncthreads();
-#pragma unroll
-        for (int j = 0; j < 8; ++j) in_t[warp][pad(j * 32 + lane)] = q[j];
-        __syncwarp();
-#pragma unroll
-        for (int j = 0; j < 8; ++j) q[j] = in_t[warp][pad(lane * 8 + j)];
-        __syncthreads();
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-            out_t[warp][pad(lane * 16 + 2 * j)] = __float2half(nf4_tree(q[j] >> 4) * am);
-            out_t[warp][pad(lane * 16 + 2 * j + 1)] = __float2half(nf4_tree(q[j] & 15) * am);
-        }
-        __syncwarp();
-#pragma unroll
-        for (int j = 0; j < 16; ++j) {
-            const unsigned long long i = 2 * wb + j * 32 + lane;
-            if (i < numel) out[i] = out_t[warp][pad(j * 32 + lane)];
-        }
+        reinterpret_cast<uint4*>(out)[i] = *reinterpret_cast<uint4*>(h);
     }
 }

@@ -954,8 +954,7 @@ impl CudaTimer {
             s.absmax_q.ptr, s.absmax2.ptr, self.code.ptr, sc.absmax.ptr, blocks)?;
         launch!(self, "add_scalar_f32", cfg(grid_for(blocks, 256, sms * 32), 256, 0);
             sc.absmax.ptr, offset, sc.absmax_off.ptr, blocks)?;
-        let tiles = numel.div_ceil(1024).min(u64::from(i32::MAX as u32)) as u32;
-        launch!(self, "nf4_dequant_bnb", cfg((tiles, 1, 1), 64, 0);
+        launch!(self, "nf4_dequant_f32absmax", cfg(grid_for(numel / 8, 256, sms * 32), 256, 0);
             s.packed.ptr, sc.absmax_off.ptr, sc.wdq.ptr, numel)
     }
 
