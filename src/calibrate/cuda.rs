@@ -1550,6 +1550,15 @@ impl CudaTimer {
         Ok(out)
     }
 
+    /// A CPU-quantized NF4 tensor on the device.
+    fn upload_nf4(&self, t: &Nf4Tensor) -> Result<Nf4Weights> {
+        Ok(Nf4Weights {
+            packed: self.upload(&t.packed)?,
+            absmax_q: self.upload(&t.absmax_q)?,
+            absmax2: self.upload(&t.absmax2)?,
+        })
+    }
+
     /// Every mma tile on a shape that leaves partial tiles in M and N (K a multiple of 128).
     fn check_nf4_mma(&mut self, rng: &mut StdRng) -> Result<Vec<CheckReport>> {
         let (n, k, t) = (200usize, 1152usize, 37usize);
@@ -1557,11 +1566,7 @@ impl CudaTimer {
         let x = rand_f16(rng, t * k, 1.0);
         let nf4 = Nf4Tensor::quantize(&to_f32(&w), n, k);
         let want = cpu::linear(&to_f32(&x), &nf4.dequantize(), t, n, k);
-        let s = Nf4Weights {
-            packed: self.upload(&nf4.packed)?,
-            absmax_q: self.upload(&nf4.absmax_q)?,
-            absmax2: self.upload(&nf4.absmax2)?,
-        };
+        let s = self.upload_nf4(&nf4)?;
         let x_d = self.upload(&x)?;
         let y_d = alloc(&self.stream, 2 * t * n)?;
         let mut reports = Vec::new();
@@ -1616,11 +1621,7 @@ impl CudaTimer {
         // NF4.
         let nf4 = Nf4Tensor::quantize(&wf, n, k);
         let wdq = nf4.dequantize();
-        let s = Nf4Weights {
-            packed: self.upload(&nf4.packed)?,
-            absmax_q: self.upload(&nf4.absmax_q)?,
-            absmax2: self.upload(&nf4.absmax2)?,
-        };
+        let s = self.upload_nf4(&nf4)?;
         let wdq_d = alloc(&self.stream, 2 * n * k)?;
         self.nf4_dequant(&s, nf4.offset, wdq_d.ptr, (n * k) as u64)?;
         let dq: Vec<f16> = self.dtoh(&wdq_d, n * k)?;
