@@ -1043,6 +1043,20 @@ impl CudaTimer {
         part
     }
 
+    /// CTAs of a decode kernel the GPU holds at once (occupancy × SMs).
+    fn decode_resident(&self, kernel: DecodeKernel, kv: KvDtype, group: u32) -> Result<u32> {
+        let name = kernel.name(kv, group);
+        let per_sm = self
+            .func(&name)?
+            .occupancy_max_active_blocks_per_multiprocessor(
+                kernel.threads(),
+                kernel.dyn_smem(kv) as usize,
+                None,
+            )
+            .gpu(&name)?;
+        Ok(per_sm.max(1) * self.info.sm_count)
+    }
+
     /// Paged decode: one query per sequence; partitions of the context, then a reduce. `table`
     /// holds `stride` block ids per sequence.
     #[allow(clippy::too_many_arguments)]
@@ -1369,33 +1383,44 @@ impl CudaTimer {
                 part,
             )
         };
-        // Every kernel variant at up to four partition sizes, chosen on short samples; the
-        // fastest is what an autotuned engine would run, and is then timed in full.
+        // Every kernel variant at up to five power-of-two partition sizes (half the base one to
+        // 8x, up to the whole context) and the wave-fitted ones, chosen on short samples; the fastest is what an autotuned engine would run, and
+        // is then timed in full.
         let mut best: Option<(f64, DecodeKernel, u32)> = None;
         let mut parts = vec![min_part(base)];
-        for scale in [1u32, 2, 4] {
+        for scale in [1u32, 2, 4, 8] {
             if scale > 1 && base * scale / 2 >= context {
                 break; // the previous size already covered the context in one partition
             }
             parts.push(base * scale);
         }
         parts.dedup();
-        for part in parts {
-            for kernel in DecodeKernel::for_kv(kv) {
-                if part > kernel.max_part() {
-                    continue;
-                }
-                let ms = self.bench_select(copies, &|s, i| run(s, i, kernel, part))?;
-                if debug {
-                    eprintln!(
-                        "decode {kv} {heads}/{kv_heads} batch {batch} context {context} part {}: {} {ms:.4} ms",
-                        part,
-                        kernel.label()
-                    );
-                }
-                if best.is_none_or(|(b, _, _)| ms < b) {
-                    best = Some((ms, kernel, part));
-                }
+        // Per kernel, also the partitions that fill the CTAs the GPU holds at once (one or two
+        // full waves): powers of two can leave a last wave mostly idle (e.g. 2.6 waves).
+        let pairs = batch * kv_heads;
+        let mut runs = Vec::new();
+        for kernel in DecodeKernel::for_kv(kv) {
+            let resident = self.decode_resident(kernel, kv, heads / kv_heads)?;
+            let mut own = parts.clone();
+            own.extend(wave_parts(pairs, context, resident, min_part(base)));
+            own.sort_unstable();
+            own.dedup();
+            runs.extend(
+                own.into_iter()
+                    .filter(|&p| p <= kernel.max_part())
+                    .map(|p| (kernel, p)),
+            );
+        }
+        for (kernel, part) in runs {
+            let ms = self.bench_select(copies, &|s, i| run(s, i, kernel, part))?;
+            if debug {
+                eprintln!(
+                    "decode {kv} {heads}/{kv_heads} batch {batch} context {context} part {part}: {} {ms:.4} ms",
+                    kernel.label()
+                );
+            }
+            if best.is_none_or(|(b, _, _)| ms < b) {
+                best = Some((ms, kernel, part));
             }
         }
         let (_, kernel, part) = best.ok_or_else(|| {
@@ -1751,7 +1776,7 @@ impl CudaTimer {
                     }
                 };
                 let base = self.decode_part(b as u32, kv_heads as u32, max_ctx);
-                let nparts = max_ctx.div_ceil(min_part(base)) as usize;
+                let nparts = max_ctx.div_ceil(min_part(base).min(ODD_PART)) as usize;
                 let d = DecodeState {
                     key: (kv, heads as u32, kv_heads as u32),
                     kc: kc_d,
@@ -1782,10 +1807,12 @@ impl CudaTimer {
                     format!("contexts {ctx:?}")
                 };
                 // Every kernel at the base partition and half of it; the one-pass kernels also 8x
-                // longer (the sweep tries such sizes).
+                // longer and at a size that is no power of two (the sweep tries such sizes).
                 let runs = DecodeKernel::for_kv(kv).flat_map(|k| {
-                    let long = (k.max_part() > PART).then_some((k, 8 * base));
-                    [(k, base), (k, min_part(base))].into_iter().chain(long)
+                    let long = (k.max_part() > PART).then_some([(k, 8 * base), (k, ODD_PART)]);
+                    [(k, base), (k, min_part(base))]
+                        .into_iter()
+                        .chain(long.into_iter().flatten())
                 });
                 for (kernel, part) in runs {
                     self.decode(
@@ -1802,7 +1829,9 @@ impl CudaTimer {
                         part,
                     )?;
                     let y: Vec<f16> = self.dtoh(&d.out, b * heads * 128)?;
-                    let size = if part > base {
+                    let size = if part == ODD_PART {
+                        ", 3-block partitions"
+                    } else if part > base {
                         ", 8x partitions"
                     } else if part < base {
                         ", half partitions"
@@ -1939,7 +1968,7 @@ impl KernelTimer for CudaTimer {
              cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
              fastest of the top-16 heuristic algorithms per shape and token count (chosen on {SELECT_REPS} short replays each); \
              cublasGemmEx fp16 (torch's F.linear call) with a 32 MB workspace; \
-             paged decode: fastest of the kernel variants (fp16 KV: one-pass online-softmax with 8 warps, 4 warps, 4 and 8 warps + cp.async pipeline; int8 KV: two-pass instead of the 4-warp one) x up to four partition sizes (half the base one to 4x it; one-pass: up to {STREAM_MAX_PART} tokens) per point, chosen on {SELECT_REPS} short replays each and then timed in full, blocks scattered at random over a pool as large as the blocks in use; \
+             paged decode: fastest of the kernel variants (fp16 KV: one-pass online-softmax with 8 warps, 4 warps, 4 and 8 warps + cp.async pipeline; int8 KV: two-pass instead of the 4-warp one) x partition sizes (powers of two from half the base one to 8x it, and those that make one or two full waves of the kernel's resident CTAs; one-pass: up to {STREAM_MAX_PART} tokens) per point, chosen on {SELECT_REPS} short replays each and then timed in full, blocks scattered at random over a pool as large as the blocks in use; \
              custom kernels compiled by NVRTC for this GPU"
         );
         match self.timing {
@@ -2018,10 +2047,31 @@ fn alloc(stream: &Arc<CudaStream>, bytes: usize) -> Result<Buf> {
     })
 }
 
+/// A partition of three KV blocks, checked because wave-fitted partitions are multiples of a
+/// block but not powers of two.
+const ODD_PART: u32 = 48;
+
 /// The smallest decode partition tried: half the base one (more CTAs for small batches), at
 /// least two KV blocks.
 fn min_part(base: u32) -> u32 {
     (base / 2).max(32)
+}
+
+/// Partitions (multiples of a 16-token KV block, at least `floor`) that make `pairs` sequence ×
+/// KV-head pairs one or two full waves of `resident` CTAs, where splitting is needed to fill one.
+fn wave_parts(pairs: u32, context: u32, resident: u32, floor: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for waves in [1, 2] {
+        let nparts = waves * resident / pairs.max(1);
+        if nparts < 2 {
+            continue;
+        }
+        let part = context.div_ceil(nparts).next_multiple_of(16).max(floor);
+        if part < context && !out.contains(&part) {
+            out.push(part);
+        }
+    }
+    out
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -2110,4 +2160,35 @@ fn device_info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo> {
 /// 8 halves (kernels/nf4_mma.cu).
 fn mma_smem(tile: MmaTile) -> u32 {
     2 * (tile.mt + tile.nt) * (tile.kc + 8) * 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wave_parts_fill_one_and_two_waves() {
+        // 16 sequences × 8 KV heads, 4096 tokens, 396 resident CTAs (3 per SM on 132 SMs):
+        // 3 and 6 partitions, i.e. 384 and 768 CTAs.
+        let parts = wave_parts(128, 4096, 396, 256);
+        assert_eq!(parts, vec![1376, 688]);
+        for (p, waves) in parts.iter().zip([1, 2]) {
+            assert_eq!(p % 16, 0);
+            let ctas = 128 * 4096u32.div_ceil(*p);
+            assert!(
+                ctas <= waves * 396 && ctas > (waves - 1) * 396,
+                "{p}: {ctas} CTAs"
+            );
+        }
+    }
+
+    #[test]
+    fn wave_parts_respect_the_floor_and_skip_full_grids() {
+        // One sequence: the fitted size would be below the floor, which wins.
+        assert_eq!(wave_parts(8, 512, 528, 64), vec![64]);
+        // Enough pairs to fill the GPU without splitting: nothing to add.
+        assert!(wave_parts(2048, 8192, 396, 256).is_empty());
+        // A partition as long as the context is no split.
+        assert!(wave_parts(128, 16, 396, 16).is_empty());
+    }
 }

@@ -99,8 +99,8 @@ pub(super) const CHECK_GEMV_TOKENS: [u32; 3] = [1, 7, 16];
 /// (query heads, KV heads) of the decode-attention correctness check.
 pub(super) const CHECK_DECODE_HEADS: (u32, u32) = (8, 2);
 
-/// The paged-decode kernels of attention.cu. The calibrator times each (with up to three
-/// partition sizes) and keeps the fastest, as an autotuned engine would.
+/// The paged-decode kernels of attention.cu. The calibrator times each (at several partition
+/// sizes) and keeps the fastest, as an autotuned engine would.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum DecodeKernel {
     /// Two passes over a partition (scores to shared memory, then P·V), query in registers.
