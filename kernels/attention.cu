@@ -347,20 +347,26 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
     // warp-local steps l, l + 32, l + 64 and l + 96, so no step waits on its block-table entry
     // before it can issue its K and V loads. Partitions of at most 4096 tokens (STREAM_MAX_PART)
     // give at most 128 steps per warp; any further ones load it. Measured on the H200 (same run,
-    // A/B): 1-3% faster for 8 warps, 4-11% with the cp.async pipeline, but 1-5% slower for the
-    // 4-warp kernels, which therefore load each entry when they need it.
-    int btr[4];
+    // A/B): 1-3% faster for 8 warps, 4-11% with the cp.async pipeline, but slower for the 4-warp
+    // kernels, which therefore load each entry when they need it, compiled as before PREBT.
+    int btr[4] = {0, 0, 0, 0};
+    if constexpr (PREBT) {
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-        const int c = warp + (lane + 32 * r) * NW;
-        btr[r] = c < nb ? bt[c * CT / BS] : 0;
+        for (int r = 0; r < 4; ++r) {
+            const int c = warp + (lane + 32 * r) * NW;
+            if (c < nb) btr[r] = bt[c * CT / BS];
+        }
     }
     auto block_of = [&](int c) {  // c: a step of this warp (warp-uniform)
-        const int j = (c - warp) / NW;
-        if (!PREBT || j >= 128) return bt[c * CT / BS];
-        const int r = j >> 5;
-        const int v = r == 0 ? btr[0] : r == 1 ? btr[1] : r == 2 ? btr[2] : btr[3];
-        return __shfl_sync(0xffffffffu, v, j & 31);
+        if constexpr (!PREBT) {
+            return bt[c * CT / BS];
+        } else {
+            const int j = (c - warp) / NW;
+            if (j >= 128) return bt[c * CT / BS];
+            const int r = j >> 5;
+            const int v = r == 0 ? btr[0] : r == 1 ? btr[1] : r == 2 ? btr[2] : btr[3];
+            return __shfl_sync(0xffffffffu, v, j & 31);
+        }
     };
     auto load = [&](int c, uint4* kd, uint4* vd) {
         const size_t off = (size_t)block_of(c) * blk_stride + head_off;

@@ -1399,7 +1399,7 @@ impl CudaTimer {
         // full waves): powers of two can leave a last wave mostly idle (e.g. 2.6 waves).
         let pairs = batch * kv_heads;
         let mut runs = Vec::new();
-        for kernel in DecodeKernel::for_kv(kv) {
+        for (order, kernel) in DecodeKernel::for_kv(kv).enumerate() {
             let resident = self.decode_resident(kernel, kv, heads / kv_heads)?;
             let mut own = parts.clone();
             own.extend(wave_parts(pairs, context, resident, min_part(base)));
@@ -1408,10 +1408,12 @@ impl CudaTimer {
             runs.extend(
                 own.into_iter()
                     .filter(|&p| p <= kernel.max_part())
-                    .map(|p| (kernel, p)),
+                    .map(|p| (p, order, kernel)),
             );
         }
-        for (kernel, part) in runs {
+        // By partition, then kernel: each size's variants are sampled under the same load.
+        runs.sort_by_key(|&(p, order, _)| (p, order));
+        for (part, _, kernel) in runs {
             let ms = self.bench_select(copies, &|s, i| run(s, i, kernel, part))?;
             if debug {
                 eprintln!(
