@@ -1384,8 +1384,8 @@ impl CudaTimer {
             )
         };
         // Every kernel variant at up to five power-of-two partition sizes (half the base one to
-        // 8x, up to the whole context) and the wave-fitted ones, chosen on short samples; the fastest is what an autotuned engine would run, and
-        // is then timed in full.
+        // 8x, up to the whole context) and the wave-fitted ones, chosen on short samples; the
+        // fastest is what an autotuned engine would run, and is then timed in full.
         let mut best: Option<(f64, DecodeKernel, u32)> = None;
         let mut parts = vec![min_part(base)];
         for scale in [1u32, 2, 4, 8] {
