@@ -373,17 +373,20 @@ fn reassemble_merges_runs_of_one_sweep() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
     let base = p("a.json.yaml");
-    let reassemble = |raws: &[&str], out: &str| {
+    let reassemble = |raws: &[&str], out: &str, extra: &[&str]| {
         let raws = raws.iter().map(|r| p(r)).collect::<Vec<_>>().join(",");
-        run(&[
+        let out = p(out);
+        let mut args = vec![
             "calibrate",
             "--gpu",
             &base,
             "--reassemble",
             &raws,
             "--out",
-            &p(out),
-        ])
+            &out,
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
     };
     // Three runs: the median per point, also in the merged raw file (--raw).
     let raw_of = |path: &str| -> serde_json::Value {
@@ -398,18 +401,12 @@ fn reassemble_merges_runs_of_one_sweep() {
     };
     scaled(2.0, "b.json");
     scaled(0.25, "c.json");
-    let raws = ["a.json", "b.json", "c.json"].map(p).join(",");
-    let o = run(&[
-        "calibrate",
-        "--gpu",
-        &base,
-        "--reassemble",
-        &raws,
-        "--out",
-        &p("med.yaml"),
-        "--raw",
-        &p("med.json"),
-    ]);
+    let med_raw = p("med.json");
+    let o = reassemble(
+        &["a.json", "b.json", "c.json"],
+        "med.yaml",
+        &["--raw", &med_raw],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let (a, med) = (raw_of("a.json"), raw_of("med.json"));
     let (ta, tm) = (
@@ -427,7 +424,7 @@ fn reassemble_merges_runs_of_one_sweep() {
     assert_eq!(med["merged_from"].as_array().unwrap().len(), 3);
     assert_eq!(med["device"], a["device"]);
     // The same raw file twice: the median is the run itself.
-    let o = reassemble(&["a.json", "a.json"], "merged.yaml");
+    let o = reassemble(&["a.json", "a.json"], "merged.yaml", &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let one = cardplan::profile::GpuProfile::read(&dir.join("a.json.yaml"))
         .unwrap()
@@ -451,7 +448,7 @@ fn reassemble_merges_runs_of_one_sweep() {
             .any(|n| n.contains("median per point of 2 runs"))
     );
     // A quick and a full sweep are different jobs: refused, nothing written.
-    let o = reassemble(&["a.json", "full.json"], "mixed.yaml");
+    let o = reassemble(&["a.json", "full.json"], "mixed.yaml", &[]);
     assert_eq!(
         o.status.code(),
         Some(3),
