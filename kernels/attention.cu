@@ -296,6 +296,43 @@ template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
 
+// The end of a one-pass decode CTA: merge its warps' online-softmax states (red [NW][G][HD]
+// unnormalised outputs, wm / wl [NW][G] maxima and sums, in shared memory) into the output, or
+// into this partition's partials when the context is split.
+template <int G, int NW>
+__device__ __forceinline__ void merge_warps(const float* red, const float* wm, const float* wl,
+                                            half* __restrict__ out, float* __restrict__ part_o,
+                                            float* __restrict__ part_m, float* __restrict__ part_l,
+                                            float kv_scale, int H, int kvh, int b, int p,
+                                            int nparts) {
+    for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
+        const int g = i / HD, d = i % HD;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < NW; ++w) M = fmaxf(M, wm[w * G + g]);
+        float num = 0.f, den = 0.f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < NW; ++w) {
+                const float f = __expf(wm[w * G + g] - M);  // 0 for a warp that saw no block
+                num += f * red[(w * G + g) * HD + d];
+                den += f * wl[w * G + g];
+            }
+        }
+        const float o = den > 0.f ? num * kv_scale / den : 0.f;
+        const size_t bh = (size_t)b * H + kvh * G + g;
+        if (nparts == 1) {
+            out[bh * HD + d] = __float2half(o);
+        } else {
+            part_o[(bh * nparts + p) * HD + d] = o;
+            if (d == 0) {
+                part_m[bh * nparts + p] = M;
+                part_l[bh * nparts + p] = den;
+            }
+        }
+    }
+}
+
 // STAGES > 0: the K and V of the next STAGES - 1 steps are copied into this warp's slice of the
 // dynamic shared memory (cp.async) while the current step computes; each lane reads back only
 // the bytes it copied itself, so no barrier is needed.
@@ -514,32 +551,8 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
         }
     }
     __syncthreads();
-    for (int i = threadIdx.x; i < G * HD; i += blockDim.x) {
-        const int g = i / HD, d = i % HD;
-        float M = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < NW; ++w) M = fmaxf(M, wm[w][g]);
-        float num = 0.f, den = 0.f;
-        if (M != -INFINITY) {
-#pragma unroll
-            for (int w = 0; w < NW; ++w) {
-                const float f = __expf(wm[w][g] - M);  // 0 for a warp that saw no block
-                num += f * red[w][g][d];
-                den += f * wl[w][g];
-            }
-        }
-        const float o = den > 0.f ? num * kv_scale / den : 0.f;
-        const size_t bh = (size_t)b * H + kvh * G + g;
-        if (nparts == 1) {
-            out[bh * HD + d] = __float2half(o);
-        } else {
-            part_o[(bh * nparts + p) * HD + d] = o;
-            if (d == 0) {
-                part_m[bh * nparts + p] = M;
-                part_l[bh * nparts + p] = den;
-            }
-        }
-    }
+    merge_warps<G, NW>(&red[0][0][0], &wm[0][0], &wl[0][0], out, part_o, part_m, part_l, kv_scale,
+                       H, kvh, b, p, nparts);
 }
 
 // Streaming variants per (dtype, G): 8 warps loading a whole block per step (one resident CTA
@@ -573,6 +586,202 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
 #endif
 DECODE_GROUPS(DECODE_G)
 DECODE_GROUPS(STREAM_G)
+
+// Tensor-core paged decode (fp16 KV). The CUDA-core kernels above spend ~100 instructions per
+// 32 bytes of K and V (conversions, FMAs, shuffles), so at large batches they are bound by the
+// SM clock, which the H200's power cap pulls down under sustained load: 256 sequences x 4096
+// tokens ran 1.05 ms in a short sample and 1.37 ms sustained (benches/gpu-results/
+// decode-tensor-core-notes.md). Here each warp takes one whole KV block (16 tokens) per step and
+// computes S = Q.K^T and O += P.V with mma.sync m16n8k16, as FlashAttention does: the G query
+// heads of one KV head are the rows of the A operand (rows G..15 are zero), so a block costs 32
+// MMAs and 16 ldmatrix. K and V go to shared memory by cp.async with STAGES - 1 further blocks
+// in flight per warp; the 16-byte chunks of a token row are XOR-swizzled by the token so that
+// ldmatrix reads are conflict-free. Tokens past the context are zero-filled by the copy and
+// masked out of the softmax. Dynamic shared memory: NW x STAGES x 8 KB (reused for the merge).
+__device__ __forceinline__ void cp_async16_zfill(unsigned smem, const void* gmem, int bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem), "l"(gmem), "r"(bytes));
+}
+__device__ __forceinline__ void ldsm_x4(unsigned (&r)[4], unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void ldsm_x4_t(unsigned (&r)[4], unsigned addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+// d += a . b for the top 8 rows of an m16n8k16 tile (a1 = a3 = 0: rows 8-15 are unused).
+__device__ __forceinline__ void mma_top8(float (&d)[4], unsigned a0, unsigned a2, unsigned b0,
+                                         unsigned b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %5}, {%7, %8}, {%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(0u), "r"(a2), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ unsigned pack_half2(float lo, float hi) {
+    const half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const unsigned*>(&h);
+}
+
+template <int G, int NW, int STAGES>
+__device__ void paged_decode_tc(const half* __restrict__ q, const half* __restrict__ kc,
+                                const half* __restrict__ vc, const int* __restrict__ block_table,
+                                const int* __restrict__ ctx_lens, half* __restrict__ out,
+                                float* __restrict__ part_o, float* __restrict__ part_m,
+                                float* __restrict__ part_l, float scale, float kv_scale, int H,
+                                int KVH, int max_blocks, int part) {
+    static_assert(G >= 1 && G <= 8, "the query heads of a KV head fill at most 8 MMA rows");
+    extern __shared__ uint4 dyn[];  // [NW][STAGES][K, V][BS tokens][16 chunks of 8 dims]
+    const int kvh = blockIdx.x, b = blockIdx.y, p = blockIdx.z, nparts = gridDim.z;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int ctx = ctx_lens[b];
+    const int t0 = p * part;
+    const int n = max(0, min(ctx, t0 + part) - t0);
+    const int nb = (n + BS - 1) / BS;  // blocks of the partition
+    // Fragment coordinates: row (query head) g, column pair 2 * qd of an m16n8 tile; ldmatrix
+    // matrix mi and row r of the address this lane supplies.
+    const int g = lane >> 2, qd = lane & 3, mi = lane >> 3, r = lane & 7;
+    // Q as the A operand, held for the whole kernel: (row g, dims 16 ks + 2 qd + {0, 1}) and + 8.
+    unsigned qa[HD / 16][2];
+#pragma unroll
+    for (int ks = 0; ks < HD / 16; ++ks) {
+        qa[ks][0] = qa[ks][1] = 0u;
+        if (g < G) {
+            const half* qp = q + ((size_t)b * H + kvh * G + g) * HD + 16 * ks + 2 * qd;
+            qa[ks][0] = *reinterpret_cast<const unsigned*>(qp);
+            qa[ks][1] = *reinterpret_cast<const unsigned*>(qp + 8);
+        }
+    }
+    const float sc = scale * kv_scale;
+    const size_t head_off = (size_t)kvh * BS * HD;
+    const size_t blk_stride = (size_t)KVH * BS * HD;
+    const int* bt = block_table + (size_t)b * max_blocks + t0 / BS;
+    constexpr int STAGE_CHUNKS = 2 * BS * HD / 8;  // K and V of one block, 16-byte chunks
+    uint4* wbuf = dyn + (size_t)warp * STAGES * STAGE_CHUNKS;
+    const unsigned wbase = (unsigned)__cvta_generic_to_shared(wbuf);
+    auto issue = [&](int c, int st) {
+        const size_t off = (size_t)bt[c] * blk_stride + head_off;
+        const uint4* kp = reinterpret_cast<const uint4*>(kc + off);
+        const uint4* vp = reinterpret_cast<const uint4*>(vc + off);
+        const unsigned kd = wbase + st * STAGE_CHUNKS * 16, vd = kd + BS * HD * 2;
+        const int valid = n - c * BS;  // tokens of this block inside the partition
+#pragma unroll
+        for (int i = 0; i < BS * HD / 8 / 32; ++i) {
+            const int ch = i * 32 + lane, tok = ch >> 4, col = ch & 15;
+            const unsigned dst = (tok * 16 + (col ^ (tok & 7))) * 16;
+            const int bytes = tok < valid ? 16 : 0;
+            cp_async16_zfill(kd + dst, kp + ch, bytes);
+            cp_async16_zfill(vd + dst, vp + ch, bytes);
+        }
+    };
+    float m = -INFINITY, l = 0.f;  // row g's running max; this lane's share of its sum
+    float o[HD / 8][4];
+#pragma unroll
+    for (int j = 0; j < HD / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+#pragma unroll
+    for (int i = 0; i < STAGES - 1; ++i) {
+        if (warp + i * NW < nb) issue(warp + i * NW, i);
+        cp_async_commit();  // empty groups keep the count uniform
+    }
+    int st = 0;
+    for (int c = warp; c < nb; c += NW) {
+        const int cn = c + (STAGES - 1) * NW;
+        if (cn < nb) issue(cn, (st + STAGES - 1) % STAGES);
+        cp_async_commit();
+        cp_async_wait<STAGES - 1>();  // this step's group has landed
+        __syncwarp();                 // ... and every lane's copies are visible to the warp
+        const unsigned kb = wbase + st * STAGE_CHUNKS * 16, vb = kb + BS * HD * 2;
+        // S = Q.K^T over two n8 tiles (tokens 0-7, 8-15); ldmatrix matrices: (tokens r, chunk
+        // 2 ks), (tokens r, 2 ks + 1), (tokens 8 + r, 2 ks), (tokens 8 + r, 2 ks + 1).
+        float s[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+#pragma unroll
+        for (int ks = 0; ks < HD / 16; ++ks) {
+            const int tok = r + ((mi >> 1) << 3), chunk = 2 * ks + (mi & 1);
+            unsigned kf[4];
+            ldsm_x4(kf, kb + (tok * 16 + (chunk ^ r)) * 16);
+            mma_top8(s[0], qa[ks][0], qa[ks][1], kf[0], kf[1]);
+            mma_top8(s[1], qa[ks][0], qa[ks][1], kf[2], kf[3]);
+        }
+        // Online softmax of row g: its 16 scores sit in the 4 lanes of a quad (s[t][0..1]).
+        const int base = c * BS;
+        float mx = -INFINITY;
+#pragma unroll
+        for (int t = 0; t < 2; ++t)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                const bool ok = base + 8 * t + 2 * qd + e < n;
+                s[t][e] = ok ? s[t][e] * sc : -INFINITY;
+                mx = fmaxf(mx, s[t][e]);
+            }
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffff, mx, 2));
+        const float mn = fmaxf(m, mx);  // finite: every block has a token inside the context
+        const float alpha = __expf(m - mn);
+        m = mn;
+        l *= alpha;
+#pragma unroll
+        for (int j = 0; j < HD / 8; ++j) {
+            o[j][0] *= alpha;
+            o[j][1] *= alpha;
+        }
+        float pw[2][2];
+#pragma unroll
+        for (int t = 0; t < 2; ++t)
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+                pw[t][e] = __expf(s[t][e] - mn);
+                l += pw[t][e];
+            }
+        // P as the A operand: (row g, tokens 2 qd + {0, 1}) is tile 0's pair, + 8 tile 1's.
+        const unsigned p0 = pack_half2(pw[0][0], pw[0][1]), p2 = pack_half2(pw[1][0], pw[1][1]);
+        // O += P.V over 16 n8 tiles of dims; ldmatrix.trans matrices: (tokens r, chunk 2 jp),
+        // (tokens 8 + r, 2 jp), (tokens r, 2 jp + 1), (tokens 8 + r, 2 jp + 1).
+#pragma unroll
+        for (int jp = 0; jp < HD / 16; ++jp) {
+            const int tok = r + ((mi & 1) << 3), chunk = 2 * jp + (mi >> 1);
+            unsigned vf[4];
+            ldsm_x4_t(vf, vb + (tok * 16 + (chunk ^ r)) * 16);
+            mma_top8(o[2 * jp], p0, p2, vf[0], vf[1]);
+            mma_top8(o[2 * jp + 1], p0, p2, vf[2], vf[3]);
+        }
+        st = (st + 1) % STAGES;
+        __syncwarp();  // the warp has read this stage before it is refilled
+    }
+    cp_async_wait<0>();
+    l += __shfl_xor_sync(0xffffffff, l, 1);
+    l += __shfl_xor_sync(0xffffffff, l, 2);
+    __syncthreads();  // every warp is done with the pipeline: its memory holds the merge now
+    float* red = reinterpret_cast<float*>(dyn);  // [NW][G][HD]
+    float* wm = red + NW * G * HD;               // [NW][G]
+    float* wl = wm + NW * G;
+    if (g < G) {
+#pragma unroll
+        for (int j = 0; j < HD / 8; ++j) {
+            red[(warp * G + g) * HD + 8 * j + 2 * qd] = o[j][0];
+            red[(warp * G + g) * HD + 8 * j + 2 * qd + 1] = o[j][1];
+        }
+        if (qd == 0) {
+            wm[warp * G + g] = m;
+            wl[warp * G + g] = l;
+        }
+    }
+    __syncthreads();
+    merge_warps<G, NW>(red, wm, wl, out, part_o, part_m, part_l, kv_scale, H, kvh, b, p, nparts);
+}
+#define TC_KERNEL(NAME, G, NW, STAGES, MINB)                                                     \
+    extern "C" __global__ void __launch_bounds__(NW * 32, MINB) NAME(                             \
+        const half* q, const half* kc, const half* vc, const int* block_table, const int* ctx_lens, \
+        half* out, float* part_o, float* part_m, float* part_l, float scale, float kv_scale,     \
+        int H, int KVH, int max_blocks, int part) {                                              \
+        paged_decode_tc<G, NW, STAGES>(q, kc, vc, block_table, ctx_lens, out, part_o, part_m,     \
+                                       part_l, scale, kv_scale, H, KVH, max_blocks, part);        \
+    }
+// 4 warps x 3 stages (96 KB: two CTAs per SM) and 8 warps x 2 stages (128 KB, one CTA per SM).
+#define TC_G(G)                                                                                  \
+    TC_KERNEL(paged_decode_t_f16_g##G##_w4, G, 4, 3, 2)                                          \
+    TC_KERNEL(paged_decode_t_f16_g##G##_w8, G, 8, 2, 1)
+DECODE_GROUPS(TC_G)
 
 // Combine partition partials: grid (H, B), HD threads. The per-partition weights are computed
 // once in shared memory (in parallel), then each thread sums its dimension over partitions with

@@ -1970,7 +1970,7 @@ impl KernelTimer for CudaTimer {
              cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
              fastest of the top-16 heuristic algorithms per shape and token count (chosen on {SELECT_REPS} short replays each); \
              cublasGemmEx fp16 (torch's F.linear call) with a 32 MB workspace; \
-             paged decode: fastest of the kernel variants (fp16 KV: one-pass online-softmax with 8 warps, 4 warps, 4 and 8 warps + cp.async pipeline; int8 KV: two-pass instead of the 4-warp one) x partition sizes (powers of two from half the base one to 8x it, and those that make one or two full waves of the kernel's resident CTAs; one-pass: up to {STREAM_MAX_PART} tokens) per point, chosen on {SELECT_REPS} short replays each and then timed in full, blocks scattered at random over a pool as large as the blocks in use; \
+             paged decode: fastest of the kernel variants (fp16 KV: one-pass online-softmax on CUDA cores with 8 warps, 4 warps, 4 and 8 warps + cp.async pipeline, and on tensor cores (mma.sync) with 4 and 8 warps + cp.async pipeline; int8 KV: the CUDA-core ones, two-pass instead of the 4-warp one) x partition sizes (powers of two from half the base one to 8x it, and those that make one or two full waves of the kernel's resident CTAs; one-pass: up to {STREAM_MAX_PART} tokens) per point, chosen on {SELECT_REPS} short replays each and then timed in full, blocks scattered at random over a pool as large as the blocks in use; \
              custom kernels compiled by NVRTC for this GPU"
         );
         match self.timing {

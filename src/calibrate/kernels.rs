@@ -114,25 +114,35 @@ pub(super) enum DecodeKernel {
     Stream4Async,
     /// The same with 8 warps (one CTA per SM streams faster: for small grids).
     Stream8Async,
+    /// One pass on tensor cores (mma.sync), 4 warps, a whole KV block per step, two further
+    /// blocks in flight through cp.async (fp16 KV only).
+    Tensor4,
+    /// The same with 8 warps and one further block in flight.
+    Tensor8,
 }
 
 /// Pipeline depth of the cp.async decode kernel (ASYNC_STAGES in attention.cu).
 pub(super) const ASYNC_STAGES: u32 = 4;
 
 impl DecodeKernel {
-    pub(super) const ALL: [DecodeKernel; 5] = [
+    pub(super) const ALL: [DecodeKernel; 7] = [
         DecodeKernel::TwoPassQreg,
         DecodeKernel::Stream8,
         DecodeKernel::Stream4Half,
         DecodeKernel::Stream4Async,
         DecodeKernel::Stream8Async,
+        DecodeKernel::Tensor4,
+        DecodeKernel::Tensor8,
     ];
 
     /// The variants built for a KV dtype (attention.cu says why the others are not).
     pub(super) fn for_kv(kv: KvDtype) -> impl Iterator<Item = DecodeKernel> {
         DecodeKernel::ALL.into_iter().filter(move |k| match kv {
             KvDtype::Fp16 => *k != DecodeKernel::TwoPassQreg,
-            KvDtype::Int8 => *k != DecodeKernel::Stream4Half,
+            KvDtype::Int8 => !matches!(
+                k,
+                DecodeKernel::Stream4Half | DecodeKernel::Tensor4 | DecodeKernel::Tensor8
+            ),
         })
     }
 
@@ -147,6 +157,8 @@ impl DecodeKernel {
             DecodeKernel::Stream4Half => format!("paged_decode_s_{dt}_g{g}_w4h"),
             DecodeKernel::Stream4Async => format!("paged_decode_s_{dt}_g{g}_w4a"),
             DecodeKernel::Stream8Async => format!("paged_decode_s_{dt}_g{g}_w8a"),
+            DecodeKernel::Tensor4 => format!("paged_decode_t_{dt}_g{g}_w4"),
+            DecodeKernel::Tensor8 => format!("paged_decode_t_{dt}_g{g}_w8"),
         }
     }
 
@@ -160,7 +172,7 @@ impl DecodeKernel {
 
     pub(super) fn threads(self) -> u32 {
         match self {
-            DecodeKernel::Stream8 | DecodeKernel::Stream8Async => 256,
+            DecodeKernel::Stream8 | DecodeKernel::Stream8Async | DecodeKernel::Tensor8 => 256,
             _ => 128,
         }
     }
@@ -176,6 +188,10 @@ impl DecodeKernel {
             DecodeKernel::Stream4Async | DecodeKernel::Stream8Async => {
                 self.threads() / 32 * ASYNC_STAGES * 2 * (8 * 128 * elem)
             }
+            // Whole blocks (16 tokens x 128 dims of K and V) per stage: 3 stages for 4 warps,
+            // 2 for 8 (TC_G in attention.cu).
+            DecodeKernel::Tensor4 => 4 * 3 * 2 * (16 * 128 * elem),
+            DecodeKernel::Tensor8 => 8 * 2 * 2 * (16 * 128 * elem),
             _ => 0,
         }
     }
@@ -187,6 +203,8 @@ impl DecodeKernel {
             DecodeKernel::Stream4Half => "one-pass, 4 warps, half blocks",
             DecodeKernel::Stream4Async => "one-pass, 4 warps, half blocks, cp.async pipeline",
             DecodeKernel::Stream8Async => "one-pass, 8 warps, half blocks, cp.async pipeline",
+            DecodeKernel::Tensor4 => "one-pass on tensor cores, 4 warps, cp.async pipeline",
+            DecodeKernel::Tensor8 => "one-pass on tensor cores, 8 warps, cp.async pipeline",
         }
     }
 }
@@ -246,6 +264,7 @@ mod tests {
         }
         assert!(!att.contains("paged_decode_f16_g##G##_r"));
         assert!(!att.contains("paged_decode_s_i8_g##G##_w4h"));
+        assert!(!att.contains("paged_decode_t_i8"));
         let inst = Instances::for_spec(&spec(&["llama-3.1-8b"], true));
         let names = inst.kernel_names();
         assert!(names.contains(&"nf4_gemv_t7".to_string()));
@@ -271,7 +290,24 @@ mod tests {
             8 * 4 * 2 * 8 * 128
         );
         assert_eq!(DecodeKernel::Stream8.dyn_smem(KvDtype::Fp16), 0);
+        // the tensor-core kernels: whole blocks of K and V, 3 stages of 4 warps or 2 of 8
+        assert_eq!(
+            DecodeKernel::Tensor4.dyn_smem(KvDtype::Fp16),
+            4 * 3 * 2 * 16 * 128 * 2
+        );
+        assert_eq!(
+            DecodeKernel::Tensor8.dyn_smem(KvDtype::Fp16),
+            8 * 2 * 2 * 16 * 128 * 2
+        );
+        for k in [DecodeKernel::Tensor4, DecodeKernel::Tensor8] {
+            // the merge reuses the pipeline's memory: [warps][G][128] outputs, [warps][G] max, sum
+            let warps = k.threads() / 32;
+            let merge = 4 * warps * plan::MAX_GQA_GROUP * (128 + 2);
+            assert!(merge <= k.dyn_smem(KvDtype::Fp16), "{k:?}");
+        }
         // within the 227 KB an sm_90 block may opt into
-        assert!(DecodeKernel::Stream8Async.dyn_smem(KvDtype::Fp16) <= 227 * 1024);
+        for k in DecodeKernel::ALL {
+            assert!(k.dyn_smem(KvDtype::Fp16) <= 227 * 1024, "{k:?}");
+        }
     }
 }

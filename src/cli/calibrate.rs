@@ -36,8 +36,9 @@ boost clock of a short burst, and a GPU serving at capacity runs at the capped c
 Run-to-run spread of single points is a few percent; for a profile you will rely on, calibrate
 three times and merge with --reassemble (median per point), as the shipped profiles were.
 
-Paged decode tries every kernel variant at several partition sizes per point (powers of two, and
-those that fill one or two waves of the GPU) on short samples and times the fastest in full; CARDPLAN_DEBUG_DECODE=1 prints each candidate's time.
+Paged decode tries every kernel variant (CUDA-core ones, and for fp16 KV tensor-core ones) at
+several partition sizes per point (powers of two, and those that fill one or two waves of the GPU)
+on short samples and times the fastest in full; CARDPLAN_DEBUG_DECODE=1 prints each candidate's time.
 
 Needs an NVIDIA GPU with the driver, NVRTC, cuBLAS and cuBLASLt (CUDA 13) installed; exits 4
 without writing anything when they are missing.";
