@@ -157,25 +157,33 @@ extern "C" __global__ void add_scalar_f32(const float* __restrict__ in, float of
     }
 }
 
-// Step 3: the 4-bit weights to fp16 with the fp32 absmax of step 2 (block 64); layout as
-// nf4_dequant. Requires numel % 8 == 0.
-extern "C" __global__ void nf4_dequant_f32absmax(const unsigned char* __restrict__ w,
-                                                 const float* __restrict__ absmax,
-                                                 half* __restrict__ out, unsigned long long numel) {
+// Step 3 with bitsandbytes 0.50.2's work split (kDequantizeBlockwise<half, 512, 64, 8, NF4>):
+// 64-thread CTAs, one per 512 packed bytes, 8 consecutive bytes (16 weights) per thread, and for
+// every byte the absmax read again at an index divided by the run-time block size. Two parts of
+// bitsandbytes' kernel are not copied: it decodes each 4-bit code by a branch tree on its bits
+// (here a table), and it passes its byte loads and 2-byte stores through shared memory (cub's
+// warp transposes; here one 8-byte load and two 16-byte stores). With the tree, as NVRTC
+// compiles it, the sequence ran 1.2-1.3x bitsandbytes' at most points on the H200; with the
+// table 0.73-0.94x (benches/gpu-results/tensor-core-decode-notes.md, nf4 section).
+// Requires numel % 16 == 0 and numel < 2^31 (bitsandbytes indexes with int too).
+extern "C" __global__ void __launch_bounds__(64) nf4_dequant_bnb(const unsigned char* __restrict__ w,
+                                                                const float* absmax,
+                                                                half* __restrict__ out,
+                                                                int blocksize, int numel) {
     __shared__ float tab[16];
     if (threadIdx.x < 16) tab[threadIdx.x] = NF4_TABLE[threadIdx.x];
     __syncthreads();
-    const unsigned long long chunks = numel >> 3;
-    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < chunks;
-         i += (unsigned long long)gridDim.x * blockDim.x) {
-        const unsigned int word = __ldg(reinterpret_cast<const unsigned int*>(w) + i);
-        const float am = __ldg(&absmax[i >> 3]);
-        half2 h[4];
+    const int t = blockIdx.x * 64 + threadIdx.x;
+    if (t * 16 >= numel) return;
+    const uint2 word = __ldg(reinterpret_cast<const uint2*>(w) + t);
+    half2 h[8];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            const unsigned int b = (word >> (8 * j)) & 0xff;
-            h[j] = __floats2half2_rn(tab[b >> 4] * am, tab[b & 15] * am);
-        }
-        reinterpret_cast<uint4*>(out)[i] = *reinterpret_cast<uint4*>(h);
+    for (int j = 0; j < 8; ++j) {
+        const float am = absmax[(t * 16 + 2 * j) / blocksize];
+        const unsigned b = ((j < 4 ? word.x : word.y) >> (8 * (j & 3))) & 0xffu;
+        h[j] = __floats2half2_rn(tab[b >> 4] * am, tab[b & 15u] * am);
     }
+    uint4* o = reinterpret_cast<uint4*>(out) + 2 * t;
+    o[0] = *reinterpret_cast<uint4*>(h);
+    o[1] = *reinterpret_cast<uint4*>(h + 4);
 }

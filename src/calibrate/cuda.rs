@@ -954,8 +954,13 @@ impl CudaTimer {
             s.absmax_q.ptr, s.absmax2.ptr, self.code.ptr, sc.absmax.ptr, blocks)?;
         launch!(self, "add_scalar_f32", cfg(grid_for(blocks, 256, sms * 32), 256, 0);
             sc.absmax.ptr, offset, sc.absmax_off.ptr, blocks)?;
-        launch!(self, "nf4_dequant_f32absmax", cfg(grid_for(numel / 8, 256, sms * 32), 256, 0);
-            s.packed.ptr, sc.absmax_off.ptr, sc.wdq.ptr, numel)
+        let numel = i32::try_from(numel).map_err(|_| {
+            Error::BadInput(format!(
+                "nf4: {numel} weights in one layer; bitsandbytes' dequantize indexes with int"
+            ))
+        })?;
+        launch!(self, "nf4_dequant_bnb", cfg(((numel as u32).div_ceil(1024), 1, 1), 64, 0);
+            s.packed.ptr, sc.absmax_off.ptr, sc.wdq.ptr, 64i32, numel)
     }
 
     /// cardplan's stand-in for bitsandbytes' mma.sync 4-bit kernel with its `tile`.

@@ -16,7 +16,7 @@ const KERNELS: [&str; 14] = [
     "nf4_dequant",
     "nf4_absmax_dequant",
     "add_scalar_f32",
-    "nf4_dequant_f32absmax",
+    "nf4_dequant_bnb",
     "quant_per_token",
     "dequant_i32",
     "paged_decode_reduce",

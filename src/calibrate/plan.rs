@@ -42,8 +42,8 @@ pub enum GemmPath {
     /// ([`super::bnb::dispatch`]), each kernel by cardplan's stand-in with its work split: its
     /// GEMV/SIMT kernel (cardplan's NF4 GEMV), its mma.sync kernel (kernels/nf4_mma.cu), or its
     /// unfused sequence (`_dequant_linear_fallback`: dequantize the 8-bit absmax, add its offset,
-    /// dequantize the 4-bit weight, then the fp16 GEMM; the 4-bit dequantize is cardplan's own
-    /// kernel, faster than bitsandbytes').
+    /// dequantize the 4-bit weight, then the fp16 GEMM; the 4-bit dequantize with bitsandbytes'
+    /// work split, see kernels/nf4.cu).
     Nf4Bnb,
 }
 
