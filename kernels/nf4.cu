@@ -157,33 +157,57 @@ extern "C" __global__ void add_scalar_f32(const float* __restrict__ in, float of
     }
 }
 
-// Step 3 with bitsandbytes 0.50.2's work split (kDequantizeBlockwise<half, 512, 64, 8, NF4>):
-// 64-thread CTAs, one per 512 packed bytes, 8 consecutive bytes (16 weights) per thread, and for
-// every byte the absmax read again at an index divided by the run-time block size. Two parts of
-// bitsandbytes' kernel are not copied: it decodes each 4-bit code by a branch tree on its bits
-// (here a table), and it passes its byte loads and 2-byte stores through shared memory (cub's
-// warp transposes; here one 8-byte load and two 16-byte stores). With the tree, as NVRTC
-// compiles it, the sequence ran 1.2-1.3x bitsandbytes' at most points on the H200; with the
-// table 0.73-0.94x (benches/gpu-results/tensor-core-decode-notes.md, nf4 section).
-// Requires numel % 16 == 0 and numel < 2^31 (bitsandbytes indexes with int too).
-extern "C" __global__ void __launch_bounds__(64) nf4_dequant_bnb(const unsigned char* __restrict__ w,
-                                                                const float* absmax,
-                                                                half* __restrict__ out,
-                                                                int blocksize, int numel) {
+// Step 3 as bitsandbytes 0.50.2 runs it (kDequantizeBlockwise<half, 512, 64, 8, NF4>, ~2 TB/s on
+// the H200): 64-thread CTAs, one per 512 packed bytes; each warp loads its 256 bytes a byte per
+// lane per step (warp-striped) and exchanges them through shared memory so that each thread holds
+// 8 consecutive bytes (cub's BLOCK_LOAD_WARP_TRANSPOSE); for every byte the absmax is read again
+// at an index divided by the run-time block size; the 16 halves per thread go back through shared
+// memory and out as warp-striped 2-byte stores (BLOCK_STORE_WARP_TRANSPOSE). One part is not
+// copied: bitsandbytes decodes each 4-bit code by a branch tree on its bits, here a table. As
+// NVRTC compiles it, the tree made the sequence 1.1-1.4x bitsandbytes'; without the transposes
+// it ran 0.73-0.94x; with them 0.91-1.07x (benches/gpu-results/tensor-core-decode-notes.md, nf4
+// section). Requires an even numel below 2^31 (bitsandbytes indexes with int too).
+#define DQ_THREADS 64
+#define DQ_BYTES 8  // packed bytes per thread
+extern "C" __global__ void __launch_bounds__(DQ_THREADS) nf4_dequant_bnb(
+    const unsigned char* __restrict__ w, const float* absmax, half* __restrict__ out,
+    int blocksize, int numel) {
     __shared__ float tab[16];
+    __shared__ unsigned char in_x[DQ_THREADS * DQ_BYTES];
+    __shared__ half out_x[DQ_THREADS / 32][32 * 2 * DQ_BYTES + 32];  // one pad per 32 halves
     if (threadIdx.x < 16) tab[threadIdx.x] = NF4_TABLE[threadIdx.x];
     __syncthreads();
-    const int t = blockIdx.x * 64 + threadIdx.x;
-    if (t * 16 >= numel) return;
-    const uint2 word = __ldg(reinterpret_cast<const uint2*>(w) + t);
-    half2 h[8];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nbytes = numel / 2;
+    const int wbyte = blockIdx.x * DQ_THREADS * DQ_BYTES + warp * 32 * DQ_BYTES;
+    unsigned char* wx = in_x + warp * 32 * DQ_BYTES;
 #pragma unroll
-    for (int j = 0; j < 8; ++j) {
-        const float am = absmax[(t * 16 + 2 * j) / blocksize];
-        const unsigned b = ((j < 4 ? word.x : word.y) >> (8 * (j & 3))) & 0xffu;
-        h[j] = __floats2half2_rn(tab[b >> 4] * am, tab[b & 15u] * am);
+    for (int i = 0; i < DQ_BYTES; ++i) {
+        const int b = wbyte + i * 32 + lane;
+        wx[i * 32 + lane] = b < nbytes ? w[b] : 0;
     }
-    uint4* o = reinterpret_cast<uint4*>(out) + 2 * t;
-    o[0] = *reinterpret_cast<uint4*>(h);
-    o[1] = *reinterpret_cast<uint4*>(h + 4);
+    __syncwarp();
+    const int t = blockIdx.x * DQ_THREADS + threadIdx.x;  // first weight: t * 2 * DQ_BYTES
+    half v[2 * DQ_BYTES];
+#pragma unroll
+    for (int j = 0; j < DQ_BYTES; ++j) {
+        const unsigned q = wx[lane * DQ_BYTES + j];
+        const int e = t * 2 * DQ_BYTES + 2 * j;
+        const float am = e < numel ? absmax[e / blocksize] : 0.f;
+        v[2 * j] = __float2half_rn(tab[q >> 4] * am);
+        v[2 * j + 1] = __float2half_rn(tab[q & 15u] * am);
+    }
+    half* ox = out_x[warp];
+#pragma unroll
+    for (int j = 0; j < 2 * DQ_BYTES; ++j) {
+        const int e = lane * 2 * DQ_BYTES + j;
+        ox[e + e / 32] = v[j];
+    }
+    __syncwarp();
+    const int wout = 2 * wbyte;
+#pragma unroll
+    for (int i = 0; i < 2 * DQ_BYTES; ++i) {
+        const int e = i * 32 + lane;
+        if (wout + e < numel) out[wout + e] = ox[e + e / 32];
+    }
 }

@@ -283,7 +283,7 @@ try:
              "picks on this GPU (column `cardplan kernel`, ported in src/calibrate/bnb.rs), each by cardplan's "
              "stand-in with its work split: simt = cardplan's NF4 GEMV; mma-MxNxK = kernels/nf4_mma.cu with that "
              "tile; dequant-linear = the unfused sequence (dequantize the 8-bit absmax, add the offset, dequantize "
-             "to fp16 with bitsandbytes' work split but a table decode, cublasGemmEx). "
+             "to fp16 as bitsandbytes' kernel runs it, but with a table decode, cublasGemmEx). "
              "`nf4-fused` is cardplan's own faster path (no library's): the faster of its GEMV (T <= 16) and its "
              "one-kernel dequantize + cuBLAS.", "",
              "bnb is timed by the same method as cardplan (captured into a CUDA graph, as vLLM runs decode), "

@@ -173,8 +173,8 @@ fn nf4_note(dev: &timer::DeviceInfo, spec: &SweepSpec) -> String {
          with its work split: simt = its GEMV/SIMT kernel, priced by cardplan's fused NF4 GEMV; mma-MxNxK = its \
          mma.sync kernel with that tile (kernels/nf4_mma.cu); dequant-linear = its unfused sequence (dequantize \
          the 8-bit absmax, add the offset, dequantize to fp16, cublasGemmEx), the 4-bit \
-         dequantize with bitsandbytes' work split (64-thread CTAs, 16 weights per thread, the absmax re-read per \
-         byte) but a table decode where it runs a branch tree. Per layer: {}",
+         dequantize as bitsandbytes' kernel runs it (64-thread CTAs, warp-transposed loads and stores, the absmax \
+         re-read per byte) but with a table decode where it runs a branch tree. Per layer: {}",
         if ported {
             format!(
                 "sm_{}{}, {sms} SMs: its dispatch is ported for sm90",
