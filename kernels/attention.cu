@@ -295,6 +295,27 @@ __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commi
 template <int N> __device__ __forceinline__ void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
 }
+// A warp's cp.async pipeline over its steps c = warp, warp + NW, ... below nb: issue(c, stage)
+// copies step c into a stage of the warp's buffer, STAGES - 1 steps ahead of step(c, stage),
+// which runs once that stage has landed. Empty commit groups keep the wait count uniform.
+template <int STAGES, int NW, typename Issue, typename Step>
+__device__ __forceinline__ void cp_async_pipeline(int warp, int nb, Issue&& issue, Step&& step) {
+#pragma unroll
+    for (int i = 0; i < STAGES - 1; ++i) {
+        if (warp + i * NW < nb) issue(warp + i * NW, i);
+        cp_async_commit();
+    }
+    int st = 0;
+    for (int c = warp; c < nb; c += NW) {
+        const int cn = c + (STAGES - 1) * NW;
+        if (cn < nb) issue(cn, (st + STAGES - 1) % STAGES);
+        cp_async_commit();
+        cp_async_wait<STAGES - 1>();  // this step's group has landed
+        step(c, st);
+        st = (st + 1) % STAGES;
+    }
+    cp_async_wait<0>();
+}
 
 // The end of a one-pass decode CTA: merge its warps' online-softmax states (red [NW][G][HD]
 // unnormalised outputs, wm / wl [NW][G] maxima and sums, in shared memory) into the output, or
@@ -489,17 +510,7 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
 #pragma unroll
             for (int j = 0; j < NL; ++j) cp_async16(vd + j * 32 + lane, vp + j * 32 + lane);
         };
-#pragma unroll
-        for (int i = 0; i < STAGES - 1; ++i) {
-            if (warp + i * NW < nb) issue(warp + i * NW, i);
-            cp_async_commit();  // empty groups keep the count uniform
-        }
-        int st = 0;
-        for (int c = warp; c < nb; c += NW) {
-            const int cn = c + (STAGES - 1) * NW;
-            if (cn < nb) issue(cn, (st + STAGES - 1) % STAGES);
-            cp_async_commit();
-            cp_async_wait<STAGES - 1>();  // this step's group has landed
+        cp_async_pipeline<STAGES, NW>(warp, nb, issue, [&](int c, int st) {
             const uint4* kd = wbuf + (size_t)st * 2 * NL * 32;
             const uint4* vd = kd + NL * 32;
 #pragma unroll
@@ -508,9 +519,7 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
                 vr[j] = vd[j * 32 + lane];
             }
             compute(c, kr, vr);
-            st = (st + 1) % STAGES;
-        }
-        cp_async_wait<0>();
+        });
     } else if constexpr (PF) {
         if (warp < nb) load(warp, kr, vr);
         for (int c = warp; c < nb; c += NW) {
@@ -679,18 +688,8 @@ __device__ void paged_decode_tc(const half* __restrict__ q, const half* __restri
     float o[HD / 8][4];
 #pragma unroll
     for (int j = 0; j < HD / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-#pragma unroll
-    for (int i = 0; i < STAGES - 1; ++i) {
-        if (warp + i * NW < nb) issue(warp + i * NW, i);
-        cp_async_commit();  // empty groups keep the count uniform
-    }
-    int st = 0;
-    for (int c = warp; c < nb; c += NW) {
-        const int cn = c + (STAGES - 1) * NW;
-        if (cn < nb) issue(cn, (st + STAGES - 1) % STAGES);
-        cp_async_commit();
-        cp_async_wait<STAGES - 1>();  // this step's group has landed
-        __syncwarp();                 // ... and every lane's copies are visible to the warp
+    cp_async_pipeline<STAGES, NW>(warp, nb, issue, [&](int c, int st) {
+        __syncwarp();  // every lane's copies of this stage are visible to the warp
         const unsigned kb = wbase + st * STAGE_CHUNKS * 16, vb = kb + BS * HD * 2;
         // S = Q.K^T over two n8 tiles (tokens 0-7, 8-15); ldmatrix matrices: (tokens r, chunk
         // 2 ks), (tokens r, 2 ks + 1), (tokens 8 + r, 2 ks), (tokens 8 + r, 2 ks + 1).
@@ -745,10 +744,8 @@ __device__ void paged_decode_tc(const half* __restrict__ q, const half* __restri
             mma_top8(o[2 * jp], p0, p2, vf[0], vf[1]);
             mma_top8(o[2 * jp + 1], p0, p2, vf[2], vf[3]);
         }
-        st = (st + 1) % STAGES;
         __syncwarp();  // the warp has read this stage before it is refilled
-    }
-    cp_async_wait<0>();
+    });
     l += __shfl_xor_sync(0xffffffff, l, 1);
     l += __shfl_xor_sync(0xffffffff, l, 2);
     __syncthreads();  // every warp is done with the pipeline: its memory holds the merge now

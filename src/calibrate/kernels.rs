@@ -276,29 +276,20 @@ mod tests {
 
     #[test]
     fn cp_async_kernels_ask_for_their_pipeline_in_shared_memory() {
-        // 4 stages x (K, V) x half a block (8 tokens x 128 dims) per warp
-        assert_eq!(
-            DecodeKernel::Stream4Async.dyn_smem(KvDtype::Fp16),
-            4 * 4 * 2 * 8 * 128 * 2
-        );
-        assert_eq!(
-            DecodeKernel::Stream8Async.dyn_smem(KvDtype::Fp16),
-            8 * 4 * 2 * 8 * 128 * 2
-        );
-        assert_eq!(
-            DecodeKernel::Stream8Async.dyn_smem(KvDtype::Int8),
-            8 * 4 * 2 * 8 * 128
-        );
-        assert_eq!(DecodeKernel::Stream8.dyn_smem(KvDtype::Fp16), 0);
-        // the tensor-core kernels: whole blocks of K and V, 3 stages of 4 warps or 2 of 8
-        assert_eq!(
-            DecodeKernel::Tensor4.dyn_smem(KvDtype::Fp16),
-            4 * 3 * 2 * 16 * 128 * 2
-        );
-        assert_eq!(
-            DecodeKernel::Tensor8.dyn_smem(KvDtype::Fp16),
-            8 * 2 * 2 * 16 * 128 * 2
-        );
+        let (f16, i8) = (KvDtype::Fp16, KvDtype::Int8);
+        // (kernel, KV dtype, warps x stages x (K, V) x tokens per stage x 128 dims x bytes):
+        // half blocks (8 tokens) in 4 stages for the CUDA-core ones, whole blocks (16 tokens) in
+        // 3 stages of 4 warps or 2 of 8 for the tensor-core ones
+        for (k, kv, want) in [
+            (DecodeKernel::Stream4Async, f16, 4 * 4 * 2 * 8 * 128 * 2),
+            (DecodeKernel::Stream8Async, f16, 8 * 4 * 2 * 8 * 128 * 2),
+            (DecodeKernel::Stream8Async, i8, 8 * 4 * 2 * 8 * 128),
+            (DecodeKernel::Stream8, f16, 0),
+            (DecodeKernel::Tensor4, f16, 4 * 3 * 2 * 16 * 128 * 2),
+            (DecodeKernel::Tensor8, f16, 8 * 2 * 2 * 16 * 128 * 2),
+        ] {
+            assert_eq!(k.dyn_smem(kv), want, "{k:?} {kv}");
+        }
         for k in [DecodeKernel::Tensor4, DecodeKernel::Tensor8] {
             // the merge reuses the pipeline's memory: [warps][G][128] outputs, [warps][G] max, sum
             let warps = k.threads() / 32;
