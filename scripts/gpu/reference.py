@@ -178,8 +178,11 @@ body += ["## FP16 GEMM: cardplan (cuBLAS) vs torch F.linear", "",
          f"{b2b.SUSTAIN_TARGET_MS} ms after {b2b.SUSTAIN_HEAT_S} s of the same call replayed back to back (the "
          "calibrator heats once per shape and token count, for all its paths), the clock the board's power cap settles to "
          "(benches/gpu-results/diag-heat-h100.md). Inputs drawn as cardplan draws its own: uniform in fp32, "
-         "then cast (full 10-bit mantissas, like trained weights). F.linear: median of "
-         f"{args.repeat} measurements per point.", "",
+         "then cast (full 10-bit mantissas, like trained weights). F.linear runs each layer's points in the "
+         "calibrator's order, through every token count of its sweep (those not compared timed once, for the "
+         "history only): what ran just before moves a point by up to 11% (qkv T = 256 on an H200: 0.0251 ms "
+         "after idle, 0.0278 ms after the sweep below it; benches/gpu-results/diag-history-h200.md), so both "
+         f"sides are timed after the same history. F.linear: median of {args.repeat} measurements per compared point.", "",
          "| layer | n | k | T | cardplan ms | F.linear ms | ratio (cardplan/torch) | TFLOP/s |",
          "|---|---|---|---|---|---|---|---|"]
 fp16_ratios = []
@@ -187,11 +190,14 @@ for name, n, k in LLAMA + [LM_HEAD]:
     S = copies_for(2 * n * k)
     # cardplan's distribution: uniform [-0.05, 0.05) weights, [-1, 1) activations, drawn in fp32
     ws = [((torch.rand(n, k, device=dev) * 2 - 1) * 0.05).half() for _ in range(S)]
-    for T in fp16_tokens:
+    sweep = sorted({t["tokens"] for t in raw["timed"]
+                    if t["job"] == "gemm" and t["path"] == "fp16-cublas-gemmex" and (t["n"], t["k"]) == (n, k)})
+    for T in sweep:
         o = ours(job="gemm", path="fp16-cublas-gemmex", n=n, k=k, tokens=T)
-        if o is None:
-            continue
         x = (torch.rand(T, k, device=dev) * 2 - 1).half()
+        if T not in fp16_tokens:
+            bench(lambda i: F.linear(x, ws[i]), S, sustained=T >= CB)  # the calibrator's history
+            continue
         r = bench_med(lambda i: F.linear(x, ws[i]), S, sustained=T >= CB)
         fp16_ratios.append((o / r, T))
         body.append(f"| {name} | {n} | {k} | {T} | {o:.4f} | {r:.4f} | {o / r:.3f} | {2 * T * n * k / o / 1e9:.0f} |")
