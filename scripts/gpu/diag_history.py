@@ -3,9 +3,9 @@
 Usage: python3 scripts/gpu/diag_history.py OUT.md
 
 The FP16 acceptance compares the calibrator's cublasGemmEx times with F.linear timed by
-reference.py, which runs the points of `fp16_tokens` only (1, 16, 64, 256, ...), each after the
-previous one. The calibrator runs every token count of its sweep in order, each with its other
-paths after it. The same call then reads up to 9% apart (o_proj T = 16 and 64 faster in the
+reference.py, which (until session 8) ran the compared token counts only (1, 16, 64, 256, ...),
+each after the previous one. The calibrator runs every token count of its sweep in order, each
+with its other paths after it. The same call then reads up to 9% apart (o_proj T = 16 and 64 faster in the
 calibrator, qkv and o_proj T = 256 slower). This times F.linear, by b2b.bench, at one point after
 different histories:
 - idle: 1 s of sleep before the point;
