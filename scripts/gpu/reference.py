@@ -181,8 +181,9 @@ body += ["## FP16 GEMM: cardplan (cuBLAS) vs torch F.linear", "",
          "then cast (full 10-bit mantissas, like trained weights). F.linear runs each layer's points in the "
          "calibrator's order, through every token count of its sweep (those not compared timed once, for the "
          "history only): what ran just before moves a point by up to 11% (qkv T = 256 on an H200: 0.0251 ms "
-         "after idle, 0.0278 ms after the sweep below it; benches/gpu-results/diag-history-h200.md), so both "
-         f"sides are timed after the same history. F.linear: median of {args.repeat} measurements per compared point.", "",
+         "after idle, 0.0278 ms after the sweep below it; benches/gpu-results/diag-history-h200.md), so F.linear "
+         "follows the token counts the calibrator's call follows (not the calibrator's other paths, which run "
+         f"in between there). F.linear: median of {args.repeat} measurements per compared point.", "",
          "| layer | n | k | T | cardplan ms | F.linear ms | ratio (cardplan/torch) | TFLOP/s |",
          "|---|---|---|---|---|---|---|---|"]
 fp16_ratios = []
