@@ -1,0 +1,157 @@
+"""cardplan's small fp16 GEMM points, timed from a third process: is torch or cardplan the odd one?
+
+Usage: python3 scripts/gpu/diag_process.py OUT.md
+
+At T <= 64 on the H200 the calibrator reads o_proj and qkv 5-8% below F.linear, with the same
+cuBLAS call and kernel, and neither side moves with its harness mechanics (diag-spin, diag-alloc,
+and a calibrator build that launched on the legacy stream or captured in global mode). This
+process has no torch and no cudarc: the CUDA driver API (cuda-python) and cuBLAS through ctypes,
+the calibrator's method step by step (non-blocking stream, thread-local capture of R calls rotating
+over S weight copies, graph upload, median of 30 replays between an event pair). If it reads like
+the calibrator, something in torch's process slows the small GEMMs; if like F.linear, something
+in cardplan's.
+"""
+import ctypes
+import math
+import statistics
+import sys
+
+import numpy as np
+from cuda.bindings import driver as cu
+
+out_md = sys.argv[1] if len(sys.argv) > 1 else "diag-process.md"
+WITH_TORCH = "--torch" in sys.argv  # initialise torch's CUDA state in this process first
+if WITH_TORCH:
+    import torch
+    torch.zeros(1, device="cuda")
+    torch.cuda.synchronize()
+
+
+def ok(r):
+    r = r if isinstance(r, tuple) else (r,)
+    if r[0] != cu.CUresult.CUDA_SUCCESS:
+        raise RuntimeError(f"CUDA error {r[0]}")
+    return r[1] if len(r) == 2 else r[1:]
+
+
+ok(cu.cuInit(0))
+dev = ok(cu.cuDeviceGet(0))
+ctx = ok(cu.cuDevicePrimaryCtxRetain(dev))
+ok(cu.cuCtxSetCurrent(ctx))
+name = ok(cu.cuDeviceGetName(128, dev)).split(b"\0")[0].decode()
+l2 = ok(cu.cuDeviceGetAttribute(cu.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_L2_CACHE_SIZE, dev))
+stream = ok(cu.cuStreamCreate(1))  # CU_STREAM_NON_BLOCKING
+e0, e1 = ok(cu.cuEventCreate(0)), ok(cu.cuEventCreate(0))
+elapsed = getattr(cu, "cuEventElapsedTime_v2", None) or cu.cuEventElapsedTime
+
+blas = ctypes.CDLL("libcublas.so.13")
+handle = ctypes.c_void_p()
+assert blas.cublasCreate_v2(ctypes.byref(handle)) == 0
+ws_bytes = 32 << 20
+ws = ok(cu.cuMemAlloc(ws_bytes))
+assert blas.cublasSetStream_v2(handle, ctypes.c_void_p(int(stream))) == 0
+assert blas.cublasSetWorkspace_v2(handle, ctypes.c_void_p(int(ws)), ctypes.c_size_t(ws_bytes)) == 0
+alpha, beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
+rng = np.random.default_rng(1)
+MODES = ["driver", "autofree", "noupload", "legacy"] + (["torch"] if WITH_TORCH else []) + ["driver"]
+COLS = MODES + (["driver, torch weights", "driver, torch weights + x + y"] if WITH_TORCH else [])
+
+
+def upload(a):
+    ptr = ok(cu.cuMemAlloc(a.nbytes))
+    ok(cu.cuMemcpyHtoD(ptr, a.ctypes.data, a.nbytes))
+    return ptr
+
+
+def gemm(w, x, y, n, k, t, st):
+    blas.cublasSetStream_v2(handle, ctypes.c_void_p(int(st)))
+    r = blas.cublasGemmEx(handle, 1, 0, n, t, k, ctypes.byref(alpha), ctypes.c_void_p(int(w)), 2, k,
+                          ctypes.c_void_p(int(x)), 2, k, ctypes.byref(beta), ctypes.c_void_p(int(y)), 2, n, 68, 99)
+    assert r == 0, r
+
+
+def ms_between():
+    ok(cu.cuEventSynchronize(e1))
+    return ok(elapsed(e0, e1))
+
+
+def bench(call, copies, mode="driver"):
+    """mode: driver (the calibrator's steps), autofree (instantiated with AUTO_FREE_ON_LAUNCH, as
+    torch does), noupload (no cuGraphUpload), legacy (launched and timed on the legacy stream), torch
+    (captured and replayed by torch.cuda.graph, timed on torch's current stream)."""
+    for i in range(max(copies, 5)):
+        call(i % copies, stream)
+    ok(cu.cuEventRecord(e0, stream))
+    for i in range(3):
+        call(i % copies, stream)
+    ok(cu.cuEventRecord(e1, stream))
+    est = ms_between() / 3
+    calls = min(64, max(2, copies, math.ceil(0.3 / est) if est > 0 else 64))
+    ok(cu.cuStreamSynchronize(stream))
+    if mode == "torch":
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            cs = torch.cuda.current_stream().cuda_stream
+            for i in range(calls):
+                call(i % copies, cs)
+        g.replay()
+        torch.cuda.synchronize()
+        launch, ts_stream = g.replay, torch.cuda.current_stream().cuda_stream
+    else:
+        ok(cu.cuStreamBeginCapture(stream, cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_THREAD_LOCAL))
+        for i in range(calls):
+            call(i % copies, stream)
+        graph = ok(cu.cuStreamEndCapture(stream))
+        exe = ok(cu.cuGraphInstantiate(graph, 1 if mode == "autofree" else 0))
+        ts_stream = 1 if mode == "legacy" else stream  # CU_STREAM_LEGACY
+        if mode != "noupload":
+            ok(cu.cuGraphUpload(exe, stream))
+
+        def launch():
+            ok(cu.cuGraphLaunch(exe, ts_stream))
+        launch()
+        ok(cu.cuCtxSynchronize())
+    ts = []
+    for _ in range(30):
+        ok(cu.cuEventRecord(e0, ts_stream))
+        launch()
+        ok(cu.cuEventRecord(e1, ts_stream))
+        ts.append(ms_between() / calls)
+    if mode != "torch":
+        ok(cu.cuGraphExecDestroy(exe))
+        ok(cu.cuGraphDestroy(graph))
+    return statistics.median(ts)
+
+
+lines = [f"# cardplan's cublasGemmEx from a process with {'torch initialised' if WITH_TORCH else 'neither torch'} (no cudarc), {name}", "",
+         "ms per call: the calibrator's back-to-back method through the driver API (cuda-python) and "
+         "cuBLAS (ctypes, libcublas.so.13 from the loader path); median of 3 measurements. Columns: "
+         "graph modes (see `bench`), the plain driver one first and last.", "",
+         "| layer | n | k | T | copies | " + " | ".join(COLS) + " |", "|---|---|---|---|---|" + "---|" * len(COLS)]
+for layer, n, k, tokens in [("qkv_proj", 6144, 4096, (8, 16, 64)), ("o_proj", 4096, 4096, (8, 16, 64)),
+                            ("gate_up_proj", 28672, 4096, (64,)), ("down_proj", 4096, 14336, (64,))]:
+    copies = max(1, min(64, -(-2 * l2 // (2 * n * k))))
+    w = [upload((rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
+    x = upload((rng.random((64, k), dtype=np.float32) * 2 - 1).astype(np.float16))
+    y = ok(cu.cuMemAlloc(2 * 64 * n))
+    if WITH_TORCH:  # the same draws in torch tensors, as reference.py makes them
+        tw = [((torch.rand(n, k, device="cuda") * 2 - 1) * 0.05).half() for _ in range(copies)]
+        tx = (torch.rand(64, k, device="cuda") * 2 - 1).half()
+        ty = torch.empty(64, n, device="cuda", dtype=torch.half)
+        torch.cuda.synchronize()
+    for t in tokens:
+        v = [statistics.median(bench(lambda i, st: gemm(w[i], x, y, n, k, t, st), copies, m) for _ in range(3))
+             for m in MODES]
+        if WITH_TORCH:
+            tv = [statistics.median(bench(lambda i, st: gemm(tw[i].data_ptr(), x, y, n, k, t, st), copies) for _ in range(3)),
+                  statistics.median(bench(lambda i, st: gemm(tw[i].data_ptr(), tx.data_ptr(), ty.data_ptr(), n, k, t, st), copies)
+                                    for _ in range(3))]
+            v += tv
+        lines.append(f"| {layer} | {n} | {k} | {t} | {copies} | " + " | ".join(f"{a:.4f}" for a in v) + " |")
+        print(lines[-1], flush=True)
+    for p in w + [x, y]:
+        ok(cu.cuMemFree(p))
+    if WITH_TORCH:
+        del tw, tx, ty
+        torch.cuda.empty_cache()
+open(out_md, "w").write("\n".join(lines) + "\n")
