@@ -1,6 +1,8 @@
 """cardplan's small fp16 GEMM points, timed from a third process: is torch or cardplan the odd one?
 
-Usage: python3 scripts/gpu/diag_process.py OUT.md
+Usage: python3 scripts/gpu/diag_process.py OUT.md [--torch]
+  --torch: initialise torch in the process first, and add graph capture by torch.cuda.graph and
+  torch-allocated operands as columns.
 
 At T <= 64 on the H200 the calibrator reads o_proj and qkv 5-8% below F.linear, with the same
 cuBLAS call and kernel, and neither side moves with its harness mechanics (diag-spin, diag-alloc,
@@ -9,7 +11,8 @@ process has no torch and no cudarc: the CUDA driver API (cuda-python) and cuBLAS
 the calibrator's method step by step (non-blocking stream, thread-local capture of R calls rotating
 over S weight copies, graph upload, median of 30 replays between an event pair). If it reads like
 the calibrator, something in torch's process slows the small GEMMs; if like F.linear, something
-in cardplan's.
+in cardplan's. (Session 8: it read like either, a minute apart on one machine, in every mode:
+diag-process-h200.md.)
 """
 import ctypes
 import math
