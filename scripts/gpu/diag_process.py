@@ -1,8 +1,8 @@
 """cardplan's small fp16 GEMM points, timed from a third process: is torch or cardplan the odd one?
 
 Usage: python3 scripts/gpu/diag_process.py OUT.md [--torch]
-  --torch: initialise torch in the process first, and add graph capture by torch.cuda.graph and
-  torch-allocated operands as columns.
+  --torch: initialise torch in the process first, and add graph capture by torch.cuda.graph,
+  torch-allocated operands, and F.linear timed by b2b.bench (as reference.py times it) as columns.
 
 At T <= 64 on the H200 the calibrator reads o_proj and qkv 5-8% below F.linear, with the same
 cuBLAS call and kernel, and neither side moves with its harness mechanics (diag-spin, diag-alloc,
@@ -25,9 +25,14 @@ from cuda.bindings import driver as cu
 out_md = sys.argv[1] if len(sys.argv) > 1 else "diag-process.md"
 WITH_TORCH = "--torch" in sys.argv  # initialise torch's CUDA state in this process first
 if WITH_TORCH:
+    import os
+
     import torch
+    import torch.nn.functional as F
     torch.zeros(1, device="cuda")
     torch.cuda.synchronize()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import b2b
 
 
 def ok(r):
@@ -57,7 +62,7 @@ assert blas.cublasSetWorkspace_v2(handle, ctypes.c_void_p(int(ws)), ctypes.c_siz
 alpha, beta = ctypes.c_float(1.0), ctypes.c_float(0.0)
 rng = np.random.default_rng(1)
 MODES = ["driver", "autofree", "noupload", "legacy"] + (["torch"] if WITH_TORCH else []) + ["driver"]
-COLS = MODES + (["driver, torch weights", "driver, torch weights + x + y"] if WITH_TORCH else [])
+COLS = MODES + (["driver, torch weights", "driver, torch weights + x + y", "F.linear (b2b.bench)"] if WITH_TORCH else [])
 
 
 def upload(a):
@@ -149,7 +154,7 @@ for layer, n, k, tokens in [("qkv_proj", 6144, 4096, (8, 16, 64)), ("o_proj", 40
             tv = [statistics.median(bench(lambda i, st: gemm(tw[i].data_ptr(), x, y, n, k, t, st), copies) for _ in range(3)),
                   statistics.median(bench(lambda i, st: gemm(tw[i].data_ptr(), tx.data_ptr(), ty.data_ptr(), n, k, t, st), copies)
                                     for _ in range(3))]
-            v += tv
+            v += tv + [statistics.median(b2b.bench(lambda i: F.linear(tx[:t], tw[i]), copies) for _ in range(3))]
         lines.append(f"| {layer} | {n} | {k} | {t} | {copies} | " + " | ".join(f"{a:.4f}" for a in v) + " |")
         print(lines[-1], flush=True)
     for p in w + [x, y]:
