@@ -22,6 +22,19 @@ SUSTAIN_TARGET_MS, SUSTAIN_HEAT_S, COMPUTE_BOUND_MIN_TOKENS = 2.0, 0.25, 128
 SPIN = int(50e-6 * props.clock_rate * 1e3) if getattr(props, "clock_rate", 0) else 100_000
 
 
+def rotation_copies(nbytes):
+    """Copies of an input of `nbytes` that together cover 2x L2 (at most MAX_COPIES): the
+    calibrator's rotation depth."""
+    return max(1, min(MAX_COPIES, -(-2 * L2 // max(1, int(nbytes)))))
+
+
+def weights(n, k, count=None):
+    """`count` fp16 n x k weight copies (default: rotation_copies(2nk)), drawn as cardplan draws
+    its own: uniform in [-0.05, 0.05), drawn in fp32, then cast."""
+    count = rotation_copies(2 * n * k) if count is None else count
+    return [((torch.rand(n, k, device="cuda") * 2 - 1) * 0.05).half() for _ in range(count)]
+
+
 def capture(fn, calls, copies=1, warm=None):
     """`calls` calls of `fn(i)` (copy i % copies) captured into one CUDA graph, after `warm`
     warm-up calls (default: each copy once, at most 3) on a side stream, as torch requires."""

@@ -28,14 +28,14 @@ lines = [f"# Weight placement vs F.linear time, {torch.cuda.get_device_name(0)},
 
 
 def placements(n, k, s):
-    yield [((torch.rand(n, k, device=dev) * 2 - 1) * 0.05).half() for _ in range(s)]
+    yield b2b.weights(n, k, s)
     yield [torch.empty(n, k, device=dev, dtype=torch.half).uniform_(-0.05, 0.05) for _ in range(s)]
     big = torch.empty(s, n, k, device=dev, dtype=torch.half).uniform_(-0.05, 0.05)
     yield [big[i] for i in range(s)]
 
 
 for name, n, k in [("qkv_proj", 6144, 4096), ("o_proj", 4096, 4096), ("down_proj", 4096, 14336)]:
-    s = max(1, min(b2b.MAX_COPIES, -(-2 * b2b.L2 // (2 * n * k))))
+    s = b2b.rotation_copies(2 * n * k)
     res = {T: [] for T in (16, 64)}
     for ws in placements(n, k, s):
         for T in res:

@@ -23,8 +23,8 @@ dev = torch.device("cuda")
 ours = {(t["n"], t["k"], t["tokens"]): t["ms"] for t in raw["timed"]
         if t["job"] == "gemm" and t["path"] == "fp16-cublas-gemmex" and t["tokens"] <= 64}
 for n, k in sorted({(n, k) for n, k, _ in ours}, key=lambda s: s[0] * s[1]):
-    s = max(1, min(b2b.MAX_COPIES, -(-2 * b2b.L2 // (2 * n * k))))
-    ws = [((torch.rand(n, k, device=dev) * 2 - 1) * 0.05).half() for _ in range(s)]
+    ws = b2b.weights(n, k)
+    s = len(ws)
     for T in sorted(t for nn, kk, t in ours if (nn, kk) == (n, k)):
         x = (torch.rand(T, k, device=dev) * 2 - 1).half()
         r = statistics.median(b2b.bench(lambda i: F.linear(x, ws[i]), s) for _ in range(3))

@@ -29,8 +29,8 @@ lines = [f"# Heat length vs F.linear time, {torch.cuda.get_device_name(0)}", "",
          "ms per call (b2b.bench, sustained), median of 2 (single readings).", "",
          "| layer | T | " + " | ".join(c[0] for c in cols) + " |", "|---|---|" + "---|" * len(cols)]
 for name, n, k, pts in [("qkv_proj", 6144, 4096, [256, 1024]), ("o_proj", 4096, 4096, [256, 4096])]:
-    s = max(1, min(b2b.MAX_COPIES, -(-2 * b2b.L2 // (2 * n * k))))
-    ws = [((torch.rand(n, k, device=dev) * 2 - 1) * 0.05).half() for _ in range(s)]
+    ws = b2b.weights(n, k)
+    s = len(ws)
     xs = {t: (torch.rand(t, k, device=dev) * 2 - 1).half() for t in SWEEP}
     for T in pts:
         cells = []

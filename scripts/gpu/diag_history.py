@@ -28,13 +28,7 @@ import b2b  # noqa: E402
 
 out_md = sys.argv[1] if len(sys.argv) > 1 else "diag-history.md"
 dev = torch.device("cuda")
-L2 = b2b.L2
 SWEEP = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768, 1024]
-
-
-def weights(n, k):
-    s = max(1, min(b2b.MAX_COPIES, -(-2 * L2 // (2 * n * k))))
-    return [((torch.rand(n, k, device=dev) * 2 - 1) * 0.05).half() for _ in range(s)]
 
 
 def point(ws, k, T):
@@ -60,7 +54,7 @@ lines = [f"# F.linear after different histories, {torch.cuda.get_device_name(0)}
          "|---|---|---|---|---|---|"]
 for name, n, k, pts in [("o_proj", 4096, 4096, [16, 64, 256]), ("qkv_proj", 6144, 4096, [16, 256]),
                         ("gate_up_proj", 28672, 4096, [1024])]:
-    ws = weights(n, k)
+    ws = b2b.weights(n, k)
     prev_ref = {16: 1, 64: 16, 256: 64, 1024: 256}
     for T in pts:
         cells = []

@@ -28,8 +28,8 @@ lines = [f"# Busy-wait and replay length vs F.linear time, {torch.cuda.get_devic
          "| layer | T | " + " | ".join(v[0] for v in variants) + " |", "|---|---|" + "---|" * len(variants)]
 for name, n, k in [("qkv_proj", 6144, 4096), ("o_proj", 4096, 4096), ("gate_up_proj", 28672, 4096),
                    ("down_proj", 4096, 14336)]:
-    s = max(1, min(b2b.MAX_COPIES, -(-2 * b2b.L2 // (2 * n * k))))
-    ws = [((torch.rand(n, k, device=dev) * 2 - 1) * 0.05).half() for _ in range(s)]
+    ws = b2b.weights(n, k)
+    s = len(ws)
     for T in (1, 16, 64):
         x = (torch.rand(T, k, device=dev) * 2 - 1).half()
         cells = []

@@ -189,8 +189,7 @@ body += ["## FP16 GEMM: cardplan (cuBLAS) vs torch F.linear", "",
 fp16_ratios = []
 for name, n, k in LLAMA + [LM_HEAD]:
     S = copies_for(2 * n * k)
-    # cardplan's distribution: uniform [-0.05, 0.05) weights, [-1, 1) activations, drawn in fp32
-    ws = [((torch.rand(n, k, device=dev) * 2 - 1) * 0.05).half() for _ in range(S)]
+    ws = b2b.weights(n, k, S)  # cardplan's distribution; activations below: uniform [-1, 1), drawn in fp32
     sweep = sorted({t["tokens"] for t in raw["timed"]
                     if t["job"] == "gemm" and t["path"] == "fp16-cublas-gemmex" and (t["n"], t["k"]) == (n, k)})
     for T in sweep:
