@@ -1,12 +1,13 @@
 """The calibrator's back-to-back timing method in PyTorch, for the diagnosis scripts.
 
-A CUDA graph of R calls rotating over S copies of the op's large inputs, replayed between one
-event pair after a ~50 us busy-wait; time = elapsed / R; median of 30 replays (see
-src/calibrate/cuda.rs, `bench_back_to_back`). Compute-bound ops (`sustained=True`: GEMMs at
->= 128 tokens, prefill attention) are timed as the calibrator times them, under sustained load:
-each replay lasts >= 2 ms and the samples follow 0.25 s of the graph replayed back to back, so the
-clock is the one the board's power cap settles to, not a burst's boost clock
-(benches/gpu-results/diag-heat-h100.md). Used by reference.py (the acceptance comparison)
+A CUDA graph of R calls rotating over S copies of the op's large inputs (R a whole number of
+rounds over the copies), replayed between one event pair after a ~50 us busy-wait;
+time = elapsed / R; median of 30 replays (see src/calibrate/cuda.rs, `bench_back_to_back`).
+Compute-bound ops (`sustained=True`: GEMMs at >= 128 tokens, prefill attention) are timed as the
+calibrator times them, under sustained load: each replay lasts >= 2 ms, and the samples follow
+0.2 s of the graph replayed back to back and span at least 0.15 s, so the clock is the one the
+board's power cap settles to, not a burst's boost clock (benches/gpu-results/diag-heat-h100.md),
+averaged over its swings (diag-window-h200.md). Used by reference.py (the acceptance comparison)
 and the diagnosis scripts; copy it next to them when they run from a copy.
 """
 import math
@@ -18,7 +19,7 @@ import torch
 props = torch.cuda.get_device_properties(0)
 L2 = getattr(props, "L2_cache_size", 50 << 20)
 REPS, WARM, MAX_COPIES, MAX_CALLS, TARGET_MS = 30, 5, 64, 64, 0.3
-SUSTAIN_TARGET_MS, SUSTAIN_HEAT_S, COMPUTE_BOUND_MIN_TOKENS = 2.0, 0.25, 128
+SUSTAIN_TARGET_MS, SUSTAIN_HEAT_S, SUSTAIN_WINDOW_S, COMPUTE_BOUND_MIN_TOKENS = 2.0, 0.2, 0.15, 128
 SPIN = int(50e-6 * props.clock_rate * 1e3) if getattr(props, "clock_rate", 0) else 100_000
 
 
@@ -51,9 +52,22 @@ def capture(fn, calls, copies=1, warm=None):
     return g
 
 
-def bench(fn, copies, sustained=False):
+def replay_calls(est, target, copies, whole_rounds=True):
+    """Calls in one timed graph, as the calibrator sizes it (`replay_calls` in cuda.rs): enough
+    for `target` ms at `est` ms a call, at least `copies` and 2, at most MAX_CALLS, then a whole
+    number of rounds over the copies (`whole_rounds=False`: the rule before it, for diagnosis)."""
+    calls = min(MAX_CALLS, max(2, copies, math.ceil(target / est) if est > 0 else MAX_CALLS))
+    if not whole_rounds:
+        return calls
+    up = -(-calls // copies) * copies
+    return up if up <= MAX_CALLS else MAX_CALLS // copies * copies
+
+
+def bench(fn, copies, sustained=False, calls=None, heat_s=None):
     """Median time of one call of `fn(i)` (i = the copy to use, of `copies`), back to back;
-    `sustained`: under sustained load, as the calibrator times compute-bound jobs."""
+    `sustained`: under sustained load, as the calibrator times compute-bound jobs (heated for
+    `heat_s`, default SUSTAIN_HEAT_S); `calls`: the graph's size, instead of `replay_calls` (for
+    diagnosis)."""
     copies = max(1, min(copies, MAX_COPIES))
     for i in range(max(copies, WARM)):
         fn(i % copies)
@@ -64,19 +78,20 @@ def bench(fn, copies, sustained=False):
     e.record()
     e.synchronize()
     est = s.elapsed_time(e) / 3
-    target = SUSTAIN_TARGET_MS if sustained else TARGET_MS
-    calls = min(MAX_CALLS, max(2, copies, math.ceil(target / est) if est > 0 else MAX_CALLS))
+    if calls is None:
+        calls = replay_calls(est, SUSTAIN_TARGET_MS if sustained else TARGET_MS, copies)
     g = capture(fn, calls, copies)
     g.replay()
     torch.cuda.synchronize()
     if sustained:
         t0 = time.time()
-        while time.time() - t0 < SUSTAIN_HEAT_S:
+        while time.time() - t0 < (SUSTAIN_HEAT_S if heat_s is None else heat_s):
             for _ in range(8):
                 g.replay()
             torch.cuda.synchronize()
     ts = []
-    for _ in range(REPS):
+    t0 = time.time()
+    while len(ts) < REPS or (sustained and time.time() - t0 < SUSTAIN_WINDOW_S):
         torch.cuda._sleep(SPIN)
         s.record()
         g.replay()

@@ -37,6 +37,10 @@ ap.add_argument("out")
 ap.add_argument("--gpu-label", default="")
 ap.add_argument("--command", default="")
 ap.add_argument("--wall", default="", help="wall times of the calibrator runs, for the header")
+ap.add_argument("--settle", type=float, default=0.6,
+                help="F.linear at compared compute-bound points: seconds of heat before the samples (the "
+                     "settled clock; what ran before leaves this process's clock off for ~0.4 s, "
+                     "benches/gpu-results/diag-window-h200.md)")
 ap.add_argument("--repeat", type=int, default=3,
                 help="F.linear and SDPA decode: median of this many measurements per point (a single "
                      "one can land on a swing of the power-capped clock)")
@@ -63,17 +67,17 @@ def copies_for(nbytes):
     return max(1, min(MAX_COPIES, want, MAX_ROT_BYTES // nbytes))
 
 
-def bench(fn, copies=1, sustained=False):
+def bench(fn, copies=1, sustained=False, heat_s=None):
     """Median time of one call of `fn(i)` (call on copy i of `copies`), by the calibrator's method
-    (`sustained` for compute-bound ops, as the calibrator times them)."""
+    (`sustained` for compute-bound ops, as the calibrator times them; `heat_s`: a longer heat-up)."""
     if TIMING == "back-to-back":
-        return b2b.bench(fn, copies, sustained)
+        return b2b.bench(fn, copies, sustained, heat_s=heat_s)
     return bench_isolated(lambda: fn(0))
 
 
-def bench_med(fn, copies=1, sustained=False):
+def bench_med(fn, copies=1, sustained=False, heat_s=None):
     """Median of --repeat measurements of `bench` (each with its own heat-up when sustained)."""
-    return statistics.median(bench(fn, copies, sustained) for _ in range(max(1, args.repeat)))
+    return statistics.median(bench(fn, copies, sustained, heat_s) for _ in range(max(1, args.repeat)))
 
 
 def bench_isolated(fn):
@@ -143,9 +147,10 @@ if TIMING == "back-to-back":
     method = ("back-to-back on both sides: a CUDA graph of R calls rotating over S copies of the op's "
               "large inputs (weights and scales; K/V; Q/K/V; S x bytes >= 2x L2, S <= 64), replayed "
               "between one CUDA-event pair after a ~50 us busy-wait, time = elapsed / R (R >= S, >= 2, "
-              "raised until a replay lasts 0.3 ms, <= 64); warm-up first; median of 30 replays; "
-              "compute-bound ops (GEMMs at >= 128 tokens, prefill attention) under sustained load: replays "
-              ">= 2 ms after 0.25 s of the op's own graph replayed back to back; "
+              "raised until a replay lasts 0.3 ms, <= 64, then whole rounds over the S copies); warm-up "
+              "first; median of 30 replays; compute-bound ops (GEMMs at >= 128 tokens, prefill attention) "
+              f"under sustained load: replays >= 2 ms after {b2b.SUSTAIN_HEAT_S} s of the op's own graph "
+              f"replayed back to back, samples over >= {b2b.SUSTAIN_WINDOW_S} s; "
               "activations (x, q) shared across copies; no cache flush. The D2D copy (roof) is launched "
               "back to back from the stream instead (a copy captured in a graph runs on a copy engine, slower).")
 else:
@@ -175,9 +180,12 @@ CB = b2b.COMPUTE_BOUND_MIN_TOKENS
 body += ["## FP16 GEMM: cardplan (cuBLAS) vs torch F.linear", "",
          "cardplan = the profile's fp16 scheme: cublasGemmEx, the call torch's F.linear makes (no bias). "
          f"Both sides time compute-bound points (T >= {CB}) under sustained load: replays of >= "
-         f"{b2b.SUSTAIN_TARGET_MS} ms after {b2b.SUSTAIN_HEAT_S} s of the same call replayed back to back (the "
-         "calibrator heats once per shape and token count, for all its paths), the clock the board's power cap settles to "
-         "(benches/gpu-results/diag-heat-h100.md). Inputs drawn as cardplan draws its own: uniform in fp32, "
+         f"{b2b.SUSTAIN_TARGET_MS} ms over >= {b2b.SUSTAIN_WINDOW_S} s, after {b2b.SUSTAIN_HEAT_S} s of the same "
+         "call replayed back to back (the calibrator heats once per shape and token count, for all its paths), "
+         "the clock the board's power cap settles to (benches/gpu-results/diag-heat-h100.md). At the compared "
+         f"compute-bound points F.linear is heated for {args.settle} s instead: in this process the clock takes "
+         "~0.4 s to settle after the token counts below (benches/gpu-results/diag-window-h200.md), while the "
+         "calibrator's own heat-ups level off within ~0.15 s (CARDPLAN_DEBUG_TIMING). Inputs drawn as cardplan draws its own: uniform in fp32, "
          "then cast (full 10-bit mantissas, like trained weights). F.linear runs each layer's points in the "
          "calibrator's order, through every token count of its sweep (those not compared timed once, for the "
          "history only): what ran just before moves a point by up to 11% (qkv T = 256 on an H200: 0.0251 ms "
@@ -198,7 +206,7 @@ for name, n, k in LLAMA + [LM_HEAD]:
         if T not in fp16_tokens:
             bench(lambda i: F.linear(x, ws[i]), S, sustained=T >= CB)  # the calibrator's history
             continue
-        r = bench_med(lambda i: F.linear(x, ws[i]), S, sustained=T >= CB)
+        r = bench_med(lambda i: F.linear(x, ws[i]), S, sustained=T >= CB, heat_s=args.settle)
         fp16_ratios.append((o / r, T))
         body.append(f"| {name} | {n} | {k} | {T} | {o:.4f} | {r:.4f} | {o / r:.3f} | {2 * T * n * k / o / 1e9:.0f} |")
     del ws

@@ -76,8 +76,14 @@ const SELECT_REPS: usize = 3;
 // serving GPU at capacity is under sustained load.
 /// Heat-up before a compute-bound job's samples: its own graph replayed back to back this long.
 /// The power controller has pulled the clock most of the way down by then (7-9% of the 9-12% at
-/// 3 s for T = 512-1024 GEMMs; diag-heat-h100.md), and what ran before no longer matters.
-const SUSTAIN_HEAT: std::time::Duration = std::time::Duration::from_millis(250);
+/// 3 s for T = 512-1024 GEMMs; diag-heat-h100.md); in a full run, most heat-ups level off
+/// within 0.1-0.15 s (`CARDPLAN_DEBUG_TIMING` prints them).
+const SUSTAIN_HEAT: std::time::Duration = std::time::Duration::from_millis(200);
+/// After a heat-up, samples are taken for at least this long (and at least `reps` of them): under
+/// the power cap the clock saws by ±7% over hundreds of milliseconds (nvidia-smi trace,
+/// benches/gpu-results/diag-window-h200.md), and 30 samples of ~2 ms see one ~60 ms phase of it.
+/// Later jobs of the same group (other paths) take `reps` samples at the clock this one settled.
+const SUSTAIN_WINDOW: std::time::Duration = std::time::Duration::from_millis(150);
 /// A later job of the same group starting within this of the last one's end needs no heat-up.
 const SUSTAIN_GAP: std::time::Duration = std::time::Duration::from_millis(50);
 /// Each timed replay of a sustained job lasts at least this long, so the 30 samples span ~60 ms
@@ -250,6 +256,8 @@ pub struct CudaTimer {
     load: std::cell::Cell<Option<(Job, std::time::Instant)>>,
     warmup: usize,
     reps: usize,
+    /// `CARDPLAN_DEBUG_TIMING`: print each job's wall time, and each heat-up's trajectory.
+    debug_timing: bool,
     max_tokens: u32,
     max_batch: u32,
     max_context: u32,
@@ -441,6 +449,7 @@ impl CudaTimer {
             load: Default::default(),
             warmup: 5,
             reps: reps.max(20),
+            debug_timing: std::env::var_os("CARDPLAN_DEBUG_TIMING").is_some(),
             max_tokens: spec.tokens.iter().copied().max().unwrap_or(1).max(8192),
             max_batch: spec.decode_batches.iter().copied().max().unwrap_or(1),
             max_context: spec.decode_contexts.iter().copied().max().unwrap_or(16),
@@ -584,29 +593,47 @@ impl CudaTimer {
     /// Replay `graph` for [`SUSTAIN_HEAT`] unless the GPU was heated for the same group (one GEMM
     /// shape and token count, every path) less than [`SUSTAIN_GAP`] ago: the samples then see the
     /// clock the power cap settles to under this load, whatever ran before.
-    fn heat(&self, graph: &cudarc::driver::CudaGraph) -> Result<()> {
+    /// Returns whether it heated (the first job of its group).
+    fn heat(&self, graph: &cudarc::driver::CudaGraph, calls: usize) -> Result<bool> {
         let Some(group) = self.sustain.get() else {
-            return Ok(());
+            return Ok(false);
         };
         let now = std::time::Instant::now();
         let warm = matches!(self.load.get(), Some((g, last)) if g == group && now.duration_since(last) < SUSTAIN_GAP);
         if !warm {
+            let mut blocks = Vec::new();
             while now.elapsed() < SUSTAIN_HEAT {
+                if self.debug_timing {
+                    self.start.record(&self.stream).gpu("event")?;
+                }
                 for _ in 0..8 {
                     graph.launch().gpu("graph launch")?;
                 }
+                if self.debug_timing {
+                    self.end.record(&self.stream).gpu("event")?;
+                    let ms = self.start.elapsed_ms(&self.end).gpu("event time")?;
+                    blocks.push(f64::from(ms) / (8 * calls) as f64);
+                }
                 self.stream.synchronize().gpu("synchronize")?;
+            }
+            if self.debug_timing {
+                let list: Vec<String> = blocks.iter().map(|b| format!("{:.5}", b)).collect();
+                eprintln!(
+                    "heat {group:?}: {} blocks, ms per call: {}",
+                    blocks.len(),
+                    list.join(" ")
+                );
             }
         }
         self.load.set(Some((group, std::time::Instant::now())));
-        Ok(())
+        Ok(!warm)
     }
 
     /// Back to back: a CUDA graph of R calls rotating over the copies, replayed `reps` times
     /// between one event pair each (after a busy-wait that lets the host queue it); median of
-    /// elapsed / R. R is the number of copies, at least [`MIN_CALLS`], raised until a replay
-    /// lasts [`SAMPLE_TARGET_MS`] ([`SUSTAIN_SAMPLE_MS`] when `sustained`), at most
-    /// [`MAX_CALLS`]. `sustained`: the samples follow [`Self::heat`].
+    /// elapsed / R. R: [`replay_calls`], sized for [`SAMPLE_TARGET_MS`] ([`SUSTAIN_SAMPLE_MS`]
+    /// when `sustained`). `sustained`: the samples follow [`Self::heat`], and span at least
+    /// [`SUSTAIN_WINDOW`] after a heat-up.
     fn bench_back_to_back(
         &self,
         copies: usize,
@@ -630,12 +657,7 @@ impl CudaTimer {
         }
         self.end.record(&self.stream).gpu("event")?;
         let est = f64::from(self.start.elapsed_ms(&self.end).gpu("event time")?) / 3.0;
-        let by_time = if est > 0.0 {
-            (target_ms / est).ceil().min(MAX_CALLS as f64) as usize
-        } else {
-            MAX_CALLS
-        };
-        let calls = by_time.max(copies).clamp(MIN_CALLS, MAX_CALLS);
+        let calls = replay_calls(est, target_ms, copies);
         let mut r = self.rot.get();
         r.min_calls = if r.min_calls == 0 {
             calls
@@ -648,17 +670,29 @@ impl CudaTimer {
         graph.upload().gpu("graph upload")?;
         graph.launch().gpu("graph launch")?;
         self.stream.synchronize().gpu("synchronize")?;
-        if sustained {
-            self.heat(&graph)?;
-        }
+        let window = if sustained && self.heat(&graph, calls)? {
+            SUSTAIN_WINDOW
+        } else {
+            std::time::Duration::ZERO
+        };
         let mut times = Vec::with_capacity(reps);
-        for _ in 0..reps.max(1) {
+        let sampling = std::time::Instant::now();
+        while times.len() < reps.max(1) || sampling.elapsed() < window {
             launch!(self, "spin_ns", cfg((1, 1, 1), 32, 0); SPIN_NS)?;
             self.start.record(&self.stream).gpu("event")?;
             graph.launch().gpu("graph launch")?;
             self.end.record(&self.stream).gpu("event")?;
             let ms = f64::from(self.start.elapsed_ms(&self.end).gpu("event time")?);
             times.push(ms / calls as f64);
+        }
+        if self.debug_timing && sustained {
+            let list: Vec<String> = times.iter().map(|t| format!("{t:.5}")).collect();
+            eprintln!(
+                "samples {:?} ({copies} copies, {calls} calls, {} samples): {}",
+                self.sustain.get(),
+                times.len(),
+                list.join(" ")
+            );
         }
         Ok(median(times))
     }
@@ -1942,6 +1976,7 @@ impl KernelTimer for CudaTimer {
     }
 
     fn time(&mut self, job: &Job) -> Result<f64> {
+        let began = std::time::Instant::now();
         self.sustain.set(job.sustain_group());
         let ms = match *job {
             Job::Copy { bytes } => self.time_copy(bytes),
@@ -1966,6 +2001,12 @@ impl KernelTimer for CudaTimer {
         }
         .map_err(|e| Error::Gpu(format!("timing {job:?}: {e}")))?;
         let _ = &self.ctx;
+        if self.debug_timing {
+            eprintln!(
+                "job {job:?}: {ms:.5} ms, {:.1} ms wall",
+                began.elapsed().as_secs_f64() * 1e3
+            );
+        }
         Ok(ms)
     }
 
@@ -2004,11 +2045,13 @@ impl KernelTimer for CudaTimer {
                 };
                 format!(
                     "back-to-back: a CUDA graph of R calls (R = {}..{}: at least the number of copies and {MIN_CALLS}, \
-                     raised until one replay lasts {SAMPLE_TARGET_MS} ms, at most {MAX_CALLS}) replayed between one \
+                     raised until one replay lasts {SAMPLE_TARGET_MS} ms, at most {MAX_CALLS}, then a whole number of rounds \
+                     over the copies) replayed between one \
                      CUDA-event pair after a {} us busy-wait, time = elapsed / R; median of {} replays after \
                      at least {} warm-up calls (each copy once) and one warm-up replay; compute-bound jobs (GEMMs at >= {COMPUTE_BOUND_MIN_TOKENS} tokens, \
                      prefill attention) under sustained load: their replays last >= {SUSTAIN_SAMPLE_MS} ms and follow {} ms of \
-                     the job's own graph replayed back to back (once per GEMM shape and token count, shared by its paths): the \
+                     the job's own graph replayed back to back (once per GEMM shape and token count, shared by its paths; \
+                     the job that heats takes its samples over at least {} ms, the clock's swings): the \
                      power-capped clock a GPU serving at capacity runs at, not a burst's boost clock; \
                      the calls rotate over S copies of the large inputs \
                      (weights and their scales, KV cache blocks via disjoint block tables, prefill Q/K/V, \
@@ -2022,6 +2065,7 @@ impl KernelTimer for CudaTimer {
                     self.reps,
                     self.warmup,
                     SUSTAIN_HEAT.as_millis(),
+                    SUSTAIN_WINDOW.as_millis(),
                     self.info.l2_bytes >> 20,
                     MAX_ROTATION_BYTES >> 30
                 )
@@ -2163,6 +2207,26 @@ fn device_info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo> {
     })
 }
 
+/// Calls in one timed graph: enough for `target_ms` at `est_ms` a call (at least the copies and
+/// [`MIN_CALLS`], at most [`MAX_CALLS`]), then a whole number of rounds over the `copies`. With a
+/// partial round, the next replay starts on a copy read only a call or two before, still partly
+/// in L2 where a copy is smaller than L2 (o_proj: 32 MiB of 60 MiB), and that call reads fast.
+fn replay_calls(est_ms: f64, target_ms: f64, copies: usize) -> usize {
+    let copies = copies.clamp(1, MAX_CALLS);
+    let by_time = if est_ms > 0.0 {
+        (target_ms / est_ms).ceil().min(MAX_CALLS as f64) as usize
+    } else {
+        MAX_CALLS
+    };
+    let calls = by_time.max(copies).clamp(MIN_CALLS, MAX_CALLS);
+    let rounds = calls.div_ceil(copies);
+    if rounds * copies <= MAX_CALLS {
+        rounds * copies
+    } else {
+        (MAX_CALLS / copies) * copies
+    }
+}
+
 /// Dynamic shared memory of an nf4_mma kernel: two buffers of an A and a B tile, rows padded by
 /// 8 halves (kernels/nf4_mma.cu).
 fn mma_smem(tile: MmaTile) -> u32 {
@@ -2186,6 +2250,28 @@ mod tests {
                 ctas <= waves * 396 && ctas > (waves - 1) * 396,
                 "{p}: {ctas} CTAs"
             );
+        }
+    }
+
+    #[test]
+    fn replay_calls_are_whole_rounds_over_the_copies() {
+        // o_proj at T = 64 on an H200: 4 copies, ~11.4 µs a call, 0.3 ms target: 27 calls by
+        // time, rounded up to 28.
+        assert_eq!(replay_calls(0.0114, 0.3, 4), 28);
+        // qkv at T = 1: 3 copies, 20 by time -> 21.
+        assert_eq!(replay_calls(0.0152, 0.3, 3), 21);
+        // Rounding up would pass the cap: round down instead (64 by time, 3 copies -> 63).
+        assert_eq!(replay_calls(0.001, 0.3, 3), 63);
+        // One copy: at least MIN_CALLS.
+        assert_eq!(replay_calls(5.0, 0.3, 1), MIN_CALLS);
+        // A failed estimate sizes for the cap.
+        assert_eq!(replay_calls(0.0, 0.3, 5), 60);
+        for copies in 1..=MAX_COPIES {
+            for est in [0.0, 0.001, 0.01, 0.05, 0.3, 3.0] {
+                let calls = replay_calls(est, 2.0, copies);
+                assert_eq!(calls % copies, 0, "{copies} copies, {est} ms: {calls}");
+                assert!((MIN_CALLS.max(copies)..=MAX_CALLS).contains(&calls));
+            }
         }
     }
 

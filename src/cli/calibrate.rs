@@ -30,8 +30,10 @@ Timing: `back-to-back` (default) times each kernel as a CUDA graph of many calls
 copies of its inputs (what a serving step pays); `isolated` times one call after an L2-evicting
 memset (the pre-0.2 method; the cost model then corrects the tables towards in-graph times).
 Compute-bound kernels (GEMMs from 128 tokens, prefill attention) are timed under sustained load,
-after 250 ms of the same kernel: on Hopper the board's power cap holds them 7-19% below the
-boost clock of a short burst, and a GPU serving at capacity runs at the capped clock.
+after 200 ms of the same kernel and over at least 150 ms: on Hopper the board's power cap holds
+them 7-19% below the boost clock of a short burst, a GPU serving at capacity runs at the capped
+clock, and that clock swings by several per cent over hundreds of milliseconds.
+CARDPLAN_DEBUG_TIMING=1 prints each job's wall time and each heat-up's trajectory.
 
 Run-to-run spread of single points is a few percent; for a profile you will rely on, calibrate
 three times and merge with --reassemble (median per point), as the shipped profiles were.
