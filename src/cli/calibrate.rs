@@ -32,7 +32,8 @@ memset (the pre-0.2 method; the cost model then corrects the tables towards in-g
 Compute-bound kernels (GEMMs from 128 tokens, prefill attention) are timed under sustained load,
 after 200 ms of the same kernel and over at least 150 ms: on Hopper the board's power cap holds
 them 7-19% below the boost clock of a short burst, a GPU serving at capacity runs at the capped
-clock, and that clock swings by several per cent over hundreds of milliseconds.
+clock, and that clock swings by several per cent over hundreds of milliseconds. Other kernels
+that start right after such load first run for 200 ms, while the clock recovers from the cap.
 CARDPLAN_DEBUG_TIMING=1 prints each job's wall time and each heat-up's trajectory.
 
 Run-to-run spread of single points is a few percent; for a profile you will rely on, calibrate
