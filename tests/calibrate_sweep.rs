@@ -130,6 +130,26 @@ fn llama_sweep_times_every_vllm_linear_in_every_scheme() {
 }
 
 #[test]
+fn grid_shapes_skip_compute_bound_midpoints_and_imma_only() {
+    let m = catalog::model("llama-3.1-8b").unwrap();
+    let spec = SweepSpec::new(std::slice::from_ref(&m), false, true);
+    let jobs = spec.jobs();
+    let has = |path, n, k, tokens| jobs.contains(&Job::Gemm { path, n, k, tokens });
+    // A grid-only shape: powers of two from the compute-bound sizes up, all midpoints below them.
+    let (n, k) = (8192, 8192);
+    assert!(has(GemmPath::Fp16CublasGemmEx, n, k, 96));
+    assert!(has(GemmPath::Fp16CublasGemmEx, n, k, 256));
+    assert!(!has(GemmPath::Fp16CublasGemmEx, n, k, 384));
+    assert!(!has(GemmPath::Int8W8a8, n, k, 768));
+    assert!(!has(GemmPath::Int8ImmaOnly, n, k, 4096));
+    // o_proj is also a grid size, but a model shape keeps the full sweep.
+    assert!(has(GemmPath::Fp16CublasGemmEx, 4096, 4096, 384));
+    assert!(has(GemmPath::Int8ImmaOnly, 4096, 4096, 4096));
+    // The roof shape is timed in every roof path whatever the grid does.
+    assert!(has(GemmPath::Int8ImmaOnly, 8192, 8192, 8192));
+}
+
+#[test]
 fn jobs_of_one_shape_are_adjacent() {
     let m = catalog::model("llama-3.1-8b").unwrap();
     let jobs = SweepSpec::new(&[m], false, true).jobs();

@@ -198,6 +198,9 @@ pub fn token_sweep(max: u32) -> Vec<u32> {
     v
 }
 
+/// Label prefix of the generic grid's shapes (a model's own shape of the same size keeps its label).
+pub const GRID_LABEL: &str = "grid";
+
 /// The generic grid of linear shapes, for models outside `--models`.
 pub const GENERIC_GRID: [(u32, u32); 6] = [
     (2048, 2048),
@@ -253,7 +256,7 @@ impl SweepSpec {
         }
         if grid && !quick {
             for (n, k) in GENERIC_GRID {
-                push_unique(&mut shapes, n, k, format!("grid {n}x{k}"));
+                push_unique(&mut shapes, n, k, format!("{GRID_LABEL} {n}x{k}"));
             }
         }
         shapes.retain(|(n, k, label)| {
@@ -306,9 +309,16 @@ impl SweepSpec {
             .iter()
             .map(|s| (s, false))
             .chain(self.fp16_only_shapes.iter().map(|s| (s, true)));
-        for ((n, k, _), fp16_only) in all_shapes {
+        for ((n, k, label), fp16_only) in all_shapes {
             let (n, k) = (*n, *k);
+            // The generic grid is a fallback for other models: from the compute-bound sizes up it
+            // gets powers of two only (its 1.5x points cost ~12 s of a full run) and no
+            // IMMA-only timing (that is for the comparison with torch._int_mm on model shapes).
+            let grid = label.starts_with(GRID_LABEL);
             for &tokens in &self.tokens {
+                if grid && tokens >= COMPUTE_BOUND_MIN_TOKENS && !tokens.is_power_of_two() {
+                    continue;
+                }
                 // cuBLASLt fp16 only at the roof shape below: choosing its algorithm (16
                 // candidates) at every point cost ~25 s of a full run, for no table.
                 let mut paths = vec![GemmPath::Fp16CublasGemmEx];
@@ -321,7 +331,7 @@ impl SweepSpec {
                     if tokens <= GEMV_MAX_TOKENS {
                         paths.extend([GemmPath::Int8W8a16Gemv, GemmPath::Nf4Gemv]);
                     }
-                    if self.imma_only_tokens.contains(&tokens) {
+                    if !grid && self.imma_only_tokens.contains(&tokens) {
                         paths.push(GemmPath::Int8ImmaOnly);
                     }
                 }
