@@ -265,6 +265,8 @@ pub struct CudaTimer {
     reps: usize,
     /// `CARDPLAN_DEBUG_TIMING`: print each job's wall time, and each heat-up's trajectory.
     debug_timing: bool,
+    /// How many L2s the rotated copies cover (`CARDPLAN_ROTATE_L2X`, for diagnosis; default 2).
+    rotate_l2x: u64,
     max_tokens: u32,
     max_batch: u32,
     max_context: u32,
@@ -457,6 +459,11 @@ impl CudaTimer {
             warmup: 5,
             reps: reps.max(20),
             debug_timing: std::env::var_os("CARDPLAN_DEBUG_TIMING").is_some(),
+            rotate_l2x: std::env::var("CARDPLAN_ROTATE_L2X")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .filter(|&x| x >= 1)
+                .unwrap_or(2),
             max_tokens: spec.tokens.iter().copied().max().unwrap_or(1).max(8192),
             max_batch: spec.decode_batches.iter().copied().max().unwrap_or(1),
             max_context: spec.decode_contexts.iter().copied().max().unwrap_or(16),
@@ -547,7 +554,9 @@ impl CudaTimer {
             return 1;
         }
         let bytes = bytes.max(1);
-        let want = (2 * self.info.l2_bytes).div_ceil(bytes).max(1) as usize;
+        let want = (self.rotate_l2x * self.info.l2_bytes)
+            .div_ceil(bytes)
+            .max(1) as usize;
         let mem_cap = (MAX_ROTATION_BYTES / bytes).max(1) as usize;
         let copies = want.min(MAX_COPIES).min(mem_cap).min(room.max(1));
         let mut r = self.rot.get();
