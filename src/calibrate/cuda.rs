@@ -76,8 +76,9 @@ const SELECT_REPS: usize = 3;
 // serving GPU at capacity is under sustained load.
 /// Heat-up before a compute-bound job's samples: its own graph replayed back to back this long.
 /// The power controller has pulled the clock most of the way down by then (7-9% of the 9-12% at
-/// 3 s for T = 512-1024 GEMMs; diag-heat-h100.md); in a full run, most heat-ups level off
-/// within 0.1-0.15 s (`CARDPLAN_DEBUG_TIMING` prints them).
+/// 3 s for T = 512-1024 GEMMs; diag-heat-h100.md). It is still moving: in a full run the time
+/// changes by a median 1-1.5% (p90 5-7%) between 0.1 and 0.2 s (`CARDPLAN_DEBUG_TIMING` prints
+/// each heat-up), hence the sampling window after it.
 const SUSTAIN_HEAT: std::time::Duration = std::time::Duration::from_millis(200);
 /// After a heat-up, samples are taken for at least this long (and at least `reps` of them): under
 /// the power cap the clock saws by ±7% over hundreds of milliseconds (nvidia-smi trace,
@@ -2250,8 +2251,9 @@ fn device_info(ctx: &Arc<CudaContext>) -> Result<DeviceInfo> {
 
 /// Calls in one timed graph: enough for `target_ms` at `est_ms` a call (at least the copies and
 /// [`MIN_CALLS`], at most [`MAX_CALLS`]), then a whole number of rounds over the `copies`. With a
-/// partial round, the next replay starts on a copy read only a call or two before, still partly
-/// in L2 where a copy is smaller than L2 (o_proj: 32 MiB of 60 MiB), and that call reads fast.
+/// partial round the next replay would start on a copy read only a call or two before; whole
+/// rounds give every copy the same reuse distance. (F.linear on an H200 showed no measurable
+/// effect of the remainder: benches/gpu-results/diag-calls-h200.md.)
 fn replay_calls(est_ms: f64, target_ms: f64, copies: usize) -> usize {
     let copies = copies.clamp(1, MAX_CALLS);
     let by_time = if est_ms > 0.0 {
