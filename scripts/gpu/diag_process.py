@@ -131,35 +131,40 @@ def bench(call, copies, mode="driver"):
     return statistics.median(ts)
 
 
-lines = [f"# cardplan's cublasGemmEx from a process with {'torch initialised' if WITH_TORCH else 'neither torch'} (no cudarc), {name}", "",
-         "ms per call: the calibrator's back-to-back method through the driver API (cuda-python) and "
-         "cuBLAS (ctypes, libcublas.so.13 from the loader path); median of 3 measurements. Columns: "
-         "graph modes (see `bench`), the plain driver one first and last.", "",
-         "| layer | n | k | T | copies | " + " | ".join(COLS) + " |", "|---|---|---|---|---|" + "---|" * len(COLS)]
-for layer, n, k, tokens in [("qkv_proj", 6144, 4096, (8, 16, 64)), ("o_proj", 4096, 4096, (8, 16, 64)),
-                            ("gate_up_proj", 28672, 4096, (64,)), ("down_proj", 4096, 14336, (64,))]:
-    copies = max(1, min(64, -(-2 * l2 // (2 * n * k))))
-    w = [upload((rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
-    x = upload((rng.random((64, k), dtype=np.float32) * 2 - 1).astype(np.float16))
-    y = ok(cu.cuMemAlloc(2 * 64 * n))
-    if WITH_TORCH:  # the same draws in torch tensors, as reference.py makes them
-        tw = [((torch.rand(n, k, device="cuda") * 2 - 1) * 0.05).half() for _ in range(copies)]
-        tx = (torch.rand(64, k, device="cuda") * 2 - 1).half()
-        ty = torch.empty(64, n, device="cuda", dtype=torch.half)
-        torch.cuda.synchronize()
-    for t in tokens:
-        v = [statistics.median(bench(lambda i, st: gemm(w[i], x, y, n, k, t, st), copies, m) for _ in range(3))
-             for m in MODES]
+def main():
+    lines = [f"# cardplan's cublasGemmEx from a process with {'torch initialised' if WITH_TORCH else 'neither torch'} (no cudarc), {name}", "",
+             "ms per call: the calibrator's back-to-back method through the driver API (cuda-python) and "
+             "cuBLAS (ctypes, libcublas.so.13 from the loader path); median of 3 measurements. Columns: "
+             "graph modes (see `bench`), the plain driver one first and last.", "",
+             "| layer | n | k | T | copies | " + " | ".join(COLS) + " |", "|---|---|---|---|---|" + "---|" * len(COLS)]
+    for layer, n, k, tokens in [("qkv_proj", 6144, 4096, (8, 16, 64)), ("o_proj", 4096, 4096, (8, 16, 64)),
+                                ("gate_up_proj", 28672, 4096, (64,)), ("down_proj", 4096, 14336, (64,))]:
+        copies = max(1, min(64, -(-2 * l2 // (2 * n * k))))
+        w = [upload((rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
+        x = upload((rng.random((64, k), dtype=np.float32) * 2 - 1).astype(np.float16))
+        y = ok(cu.cuMemAlloc(2 * 64 * n))
+        if WITH_TORCH:  # the same draws in torch tensors, as reference.py makes them
+            tw = [((torch.rand(n, k, device="cuda") * 2 - 1) * 0.05).half() for _ in range(copies)]
+            tx = (torch.rand(64, k, device="cuda") * 2 - 1).half()
+            ty = torch.empty(64, n, device="cuda", dtype=torch.half)
+            torch.cuda.synchronize()
+        for t in tokens:
+            v = [statistics.median(bench(lambda i, st: gemm(w[i], x, y, n, k, t, st), copies, m) for _ in range(3))
+                 for m in MODES]
+            if WITH_TORCH:
+                tv = [statistics.median(bench(lambda i, st: gemm(tw[i].data_ptr(), x, y, n, k, t, st), copies) for _ in range(3)),
+                      statistics.median(bench(lambda i, st: gemm(tw[i].data_ptr(), tx.data_ptr(), ty.data_ptr(), n, k, t, st), copies)
+                                        for _ in range(3))]
+                v += tv + [statistics.median(b2b.bench(lambda i: F.linear(tx[:t], tw[i]), copies) for _ in range(3))]
+            lines.append(f"| {layer} | {n} | {k} | {t} | {copies} | " + " | ".join(f"{a:.4f}" for a in v) + " |")
+            print(lines[-1], flush=True)
+        for p in w + [x, y]:
+            ok(cu.cuMemFree(p))
         if WITH_TORCH:
-            tv = [statistics.median(bench(lambda i, st: gemm(tw[i].data_ptr(), x, y, n, k, t, st), copies) for _ in range(3)),
-                  statistics.median(bench(lambda i, st: gemm(tw[i].data_ptr(), tx.data_ptr(), ty.data_ptr(), n, k, t, st), copies)
-                                    for _ in range(3))]
-            v += tv + [statistics.median(b2b.bench(lambda i: F.linear(tx[:t], tw[i]), copies) for _ in range(3))]
-        lines.append(f"| {layer} | {n} | {k} | {t} | {copies} | " + " | ".join(f"{a:.4f}" for a in v) + " |")
-        print(lines[-1], flush=True)
-    for p in w + [x, y]:
-        ok(cu.cuMemFree(p))
-    if WITH_TORCH:
-        del tw, tx, ty
-        torch.cuda.empty_cache()
-open(out_md, "w").write("\n".join(lines) + "\n")
+            del tw, tx, ty
+            torch.cuda.empty_cache()
+    open(out_md, "w").write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
