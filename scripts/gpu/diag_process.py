@@ -71,9 +71,10 @@ def upload(a):
     return ptr
 
 
-def gemm(w, x, y, n, k, t, st):
-    blas.cublasSetStream_v2(handle, ctypes.c_void_p(int(st)))
-    r = blas.cublasGemmEx(handle, 1, 0, n, t, k, ctypes.byref(alpha), ctypes.c_void_p(int(w)), 2, k,
+def gemm(w, x, y, n, k, t, st, h=None):
+    h = handle if h is None else ctypes.c_void_p(h)
+    blas.cublasSetStream_v2(h, ctypes.c_void_p(int(st)))
+    r = blas.cublasGemmEx(h, 1, 0, n, t, k, ctypes.byref(alpha), ctypes.c_void_p(int(w)), 2, k,
                           ctypes.c_void_p(int(x)), 2, k, ctypes.byref(beta), ctypes.c_void_p(int(y)), 2, n, 68, 99)
     assert r == 0, r
 
@@ -83,10 +84,11 @@ def ms_between():
     return ok(elapsed(e0, e1))
 
 
-def bench(call, copies, mode="driver"):
+def bench(call, copies, mode="driver", before_sample=None):
     """mode: driver (the calibrator's steps), autofree (instantiated with AUTO_FREE_ON_LAUNCH, as
     torch does), noupload (no cuGraphUpload), legacy (launched and timed on the legacy stream), torch
-    (captured and replayed by torch.cuda.graph, timed on torch's current stream)."""
+    (captured and replayed by torch.cuda.graph, timed on torch's current stream).
+    before_sample(stream): called before each timed replay (e.g. b2b.bench's busy-wait)."""
     for i in range(max(copies, 5)):
         call(i % copies, stream)
     ok(cu.cuEventRecord(e0, stream))
@@ -121,6 +123,8 @@ def bench(call, copies, mode="driver"):
         ok(cu.cuCtxSynchronize())
     ts = []
     for _ in range(30):
+        if before_sample is not None:
+            before_sample(ts_stream)
         ok(cu.cuEventRecord(e0, ts_stream))
         launch()
         ok(cu.cuEventRecord(e1, ts_stream))

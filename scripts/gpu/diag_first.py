@@ -1,0 +1,56 @@
+"""When does the calibrator's method at o_proj T = 8 leave its fast level in a Python process?
+
+Usage: python3 scripts/gpu/diag_first.py  (prints one line per step)
+
+diag-factors-h200.md: in two fresh processes the first measurement read 0.0128 ms (the
+calibrator's level) and every later one 0.0136 ms (F.linear's), whatever changed between them.
+This repeats the same driver-API measurement (diag_process.py's `bench`, no torch) six times,
+then after importing torch and initialising CUDA in it, after one torch kernel (a busy-wait), after
+one eager F.linear, with b2b.bench's busy-wait before each sample, and without it again. ms per
+call, each a single measurement.
+"""
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import diag_process as dp  # noqa: E402
+
+n = k = 4096
+copies = max(1, min(64, -(-2 * dp.l2 // (2 * n * k))))
+w = [dp.upload((dp.rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
+x = dp.upload((dp.rng.random((64, k), dtype=np.float32) * 2 - 1).astype(np.float16))
+y = dp.ok(dp.cu.cuMemAlloc(2 * 64 * n))
+
+
+def run(label, times=3, before_sample=None):
+    v = [dp.bench(lambda i, st: dp.gemm(w[i], x, y, n, k, 8, st), copies, before_sample=before_sample)
+         for _ in range(times)]
+    print(f"{label}: " + " ".join(f"{a:.4f}" for a in v), flush=True)
+
+
+run("fresh process, no torch", 6)
+import torch  # noqa: E402
+
+torch.zeros(1, device="cuda")
+torch.cuda.synchronize()
+run("after import torch + torch.zeros on cuda")
+torch.cuda._sleep(1000)
+torch.cuda.synchronize()
+run("after one torch.cuda._sleep")
+import torch.nn.functional as F  # noqa: E402
+
+F.linear(torch.rand(8, k, device="cuda").half(), torch.rand(n, k, device="cuda").half())
+torch.cuda.synchronize()
+run("after one eager F.linear")
+SPIN = int(50e-6 * torch.cuda.get_device_properties(0).clock_rate * 1e3)
+
+
+def spin(st):
+    with torch.cuda.stream(torch.cuda.ExternalStream(int(st))):
+        torch.cuda._sleep(SPIN)
+
+
+run("with torch's busy-wait before each sample, on the timing stream", before_sample=spin)
+run("without it again")
