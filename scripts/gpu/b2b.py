@@ -66,11 +66,13 @@ def replay_calls(est, target, copies, whole_rounds=True):
     return up if up <= MAX_CALLS else MAX_CALLS // copies * copies
 
 
-def bench(fn, copies, sustained=False, calls=None, heat_s=None):
+def bench(fn, copies, sustained=False, calls=None, heat_s=None, spin=None):
     """Median time of one call of `fn(i)` (i = the copy to use, of `copies`), back to back;
     `sustained`: under sustained load, as the calibrator times compute-bound jobs (heated for
-    `heat_s`, default SUSTAIN_HEAT_S); `calls`: the graph's size, instead of `replay_calls` (for
-    diagnosis)."""
+    `heat_s`, default SUSTAIN_HEAT_S); `calls`: the graph's size, instead of `replay_calls`;
+    `spin`: busy-wait cycles before each sample instead of SPIN, and no busy-wait kernel at all
+    when negative (the last two for diagnosis)."""
+    spin = SPIN if spin is None else spin
     copies = max(1, min(copies, MAX_COPIES))
     for i in range(max(copies, WARM)):
         fn(i % copies)
@@ -100,7 +102,8 @@ def bench(fn, copies, sustained=False, calls=None, heat_s=None):
     ts = []
     t0 = time.time()
     while len(ts) < REPS or (sustained and time.time() - t0 < SUSTAIN_WINDOW_S):
-        torch.cuda._sleep(SPIN)
+        if spin >= 0:
+            torch.cuda._sleep(spin)
         s.record()
         g.replay()
         e.record()
