@@ -66,6 +66,22 @@ def replay_calls(est, target, copies, whole_rounds=True):
     return up if up <= MAX_CALLS else MAX_CALLS // copies * copies
 
 
+def estimate(fn, copies, warm=True):
+    """A rough time of one call (ms): three calls of `fn(i)` launched back to back, after a warm-up
+    of each copy once (at least WARM calls) unless `warm` is False. It sizes the timed graph."""
+    copies = max(1, min(copies, MAX_COPIES))
+    if warm:
+        for i in range(max(copies, WARM)):
+            fn(i % copies)
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    s.record()
+    for i in range(3):
+        fn(i % copies)
+    e.record()
+    e.synchronize()
+    return s.elapsed_time(e) / 3
+
+
 def bench(fn, copies, sustained=False, calls=None, heat_s=None, spin=None):
     """Median time of one call of `fn(i)` (i = the copy to use, of `copies`), back to back;
     `sustained`: under sustained load, as the calibrator times compute-bound jobs (heated for
@@ -74,15 +90,7 @@ def bench(fn, copies, sustained=False, calls=None, heat_s=None, spin=None):
     when negative (the last two for diagnosis)."""
     spin = SPIN if spin is None else spin
     copies = max(1, min(copies, MAX_COPIES))
-    for i in range(max(copies, WARM)):
-        fn(i % copies)
-    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    s.record()
-    for i in range(3):
-        fn(i % copies)
-    e.record()
-    e.synchronize()
-    est = s.elapsed_time(e) / 3
+    est = estimate(fn, copies)
     if calls is None:
         calls = replay_calls(est, SUSTAIN_TARGET_MS if sustained else TARGET_MS, copies)
     g = capture(fn, calls, copies)
@@ -99,6 +107,7 @@ def bench(fn, copies, sustained=False, calls=None, heat_s=None, spin=None):
         for _ in range(8):
             g.replay()
         torch.cuda.synchronize()
+    s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     ts = []
     t0 = time.time()
     while len(ts) < REPS or (sustained and time.time() - t0 < SUSTAIN_WINDOW_S):

@@ -39,13 +39,7 @@ for name, n, k, tokens in POINTS:
             for c in (CALLS if p % 2 == 0 else CALLS[::-1]):
                 res[c].append(b2b.bench(fn, s, calls=c))
         # b2b.bench's own R: the same estimate it makes, then whole rounds
-        est_s, est_e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        est_s.record()
-        for i in range(3):
-            fn(i % s)
-        est_e.record()
-        est_e.synchronize()
-        auto_r = b2b.replay_calls(est_s.elapsed_time(est_e) / 3, b2b.TARGET_MS, s)
+        auto_r = b2b.replay_calls(b2b.estimate(fn, s, warm=False), b2b.TARGET_MS, s)
         auto = statistics.median(b2b.bench(fn, s) for _ in range(3))
         lines.append(f"| {name} | {T} | {s} | " + " | ".join(f"{statistics.median(res[c]):.4f}" for c in CALLS)
                      + f" | {auto_r} | {auto:.4f} |")

@@ -8,12 +8,10 @@ changes one thing at a time, from the driver-API method towards b2b.bench's F.li
 busy-wait before each sample, torch's cuBLAS handle, torch-allocated weights, torch's capture and
 replay, and then F.linear itself. Median of 3 per cell, ms per call.
 """
-import ctypes
 import os
 import statistics
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diag_process as dp  # noqa: E402
@@ -25,10 +23,8 @@ import b2b  # noqa: E402
 
 out_md = sys.argv[1] if len(sys.argv) > 1 else "diag-factors.md"
 n = k = 4096
-copies = max(1, min(64, -(-2 * dp.l2 // (2 * n * k))))
-w = [dp.upload((dp.rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
-x = dp.upload((dp.rng.random((64, k), dtype=np.float32) * 2 - 1).astype(np.float16))
-y = dp.ok(dp.cu.cuMemAlloc(2 * 64 * n))
+w, x, y = dp.operands(n, k)
+copies = len(w)
 tw = b2b.weights(n, k, copies)
 tx = (torch.rand(64, k, device="cuda") * 2 - 1).half()
 torch.cuda.synchronize()

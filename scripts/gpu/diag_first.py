@@ -15,16 +15,13 @@ call, each a single measurement.
 import os
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diag_process as dp  # noqa: E402
 
 n = k = 4096
-copies = max(1, min(64, -(-2 * dp.l2 // (2 * n * k))))
-w = [dp.upload((dp.rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
-x = dp.upload((dp.rng.random((64, k), dtype=np.float32) * 2 - 1).astype(np.float16))
-y = dp.ok(dp.cu.cuMemAlloc(2 * 64 * n))
+w, x, y = dp.operands(n, k)
+copies = len(w)
 
 
 def run(label, times=3, before_sample=None):

@@ -12,7 +12,6 @@ import re
 import statistics
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diag_process as dp  # noqa: E402
@@ -24,10 +23,8 @@ import torch  # noqa: E402
 torch.zeros(1, device="cuda")
 dp.torch = torch  # diag_process's "torch" mode uses it
 n = k = 4096
-copies = max(1, min(64, -(-2 * dp.l2 // (2 * n * k))))
-w = [dp.upload((dp.rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
-x = dp.upload((dp.rng.random((64, k), dtype=np.float32) * 2 - 1).astype(np.float16))
-y = dp.ok(dp.cu.cuMemAlloc(2 * 64 * n))
+w, x, y = dp.operands(n, k)
+copies = len(w)
 summary = []
 for t in (16, 64):
     call = lambda i, st: dp.gemm(w[i], x, y, n, k, t, st)  # noqa: E731

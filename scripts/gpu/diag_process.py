@@ -71,6 +71,16 @@ def upload(a):
     return ptr
 
 
+def operands(n, k, rows=64):
+    """The calibrator's rotated weight copies (covering 2x L2, at most 64) of an n x k fp16 layer,
+    uniform in [-0.05, 0.05), an activation of `rows` x k in [-1, 1) and an output, all by
+    cuMemAlloc: (w, x, y)."""
+    copies = max(1, min(64, -(-2 * l2 // (2 * n * k))))
+    w = [upload((rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
+    x = upload((rng.random((rows, k), dtype=np.float32) * 2 - 1).astype(np.float16))
+    return w, x, ok(cu.cuMemAlloc(2 * rows * n))
+
+
 def gemm(w, x, y, n, k, t, st, h=None):
     h = handle if h is None else ctypes.c_void_p(h)
     blas.cublasSetStream_v2(h, ctypes.c_void_p(int(st)))
@@ -143,10 +153,8 @@ def main():
              "| layer | n | k | T | copies | " + " | ".join(COLS) + " |", "|---|---|---|---|---|" + "---|" * len(COLS)]
     for layer, n, k, tokens in [("qkv_proj", 6144, 4096, (8, 16, 64)), ("o_proj", 4096, 4096, (8, 16, 64)),
                                 ("gate_up_proj", 28672, 4096, (64,)), ("down_proj", 4096, 14336, (64,))]:
-        copies = max(1, min(64, -(-2 * l2 // (2 * n * k))))
-        w = [upload((rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
-        x = upload((rng.random((64, k), dtype=np.float32) * 2 - 1).astype(np.float16))
-        y = ok(cu.cuMemAlloc(2 * 64 * n))
+        w, x, y = operands(n, k)
+        copies = len(w)
         if WITH_TORCH:  # the same draws in torch tensors, as reference.py makes them
             tw = [((torch.rand(n, k, device="cuda") * 2 - 1) * 0.05).half() for _ in range(copies)]
             tx = (torch.rand(64, k, device="cuda") * 2 - 1).half()

@@ -83,13 +83,7 @@ for name, n, k, T in [("qkv_proj", 6144, 4096, 256), ("o_proj", 4096, 4096, 256)
                     break
                 b2b.bench(lambda i: F.linear(xs[t], ws[i]), copies, sustained=t >= b2b.COMPUTE_BOUND_MIN_TOKENS)
         # size the graph as b2b.bench does for a sustained point (estimate from 3 eager calls)
-        est_s, est_e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        est_s.record()
-        for i in range(3):
-            fn(i % copies)
-        est_e.record()
-        est_e.synchronize()
-        calls = b2b.replay_calls(est_s.elapsed_time(est_e) / 3, b2b.SUSTAIN_TARGET_MS, copies)
+        calls = b2b.replay_calls(b2b.estimate(fn, copies, warm=False), b2b.SUSTAIN_TARGET_MS, copies)
         pts = trajectory(fn, copies, calls)
         lines.append(f"| {name} | {T} | {start} | " + " | ".join(f"{at(pts, m):.4f}" for m in MARKS) + " | "
                      + " | ".join(rule(pts, r) for r in RULES) + " |")

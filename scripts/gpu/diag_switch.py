@@ -14,7 +14,6 @@ import os
 import statistics
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diag_process as dp  # noqa: E402  (the driver context, cuBLAS handle and `bench`)
@@ -23,11 +22,7 @@ out_md = sys.argv[1] if len(sys.argv) > 1 else "diag-switch.md"
 POINTS = [(4096, 4096, 8), (4096, 4096, 16), (4096, 4096, 64), (6144, 4096, 1)]
 bufs = {}
 for n, k in {(n, k) for n, k, _ in POINTS}:
-    copies = max(1, min(64, -(-2 * dp.l2 // (2 * n * k))))
-    w = [dp.upload((dp.rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
-    x = dp.upload((dp.rng.random((64, k), dtype=np.float32) * 2 - 1).astype(np.float16))
-    y = dp.ok(dp.cu.cuMemAlloc(2 * 64 * n))
-    bufs[(n, k)] = (w, x, y)
+    bufs[(n, k)] = dp.operands(n, k)
 
 
 def driver_row():

@@ -13,7 +13,6 @@ import ctypes
 import os
 import sys
 
-import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import diag_process as dp  # noqa: E402
@@ -23,10 +22,8 @@ from cuda.bindings import nvrtc  # noqa: E402
 import b2b  # noqa: E402
 
 n = k = 4096
-copies = max(1, min(64, -(-2 * dp.l2 // (2 * n * k))))
-w = [dp.upload((dp.rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
-x = dp.upload((dp.rng.random((64, k), dtype=np.float32) * 2 - 1).astype(np.float16))
-y = dp.ok(dp.cu.cuMemAlloc(2 * 64 * n))
+w, x, y = dp.operands(n, k)
+copies = len(w)
 keep = b2b.weights(n, k, copies)  # what switches torch's busy-wait to the slow level
 one = torch.zeros(1, device="cuda")
 torch.cuda.synchronize()

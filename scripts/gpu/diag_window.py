@@ -57,16 +57,9 @@ for name, n, k, T in [("qkv_proj", 6144, 4096, 256), ("o_proj", 4096, 4096, 256)
     copies = len(ws)
     xs = {t: (torch.rand(t, k, device=dev) * 2 - 1).half() for t in SWEEP if t <= T}
     fn = lambda i: F.linear(xs[T], ws[i])  # noqa: E731
-    for i in range(max(copies, b2b.WARM)):
-        fn(i % copies)
-    est_s, est_e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    est_s.record()
-    for i in range(3):
-        fn(i % copies)
-    est_e.record()
-    est_e.synchronize()
-    calls = b2b.replay_calls(est_s.elapsed_time(est_e) / 3, b2b.SUSTAIN_TARGET_MS, copies)
+    calls = b2b.replay_calls(b2b.estimate(fn, copies), b2b.SUSTAIN_TARGET_MS, copies)
     g = b2b.capture(fn, calls, copies)
+    est_s, est_e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     g.replay()
     est_s.record()
     g.replay()

@@ -618,21 +618,8 @@ impl CudaTimer {
         let now = std::time::Instant::now();
         let warm = matches!(self.load.get(), Some((g, last)) if g == group && now.duration_since(last) < SUSTAIN_GAP);
         if !warm {
-            let mut blocks = Vec::new();
-            while now.elapsed() < SUSTAIN_HEAT {
-                if self.debug_timing {
-                    self.start.record(&self.stream).gpu("event")?;
-                }
-                for _ in 0..8 {
-                    graph.launch().gpu("graph launch")?;
-                }
-                if self.debug_timing {
-                    self.end.record(&self.stream).gpu("event")?;
-                    let ms = self.start.elapsed_ms(&self.end).gpu("event time")?;
-                    blocks.push(f64::from(ms) / (8 * calls) as f64);
-                }
-                self.stream.synchronize().gpu("synchronize")?;
-            }
+            let blocks =
+                self.replay_for(graph, SUSTAIN_HEAT, self.debug_timing.then_some(calls))?;
             if self.debug_timing {
                 let list: Vec<String> = blocks.iter().map(|b| format!("{:.5}", b)).collect();
                 eprintln!(
@@ -652,16 +639,37 @@ impl CudaTimer {
         if let Some((_, last)) = self.load.get()
             && last.elapsed() < RECOVER_AFTER
         {
-            let now = std::time::Instant::now();
-            while now.elapsed() < RECOVER_HEAT {
-                for _ in 0..8 {
-                    graph.launch().gpu("graph launch")?;
-                }
-                self.stream.synchronize().gpu("synchronize")?;
-            }
+            self.replay_for(graph, RECOVER_HEAT, None)?;
             self.load.set(None);
         }
         Ok(())
+    }
+
+    /// Replay `graph` back to back, in blocks of 8 with a synchronize after each, for `dur`.
+    /// With `timed` = Some(calls per replay), each block is also timed: ms per call, one per block.
+    fn replay_for(
+        &self,
+        graph: &cudarc::driver::CudaGraph,
+        dur: std::time::Duration,
+        timed: Option<usize>,
+    ) -> Result<Vec<f64>> {
+        let now = std::time::Instant::now();
+        let mut blocks = Vec::new();
+        while now.elapsed() < dur {
+            if timed.is_some() {
+                self.start.record(&self.stream).gpu("event")?;
+            }
+            for _ in 0..8 {
+                graph.launch().gpu("graph launch")?;
+            }
+            if let Some(calls) = timed {
+                self.end.record(&self.stream).gpu("event")?;
+                let ms = self.start.elapsed_ms(&self.end).gpu("event time")?;
+                blocks.push(f64::from(ms) / (8 * calls) as f64);
+            }
+            self.stream.synchronize().gpu("synchronize")?;
+        }
+        Ok(blocks)
     }
 
     /// Back to back: a CUDA graph of R calls rotating over the copies, replayed `reps` times
