@@ -145,6 +145,37 @@ def bench(call, copies, mode="driver", before_sample=None):
     return statistics.median(ts)
 
 
+SPIN_SRC = b"""extern "C" __global__ void spin_ns(unsigned long long ns) {
+    unsigned long long t0, t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t0));
+    do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); } while (t - t0 < ns);
+}"""
+
+
+def spin_hook(ns=50_000):
+    """The calibrator's busy-wait kernel (`spin_ns` of kernels/util.cu), compiled by NVRTC here and
+    launched through the driver API: a `before_sample` for `bench`."""
+    from cuda.bindings import nvrtc
+
+    def nok(r):
+        assert r[0] == nvrtc.nvrtcResult.NVRTC_SUCCESS, r
+        return r[1] if len(r) == 2 else None
+    prog = nok(nvrtc.nvrtcCreateProgram(SPIN_SRC, b"spin.cu", 0, [], []))
+    cc = [ok(cu.cuDeviceGetAttribute(a, dev)) for a in (cu.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                                                         cu.CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR)]
+    nok(nvrtc.nvrtcCompileProgram(prog, 1, [f"--gpu-architecture=sm_{cc[0]}{cc[1]}".encode()]))
+    cubin = b" " * nok(nvrtc.nvrtcGetCUBINSize(prog))
+    nok(nvrtc.nvrtcGetCUBIN(prog, cubin))
+    kern = ok(cu.cuModuleGetFunction(ok(cu.cuModuleLoadData(cubin)), b"spin_ns"))
+    arg = ctypes.c_ulonglong(ns)
+    args = (ctypes.c_void_p * 1)(ctypes.addressof(arg))
+
+    def hook(st):
+        ok(cu.cuLaunchKernel(kern, 1, 1, 1, 32, 1, 1, 0, st, ctypes.addressof(args), 0))
+    hook.keep = (arg, args)  # the argument buffers live as long as the hook
+    return hook
+
+
 def main():
     lines = [f"# cardplan's cublasGemmEx from a process with {'torch initialised' if WITH_TORCH else 'neither torch'} (no cudarc), {name}", "",
              "ms per call: the calibrator's back-to-back method through the driver API (cuda-python) and "

@@ -268,6 +268,10 @@ pub struct CudaTimer {
     debug_timing: bool,
     /// How many L2s the rotated copies cover (`CARDPLAN_ROTATE_L2X`, for diagnosis; default 2).
     rotate_l2x: u64,
+    /// Extra device memory held while timing (`CARDPLAN_BALLAST_MB`, for diagnosis).
+    _ballast: Option<Ballast>,
+    /// Skip the busy-wait before each sample (`CARDPLAN_NO_SPIN`, for diagnosis).
+    no_spin: bool,
     max_tokens: u32,
     max_batch: u32,
     max_context: u32,
@@ -433,6 +437,7 @@ impl CudaTimer {
                 .result()
                 .gpu("cuBLAS math mode")?;
         }
+        let ballast = Ballast::from_env(&stream)?;
         let info = device_info(&ctx)?;
         let start = ctx
             .new_event(Some(dsys::CUevent_flags::CU_EVENT_DEFAULT))
@@ -465,6 +470,8 @@ impl CudaTimer {
                 .and_then(|v| v.parse().ok())
                 .filter(|&x| x >= 1)
                 .unwrap_or(2),
+            _ballast: ballast,
+            no_spin: std::env::var_os("CARDPLAN_NO_SPIN").is_some(),
             max_tokens: spec.tokens.iter().copied().max().unwrap_or(1).max(8192),
             max_batch: spec.decode_batches.iter().copied().max().unwrap_or(1),
             max_context: spec.decode_contexts.iter().copied().max().unwrap_or(16),
@@ -724,7 +731,9 @@ impl CudaTimer {
         let mut times = Vec::with_capacity(reps);
         let sampling = std::time::Instant::now();
         while times.len() < reps.max(1) || sampling.elapsed() < window {
-            launch!(self, "spin_ns", cfg((1, 1, 1), 32, 0); SPIN_NS)?;
+            if !self.no_spin {
+                launch!(self, "spin_ns", cfg((1, 1, 1), 32, 0); SPIN_NS)?;
+            }
             self.start.record(&self.stream).gpu("event")?;
             graph.launch().gpu("graph launch")?;
             self.end.record(&self.stream).gpu("event")?;
@@ -1638,7 +1647,9 @@ impl CudaTimer {
         }
         let mut times = Vec::with_capacity(self.reps);
         for _ in 0..self.reps {
-            launch!(self, "spin_ns", cfg((1, 1, 1), 32, 0); SPIN_NS)?;
+            if !self.no_spin {
+                launch!(self, "spin_ns", cfg((1, 1, 1), 32, 0); SPIN_NS)?;
+            }
             self.start.record(&self.stream).gpu("event")?;
             for i in 0..calls {
                 op(self, i)?;
@@ -2125,6 +2136,63 @@ impl KernelTimer for CudaTimer {
 
     fn timing(&self) -> Timing {
         self.timing
+    }
+}
+
+/// Device memory held and never read, to test whether what a process holds moves kernel times
+/// (`CARDPLAN_BALLAST_MB=N`: N MB from `cuMemAlloc`, as torch allocates; `Npool`: from the
+/// stream-ordered pool, as the timer's own buffers). Filled once, so the pages are touched;
+/// `CARDPLAN_BALLAST_FREE` frees it again before timing.
+enum Ballast {
+    Sync(dsys::CUdeviceptr),
+    Pool(Buf),
+}
+
+impl Ballast {
+    fn from_env(stream: &Arc<CudaStream>) -> Result<Option<Ballast>> {
+        let Ok(v) = std::env::var("CARDPLAN_BALLAST_MB") else {
+            return Ok(None);
+        };
+        let (mb, pool) = match v.strip_suffix("pool") {
+            Some(mb) => (mb, true),
+            None => (v.as_str(), false),
+        };
+        let mb: usize = mb
+            .parse()
+            .map_err(|_| Error::BadInput(format!("CARDPLAN_BALLAST_MB: expected MB, got {v:?}")))?;
+        let bytes = mb << 20;
+        let b = if pool {
+            Ballast::Pool(alloc(stream, bytes)?)
+        } else {
+            // SAFETY: a plain allocation, freed once in Drop.
+            Ballast::Sync(unsafe { dres::malloc_sync(bytes) }.gpu("ballast allocation")?)
+        };
+        let ptr = match &b {
+            Ballast::Sync(p) => *p,
+            Ballast::Pool(buf) => buf.ptr,
+        };
+        // SAFETY: ptr is a live allocation of `bytes`.
+        unsafe { dres::memset_d8_async(ptr, 0x3c, bytes, stream.cu_stream()) }
+            .gpu("ballast fill")?;
+        stream.synchronize().gpu("synchronize")?;
+        eprintln!(
+            "ballast: {mb} MB from {}",
+            if pool {
+                "the stream-ordered pool"
+            } else {
+                "cuMemAlloc"
+            }
+        );
+        Ok(Some(b))
+    }
+}
+
+impl Drop for Ballast {
+    fn drop(&mut self) {
+        if let Ballast::Sync(p) = *self {
+            // SAFETY: allocated by malloc_sync in from_env and freed once.
+            let _ = unsafe { dres::free_sync(p) };
+        }
     }
 }
 
