@@ -16,6 +16,7 @@ diag-process-h200.md.)
 """
 import ctypes
 import math
+import os
 import statistics
 import sys
 
@@ -25,8 +26,6 @@ from cuda.bindings import driver as cu
 out_md = sys.argv[1] if len(sys.argv) > 1 else "diag-process.md"
 WITH_TORCH = "--torch" in sys.argv  # initialise torch's CUDA state in this process first
 if WITH_TORCH:
-    import os
-
     import torch
     import torch.nn.functional as F
     torch.zeros(1, device="cuda")
@@ -65,8 +64,18 @@ MODES = ["driver", "autofree", "noupload", "legacy"] + (["torch"] if WITH_TORCH 
 COLS = MODES + (["driver, torch weights", "driver, torch weights + x + y", "F.linear (b2b.bench)"] if WITH_TORCH else [])
 
 
+def device_alloc(nbytes):
+    """cuMemAlloc, or with DIAG_POOL=1 the stream-ordered pool (cuMemAllocAsync), as the
+    calibrator allocates."""
+    if os.environ.get("DIAG_POOL"):
+        ptr = ok(cu.cuMemAllocAsync(nbytes, stream))
+        ok(cu.cuStreamSynchronize(stream))
+        return ptr
+    return ok(cu.cuMemAlloc(nbytes))
+
+
 def upload(a):
-    ptr = ok(cu.cuMemAlloc(a.nbytes))
+    ptr = device_alloc(a.nbytes)
     ok(cu.cuMemcpyHtoD(ptr, a.ctypes.data, a.nbytes))
     return ptr
 
@@ -74,11 +83,11 @@ def upload(a):
 def operands(n, k, rows=64):
     """The calibrator's rotated weight copies (covering 2x L2, at most 64) of an n x k fp16 layer,
     uniform in [-0.05, 0.05), an activation of `rows` x k in [-1, 1) and an output, all by
-    cuMemAlloc: (w, x, y)."""
+    `device_alloc`: (w, x, y)."""
     copies = max(1, min(64, -(-2 * l2 // (2 * n * k))))
     w = [upload((rng.random((n, k), dtype=np.float32) * 0.1 - 0.05).astype(np.float16)) for _ in range(copies)]
     x = upload((rng.random((rows, k), dtype=np.float32) * 2 - 1).astype(np.float16))
-    return w, x, ok(cu.cuMemAlloc(2 * rows * n))
+    return w, x, device_alloc(2 * rows * n)
 
 
 def gemm(w, x, y, n, k, t, st, h=None):

@@ -135,7 +135,7 @@ pub fn check_libraries() -> Result<()> {
 
 /// A device allocation addressed by raw pointer (kernels take plain pointers).
 struct Buf {
-    _mem: CudaSlice<u8>,
+    _mem: Mem,
     ptr: u64,
     bytes: usize,
 }
@@ -150,6 +150,8 @@ struct GemmState {
     y: Buf,
     int8: Option<(Vec<I8Weights>, Int8Act)>,
     nf4: Option<(Vec<Nf4Weights>, Nf4Scratch)>,
+    /// `CARDPLAN_BALLAST_LATE`: the ballast, allocated after this shape's buffers.
+    _ballast: Option<Ballast>,
 }
 /// Scratch rewritten by every NF4 dequantize call (as in bitsandbytes): the fp16 weights, and
 /// for bitsandbytes' sequence the fp32 absmax before and after adding the offset.
@@ -437,7 +439,11 @@ impl CudaTimer {
                 .result()
                 .gpu("cuBLAS math mode")?;
         }
-        let ballast = Ballast::from_env(&stream)?;
+        let ballast = if std::env::var_os("CARDPLAN_BALLAST_LATE").is_none() {
+            Ballast::from_env(&stream)?
+        } else {
+            None
+        };
         let info = device_info(&ctx)?;
         let start = ctx
             .new_event(Some(dsys::CUevent_flags::CU_EVENT_DEFAULT))
@@ -1233,6 +1239,11 @@ impl CudaTimer {
             }
             let x = self.new_half(u64::from(self.max_tokens) * u64::from(k), 1.0)?;
             let y = alloc(&self.stream, 2 * self.max_tokens as usize * n as usize)?;
+            let ballast = if std::env::var_os("CARDPLAN_BALLAST_LATE").is_some() {
+                Ballast::from_env(&self.stream)?
+            } else {
+                None
+            };
             self.gemm = Some(GemmState {
                 n,
                 k,
@@ -1241,6 +1252,7 @@ impl CudaTimer {
                 y,
                 int8: None,
                 nf4: None,
+                _ballast: ballast,
             });
         }
         let tmax = self.max_tokens as usize;
@@ -2140,12 +2152,14 @@ impl KernelTimer for CudaTimer {
 }
 
 /// Device memory held and never read, to test whether what a process holds moves kernel times
-/// (`CARDPLAN_BALLAST_MB=N`: N MB from `cuMemAlloc`, as torch allocates; `Npool`: from the
-/// stream-ordered pool, as the timer's own buffers). Filled once, so the pages are touched;
-/// `CARDPLAN_BALLAST_FREE` frees it again before timing.
-enum Ballast {
-    Sync(dsys::CUdeviceptr),
-    Pool(Buf),
+/// (`CARDPLAN_BALLAST_MB=M[xN]`: N allocations of M MB from `cuMemAlloc`, as torch's caching
+/// allocator makes one per large tensor; `M[xN]pool`: from the stream-ordered pool, as the timer's
+/// own buffers). Filled once (on the timer's stream; with `CARDPLAN_BALLAST_LEGACY` by a
+/// synchronous memset on the legacy stream), so the pages are touched; `CARDPLAN_BALLAST_FREE`
+/// frees it again before timing.
+struct Ballast {
+    sync: Vec<dsys::CUdeviceptr>,
+    _pool: Vec<Buf>,
 }
 
 impl Ballast {
@@ -2153,64 +2167,123 @@ impl Ballast {
         let Ok(v) = std::env::var("CARDPLAN_BALLAST_MB") else {
             return Ok(None);
         };
-        let (mb, pool) = match v.strip_suffix("pool") {
-            Some(mb) => (mb, true),
+        let bad = || {
+            Error::BadInput(format!(
+                "CARDPLAN_BALLAST_MB: expected MB[xCOUNT][pool], got {v:?}"
+            ))
+        };
+        let (spec, pool) = match v.strip_suffix("pool") {
+            Some(spec) => (spec, true),
             None => (v.as_str(), false),
         };
-        let mb: usize = mb
-            .parse()
-            .map_err(|_| Error::BadInput(format!("CARDPLAN_BALLAST_MB: expected MB, got {v:?}")))?;
+        let (mb, count) = spec.split_once('x').unwrap_or((spec, "1"));
+        let mb: usize = mb.parse().map_err(|_| bad())?;
+        let count: usize = count.parse().map_err(|_| bad())?;
         let bytes = mb << 20;
-        let b = if pool {
-            Ballast::Pool(alloc(stream, bytes)?)
-        } else {
-            // SAFETY: a plain allocation, freed once in Drop.
-            Ballast::Sync(unsafe { dres::malloc_sync(bytes) }.gpu("ballast allocation")?)
+        let mut b = Ballast {
+            sync: Vec::new(),
+            _pool: Vec::new(),
         };
-        let ptr = match &b {
-            Ballast::Sync(p) => *p,
-            Ballast::Pool(buf) => buf.ptr,
-        };
-        // SAFETY: ptr is a live allocation of `bytes`.
-        unsafe { dres::memset_d8_async(ptr, 0x3c, bytes, stream.cu_stream()) }
+        let mut ptrs = Vec::with_capacity(count);
+        for _ in 0..count {
+            let p = if pool {
+                let buf = alloc(stream, bytes)?;
+                let p = buf.ptr;
+                b._pool.push(buf);
+                p
+            } else {
+                // SAFETY: a plain allocation, freed once in Drop.
+                let p = unsafe { dres::malloc_sync(bytes) }.gpu("ballast allocation")?;
+                b.sync.push(p);
+                p
+            };
+            ptrs.push(p);
+        }
+        let legacy = std::env::var_os("CARDPLAN_BALLAST_LEGACY").is_some();
+        for p in ptrs {
+            // SAFETY: p is a live allocation of `bytes`.
+            unsafe {
+                if legacy {
+                    dres::memset_d8_sync(p, 0x3c, bytes)
+                } else {
+                    dres::memset_d8_async(p, 0x3c, bytes, stream.cu_stream())
+                }
+            }
             .gpu("ballast fill")?;
+        }
         stream.synchronize().gpu("synchronize")?;
+        let free = std::env::var_os("CARDPLAN_BALLAST_FREE").is_some();
         eprintln!(
-            "ballast: {mb} MB from {}",
+            "ballast: {count} x {mb} MB from {}{}",
             if pool {
                 "the stream-ordered pool"
             } else {
                 "cuMemAlloc"
-            }
+            },
+            if free { ", freed again" } else { "" }
         );
-        Ok(Some(b))
+        Ok((!free).then_some(b))
     }
 }
 
 impl Drop for Ballast {
     fn drop(&mut self) {
-        if let Ballast::Sync(p) = *self {
+        for &p in &self.sync {
             // SAFETY: allocated by malloc_sync in from_env and freed once.
             let _ = unsafe { dres::free_sync(p) };
         }
     }
 }
 
+/// Who owns a [`Buf`]'s memory: the stream-ordered pool (default) or `cuMemAlloc`
+/// (`CARDPLAN_SYNC_ALLOC`, for diagnosis: one allocation per buffer, as torch's allocator makes).
+struct Mem {
+    _pool: Option<CudaSlice<u8>>,
+    sync: Option<dsys::CUdeviceptr>,
+}
+
+impl Drop for Mem {
+    fn drop(&mut self) {
+        if let Some(p) = self.sync {
+            // SAFETY: allocated by malloc_sync in `alloc` and freed once.
+            let _ = unsafe { dres::free_sync(p) };
+        }
+    }
+}
+
 fn alloc(stream: &Arc<CudaStream>, bytes: usize) -> Result<Buf> {
+    static SYNC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let bytes = bytes.max(16);
-    // SAFETY: the memory is always written (filled or produced by a kernel) before it is read.
-    let mem = unsafe { stream.alloc::<u8>(bytes) }.map_err(|e| {
+    let oom = |e| {
         Error::Gpu(format!(
             "cannot allocate {} MB on the GPU: {e:?}",
             bytes >> 20
         ))
-    })?;
+    };
+    if *SYNC.get_or_init(|| std::env::var_os("CARDPLAN_SYNC_ALLOC").is_some()) {
+        stream.context().bind_to_thread().gpu("context")?;
+        // SAFETY: as below; freed once when the Mem drops.
+        let ptr = unsafe { dres::malloc_sync(bytes) }.map_err(oom)?;
+        return Ok(Buf {
+            _mem: Mem {
+                _pool: None,
+                sync: Some(ptr),
+            },
+            ptr,
+            bytes,
+        });
+    }
+    // SAFETY: the memory is always written (filled or produced by a kernel) before it is read.
+    let mem = unsafe { stream.alloc::<u8>(bytes) }.map_err(oom)?;
     let ptr = {
         let (p, _sync) = mem.device_ptr(stream);
         p
     };
     Ok(Buf {
-        _mem: mem,
+        _mem: Mem {
+            _pool: Some(mem),
+            sync: None,
+        },
         ptr,
         bytes,
     })
