@@ -135,7 +135,7 @@ pub fn check_libraries() -> Result<()> {
 
 /// A device allocation addressed by raw pointer (kernels take plain pointers).
 struct Buf {
-    _mem: Mem,
+    _mem: CudaSlice<u8>,
     ptr: u64,
     bytes: usize,
 }
@@ -150,8 +150,6 @@ struct GemmState {
     y: Buf,
     int8: Option<(Vec<I8Weights>, Int8Act)>,
     nf4: Option<(Vec<Nf4Weights>, Nf4Scratch)>,
-    /// `CARDPLAN_BALLAST_LATE`: the ballast, allocated after this shape's buffers.
-    _ballast: Option<Ballast>,
 }
 /// Scratch rewritten by every NF4 dequantize call (as in bitsandbytes): the fp16 weights, and
 /// for bitsandbytes' sequence the fp32 absmax before and after adding the offset.
@@ -244,6 +242,12 @@ struct RotationStats {
 pub struct CudaTimer {
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    /// Where inputs are written: the legacy default stream, as a PyTorch process writes its
+    /// weights and runs its work. A process that has written several allocations there times
+    /// small GEMMs up to 6% slower (o_proj at 1-64 tokens on an H200), whatever stream the timed
+    /// graph runs on (benches/gpu-results/diag-legacy-h200.md); a serving engine is such a
+    /// process. `CARDPLAN_FILL_OWN_STREAM` (for diagnosis) writes on the timer's stream instead.
+    fill_stream: Arc<CudaStream>,
     lt: ltsys::cublasLtHandle_t,
     lt_ws: Buf,
     /// cuBLAS (not Lt) handle for `cublasGemmEx`, with a workspace of its own so that graph
@@ -272,8 +276,6 @@ pub struct CudaTimer {
     rotate_l2x: u64,
     /// Extra device memory held while timing (`CARDPLAN_BALLAST_MB`, for diagnosis).
     _ballast: Option<Ballast>,
-    /// Skip the busy-wait before each sample (`CARDPLAN_NO_SPIN`, for diagnosis).
-    no_spin: bool,
     max_tokens: u32,
     max_batch: u32,
     max_context: u32,
@@ -302,9 +304,12 @@ impl Drop for CudaTimer {
 }
 
 macro_rules! launch {
-    ($s:expr, $name:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
+    ($s:expr, $name:expr, $cfg:expr; $($arg:expr),* $(,)?) => {
+        launch!(@on $s.stream, $s, $name, $cfg; $($arg),*)
+    };
+    (@on $stream:expr, $s:expr, $name:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
         let func = $s.func($name)?;
-        let mut b = $s.stream.launch_builder(func);
+        let mut b = $stream.launch_builder(func);
         $( let a = $arg; b.arg(&a); )*
         // SAFETY: argument lists match the kernel signatures in kernels/*.cu and every pointer
         // is a live allocation of at least the size the kernel touches.
@@ -439,11 +444,7 @@ impl CudaTimer {
                 .result()
                 .gpu("cuBLAS math mode")?;
         }
-        let ballast = if std::env::var_os("CARDPLAN_BALLAST_LATE").is_none() {
-            Ballast::from_env(&stream)?
-        } else {
-            None
-        };
+        let ballast = Ballast::from_env(&stream)?;
         let info = device_info(&ctx)?;
         let start = ctx
             .new_event(Some(dsys::CUevent_flags::CU_EVENT_DEFAULT))
@@ -451,7 +452,13 @@ impl CudaTimer {
         let end = ctx
             .new_event(Some(dsys::CUevent_flags::CU_EVENT_DEFAULT))
             .gpu("event")?;
+        let fill_stream = if std::env::var_os("CARDPLAN_FILL_OWN_STREAM").is_some() {
+            stream.clone()
+        } else {
+            ctx.default_stream()
+        };
         let t = CudaTimer {
+            fill_stream,
             lt_ws: alloc(&stream, LT_WORKSPACE)?,
             code: alloc(&stream, 256 * 4)?,
             flush: alloc(&stream, (2 * info.l2_bytes as usize).max(64 << 20))?,
@@ -477,7 +484,6 @@ impl CudaTimer {
                 .filter(|&x| x >= 1)
                 .unwrap_or(2),
             _ballast: ballast,
-            no_spin: std::env::var_os("CARDPLAN_NO_SPIN").is_some(),
             max_tokens: spec.tokens.iter().copied().max().unwrap_or(1).max(8192),
             max_batch: spec.decode_batches.iter().copied().max().unwrap_or(1),
             max_context: spec.decode_contexts.iter().copied().max().unwrap_or(16),
@@ -538,20 +544,33 @@ impl CudaTimer {
         Ok(b)
     }
 
+    /// Run `fill` (a launch on [`Self::fill_stream`]) ordered after the timer's stream and
+    /// finished before it goes on: the timer's stream does not wait for the legacy stream.
+    fn on_fill_stream(&self, fill: impl FnOnce() -> Result<()>) -> Result<()> {
+        self.stream.synchronize().gpu("synchronize")?;
+        fill()?;
+        self.fill_stream.synchronize().gpu("synchronize")
+    }
     fn fill_half(&mut self, b: &Buf, scale: f32) -> Result<()> {
         let n = (b.bytes / 2) as u64;
         let seed = self.next_seed();
-        launch!(self, "fill_half", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed, scale)
+        self.on_fill_stream(|| {
+            launch!(@on self.fill_stream, self, "fill_half", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed, scale)
+        })
     }
     fn fill_u8(&mut self, b: &Buf) -> Result<()> {
         let n = b.bytes as u64;
         let seed = self.next_seed();
-        launch!(self, "fill_u8", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed)
+        self.on_fill_stream(|| {
+            launch!(@on self.fill_stream, self, "fill_u8", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed)
+        })
     }
     fn fill_f32(&mut self, b: &Buf, lo: f32, hi: f32) -> Result<()> {
         let n = (b.bytes / 4) as u64;
         let seed = self.next_seed();
-        launch!(self, "fill_f32", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed, lo, hi)
+        self.on_fill_stream(|| {
+            launch!(@on self.fill_stream, self, "fill_f32", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed, lo, hi)
+        })
     }
     fn new_half(&mut self, elems: u64, scale: f32) -> Result<Buf> {
         let b = alloc(&self.stream, (2 * elems) as usize)?;
@@ -737,9 +756,7 @@ impl CudaTimer {
         let mut times = Vec::with_capacity(reps);
         let sampling = std::time::Instant::now();
         while times.len() < reps.max(1) || sampling.elapsed() < window {
-            if !self.no_spin {
-                launch!(self, "spin_ns", cfg((1, 1, 1), 32, 0); SPIN_NS)?;
-            }
+            launch!(self, "spin_ns", cfg((1, 1, 1), 32, 0); SPIN_NS)?;
             self.start.record(&self.stream).gpu("event")?;
             graph.launch().gpu("graph launch")?;
             self.end.record(&self.stream).gpu("event")?;
@@ -1239,11 +1256,6 @@ impl CudaTimer {
             }
             let x = self.new_half(u64::from(self.max_tokens) * u64::from(k), 1.0)?;
             let y = alloc(&self.stream, 2 * self.max_tokens as usize * n as usize)?;
-            let ballast = if std::env::var_os("CARDPLAN_BALLAST_LATE").is_some() {
-                Ballast::from_env(&self.stream)?
-            } else {
-                None
-            };
             self.gemm = Some(GemmState {
                 n,
                 k,
@@ -1252,7 +1264,6 @@ impl CudaTimer {
                 y,
                 int8: None,
                 nf4: None,
-                _ballast: ballast,
             });
         }
         let tmax = self.max_tokens as usize;
@@ -1659,9 +1670,7 @@ impl CudaTimer {
         }
         let mut times = Vec::with_capacity(self.reps);
         for _ in 0..self.reps {
-            if !self.no_spin {
-                launch!(self, "spin_ns", cfg((1, 1, 1), 32, 0); SPIN_NS)?;
-            }
+            launch!(self, "spin_ns", cfg((1, 1, 1), 32, 0); SPIN_NS)?;
             self.start.record(&self.stream).gpu("event")?;
             for i in 0..calls {
                 op(self, i)?;
@@ -2081,12 +2090,17 @@ impl KernelTimer for CudaTimer {
 
     fn method(&self) -> String {
         let common = format!(
-            "random inputs (never all zero); \
+            "random inputs (never all zero), {}; \
              cuBLASLt fp16 GEMM (CUBLAS_COMPUTE_32F) and int8 IMMA GEMM (CUBLAS_COMPUTE_32I), TN, 32 MB workspace, \
              fastest of the top-16 heuristic algorithms per shape and token count (chosen on {SELECT_REPS} short replays each); \
              cublasGemmEx fp16 (torch's F.linear call) with a 32 MB workspace; \
              paged decode: fastest of the kernel variants (fp16 KV: one-pass online-softmax on CUDA cores with 8 warps, 4 warps, 4 and 8 warps + cp.async pipeline, and on tensor cores (mma.sync) with 4 and 8 warps + cp.async pipeline; int8 KV: the CUDA-core ones, two-pass instead of the 4-warp one) x partition sizes (powers of two from half the base one to 8x it, and those that make one or two full waves of the kernel's resident CTAs; one-pass: up to {STREAM_MAX_PART} tokens) per point, chosen on {SELECT_REPS} short replays each and then timed in full, blocks scattered at random over a pool as large as the blocks in use; \
-             custom kernels compiled by NVRTC for this GPU"
+             custom kernels compiled by NVRTC for this GPU",
+            if self.fill_stream.cu_stream().is_null() {
+                "written on the legacy default stream, as PyTorch writes its tensors (a process that has done so times small GEMMs up to 6% slower)"
+            } else {
+                "written on the timer's own stream (CARDPLAN_FILL_OWN_STREAM)"
+            }
         );
         match self.timing {
             Timing::Isolated => format!(
@@ -2154,9 +2168,9 @@ impl KernelTimer for CudaTimer {
 /// Device memory held and never read, to test whether what a process holds moves kernel times
 /// (`CARDPLAN_BALLAST_MB=M[xN]`: N allocations of M MB from `cuMemAlloc`, as torch's caching
 /// allocator makes one per large tensor; `M[xN]pool`: from the stream-ordered pool, as the timer's
-/// own buffers). Filled once (on the timer's stream; with `CARDPLAN_BALLAST_LEGACY` by a
-/// synchronous memset on the legacy stream), so the pages are touched; `CARDPLAN_BALLAST_FREE`
-/// frees it again before timing.
+/// own buffers). Filled once, so the pages are touched: on the timer's stream, or with
+/// `CARDPLAN_BALLAST_LEGACY` by synchronous memsets on the legacy stream (which, from 8
+/// allocations on, moves small GEMMs to a serving process's level: diag-legacy-h200.md).
 struct Ballast {
     sync: Vec<dsys::CUdeviceptr>,
     _pool: Vec<Buf>,
@@ -2200,6 +2214,7 @@ impl Ballast {
             ptrs.push(p);
         }
         let legacy = std::env::var_os("CARDPLAN_BALLAST_LEGACY").is_some();
+        stream.synchronize().gpu("synchronize")?;
         for p in ptrs {
             // SAFETY: p is a live allocation of `bytes`.
             unsafe {
@@ -2212,7 +2227,6 @@ impl Ballast {
             .gpu("ballast fill")?;
         }
         stream.synchronize().gpu("synchronize")?;
-        let free = std::env::var_os("CARDPLAN_BALLAST_FREE").is_some();
         eprintln!(
             "ballast: {count} x {mb} MB from {}{}",
             if pool {
@@ -2220,9 +2234,13 @@ impl Ballast {
             } else {
                 "cuMemAlloc"
             },
-            if free { ", freed again" } else { "" }
+            if legacy {
+                ", filled on the legacy stream"
+            } else {
+                ""
+            }
         );
-        Ok((!free).then_some(b))
+        Ok(Some(b))
     }
 }
 
@@ -2235,55 +2253,21 @@ impl Drop for Ballast {
     }
 }
 
-/// Who owns a [`Buf`]'s memory: the stream-ordered pool (default) or `cuMemAlloc`
-/// (`CARDPLAN_SYNC_ALLOC`, for diagnosis: one allocation per buffer, as torch's allocator makes).
-struct Mem {
-    _pool: Option<CudaSlice<u8>>,
-    sync: Option<dsys::CUdeviceptr>,
-}
-
-impl Drop for Mem {
-    fn drop(&mut self) {
-        if let Some(p) = self.sync {
-            // SAFETY: allocated by malloc_sync in `alloc` and freed once.
-            let _ = unsafe { dres::free_sync(p) };
-        }
-    }
-}
-
 fn alloc(stream: &Arc<CudaStream>, bytes: usize) -> Result<Buf> {
-    static SYNC: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     let bytes = bytes.max(16);
-    let oom = |e| {
+    // SAFETY: the memory is always written (filled or produced by a kernel) before it is read.
+    let mem = unsafe { stream.alloc::<u8>(bytes) }.map_err(|e| {
         Error::Gpu(format!(
             "cannot allocate {} MB on the GPU: {e:?}",
             bytes >> 20
         ))
-    };
-    if *SYNC.get_or_init(|| std::env::var_os("CARDPLAN_SYNC_ALLOC").is_some()) {
-        stream.context().bind_to_thread().gpu("context")?;
-        // SAFETY: as below; freed once when the Mem drops.
-        let ptr = unsafe { dres::malloc_sync(bytes) }.map_err(oom)?;
-        return Ok(Buf {
-            _mem: Mem {
-                _pool: None,
-                sync: Some(ptr),
-            },
-            ptr,
-            bytes,
-        });
-    }
-    // SAFETY: the memory is always written (filled or produced by a kernel) before it is read.
-    let mem = unsafe { stream.alloc::<u8>(bytes) }.map_err(oom)?;
+    })?;
     let ptr = {
         let (p, _sync) = mem.device_ptr(stream);
         p
     };
     Ok(Buf {
-        _mem: Mem {
-            _pool: Some(mem),
-            sync: None,
-        },
+        _mem: mem,
         ptr,
         bytes,
     })

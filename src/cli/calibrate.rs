@@ -34,6 +34,8 @@ after 200 ms of the same kernel and over at least 150 ms: on Hopper the board's 
 them 7-19% below the boost clock of a short burst, a GPU serving at capacity runs at the capped
 clock, and that clock swings by several per cent over hundreds of milliseconds. Other kernels
 that start right after such load first run for 200 ms, while the clock recovers from the cap.
+Inputs are written on the CUDA legacy default stream, as PyTorch writes its tensors: a process
+that has done so runs small GEMMs up to 6% slower, and a serving engine is such a process.
 CARDPLAN_DEBUG_TIMING=1 prints each job's wall time and each heat-up's trajectory.
 
 Run-to-run spread of single points is a few percent; for a profile you will rely on, calibrate
