@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// scheduling 29% of the time) implies 70–90 µs at batch 128–256 on a server CPU; Backprop's
 /// streaming clients on a desktop host show three to four times that. Refit (one
 /// `cardplan simulate … --per-seq-overhead-us` sweep on that row) whenever the measured profiles change.
-pub const VLLM_V0_PER_SEQ_OVERHEAD_S: f64 = 280e-6;
+pub const VLLM_V0_PER_SEQ_OVERHEAD_S: f64 = 274e-6;
 
 /// How the scheduler forms batches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,7 +82,7 @@ impl EnginePreset {
                 source: "vLLM 0.5.x defaults (prefill-first, no chunked prefill, max_num_seqs 256); \
                          overhead: synchronous Python scheduler, sampler, detokenizer and SSE streaming in \
                          the API process: 3 ms/step (cardplan estimate, checked by Backprop's c=1 rows) + \
-                         280 us per running sequence, FITTED to Backprop's 'original c=100' row (mean \
+                         274 us per running sequence, FITTED to Backprop's 'original c=100' row (mean \
                          tok/s); the vLLM v0.6.0 blog's profile of v0.5.3 (62% of time on CPU) implies \
                          70-90 us/sequence on an H100 server host"
                     .into(),
