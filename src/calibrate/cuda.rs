@@ -2167,14 +2167,11 @@ impl KernelTimer for CudaTimer {
 
 /// Device memory held and never read, to test whether what a process holds moves kernel times
 /// (`CARDPLAN_BALLAST_MB=M[xN]`: N allocations of M MB from `cuMemAlloc`, as torch's caching
-/// allocator makes one per large tensor; `M[xN]pool`: from the stream-ordered pool, as the timer's
-/// own buffers). Filled once, so the pages are touched: on the timer's stream, or with
-/// `CARDPLAN_BALLAST_LEGACY` by synchronous memsets on the legacy stream (which, from 8
-/// allocations on, moves small GEMMs to a serving process's level: diag-legacy-h200.md).
-struct Ballast {
-    sync: Vec<dsys::CUdeviceptr>,
-    _pool: Vec<Buf>,
-}
+/// allocator makes one per large tensor). Filled once, so the pages are touched: on the timer's
+/// stream, or with `CARDPLAN_BALLAST_LEGACY` by synchronous memsets on the legacy stream (which,
+/// with `CARDPLAN_FILL_OWN_STREAM`, moves small GEMMs to a serving process's level from 8
+/// allocations on: diag-legacy-h200.md).
+struct Ballast(Vec<dsys::CUdeviceptr>);
 
 impl Ballast {
     fn from_env(stream: &Arc<CudaStream>) -> Result<Option<Ballast>> {
@@ -2183,39 +2180,19 @@ impl Ballast {
         };
         let bad = || {
             Error::BadInput(format!(
-                "CARDPLAN_BALLAST_MB: expected MB[xCOUNT][pool], got {v:?}"
+                "CARDPLAN_BALLAST_MB: expected MB[xCOUNT], got {v:?}"
             ))
         };
-        let (spec, pool) = match v.strip_suffix("pool") {
-            Some(spec) => (spec, true),
-            None => (v.as_str(), false),
-        };
-        let (mb, count) = spec.split_once('x').unwrap_or((spec, "1"));
+        let (mb, count) = v.split_once('x').unwrap_or((v.as_str(), "1"));
         let mb: usize = mb.parse().map_err(|_| bad())?;
         let count: usize = count.parse().map_err(|_| bad())?;
         let bytes = mb << 20;
-        let mut b = Ballast {
-            sync: Vec::new(),
-            _pool: Vec::new(),
-        };
-        let mut ptrs = Vec::with_capacity(count);
-        for _ in 0..count {
-            let p = if pool {
-                let buf = alloc(stream, bytes)?;
-                let p = buf.ptr;
-                b._pool.push(buf);
-                p
-            } else {
-                // SAFETY: a plain allocation, freed once in Drop.
-                let p = unsafe { dres::malloc_sync(bytes) }.gpu("ballast allocation")?;
-                b.sync.push(p);
-                p
-            };
-            ptrs.push(p);
-        }
         let legacy = std::env::var_os("CARDPLAN_BALLAST_LEGACY").is_some();
-        stream.synchronize().gpu("synchronize")?;
-        for p in ptrs {
+        let mut b = Ballast(Vec::with_capacity(count));
+        for _ in 0..count {
+            // SAFETY: a plain allocation, freed once in Drop.
+            let p = unsafe { dres::malloc_sync(bytes) }.gpu("ballast allocation")?;
+            b.0.push(p);
             // SAFETY: p is a live allocation of `bytes`.
             unsafe {
                 if legacy {
@@ -2227,26 +2204,15 @@ impl Ballast {
             .gpu("ballast fill")?;
         }
         stream.synchronize().gpu("synchronize")?;
-        eprintln!(
-            "ballast: {count} x {mb} MB from {}{}",
-            if pool {
-                "the stream-ordered pool"
-            } else {
-                "cuMemAlloc"
-            },
-            if legacy {
-                ", filled on the legacy stream"
-            } else {
-                ""
-            }
-        );
+        let on = if legacy { "legacy" } else { "timer's" };
+        eprintln!("ballast: {count} x {mb} MB from cuMemAlloc, filled on the {on} stream");
         Ok(Some(b))
     }
 }
 
 impl Drop for Ballast {
     fn drop(&mut self) {
-        for &p in &self.sync {
+        for &p in &self.0 {
             // SAFETY: allocated by malloc_sync in from_env and freed once.
             let _ = unsafe { dres::free_sync(p) };
         }
