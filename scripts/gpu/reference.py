@@ -10,7 +10,8 @@ calibrator used (its `timing` field) and writes a markdown report with the accep
     src/calibrate/cuda.rs;
   isolated: warm-up, L2-evicting fill before each call, CUDA events around one call, median of 30.
 Comparisons:
-  - fp16: the profile's fp16 scheme (cublasGemmEx, F.linear's own call) vs torch F.linear;
+  - fp16: the profile's fp16 scheme (cublasGemmEx, F.linear's own call) vs torch F.linear (below
+    the compute-bound token counts, the median over --processes processes: flinear_worker.py);
   - paged decode attention (fp16 KV) vs torch scaled_dot_product_attention on contiguous KV;
   - NF4 vs bitsandbytes Linear4bit (nf4, blocksize 64, double quant) at 1, 16, 1024 tokens: the
     faithful `nf4` scheme against it, cardplan's own `nf4-fused` reported beside;
@@ -21,6 +22,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 
 import torch
@@ -41,6 +43,10 @@ ap.add_argument("--settle", type=float, default=0.6,
                 help="F.linear at compared compute-bound points: seconds of heat before the samples (the "
                      "settled clock; what ran before leaves this process's clock off for ~0.4 s, "
                      "benches/gpu-results/diag-window-h200.md)")
+ap.add_argument("--processes", type=int, default=3,
+                help="F.linear at compared points below the compute-bound ones: median over this many "
+                     "processes (this one and fresh ones, scripts/gpu/flinear_worker.py), as the profile is "
+                     "the median of several calibrator processes (some points have two levels by process)")
 ap.add_argument("--repeat", type=int, default=3,
                 help="F.linear and SDPA decode: median of this many measurements per point (a single "
                      "one can land on a swing of the power-capped clock)")
@@ -177,6 +183,32 @@ fp16_tokens = [t for t in [1, 16, 64, 256, 1024, 4096, 8192] if t in tok_all]
 
 # ---- fp16 GEMM vs F.linear
 CB = b2b.COMPUTE_BOUND_MIN_TOKENS
+
+
+def fp16_sweep(n, k):
+    """The token counts the calibrator timed its fp16 scheme at for n x k, in its order."""
+    return sorted({t["tokens"] for t in raw["timed"]
+                   if t["job"] == "gemm" and t["path"] == "fp16-cublas-gemmex" and (t["n"], t["k"]) == (n, k)})
+
+
+# F.linear at the light compared points from fresh processes: (layer, T) -> [ms, ...]
+light = {}
+fresh = 0  # fresh processes that measured them
+if TIMING == "back-to-back" and args.processes > 1:
+    spec = []
+    for name, n, k in LLAMA + [LM_HEAD]:
+        sweep = [t for t in fp16_sweep(n, k) if t < CB]
+        spec.append([name, n, k, sweep, [t for t in sweep if t in fp16_tokens], args.repeat])
+    worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "flinear_worker.py")
+    for _ in range(args.processes - 1):
+        res = subprocess.run([sys.executable, worker, json.dumps(spec)], capture_output=True, text=True)
+        if res.returncode != 0:
+            print(f"flinear_worker.py failed (rc {res.returncode}): {res.stderr[-2000:]}", file=sys.stderr)
+            continue
+        fresh += 1
+        for name, t, ms in json.loads(res.stdout.strip().splitlines()[-1]):
+            light.setdefault((name, t), []).append(ms)
+
 body += ["## FP16 GEMM: cardplan (cuBLAS) vs torch F.linear", "",
          "cardplan = the profile's fp16 scheme: cublasGemmEx, the call torch's F.linear makes (no bias). "
          f"Both sides time compute-bound points (T >= {CB}) under sustained load: replays of >= "
@@ -194,15 +226,19 @@ body += ["## FP16 GEMM: cardplan (cuBLAS) vs torch F.linear", "",
          "history only): what ran just before moves a point by up to 11% (qkv T = 256 on an H200: 0.0251 ms "
          "after idle, 0.0278 ms after the sweep below it; benches/gpu-results/diag-history-h200.md), so F.linear "
          "follows the token counts the calibrator's call follows (not the calibrator's other paths, which run "
-         f"in between there). F.linear: median of {args.repeat} measurements per compared point.", "",
+         f"in between there). F.linear: median of {args.repeat} measurements per compared point"
+         + (f"; below T = {CB}, the median over {fresh + 1} processes (this one and {fresh} fresh "
+            "ones, scripts/gpu/flinear_worker.py), as the profile is the median of the calibrator's processes: "
+            "some light points have two levels about 6% apart and a fresh process of either side lands on either "
+            "(qkv T = 1 on an H200: 0.0154 or 0.0164 ms; benches/gpu-results/diag-legacy-h200.md)"
+            if fresh else "") + ".", "",
          "| layer | n | k | T | cardplan ms | F.linear ms | ratio (cardplan/torch) | TFLOP/s |",
          "|---|---|---|---|---|---|---|---|"]
 fp16_ratios = []
 for name, n, k in LLAMA + [LM_HEAD]:
     S = copies_for(2 * n * k)
     ws = b2b.weights(n, k, S)  # cardplan's distribution; activations below: uniform [-1, 1), drawn in fp32
-    sweep = sorted({t["tokens"] for t in raw["timed"]
-                    if t["job"] == "gemm" and t["path"] == "fp16-cublas-gemmex" and (t["n"], t["k"]) == (n, k)})
+    sweep = fp16_sweep(n, k)
     for T in sweep:
         o = ours(job="gemm", path="fp16-cublas-gemmex", n=n, k=k, tokens=T)
         x = (torch.rand(T, k, device=dev) * 2 - 1).half()
@@ -210,6 +246,8 @@ for name, n, k in LLAMA + [LM_HEAD]:
             bench(lambda i: F.linear(x, ws[i]), S, sustained=T >= CB)  # the calibrator's history
             continue
         r = bench_med(lambda i: F.linear(x, ws[i]), S, sustained=T >= CB, heat_s=args.settle)
+        if (name, T) in light:
+            r = statistics.median([r] + light[(name, T)])
         fp16_ratios.append((o / r, T))
         body.append(f"| {name} | {n} | {k} | {T} | {o:.4f} | {r:.4f} | {o / r:.3f} | {2 * T * n * k / o / 1e9:.0f} |")
     del ws
