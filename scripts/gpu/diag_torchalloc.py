@@ -10,11 +10,10 @@ Usage: python3 scripts/gpu/diag_torchalloc.py STEPS  (prints one line per step)
     weights   b2b.weights: the copies as reference.py makes them (the known trigger)
     free      drop every torch tensor and torch.cuda.empty_cache()
     small     a torch tensor of 512 KB, filled by a torch kernel
-    dballast  320 MB from cuMemAlloc (driver API), filled by cuMemsetD8
-    dtouch    the same without the fill
-    dballast8 the same as 8 allocations of 40 MB
-    dblk:N:MB[:nofill|:async]  N allocations of MB each from cuMemAlloc, filled by cuMemsetD8
-              (legacy stream), not at all (nofill), or by cuMemsetD8Async on the timing stream
+    dblk:N:MB[:nofill|:async]  N allocations of MB each from cuMemAlloc (driver API), filled by
+              cuMemsetD8 (legacy stream), not at all (nofill), or by cuMemsetD8Async on the
+              timing stream
+    dballast  = dblk:1:320;  dtouch = dblk:1:320:nofill;  dballast8 = dblk:8:40
     rtballast 8 x 40 MB from cudaMalloc (CUDA runtime through ctypes), filled by cudaMemset
     vmm       320 MB mapped through the virtual memory API (cuMemCreate, cuMemMap, cuMemSetAccess:
               what torch's expandable segments use), filled by cuMemsetD8
@@ -54,8 +53,12 @@ def measure(label):
         print(f"{label}, {hook_name}: " + " | ".join(cells), flush=True)
 
 
+# named steps that are one dblk each (the names the session-10 tables use)
+ALIASES = {"dballast": "dblk:1:320", "dtouch": "dblk:1:320:nofill", "dballast8": "dblk:8:40"}
+
 measure("start")
-for step in sys.argv[1].split(","):
+for label in sys.argv[1].split(","):
+    step = ALIASES.get(label, label)
     if step == "init":
         import torch
         torch.zeros(1, device="cuda")
@@ -79,15 +82,6 @@ for step in sys.argv[1].split(","):
         torch.cuda.empty_cache()
     elif step == "small":
         held.append(torch.empty(1 << 18, device="cuda", dtype=torch.half).fill_(0.01))
-    elif step in ("dballast", "dtouch"):
-        p = dp.ok(cu.cuMemAlloc(320 << 20))
-        if step == "dballast":
-            dp.ok(cu.cuMemsetD8(p, 0x2C, 320 << 20))
-        dp.ok(cu.cuCtxSynchronize())
-    elif step == "dballast8":
-        for _ in range(8):
-            p = dp.ok(cu.cuMemAlloc(40 << 20))
-            dp.ok(cu.cuMemsetD8(p, 0x2C, 40 << 20))
     elif step.startswith("dblk:"):
         parts = step.split(":")
         count, mb = int(parts[1]), int(parts[2])
@@ -140,4 +134,4 @@ for step in sys.argv[1].split(","):
         sys.exit(f"unknown step {step!r}")
     if torch is not None:
         torch.cuda.synchronize()
-    measure(f"+ {step}")
+    measure(f"+ {label}")
