@@ -35,7 +35,7 @@ pub struct GpuProfile {
 #[serde(deny_unknown_fields)]
 pub struct Measured {
     pub provenance: Provenance,
-    pub roofs: Roofs,
+    pub roofs: MeasuredRoofs,
     #[serde(default)]
     pub gemm: Vec<GemmTable>,
     #[serde(default)]
@@ -115,7 +115,7 @@ impl std::fmt::Display for Timing {
 /// Roofs measured by the calibrator itself.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Roofs {
+pub struct MeasuredRoofs {
     /// Device-to-device copy, bytes read + written per second, GB/s.
     pub copy_gbs: f64,
     /// Best fp16 GEMM rate seen (fp32 accumulate), TFLOP/s.

@@ -10,7 +10,7 @@ use crate::catalog::quant::KvDtype;
 use crate::error::{Error, Result};
 use crate::profile::{
     DecodeAttnTable, DecodePoint, ElementwiseKind, ElementwiseTable, GemmTable, Measured,
-    PrefillAttnTable, Provenance, Roofs,
+    MeasuredRoofs, PrefillAttnTable, Provenance,
 };
 
 /// One timed job and its median time.
@@ -146,7 +146,7 @@ pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
         .collect();
     Ok(Measured {
         provenance,
-        roofs: Roofs {
+        roofs: MeasuredRoofs {
             copy_gbs,
             fp16_tflops,
             int8_tops,

@@ -106,7 +106,7 @@ struct Summary<'a> {
     device: &'a str,
     key: &'a str,
     timing: Timing,
-    roofs: crate::profile::Roofs,
+    roofs: crate::profile::MeasuredRoofs,
     gemm_tables: usize,
     decode_tables: usize,
     prefill_tables: usize,

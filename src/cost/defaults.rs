@@ -10,7 +10,7 @@ use crate::catalog::model::ModelArch;
 use crate::catalog::quant::{KvDtype, Quant};
 use crate::profile::{
     DecodeAttnTable, DecodePoint, ElementwiseKind, ElementwiseTable, GemmTable, GpuProfile,
-    Measured, PrefillAttnTable, Provenance, Roofs as MeasuredRoofs, Timing,
+    Measured, MeasuredRoofs, PrefillAttnTable, Provenance, Timing,
 };
 
 /// Fixed time of one kernel inside a CUDA graph (launch gap, ramp-up and tail), seconds. Kernels

@@ -149,7 +149,7 @@ impl Composition {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{ElementwiseKind, ElementwiseTable, Provenance, Roofs};
+    use crate::profile::{ElementwiseKind, ElementwiseTable, MeasuredRoofs, Provenance};
 
     fn measured(smallest_ms: f64) -> Measured {
         Measured {
@@ -165,7 +165,7 @@ mod tests {
                 timing: Timing::Isolated,
                 notes: vec![],
             },
-            roofs: Roofs {
+            roofs: MeasuredRoofs {
                 copy_gbs: 2500.0,
                 fp16_tflops: 700.0,
                 int8_tops: 1400.0,

@@ -20,7 +20,7 @@ use super::interp::rescale;
 use super::roofline::{self, Roofs};
 use super::tables::heads;
 use crate::catalog::quant::Quant;
-use crate::profile::{GpuProfile, Measured, Roofs as MeasuredRoofs};
+use crate::profile::{GpuProfile, Measured, MeasuredRoofs};
 
 /// The measured profile a target should be derived from: the target itself when it is measured;
 /// otherwise a measured GPU of the same architecture family, else any measured GPU; among those,

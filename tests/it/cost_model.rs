@@ -7,7 +7,7 @@ use cardplan::cost::tables::{KernelSet, heads};
 use cardplan::cost::{BatchShape, PrefillChunk, StepCost, StepTime, transfer};
 use cardplan::profile::{
     DecodeAttnTable, DecodePoint, ElementwiseKind, ElementwiseTable, GemmTable, GpuProfile,
-    Measured, PrefillAttnTable, Provenance, Roofs as MeasuredRoofs, Timing,
+    Measured, MeasuredRoofs, PrefillAttnTable, Provenance, Timing,
 };
 
 fn llama() -> ModelArch {

@@ -1,17 +1,10 @@
 //! `cardplan simulate` end to end: exit codes, error locations, determinism.
 
+use crate::common::{cardplan, scratch, stderr};
 use std::path::PathBuf;
-use std::process::{Command, Output};
-
-fn cardplan(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_cardplan"))
-        .args(args)
-        .output()
-        .expect("run cardplan")
-}
 
 fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cardplan-sim-cli-{}", std::process::id()));
+    let dir = scratch("sim-cli");
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();
@@ -27,10 +20,6 @@ fn position_after(e: &str, path: &std::path::Path) -> Option<(u32, u32)> {
     let line = it.next()?.trim().parse().ok()?;
     let col = it.next()?.trim().parse().ok()?;
     Some((line, col))
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 const SMALL: [&str; 8] = [
@@ -109,7 +98,7 @@ fn malformed_scenario_yaml_names_file_line_and_column() {
 #[test]
 fn semantic_scenario_error_names_file_and_field() {
     let text =
-        include_str!("../scenarios/chat.yaml").replace("active_share: 0.1", "active_share: 2");
+        include_str!("../../scenarios/chat.yaml").replace("active_share: 0.1", "active_share: 2");
     let p = temp_file("share.yaml", &text);
     let mut a = SMALL.to_vec();
     a[6] = p.to_str().unwrap();

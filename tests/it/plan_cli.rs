@@ -1,13 +1,6 @@
 //! `cardplan plan` and `cardplan whatif` as a user runs them.
 
-use std::process::Command;
-
-fn cardplan(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cardplan"))
-        .args(args)
-        .output()
-        .expect("run cardplan")
-}
+use crate::common::cardplan;
 
 const FAST: [&str; 4] = ["--window-s", "40", "--replications", "2"];
 

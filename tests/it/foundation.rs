@@ -1,14 +1,12 @@
 //! Issue 2: catalogs, fit, errors.
 
-mod common_cli;
-
+use crate::common::{cardplan, stderr, stdout, temp_dir};
 use cardplan::catalog::engine::EnginePreset;
 use cardplan::catalog::{
     self,
     quant::{KvDtype, Quant},
 };
 use cardplan::fit::{FitOptions, fit};
-use common_cli::{cardplan, stderr, stdout, temp_dir};
 
 #[test]
 fn parameter_counts_match_published() {

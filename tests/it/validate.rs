@@ -1,9 +1,7 @@
 //! Issue 7: predictions next to published measurements.
 
-mod common_cli;
-
+use crate::common::{cardplan, stdout};
 use cardplan::validate;
-use common_cli::{cardplan, stdout};
 
 #[test]
 fn backprop_mean_tok_s_within_15_percent() {

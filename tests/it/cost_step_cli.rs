@@ -1,13 +1,11 @@
 //! `cardplan step`: JSON contract and errors.
 
-use std::process::Command;
+use crate::common::cardplan;
 
 fn step(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_cardplan"))
-        .arg("step")
-        .args(args)
-        .output()
-        .expect("run cardplan")
+    let mut all = vec!["step"];
+    all.extend(args);
+    cardplan(&all)
 }
 
 fn json(args: &[&str]) -> serde_json::Value {

@@ -1,20 +1,16 @@
 //! `--report DIR` from `plan` and `whatif`: every file is there and the HTML is self-contained.
 
+use crate::common::{cardplan, scratch};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cardplan-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    scratch(&format!("cli-{name}"))
 }
 
 fn run(args: &[&str]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cardplan"))
-        .args(args)
-        .args(["--window-s", "40", "--replications", "2"])
-        .output()
-        .expect("run cardplan");
+    let mut all = args.to_vec();
+    all.extend(["--window-s", "40", "--replications", "2"]);
+    let out = cardplan(&all);
     assert!(
         out.status.success(),
         "{args:?}: {}",

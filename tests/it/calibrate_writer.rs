@@ -149,10 +149,7 @@ fn failures_are_errors_naming_the_problem() {
 }
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("cardplan-calib-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    crate::common::temp_dir(&format!("calib-{name}"))
 }
 
 #[test]

@@ -6,9 +6,7 @@ use cardplan::report::chart::{Bar, ChartSpec, RefLine, Series};
 use cardplan::report::doc::{Document, write_report};
 
 fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("cardplan-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
+    crate::common::scratch(name)
 }
 
 fn sample() -> Document {

@@ -1,0 +1,18 @@
+//! The integration tests, one binary: the library's public contracts and the CLI end to end.
+
+mod common;
+
+mod calibrate_profiles;
+mod calibrate_quant;
+mod calibrate_sweep;
+mod calibrate_writer;
+mod cost_model;
+mod cost_step_cli;
+mod foundation;
+mod plan_acceptance;
+mod plan_cli;
+mod report_cli;
+mod report_write;
+mod sim_cli;
+mod sim_props;
+mod validate;
