@@ -10,8 +10,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use cardplan::catalog::{self, engine::EnginePreset, quant::KvDtype, quant::Quant};
-use cardplan::cost::{BatchShape, PrefillChunk, StepCost, StepTime, defaults};
+use cardplan::cost::{StepCost, defaults};
 use cardplan::profile::GpuProfile;
+use cardplan::step::{BatchShape, PrefillChunk, StepTime};
 
 /// xorshift64*: deterministic shapes without pulling an RNG into the timed loop.
 struct Gen(u64);

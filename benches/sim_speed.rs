@@ -7,7 +7,8 @@
 use std::time::Instant;
 
 use cardplan::catalog::{self, engine::EnginePreset, quant::KvDtype};
-use cardplan::sim::{self, Load, Scenario, SimConfig, Stop};
+use cardplan::deploy::{Deployment, Target};
+use cardplan::sim::{self, Load, Scenario, Stop};
 
 struct Case {
     name: &'static str,
@@ -74,24 +75,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let gpu = catalog::gpu(c.gpu)?;
         let engine = EnginePreset::builtin(c.engine).ok_or("engine")?;
         let scenario = Scenario::load(c.scenario)?;
-        let prepared = sim::prepare(&gpu, &model, quant, KvDtype::Fp16, &engine, None)?;
-        let warmup_s = c.load.default_warmup_s(&scenario);
-        let cfg = SimConfig {
-            engine,
-            kv_blocks: prepared.kv_blocks,
-            max_context: prepared.max_context,
-            load: c.load,
-            scenario,
-            stop: c.stop,
-            seed: 0,
-            warmup_s,
+        let target = Target {
+            gpu,
+            model: model.clone(),
+            quant,
+            kv: KvDtype::Fp16,
         };
+        let deployment = Deployment::require(target, engine, None)?;
+        let warmup_s = c.load.default_warmup_s(&scenario);
+        let cfg = deployment.sim_config(c.load, scenario, c.stop, 0, warmup_s);
         // Best of three, to keep noise from other processes out.
         let mut best = f64::INFINITY;
         let mut out = None;
         for _ in 0..3 {
             let t = Instant::now();
-            let o = sim::run(&prepared.cost, &cfg)?;
+            let o = sim::run(&deployment.cost, &cfg)?;
             best = best.min(t.elapsed().as_secs_f64());
             out = Some(o);
         }

@@ -7,6 +7,7 @@ pub mod calibrate;
 pub mod catalog;
 pub mod cli;
 pub mod cost;
+pub mod deploy;
 pub mod error;
 pub mod fit;
 pub mod fsutil;
@@ -14,6 +15,7 @@ pub mod plan;
 pub mod profile;
 pub mod report;
 pub mod sim;
+pub mod step;
 pub mod validate;
 pub mod yaml;
 

@@ -7,8 +7,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::quant::Quant;
 use crate::catalog::{self, engine::EnginePreset, quant::KvDtype};
+use crate::deploy::{Deployment, Target};
 use crate::error::{Error, Result};
-use crate::sim::{self, Load, Scenario, SimConfig, Stop, TraceLoad, TraceRequest};
+use crate::sim::{self, Load, Scenario, Stop, TraceLoad, TraceRequest};
 
 /// Embedded validation sets: (file name, YAML text).
 pub const SETS: &[(&str, &str)] = &[
@@ -161,7 +162,13 @@ pub fn run_row(set: &ValidationSet, row: &Row) -> Result<RowResult> {
         .or(set.engine.as_deref())
         .ok_or_else(|| Error::BadInput(format!("validation row '{}' names no engine", row.name)))?;
     let engine: EnginePreset = engine_key.parse().map_err(Error::BadInput)?;
-    let prepared = sim::prepare(&gpu, &model, quant, KvDtype::Fp16, &engine, None)?;
+    let target = Target {
+        gpu,
+        model,
+        quant,
+        kv: KvDtype::Fp16,
+    };
+    let deployment = Deployment::require(target, engine, None)?;
     let (load, scenario, stop) = match (row.concurrency, row.prompt_tokens, row.output_tokens) {
         (Some(c), _, _) => {
             let scenario = Scenario::load(row.scenario.as_deref().unwrap_or("backprop-short"))?;
@@ -193,17 +200,8 @@ pub fn run_row(set: &ValidationSet, row: &Row) -> Result<RowResult> {
             )));
         }
     };
-    let cfg = SimConfig {
-        engine: engine.clone(),
-        kv_blocks: prepared.kv_blocks,
-        max_context: prepared.max_context,
-        load,
-        scenario,
-        stop,
-        seed: SEED,
-        warmup_s: 0.0,
-    };
-    let outcome = sim::run(&prepared.cost, &cfg)?;
+    let cfg = deployment.sim_config(load, scenario, stop, SEED, 0.0);
+    let outcome = sim::run(&deployment.cost, &cfg)?;
     let m = &outcome.metrics;
     let want = &row.measured;
     let stat = |want: Option<Stat>, mean: f64, p50: f64, p01: f64| {
@@ -227,12 +225,12 @@ pub fn run_row(set: &ValidationSet, row: &Row) -> Result<RowResult> {
     Ok(RowResult {
         name: row.name.clone(),
         source: set.source.clone(),
-        gpu: gpu.key.clone(),
-        model: model.key.clone(),
+        gpu: deployment.target.gpu.key.clone(),
+        model: deployment.target.model.key.clone(),
         quant: quant.key().to_string(),
-        engine: engine.key.clone(),
+        engine: deployment.engine.key.clone(),
         fitted: row.fitted.clone(),
-        profile: prepared.cost.profile_info().clone(),
+        profile: deployment.cost.profile_info().clone(),
         errors: compare(want, &predicted),
         measured: want.clone(),
         predicted,

@@ -2,13 +2,9 @@
 
 use clap::Args;
 
-use crate::catalog::{
-    self,
-    model::ModelArch,
-    quant::{KvDtype, Quant},
-};
+use crate::catalog::{self, quant::Quant};
+use crate::deploy::Target;
 use crate::error::{Error, Result};
-use crate::profile::GpuProfile;
 
 /// The GPU, model, scheme and KV dtype a command is about.
 #[derive(Debug, Clone, Args)]
@@ -25,14 +21,6 @@ pub struct TargetArgs {
     /// KV-cache dtype: fp16 or int8.
     #[arg(long, value_name = "DTYPE", default_value = "fp16")]
     pub kv: String,
-}
-
-/// The resolved target.
-pub struct Target {
-    pub gpu: GpuProfile,
-    pub model: ModelArch,
-    pub quant: Quant,
-    pub kv: KvDtype,
 }
 
 impl TargetArgs {

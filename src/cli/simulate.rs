@@ -8,9 +8,10 @@ use serde::Serialize;
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
 use crate::cost::ProfileInfo;
+use crate::deploy::Deployment;
 use crate::error::{Error, Result, check_range};
 use crate::report::table::new_table;
-use crate::sim::{self, Load, LoadStats, Metrics, Scenario, SimConfig, Stop, TraceLoad};
+use crate::sim::{self, Load, LoadStats, Metrics, Scenario, Stop, TraceLoad};
 
 const EXAMPLES: &str = "Examples:
   cardplan simulate --gpu rtx3090 --model llama-3.1-8b --quant fp16 --concurrency 100 --scenario backprop-short --engine vllm-v0
@@ -196,34 +197,20 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
     let load = load_from_args(&args)?;
     let stop = stop_from_args(&args, &load);
-    let prepared = sim::prepare(
-        &target.gpu,
-        &target.model,
-        target.quant,
-        target.kv,
-        &engine,
-        args.kv_blocks,
-    )?;
+    let deployment = Deployment::require(target, engine, args.kv_blocks)?;
     let max_context = match args.max_model_len {
         Some(0) => return Err(Error::BadInput("--max-model-len must be at least 1".into())),
         Some(m) => m,
-        None => prepared.max_context,
+        None => deployment.max_context,
     };
     let warmup_s = match args.warmup {
         Some(w) => check_range("--warmup", w, 0.0, 1e7)?,
         None => load.default_warmup_s(&scenario),
     };
-    let cfg = SimConfig {
-        engine,
-        kv_blocks: prepared.kv_blocks,
-        max_context,
-        load,
-        scenario,
-        stop,
-        seed: args.seed,
-        warmup_s,
-    };
-    let out = sim::run(&prepared.cost, &cfg)?;
+    let mut cfg = deployment.sim_config(load, scenario, stop, args.seed, warmup_s);
+    cfg.max_context = max_context;
+    let out = sim::run(&deployment.cost, &cfg)?;
+    let target = &deployment.target;
     let report = Report {
         gpu: &target.gpu.key,
         model: &target.model.key,
@@ -237,7 +224,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         stop: cfg.stop,
         seed: cfg.seed,
         scenario: &cfg.scenario,
-        profile: prepared.cost.profile_info(),
+        profile: deployment.cost.profile_info(),
         metrics: &out.metrics,
         load_stats: &out.load,
         kv_timeline: &out.kv_timeline,

@@ -5,10 +5,11 @@ use serde::Serialize;
 
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
-use crate::cost::{BatchShape, PrefillChunk, ProfileInfo, StepBreakdown, StepCost, StepTime};
+use crate::cost::{ProfileInfo, StepBreakdown, StepCost};
 use crate::error::{Error, Result};
 use crate::fit::{FitOptions, fit};
 use crate::report::table::new_table;
+use crate::step::{BatchShape, PrefillChunk, StepTime};
 
 const EXAMPLES: &str = "Examples:
   cardplan step --gpu h100-sxm --model llama-3.1-8b --batch 64 --context 1024

@@ -1,50 +1,12 @@
 //! Cost model: the time of one serving step, from measured kernel tables (or tables derived
 //! from a measured GPU for one you don't own).
 //!
-//! The types below are the contract the simulator and planner build on. Modules: [`roofline`]
+//! [`StepCost`] prices a step from a profile's tables. Modules: [`roofline`]
 //! (bytes and FLOPs per kernel), [`interp`] (table interpolation), [`tables`] (pricing any shape
 //! from a profile), [`graph`] (kernels timed one at a time → kernels replayed in a CUDA graph),
 //! [`transfer`] (deriving a profile for a GPU you don't own), [`defaults`] (efficiencies used
-//! where nothing was measured).
-
-/// New tokens of one prompt processed in this step, on top of `cached_tokens` already in KV.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PrefillChunk {
-    pub new_tokens: u32,
-    pub cached_tokens: u32,
-}
-
-/// What one step runs: `decode_seqs` sequences decoding one token each (their contexts summing to
-/// `decode_context_tokens`), and some prefill chunks.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct BatchShape<'a> {
-    pub decode_seqs: u32,
-    pub decode_context_tokens: u64,
-    pub prefills: &'a [PrefillChunk],
-}
-
-impl BatchShape<'_> {
-    /// Tokens through the linear layers: one per decode sequence plus every new prefill token.
-    pub fn tokens(&self) -> u64 {
-        u64::from(self.decode_seqs)
-            + self
-                .prefills
-                .iter()
-                .map(|p| u64::from(p.new_tokens))
-                .sum::<u64>()
-    }
-
-    /// Sequences in the step (decode + prefill).
-    pub fn seqs(&self) -> u32 {
-        self.decode_seqs + self.prefills.len() as u32
-    }
-}
-
-/// Anything that can price a step: the real [`StepCost`] or a mock in tests.
-pub trait StepTime: Send + Sync {
-    /// Wall time of the step in seconds, engine overhead included.
-    fn step_seconds(&self, batch: &BatchShape<'_>) -> f64;
-}
+//! where nothing was measured). What a step is made of, and the trait the simulator prices it
+//! through, live in [`crate::step`].
 
 pub mod defaults;
 pub mod graph;
@@ -62,6 +24,7 @@ use crate::catalog::model::{MlpKind, ModelArch};
 use crate::catalog::quant::{KvDtype, Quant};
 use crate::error::{Error, Result};
 use crate::profile::{ElementwiseKind, GpuProfile};
+use crate::step::{BatchShape, StepTime};
 use roofline::{Heads, Roofs};
 use tables::{Flags, KernelSet, Priced, heads};
 

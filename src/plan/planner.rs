@@ -15,11 +15,13 @@ use super::slo::{Slo, SloStats};
 use crate::catalog::engine::EnginePreset;
 use crate::catalog::model::ModelArch;
 use crate::catalog::quant::{KvDtype, Quant};
-use crate::cost::{BatchShape, ProfileInfo, StepTime};
+use crate::cost::ProfileInfo;
+use crate::deploy::{Deployment, Placement, Target};
 use crate::error::{Error, Result};
-use crate::fit::{FitOptions, FitReport, fit};
+use crate::fit::FitReport;
 use crate::profile::GpuProfile;
-use crate::sim::{self, Dist, Load, Metrics, Prepared, Scenario, SimConfig, SimOutput, Stop};
+use crate::sim::{self, Dist, Load, Metrics, Scenario, SimConfig, SimOutput, Stop};
+use crate::step::{BatchShape, StepTime};
 
 /// What to plan for.
 #[derive(Debug, Clone)]
@@ -67,7 +69,7 @@ impl Window {
 #[derive(Debug, Clone)]
 pub struct Planner {
     pub inputs: PlanInputs,
-    pub prepared: Prepared,
+    pub deployment: Deployment,
 }
 
 /// Whether the model fits; a planner when it does.
@@ -117,32 +119,22 @@ pub fn slo_stats(m: &Metrics, slo: &Slo) -> Result<SloStats> {
     })
 }
 
-/// Whether the model fits, with the fit numbers either way.
-pub fn fit_report(inputs: &PlanInputs) -> FitReport {
-    fit(
-        &inputs.gpu,
-        &inputs.model,
-        inputs.quant,
-        &FitOptions::for_engine(&inputs.engine, inputs.kv),
-    )
-}
-
 impl Planner {
     /// Check the fit and build the step-time model and KV capacity.
     pub fn prepare(inputs: PlanInputs) -> Result<Prepare> {
-        let report = fit_report(&inputs);
-        if !report.fits {
-            return Ok(Prepare::DoesNotFit(report));
-        }
-        let prepared = sim::prepare(
-            &inputs.gpu,
-            &inputs.model,
-            inputs.quant,
-            inputs.kv,
-            &inputs.engine,
-            None,
-        )?;
-        Ok(Prepare::Fits(Box::new(Planner { inputs, prepared })))
+        let target = Target {
+            gpu: inputs.gpu.clone(),
+            model: inputs.model.clone(),
+            quant: inputs.quant,
+            kv: inputs.kv,
+        };
+        Ok(match Deployment::place(target, inputs.engine.clone())? {
+            Placement::DoesNotFit(report) => Prepare::DoesNotFit(report),
+            Placement::Fits(d) => Prepare::Fits(Box::new(Planner {
+                inputs,
+                deployment: *d,
+            })),
+        })
     }
 
     /// The simulation config for `users` users with `seed`.
@@ -151,8 +143,8 @@ impl Planner {
         let warmup_s = load.default_warmup_s(&self.inputs.scenario);
         SimConfig {
             engine: self.inputs.engine.clone(),
-            kv_blocks: self.prepared.kv_blocks,
-            max_context: self.prepared.max_context,
+            kv_blocks: self.deployment.kv_blocks,
+            max_context: self.deployment.max_context,
             load,
             scenario: self.inputs.scenario.clone(),
             stop: self.inputs.window.stop(),
@@ -163,7 +155,7 @@ impl Planner {
 
     /// Simulate one peak window.
     pub fn simulate(&self, users: u64, seed: u64) -> Result<SimOutput> {
-        sim::run(&self.prepared.cost, &self.config(users, seed))
+        sim::run(&self.deployment.cost, &self.config(users, seed))
     }
 
     /// Whether `users` users meet the SLO in the window simulated with `seed`.
@@ -192,13 +184,13 @@ impl Planner {
         } else {
             prompt_mean + out_mean / 2.0
         };
-        let ctx = ctx.min(f64::from(self.prepared.max_context.max(1)));
-        let kv_seqs = (self.prepared.kv_blocks * u64::from(self.inputs.engine.block_size)) as f64
+        let ctx = ctx.min(f64::from(self.deployment.max_context.max(1)));
+        let kv_seqs = (self.deployment.kv_blocks * u64::from(self.inputs.engine.block_size)) as f64
             / ctx.max(1.0);
         let batch = kv_seqs
             .min(f64::from(self.inputs.engine.max_num_seqs))
             .clamp(1.0, 1e6) as u32;
-        let t = self.prepared.cost.step_seconds(&BatchShape {
+        let t = self.deployment.cost.step_seconds(&BatchShape {
             decode_seqs: batch,
             decode_context_tokens: (f64::from(batch) * ctx) as u64,
             prefills: &[],
@@ -225,7 +217,7 @@ impl Planner {
     }
 
     pub fn profile_info(&self) -> &ProfileInfo {
-        self.prepared.cost.profile_info()
+        self.deployment.cost.profile_info()
     }
 }
 
@@ -376,7 +368,7 @@ pub fn sensitivity(p: &Planner, base: f64, replications: usize) -> Result<Vec<Se
             };
             let q = Planner {
                 inputs,
-                prepared: p.prepared.clone(),
+                deployment: p.deployment.clone(),
             };
             let guess = ((base * 0.5) as u64).max(1);
             let opts = SearchOptions {

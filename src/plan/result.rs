@@ -244,10 +244,10 @@ pub fn plan(
         }
         Prepare::Fits(p) => std::sync::Arc::new(*p),
     };
-    assumptions.kv_blocks = Some(planner.prepared.kv_blocks);
+    assumptions.kv_blocks = Some(planner.deployment.kv_blocks);
     assumptions.kv_tokens =
-        Some(planner.prepared.kv_blocks * u64::from(planner.inputs.engine.block_size));
-    assumptions.max_context = Some(planner.prepared.max_context);
+        Some(planner.deployment.kv_blocks * u64::from(planner.inputs.engine.block_size));
+    assumptions.max_context = Some(planner.deployment.max_context);
     let cap = planner.capacity()?;
     let mut v = verdict(users, &cap);
     let mut notes = Vec::new();
@@ -335,7 +335,7 @@ pub fn plan(
     Ok(PlanResult {
         question,
         fits: true,
-        fit: planner.prepared.fit.clone(),
+        fit: planner.deployment.fit.clone(),
         users_per_card: Some(UsersPerCard::from(&cap)),
         cards_needed: v.cards_needed,
         cards_with_spare: v.cards_with_spare,

@@ -19,12 +19,8 @@ pub mod trace;
 use serde::Serialize;
 
 use crate::catalog::engine::{EnginePreset, Policy};
-use crate::catalog::model::ModelArch;
-use crate::catalog::quant::{KvDtype, Quant};
-use crate::cost::{StepCost, StepTime};
 use crate::error::{Error, Result};
-use crate::fit::{FitOptions, FitReport, fit};
-use crate::profile::GpuProfile;
+use crate::step::StepTime;
 
 pub use load::{Load, TraceLoad};
 pub use metrics::{Metrics, RateSummary, Summary};
@@ -168,54 +164,4 @@ pub fn validate(cfg: &SimConfig) -> Result<()> {
     cfg.scenario
         .validate()
         .map_err(|m| Error::BadInput(format!("scenario {}: {m}", cfg.scenario.key)))
-}
-
-/// The step-time model and KV capacity of one (GPU, model, scheme, KV dtype, engine).
-#[derive(Debug, Clone)]
-pub struct Prepared {
-    pub cost: StepCost,
-    pub fit: FitReport,
-    /// KV blocks the simulation uses (the fit, or the override).
-    pub kv_blocks: u64,
-    /// `min(model context, KV tokens)`: what a deployer would set as vLLM's `max_model_len`.
-    pub max_context: u32,
-}
-
-/// Build the step-time model and KV capacity, so callers do not repeat the fit logic.
-/// `kv_blocks_override` replaces the fitted block count (e.g. to match a measured server).
-/// A model that does not fit is a [`Error::BadInput`] that says why.
-pub fn prepare(
-    gpu: &GpuProfile,
-    model: &ModelArch,
-    quant: Quant,
-    kv: KvDtype,
-    engine: &EnginePreset,
-    kv_blocks_override: Option<u64>,
-) -> Result<Prepared> {
-    let opts = FitOptions::for_engine(engine, kv);
-    let report = fit(gpu, model, quant, &opts);
-    let kv_blocks = match kv_blocks_override {
-        Some(0) => return Err(Error::BadInput("--kv-blocks must be at least 1".into())),
-        Some(b) => b,
-        None if !report.fits => {
-            return Err(Error::BadInput(format!(
-                "{} ({}) does not fit on {}: {} (short by {}; try a smaller --quant, --kv int8 or a larger GPU)",
-                model.key,
-                quant,
-                gpu.key,
-                report.reason,
-                crate::fit::gb(report.shortfall_bytes)
-            )));
-        }
-        None => report.kv_blocks,
-    };
-    let cost = StepCost::new(gpu, model, quant, kv, engine)?;
-    let kv_tokens = kv_blocks.saturating_mul(u64::from(engine.block_size));
-    let max_context = u64::from(model.max_context).min(kv_tokens) as u32;
-    Ok(Prepared {
-        cost,
-        fit: report,
-        kv_blocks,
-        max_context,
-    })
 }

@@ -16,8 +16,8 @@ use super::load::{Sources, secs_to_ns};
 use super::metrics::Recorder;
 use super::{LoadStats, SimConfig, SimOutput, Sketches, Stop, TIMELINE_POINTS};
 use crate::catalog::engine::Policy;
-use crate::cost::{BatchShape, PrefillChunk, StepTime};
 use crate::error::{Error, Result};
+use crate::step::{BatchShape, PrefillChunk, StepTime};
 
 const NONE: u64 = u64::MAX;
 

@@ -4,11 +4,12 @@ use cardplan::catalog::quant::{KvDtype, Quant};
 use cardplan::catalog::{self, engine::EnginePreset, model::ModelArch};
 use cardplan::cost::roofline::Roofs;
 use cardplan::cost::tables::{KernelSet, heads};
-use cardplan::cost::{BatchShape, PrefillChunk, StepCost, StepTime, transfer};
+use cardplan::cost::{StepCost, transfer};
 use cardplan::profile::{
     DecodeAttnTable, DecodePoint, ElementwiseKind, ElementwiseTable, GemmTable, GpuProfile,
     Measured, MeasuredRoofs, PrefillAttnTable, Provenance, Timing,
 };
+use cardplan::step::{BatchShape, PrefillChunk, StepTime};
 
 fn llama() -> ModelArch {
     catalog::model("llama-3.1-8b").expect("catalog model")

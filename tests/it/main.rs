@@ -9,6 +9,7 @@ mod calibrate_writer;
 mod cost_model;
 mod cost_step_cli;
 mod foundation;
+mod layering;
 mod plan_acceptance;
 mod plan_cli;
 mod report_cli;

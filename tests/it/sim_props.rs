@@ -1,10 +1,10 @@
 //! Simulator properties, with a mock step time so expected values can be computed by hand.
 
 use cardplan::catalog::engine::{EnginePreset, Policy};
-use cardplan::cost::{BatchShape, StepTime};
 use cardplan::sim::{
     self, Dist, Load, Scenario, SimConfig, SimOutput, Stop, TraceLoad, TraceRequest,
 };
+use cardplan::step::{BatchShape, PrefillChunk, StepTime};
 use proptest::prelude::*;
 
 /// Step time linear in the batch: easy to reproduce in a test.
@@ -76,7 +76,7 @@ fn one_user_alone_is_one_prefill_plus_decode_steps() {
         let prefill = ns(MOCK.step_seconds(&BatchShape {
             decode_seqs: 0,
             decode_context_tokens: 0,
-            prefills: &[cardplan::cost::PrefillChunk {
+            prefills: &[PrefillChunk {
                 new_tokens: p,
                 cached_tokens: 0,
             }],
@@ -139,7 +139,7 @@ fn static_batch_runs_to_its_longest_output_and_admits_nobody_mid_batch() {
     );
     cfg.engine.max_num_seqs = 2;
     let out = sim::run_checked(&MOCK, &cfg).unwrap();
-    let chunk = cardplan::cost::PrefillChunk {
+    let chunk = PrefillChunk {
         new_tokens: 5,
         cached_tokens: 0,
     };
@@ -179,7 +179,7 @@ fn prefill_first_stalls_decodes_while_a_prompt_prefills() {
     let prefill_b = MOCK.step_seconds(&BatchShape {
         decode_seqs: 0,
         decode_context_tokens: 0,
-        prefills: &[cardplan::cost::PrefillChunk {
+        prefills: &[PrefillChunk {
             new_tokens: 500,
             cached_tokens: 0,
         }],

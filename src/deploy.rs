@@ -1,0 +1,132 @@
+//! One deployment — a model, quantized one way, on one GPU, under one engine preset — resolved
+//! once: the GPU profile (measured or derived), the fit in memory, the KV capacity and the
+//! step-time model. Every subcommand that simulates starts here, so the simulator receives its
+//! inputs ready-made and never looks anything up itself.
+
+use crate::catalog::engine::EnginePreset;
+use crate::catalog::model::ModelArch;
+use crate::catalog::quant::{KvDtype, Quant};
+use crate::cost::StepCost;
+use crate::error::{Error, Result};
+use crate::fit::{FitOptions, FitReport, fit, gb};
+use crate::profile::GpuProfile;
+use crate::sim::{Load, Scenario, SimConfig, Stop};
+
+/// What a question is about: the GPU, the model, its weight scheme and the KV-cache dtype.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub gpu: GpuProfile,
+    pub model: ModelArch,
+    pub quant: Quant,
+    pub kv: KvDtype,
+}
+
+impl Target {
+    /// The fit of this target under `engine`'s memory settings.
+    pub fn fit(&self, engine: &EnginePreset) -> FitReport {
+        fit(
+            &self.gpu,
+            &self.model,
+            self.quant,
+            &FitOptions::for_engine(engine, self.kv),
+        )
+    }
+}
+
+/// A target under an engine, ready to simulate.
+#[derive(Debug, Clone)]
+pub struct Deployment {
+    pub target: Target,
+    pub engine: EnginePreset,
+    pub fit: FitReport,
+    pub cost: StepCost,
+    /// KV blocks the server has (the fit, or an override).
+    pub kv_blocks: u64,
+    /// `min(model context, KV tokens)`: what a deployer would set as vLLM's `max_model_len`.
+    pub max_context: u32,
+}
+
+/// Whether a target fits; the deployment when it does.
+#[derive(Debug)]
+pub enum Placement {
+    Fits(Box<Deployment>),
+    DoesNotFit(FitReport),
+}
+
+impl Deployment {
+    /// Fit the model and, when it fits, build the step-time model and the KV capacity. A model
+    /// that does not fit is an answer ([`Placement::DoesNotFit`]), not an error.
+    pub fn place(target: Target, engine: EnginePreset) -> Result<Placement> {
+        let report = target.fit(&engine);
+        if !report.fits {
+            return Ok(Placement::DoesNotFit(report));
+        }
+        let blocks = report.kv_blocks;
+        Ok(Placement::Fits(Box::new(Self::build(
+            target, engine, report, blocks,
+        )?)))
+    }
+
+    /// [`Deployment::place`] for commands that need a server: a model that does not fit is a
+    /// [`Error::BadInput`] that says why. `kv_blocks` replaces the fitted block count (to match
+    /// a measured server); with it, the fit is not required.
+    pub fn require(target: Target, engine: EnginePreset, kv_blocks: Option<u64>) -> Result<Self> {
+        let report = target.fit(&engine);
+        let blocks = match kv_blocks {
+            Some(0) => return Err(Error::BadInput("--kv-blocks must be at least 1".into())),
+            Some(b) => b,
+            None if !report.fits => {
+                return Err(Error::BadInput(format!(
+                    "{} ({}) does not fit on {}: {} (short by {}; try a smaller --quant, --kv int8 or a larger GPU)",
+                    target.model.key,
+                    target.quant,
+                    target.gpu.key,
+                    report.reason,
+                    gb(report.shortfall_bytes)
+                )));
+            }
+            None => report.kv_blocks,
+        };
+        Self::build(target, engine, report, blocks)
+    }
+
+    fn build(target: Target, engine: EnginePreset, fit: FitReport, kv_blocks: u64) -> Result<Self> {
+        let cost = StepCost::new(&target.gpu, &target.model, target.quant, target.kv, &engine)?;
+        let kv_tokens = kv_blocks.saturating_mul(u64::from(engine.block_size));
+        let max_context = u64::from(target.model.max_context).min(kv_tokens) as u32;
+        Ok(Deployment {
+            target,
+            engine,
+            fit,
+            cost,
+            kv_blocks,
+            max_context,
+        })
+    }
+
+    /// Tokens the KV cache holds.
+    pub fn kv_tokens(&self) -> u64 {
+        self.kv_blocks * u64::from(self.engine.block_size)
+    }
+
+    /// The simulation of this deployment under `load`.
+    pub fn sim_config(
+        &self,
+        load: Load,
+        scenario: Scenario,
+        stop: Stop,
+        seed: u64,
+        warmup_s: f64,
+    ) -> SimConfig {
+        SimConfig {
+            engine: self.engine.clone(),
+            kv_blocks: self.kv_blocks,
+            max_context: self.max_context,
+            load,
+            scenario,
+            stop,
+            seed,
+            warmup_s,
+        }
+    }
+}
