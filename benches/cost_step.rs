@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use cardplan::catalog::{self, engine::EnginePreset, quant::KvDtype, quant::Quant};
-use cardplan::cost::{StepCost, defaults};
+use cardplan::cost::{PricingBasis, StepCost, defaults};
 use cardplan::profile::GpuProfile;
 use cardplan::step::{BatchShape, PrefillChunk, StepTime};
 
@@ -45,7 +45,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (gpu_key, gpu) in &gpus {
         for quant in [Quant::Fp16, Quant::Nf4] {
             let t0 = Instant::now();
-            let cost = StepCost::new(gpu, &model, quant, KvDtype::Fp16, &engine)?;
+            let basis = PricingBasis::resolve(gpu, catalog::measured_gpus()?);
+            let cost = StepCost::new(&basis, &model, quant, KvDtype::Fp16, &engine)?;
             let build_ms = t0.elapsed().as_secs_f64() * 1e3;
             let mut g = Gen(0x9E37_79B9_7F4A_7C15);
             let mut chunks = Vec::with_capacity(N);

@@ -3,10 +3,11 @@
 //! step-time model. Every subcommand that simulates starts here, so the simulator receives its
 //! inputs ready-made and never looks anything up itself.
 
+use crate::catalog;
 use crate::catalog::engine::EnginePreset;
 use crate::catalog::model::ModelArch;
 use crate::catalog::quant::{KvDtype, Quant};
-use crate::cost::StepCost;
+use crate::cost::{PricingBasis, StepCost};
 use crate::error::{Error, Result};
 use crate::fit::{FitOptions, FitReport, fit, gb};
 use crate::profile::GpuProfile;
@@ -30,6 +31,15 @@ impl Target {
             self.quant,
             &FitOptions::for_engine(engine, self.kv),
         )
+    }
+}
+
+impl Target {
+    /// The step-time model of this target under `engine`: its own tables, or tables derived from
+    /// the nearest measured GPU of the catalog.
+    pub fn step_cost(&self, engine: &EnginePreset) -> Result<StepCost> {
+        let basis = PricingBasis::resolve(&self.gpu, catalog::measured_gpus()?);
+        StepCost::new(&basis, &self.model, self.quant, self.kv, engine)
     }
 }
 
@@ -91,7 +101,7 @@ impl Deployment {
     }
 
     fn build(target: Target, engine: EnginePreset, fit: FitReport, kv_blocks: u64) -> Result<Self> {
-        let cost = StepCost::new(&target.gpu, &target.model, target.quant, target.kv, &engine)?;
+        let cost = target.step_cost(&engine)?;
         let kv_tokens = kv_blocks.saturating_mul(u64::from(engine.block_size));
         let max_context = u64::from(target.model.max_context).min(kv_tokens) as u32;
         Ok(Deployment {

@@ -66,8 +66,30 @@ pub struct Provenance {
     /// all timed in isolation.
     #[serde(default)]
     pub timing: Timing,
+    /// Set on a profile derived for a GPU that was not measured: what its tables were scaled
+    /// from. Absent on a measured profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived_from: Option<DerivedFrom>,
     #[serde(default)]
     pub notes: Vec<String>,
+}
+
+/// The measured GPU a derived profile's tables were scaled from, and by how much. The cost model
+/// needs the source's L2 (the tables are DRAM-bound against that L2, not the target's); a reader
+/// of the profile needs the ratios.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivedFrom {
+    /// Catalog key of the measured GPU.
+    pub gpu: String,
+    /// Its L2 cache, MB (10^6 bytes), from its datasheet.
+    pub l2_mb: f64,
+    /// Target ÷ source datasheet ratios the times were scaled by.
+    pub bandwidth_ratio: f64,
+    pub fp16_ratio: f64,
+    pub int8_ratio: f64,
+    /// The fixed per-call time kept unscaled (launch latency and the like), µs.
+    pub fixed_us: f64,
 }
 
 /// How the calibrator timed each kernel call.

@@ -98,6 +98,7 @@ pub fn calibrate(
         git_rev: git_rev.to_string(),
         method: timer.method(),
         timing: timer.timing(),
+        derived_from: None,
         notes,
     };
     let measured = assemble::measured(&timed, provenance)?;

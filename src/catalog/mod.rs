@@ -10,6 +10,7 @@ pub mod model;
 pub mod quant;
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::profile::GpuProfile;
@@ -52,6 +53,21 @@ pub fn models() -> Result<Vec<ModelArch>> {
         .iter()
         .map(|(key, text)| parse_model(text, &embedded_origin("models", key)))
         .collect()
+}
+
+/// The measured profiles of the embedded catalog (what unmeasured GPUs are derived from),
+/// parsed once per process.
+pub fn measured_gpus() -> Result<&'static [GpuProfile]> {
+    static MEASURED: OnceLock<std::result::Result<Vec<GpuProfile>, String>> = OnceLock::new();
+    MEASURED
+        .get_or_init(|| {
+            gpus()
+                .map(|v| v.into_iter().filter(|g| g.measured.is_some()).collect())
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map(Vec::as_slice)
+        .map_err(|e| Error::Internal(format!("embedded GPU catalog: {e}")))
 }
 
 /// A model by catalog key, or from a YAML file or a Hugging Face `config.json`.

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
-use crate::cost::{ProfileInfo, StepBreakdown, StepCost};
+use crate::cost::{ProfileInfo, StepBreakdown};
 use crate::error::{Error, Result};
 use crate::fit::{FitOptions, fit};
 use crate::report::table::new_table;
@@ -119,7 +119,7 @@ pub fn run(args: StepArgs) -> Result<()> {
     check(&args)?;
     let target = args.target.resolve()?;
     let engine: EnginePreset = args.engine.parse().map_err(Error::Usage)?;
-    let cost = StepCost::new(&target.gpu, &target.model, target.quant, target.kv, &engine)?;
+    let cost = target.step_cost(&engine)?;
     let chunks = [PrefillChunk {
         new_tokens: args.prefill_tokens,
         cached_tokens: args.prefill_cached,

@@ -225,6 +225,7 @@ pub fn as_tables(gpu: &GpuProfile, model: &ModelArch) -> Measured {
             method: "src/cost/defaults.rs efficiencies applied to the datasheet".into(),
             // the default efficiencies are in-graph estimates already: no correction
             timing: Timing::BackToBack,
+            derived_from: None,
             notes: Vec::new(),
         },
         roofs: MeasuredRoofs {

@@ -163,6 +163,7 @@ mod tests {
                 git_rev: "t".into(),
                 method: "t".into(),
                 timing: Timing::Isolated,
+                derived_from: None,
                 notes: vec![],
             },
             roofs: MeasuredRoofs {

@@ -20,7 +20,7 @@ use super::interp::rescale;
 use super::roofline::{self, Roofs};
 use super::tables::heads;
 use crate::catalog::quant::Quant;
-use crate::profile::{GpuProfile, Measured, MeasuredRoofs};
+use crate::profile::{DerivedFrom, GpuProfile, Measured, MeasuredRoofs, Provenance};
 
 /// The measured profile a target should be derived from: the target itself when it is measured;
 /// otherwise a measured GPU of the same architecture family, else any measured GPU; among those,
@@ -98,9 +98,17 @@ pub fn derive(source: &GpuProfile, target: &GpuProfile) -> Option<GpuProfile> {
         int8_tops: m.roofs.int8_tops * int8,
     };
     if source.key != target.key || sd != td {
-        out.provenance
-            .notes
-            .push(derivation_note(source, target, bw, fp16, int8));
+        let derived = DerivedFrom {
+            gpu: source.key.clone(),
+            l2_mb: sd.l2_mb,
+            bandwidth_ratio: bw,
+            fp16_ratio: fp16,
+            int8_ratio: int8,
+            fixed_us: floor_ms * 1e3,
+        };
+        let note = derivation_note(&target.key, &out.provenance, &derived);
+        out.provenance.notes.push(note);
+        out.provenance.derived_from = Some(derived);
     }
     Some(GpuProfile {
         key: target.key.clone(),
@@ -110,35 +118,20 @@ pub fn derive(source: &GpuProfile, target: &GpuProfile) -> Option<GpuProfile> {
     })
 }
 
-/// One line saying what a derived profile rests on.
-pub fn derivation_note(
-    source: &GpuProfile,
-    target: &GpuProfile,
-    bw: f64,
-    fp16: f64,
-    int8: f64,
-) -> String {
-    let when = source
-        .measured
-        .as_ref()
-        .map(|m| format!("{} on {}", m.provenance.date, m.provenance.device))
-        .unwrap_or_default();
-    let timing = source
-        .measured
-        .as_ref()
-        .map(|m| m.provenance.timing)
-        .unwrap_or_default();
+/// One line saying what a profile derived for `target` rests on; `source` is the provenance the
+/// derived tables keep (the measured GPU's date, device and timing method).
+pub fn derivation_note(target: &str, source: &Provenance, d: &DerivedFrom) -> String {
     format!(
-        "derived for {} from {} (measured {when}, timing {timing}) by datasheet roofline scaling: \
-         bandwidth ×{bw:.3}, fp16 (fp32-accumulate) ×{fp16:.3}, int8 ×{int8:.3}; fixed per-call \
+        "derived for {target} from {} (measured {} on {}, timing {}) by datasheet roofline \
+         scaling: bandwidth ×{:.3}, fp16 (fp32-accumulate) ×{:.3}, int8 ×{:.3}; fixed per-call \
          time {:.1} µs kept; L2 size and SM count not modeled",
-        target.key,
-        source.key,
-        source
-            .measured
-            .as_ref()
-            .map(isolated_fixed_s)
-            .unwrap_or(0.0)
-            * 1e6
+        d.gpu,
+        source.date,
+        source.device,
+        source.timing,
+        d.bandwidth_ratio,
+        d.fp16_ratio,
+        d.int8_ratio,
+        d.fixed_us
     )
 }

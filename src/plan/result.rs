@@ -10,7 +10,7 @@ use super::planner::{
 };
 use super::search::Capacity;
 use super::slo::Slo;
-use crate::cost::ProfileInfo;
+use crate::cost::{ProfileInfo, ProfileKind};
 use crate::error::Result;
 use crate::fit::FitReport;
 use crate::sim::Load;
@@ -325,7 +325,7 @@ pub fn plan(
     };
     let profile = Some(planner.profile_info().clone());
     if let Some(p) = &profile
-        && p.kind != "measured"
+        && p.kind != ProfileKind::Measured
     {
         notes.push(format!(
             "step times are {} ({}), not measured on this GPU",

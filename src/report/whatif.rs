@@ -7,6 +7,7 @@ use super::chart::{Bar, ChartSpec};
 use super::doc::Document;
 use super::format::{thousands, usd, usd_per_hour, users_with_interval};
 use super::table::new_table;
+use crate::cost::ProfileKind;
 use crate::plan::result::PlanResult;
 
 /// One row of the comparison.
@@ -207,7 +208,7 @@ pub fn terminal(c: &Comparison) -> String {
         .plans
         .iter()
         .filter_map(|p| p.profile.as_ref())
-        .filter(|p| p.kind != "measured")
+        .filter(|p| p.kind != ProfileKind::Measured)
         .map(|p| p.gpu.clone())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()

@@ -4,12 +4,17 @@ use cardplan::catalog::quant::{KvDtype, Quant};
 use cardplan::catalog::{self, engine::EnginePreset, model::ModelArch};
 use cardplan::cost::roofline::Roofs;
 use cardplan::cost::tables::{KernelSet, heads};
-use cardplan::cost::{StepCost, transfer};
+use cardplan::cost::{PricingBasis, ProfileKind, StepCost, transfer};
 use cardplan::profile::{
     DecodeAttnTable, DecodePoint, ElementwiseKind, ElementwiseTable, GemmTable, GpuProfile,
     Measured, MeasuredRoofs, PrefillAttnTable, Provenance, Timing,
 };
 use cardplan::step::{BatchShape, PrefillChunk, StepTime};
+
+/// What `gpu` is priced with: its own tables, or tables derived from the catalog's measured GPUs.
+fn basis(gpu: &GpuProfile) -> PricingBasis {
+    PricingBasis::resolve(gpu, catalog::measured_gpus().expect("catalog"))
+}
 
 fn llama() -> ModelArch {
     catalog::model("llama-3.1-8b").expect("catalog model")
@@ -114,6 +119,7 @@ fn synthetic_measured(gpu: &GpuProfile) -> Measured {
             method: "synthetic".into(),
             // timed like the pre-back-to-back calibrator: the cost model corrects these tables
             timing: Timing::Isolated,
+            derived_from: None,
             notes: Vec::new(),
         },
         roofs: MeasuredRoofs {
@@ -353,8 +359,8 @@ fn source_selection_prefers_same_family_then_nearest() {
 #[test]
 fn measured_profile_is_used_and_named() {
     let g = measured_h100();
-    let c = StepCost::new(&g, &llama(), Quant::Fp16, KvDtype::Fp16, &vllm()).expect("cost");
-    assert_eq!(c.profile_info().kind, "measured");
+    let c = StepCost::new(&basis(&g), &llama(), Quant::Fp16, KvDtype::Fp16, &vllm()).expect("cost");
+    assert_eq!(c.profile_info().kind, ProfileKind::Measured);
     assert!(
         c.profile_info().source.contains("synthetic"),
         "{}",
@@ -373,15 +379,23 @@ fn derived_profile_names_its_source() {
     let src = measured_h100();
     let target = catalog::gpu("rtx3090").expect("gpu");
     let derived = transfer::derive(&src, &target).expect("derived");
-    let c = StepCost::new(&derived, &llama(), Quant::Fp16, KvDtype::Fp16, &vllm()).expect("cost");
-    assert_eq!(c.profile_info().kind, "derived");
+    let c = StepCost::new(
+        &basis(&derived),
+        &llama(),
+        Quant::Fp16,
+        KvDtype::Fp16,
+        &vllm(),
+    )
+    .expect("cost");
+    assert_eq!(c.profile_info().kind, ProfileKind::Derived);
     assert!(
         c.profile_info().source.contains("h100-sxm"),
         "{}",
         c.profile_info().source
     );
     // a 3090 is slower than the H100 it was derived from
-    let h = StepCost::new(&src, &llama(), Quant::Fp16, KvDtype::Fp16, &vllm()).expect("cost");
+    let h =
+        StepCost::new(&basis(&src), &llama(), Quant::Fp16, KvDtype::Fp16, &vllm()).expect("cost");
     assert!(c.step_seconds(&decode(1, 512)) > 2.5 * h.step_seconds(&decode(1, 512)) - 0.01);
 }
 
@@ -399,7 +413,7 @@ fn breakdown_sums_to_the_total() {
     ];
     for g in [measured_h100(), catalog::gpu("rtx3090").expect("gpu")] {
         for q in Quant::ALL {
-            let c = StepCost::new(&g, &llama(), q, KvDtype::Fp16, &vllm()).expect("cost");
+            let c = StepCost::new(&basis(&g), &llama(), q, KvDtype::Fp16, &vllm()).expect("cost");
             for b in [
                 decode(1, 100),
                 decode(256, 3000),
@@ -427,7 +441,7 @@ fn breakdown_sums_to_the_total() {
 #[test]
 fn zero_token_step_costs_nothing() {
     let c = StepCost::new(
-        &measured_h100(),
+        &basis(&measured_h100()),
         &llama(),
         Quant::Fp16,
         KvDtype::Fp16,
@@ -441,7 +455,7 @@ fn zero_token_step_costs_nothing() {
 fn quantized_weights_decode_faster_at_batch_one_on_a_memory_bound_gpu() {
     let g = catalog::gpu("rtx3090").expect("gpu");
     let t = |q| {
-        StepCost::new(&g, &llama(), q, KvDtype::Fp16, &vllm())
+        StepCost::new(&basis(&g), &llama(), q, KvDtype::Fp16, &vllm())
             .expect("cost")
             .breakdown(&decode(1, 512))
             .linear
@@ -454,7 +468,7 @@ fn quantized_weights_decode_faster_at_batch_one_on_a_memory_bound_gpu() {
     // also from a transferred measured profile
     let derived = transfer::derive(&measured_h100(), &g).expect("derived");
     let t = |q| {
-        StepCost::new(&derived, &llama(), q, KvDtype::Fp16, &vllm())
+        StepCost::new(&basis(&derived), &llama(), q, KvDtype::Fp16, &vllm())
             .expect("cost")
             .step_seconds(&decode(1, 512))
     };
@@ -471,7 +485,8 @@ fn prefill_step_time_grows_with_tokens() {
         (measured_h100(), 0.0),
         (catalog::gpu("l4").expect("gpu"), 0.02),
     ] {
-        let c = StepCost::new(&g, &llama(), Quant::Fp16, KvDtype::Fp16, &vllm()).expect("cost");
+        let c =
+            StepCost::new(&basis(&g), &llama(), Quant::Fp16, KvDtype::Fp16, &vllm()).expect("cost");
         let time = |p: u32| {
             let chunk = [PrefillChunk {
                 new_tokens: p,
@@ -507,8 +522,10 @@ fn prefill_step_time_grows_with_tokens() {
 #[test]
 fn decode_attention_follows_kv_bytes() {
     let g = measured_h100();
-    let fp16 = StepCost::new(&g, &llama(), Quant::Fp16, KvDtype::Fp16, &vllm()).expect("cost");
-    let int8 = StepCost::new(&g, &llama(), Quant::Fp16, KvDtype::Int8, &vllm()).expect("cost");
+    let fp16 =
+        StepCost::new(&basis(&g), &llama(), Quant::Fp16, KvDtype::Fp16, &vllm()).expect("cost");
+    let int8 =
+        StepCost::new(&basis(&g), &llama(), Quant::Fp16, KvDtype::Int8, &vllm()).expect("cost");
     let a = |c: &StepCost, b, ctx| c.breakdown(&decode(b, ctx)).attention;
     assert!(a(&fp16, 64, 4096) > 3.0 * a(&fp16, 64, 1024) * 0.9);
     assert!(a(&int8, 64, 4096) < 0.6 * a(&fp16, 64, 4096));
@@ -523,7 +540,7 @@ fn decode_attention_follows_kv_bytes() {
 #[test]
 fn cached_prefix_makes_a_prefill_chunk_dearer() {
     let c = StepCost::new(
-        &measured_h100(),
+        &basis(&measured_h100()),
         &llama(),
         Quant::Fp16,
         KvDtype::Fp16,
@@ -548,7 +565,7 @@ fn cached_prefix_makes_a_prefill_chunk_dearer() {
 #[test]
 fn beyond_measured_range_is_said() {
     let c = StepCost::new(
-        &measured_h100(),
+        &basis(&measured_h100()),
         &llama(),
         Quant::Fp16,
         KvDtype::Fp16,
@@ -577,8 +594,8 @@ fn steps_beyond_the_precomputed_range_match_a_larger_table() {
     let small = vllm(); // token budget 2048: 3000 tokens take the direct path
     let mut big = vllm();
     big.max_num_batched_tokens = 4096;
-    let a = StepCost::new(&g, &llama(), Quant::Fp16, KvDtype::Fp16, &small).expect("cost");
-    let b = StepCost::new(&g, &llama(), Quant::Fp16, KvDtype::Fp16, &big).expect("cost");
+    let a = StepCost::new(&basis(&g), &llama(), Quant::Fp16, KvDtype::Fp16, &small).expect("cost");
+    let b = StepCost::new(&basis(&g), &llama(), Quant::Fp16, KvDtype::Fp16, &big).expect("cost");
     let chunk = [PrefillChunk {
         new_tokens: 3000,
         cached_tokens: 0,
