@@ -16,6 +16,7 @@ pub mod profile;
 pub mod report;
 pub mod sim;
 pub mod step;
+pub mod units;
 pub mod validate;
 pub mod yaml;
 

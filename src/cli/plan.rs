@@ -7,11 +7,12 @@ use clap::Args;
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
 use crate::error::{Error, Result, check_range};
-use crate::plan::planner::{PlanInputs, Window, load_grid, sweep};
-use crate::plan::result::{PlanResult, PlanWork, plan};
+use crate::plan::planner::{PlanSpec, Window};
+use crate::plan::result::PlanWork;
 use crate::plan::search::SearchOptions;
-use crate::plan::slo::Slo;
-use crate::report::doc::write_report;
+use crate::plan::slo::{SloOverrides, resolve_slo};
+use crate::plan::{PlanRequest, plan};
+use crate::report::{self, doc::write_report};
 use crate::sim::Scenario;
 
 const EXAMPLES: &str = "Examples:
@@ -87,11 +88,8 @@ pub struct PlanArgs {
 /// Everything resolved from flags that does not depend on the GPU or scheme.
 pub struct Common {
     pub engine: EnginePreset,
-    pub scenario: Scenario,
-    pub slo: Slo,
+    pub spec: PlanSpec,
     pub slo_source: String,
-    pub search: SearchOptions,
-    pub window: Window,
 }
 
 impl PlanOptions {
@@ -102,20 +100,12 @@ impl PlanOptions {
             check_range("--active-share", s, 1e-6, 1.0)?;
             scenario.session.active_share = s;
         }
-        let ss = &scenario.slo;
-        let overridden =
-            self.slo_tok_s.is_some() || self.slo_quantile.is_some() || self.slo_ttft_s.is_some();
-        let slo = Slo::new(
-            self.slo_tok_s.unwrap_or(ss.min_request_tok_s),
-            self.slo_quantile
-                .unwrap_or(1.0 - ss.request_tok_s_percentile / 100.0),
-            self.slo_ttft_s.unwrap_or(ss.ttft_p95_s),
-        )?;
-        let slo_source = if overridden {
-            "command line".to_string()
-        } else {
-            format!("scenario {}", scenario.key)
+        let overrides = SloOverrides {
+            tok_s: self.slo_tok_s,
+            quantile: self.slo_quantile,
+            ttft_s: self.slo_ttft_s,
         };
+        let (slo, slo_source) = resolve_slo(&scenario, &overrides)?;
         if self.replications == 0 || self.replications > 64 {
             return Err(Error::BadInput(format!(
                 "--replications must be 1..=64, got {}",
@@ -137,17 +127,20 @@ impl PlanOptions {
         if let Some(p) = self.price_per_hour {
             check_range("--price-per-hour", p, 0.0, 1e6)?;
         }
+        let search = SearchOptions {
+            replications: self.replications,
+            base_seed: self.seed,
+            ..SearchOptions::default()
+        };
         Ok(Common {
             engine,
-            scenario,
-            slo,
-            slo_source,
-            search: SearchOptions {
-                replications: self.replications,
-                base_seed: self.seed,
-                ..SearchOptions::default()
+            spec: PlanSpec {
+                scenario,
+                slo,
+                window,
+                search,
             },
-            window,
+            slo_source,
         })
     }
 
@@ -172,60 +165,39 @@ pub fn run(args: PlanArgs) -> Result<()> {
     }
     let target = args.target.resolve()?;
     let common = args.opts.resolve()?;
-    let (price, price_source) = args.opts.price(&target.gpu);
-    let inputs = PlanInputs {
-        gpu: target.gpu,
-        model: target.model,
-        quant: target.quant,
-        kv: target.kv,
+    let (price_per_hour, price_source) = args.opts.price(&target.gpu);
+    let result = plan(PlanRequest {
+        users: args.users,
+        target,
         engine: common.engine,
-        scenario: common.scenario,
-        slo: common.slo,
-        window: common.window,
-        search: common.search,
-    };
-    let work = PlanWork {
-        at_load: true,
-        // A direction, not the answer: fewer windows than the main search.
-        sensitivity_replications: args.opts.replications.min(4),
-    };
-    let result = plan(
-        inputs,
-        args.users,
-        price,
-        &price_source,
-        &common.slo_source,
-        work,
-    )?;
+        spec: common.spec,
+        price_per_hour,
+        price_source,
+        slo_source: common.slo_source,
+        work: PlanWork {
+            at_load: true,
+            // A direction, not the answer: fewer windows than the main search.
+            sensitivity_replications: args.opts.replications.min(4),
+            // Loads around the capacity for the report's charts.
+            sweep_points: if args.opts.report.is_some() { 12 } else { 0 },
+        },
+    })?;
     // Write the report before printing, so a failed write never follows a printed answer.
     let written = match &args.opts.report {
-        Some(dir) => Some(write_plan_report(&result, dir, args.opts.png)?),
+        Some(dir) => Some(write_report(
+            dir,
+            &report::plan::document(&result),
+            args.opts.png,
+        )?),
         None => None,
     };
     if args.opts.json {
         print_json(&result)?;
     } else {
-        print!("{}", crate::report::plan::terminal(&result));
+        print!("{}", report::plan::terminal(&result));
     }
     if let Some(w) = written {
         eprintln!("report written to {}", w.html.display());
     }
     Ok(())
-}
-
-/// Sweep loads around the capacity for the charts, then write the report files.
-pub fn write_plan_report(
-    r: &PlanResult,
-    dir: &std::path::Path,
-    png: bool,
-) -> Result<crate::report::doc::Written> {
-    let points = match (&r.planner, &r.users_per_card) {
-        (Some(p), Some(u)) if u.estimate > 0 => {
-            let hi = (u.estimate as f64 * 1.5).ceil() as u64;
-            sweep(p, &load_grid((u.estimate / 5).max(1), hi, 12))?
-        }
-        _ => Vec::new(),
-    };
-    let doc = crate::report::plan::document(r, &points);
-    write_report(dir, &doc, png)
 }

@@ -8,9 +8,10 @@ use super::common::{parse_quant, print_json};
 use super::plan::PlanOptions;
 use crate::catalog;
 use crate::catalog::quant::KvDtype;
+use crate::deploy::Target;
 use crate::error::{Error, Result};
-use crate::plan::planner::PlanInputs;
-use crate::plan::result::{PlanWork, plan};
+use crate::plan::result::PlanWork;
+use crate::plan::{PlanRequest, plan};
 use crate::report::doc::write_report;
 use crate::report::whatif::{Comparison, document, terminal};
 
@@ -92,23 +93,27 @@ pub fn run(args: WhatifArgs) -> Result<()> {
     let work = PlanWork {
         at_load: false,
         sensitivity_replications: 0,
+        sweep_points: 0,
     };
     let results = combos
         .into_par_iter()
         .map(|(gpu, quant)| {
-            let (price, source) = args.opts.price(&gpu);
-            let inputs = PlanInputs {
-                gpu,
-                model: model.clone(),
-                quant,
-                kv,
+            let (price_per_hour, price_source) = args.opts.price(&gpu);
+            let r = plan(PlanRequest {
+                users: args.users,
+                target: Target {
+                    gpu,
+                    model: model.clone(),
+                    quant,
+                    kv,
+                },
                 engine: common.engine.clone(),
-                scenario: common.scenario.clone(),
-                slo: common.slo,
-                window: common.window,
-                search: common.search,
-            };
-            let r = plan(inputs, args.users, price, &source, &common.slo_source, work);
+                spec: common.spec.clone(),
+                price_per_hour,
+                price_source,
+                slo_source: common.slo_source.clone(),
+                work,
+            });
             bar.inc(1);
             r
         })

@@ -6,7 +6,8 @@
 
 use serde::Serialize;
 
-use crate::error::{Result, check_range};
+use crate::error::{Error, Result, check_range};
+use crate::sim::{Metrics, Scenario};
 
 /// What "serving a user well" means.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -78,6 +79,80 @@ impl Slo {
             percentile_label(self.quantile),
         )
     }
+}
+
+/// The SLO quantiles the simulator's metrics carry (the per-request rate at `1 − q`, TTFT at `q`).
+pub const SUPPORTED_QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
+
+/// The SLO statistics of one simulated window. Requests refused (too long for the context or
+/// the KV cache) or unfinished count as failing requests: if they alone exceed `1 − quantile`
+/// of the requests, the tail values are set to fail the SLO.
+pub fn slo_stats(m: &Metrics, slo: &Slo) -> Result<SloStats> {
+    let q = slo.quantile;
+    let close = |a: f64| (q - a).abs() < 1e-9;
+    let (rate, ttft_ms) = if close(0.5) {
+        (m.request_tok_s.p50, m.ttft_ms.p50)
+    } else if close(0.9) {
+        (m.request_tok_s.p10, m.ttft_ms.p90)
+    } else if close(0.95) {
+        (m.request_tok_s.p05, m.ttft_ms.p95)
+    } else if close(0.99) {
+        (m.request_tok_s.p01, m.ttft_ms.p99)
+    } else {
+        return Err(Error::Usage(format!(
+            "--slo-quantile must be one of 0.5, 0.9, 0.95, 0.99 (the percentiles the simulator reports), got {q}"
+        )));
+    };
+    let bad = m.rejected + m.unfinished;
+    let total = m.requests + bad;
+    let bad_share = if total == 0 {
+        0.0
+    } else {
+        bad as f64 / total as f64
+    };
+    let failing = bad_share > 1.0 - q;
+    Ok(SloStats {
+        tok_s_tail: if failing { 0.0 } else { rate },
+        ttft_tail_s: if failing {
+            f64::INFINITY
+        } else {
+            ttft_ms / 1000.0
+        },
+        requests: m.requests as usize,
+    })
+}
+
+/// SLO limits given by the user, each replacing the scenario's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SloOverrides {
+    pub tok_s: Option<f64>,
+    pub quantile: Option<f64>,
+    pub ttft_s: Option<f64>,
+}
+
+impl SloOverrides {
+    fn any(&self) -> bool {
+        self.tok_s.is_some() || self.quantile.is_some() || self.ttft_s.is_some()
+    }
+}
+
+/// The SLO a plan checks: the scenario's, with the user's overrides, and where it came from
+/// (`scenario <key>` or `command line`).
+pub fn resolve_slo(scenario: &Scenario, overrides: &SloOverrides) -> Result<(Slo, String)> {
+    let ss = &scenario.slo;
+    let slo = Slo::new(
+        overrides.tok_s.unwrap_or(ss.min_request_tok_s),
+        overrides
+            .quantile
+            .unwrap_or(1.0 - ss.request_tok_s_percentile / 100.0),
+        overrides.ttft_s.unwrap_or(ss.ttft_p95_s),
+    )?;
+    let source = if overrides.any() {
+        "command line".to_string()
+    } else {
+        format!("scenario {}", scenario.key)
+    };
+    Ok((slo, source))
 }
 
 /// "p05" for 0.05, "p95" for 0.95, "p99.9" for 0.999.

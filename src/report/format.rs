@@ -1,27 +1,6 @@
-//! Number formatting for people: thousands separators, significant figures, money.
+//! Number formatting for people: user counts with honest precision, money, durations, rates.
 
-/// An integer with thousands separators: 12345 → "12,345".
-pub fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `x` rounded to `sig` significant figures (for honest display of estimates).
-pub fn round_sig(x: f64, sig: u32) -> f64 {
-    if x == 0.0 || !x.is_finite() {
-        return x;
-    }
-    let mag = x.abs().log10().floor() as i32;
-    let scale = 10f64.powi(sig as i32 - 1 - mag);
-    (x * scale).round() / scale
-}
+pub use crate::units::{percent, round_sig, sig_str, thousands};
 
 /// A user count rounded to 2 significant figures at and above 1,000, with separators:
 /// 4321.7 → "4,300"; small counts are shown exactly.
@@ -93,30 +72,6 @@ pub fn usd(x: f64) -> String {
     }
 }
 
-/// A float with `sig` significant figures, without exponent notation for ordinary sizes:
-/// 0.001234 → "0.0012", 12.345 → "12", 1234.5 → "1235" (integers are never cut).
-pub fn sig_str(x: f64, sig: u32) -> String {
-    if !x.is_finite() {
-        return "n/a".into();
-    }
-    if x == 0.0 {
-        return "0".into();
-    }
-    let mag = x.abs().log10().floor() as i32;
-    let decimals = (sig as i32 - 1 - mag).max(0) as usize;
-    let s = format!(
-        "{:.*}",
-        decimals,
-        round_sig(x, sig.max((mag + 1).max(1) as u32))
-    );
-    // "10.0" reads as more precise than it is: drop trailing zeros after the point.
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
-}
-
 /// Seconds in a readable unit: "850 ms", "1.24 s", "12.5 s".
 pub fn seconds(s: f64) -> String {
     if !s.is_finite() {
@@ -134,25 +89,9 @@ pub fn tok_s(x: f64) -> String {
     format!("{} tok/s", sig_str(x, 3))
 }
 
-/// A share as a percentage: 0.123 → "12.3%".
-pub fn percent(x: f64) -> String {
-    if !x.is_finite() {
-        return "n/a".into();
-    }
-    format!("{}%", sig_str(x * 100.0, 3))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn separators() {
-        assert_eq!(thousands(0), "0");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1000), "1,000");
-        assert_eq!(thousands(1_234_567), "1,234,567");
-    }
 
     #[test]
     fn user_counts_round_to_two_figures() {
@@ -196,19 +135,8 @@ mod tests {
 
     #[test]
     fn significant_figures() {
-        assert_eq!(sig_str(0.001234, 2), "0.0012");
-        assert_eq!(sig_str(12.345, 3), "12.3");
-        assert_eq!(sig_str(1234.5, 3), "1235");
-        assert_eq!(round_sig(4321.0, 2), 4300.0);
         assert_eq!(seconds(0.8504), "850 ms");
-        assert_eq!(sig_str(10.0, 3), "10");
-        assert_eq!(sig_str(0.25, 3), "0.25");
-        assert_eq!(percent(0.1), "10%");
-        assert_eq!(sig_str(10.0, 3), "10");
-        assert_eq!(sig_str(0.25, 3), "0.25");
-        assert_eq!(percent(0.1), "10%");
         assert_eq!(seconds(1.2449), "1.24 s");
         assert_eq!(tok_s(12.44), "12.4 tok/s");
-        assert_eq!(percent(0.1234), "12.3%");
     }
 }

@@ -6,7 +6,6 @@ use super::format::{
     percent, seconds, sig_str, thousands, tok_s, usd, usd_per_hour, users_with_interval,
 };
 use super::table::new_table;
-use crate::plan::planner::SweepPoint;
 use crate::plan::result::PlanResult;
 
 /// One line: what was asked.
@@ -337,7 +336,8 @@ pub fn terminal(r: &PlanResult) -> String {
 }
 
 /// Charts of the per-request rate and TTFT against users per card.
-pub fn load_charts(r: &PlanResult, sweep: &[SweepPoint]) -> Vec<(String, ChartSpec)> {
+pub fn load_charts(r: &PlanResult) -> Vec<(String, ChartSpec)> {
+    let sweep = &r.load_sweep;
     if sweep.is_empty() {
         return Vec::new();
     }
@@ -352,10 +352,10 @@ pub fn load_charts(r: &PlanResult, sweep: &[SweepPoint]) -> Vec<(String, ChartSp
     });
     let (lo_l, hi_l) = slo.labels();
     let pick_rate = |m: &crate::sim::Metrics| {
-        crate::plan::planner::slo_stats(m, slo).map_or(f64::NAN, |s| s.tok_s_tail)
+        crate::plan::slo::slo_stats(m, slo).map_or(f64::NAN, |s| s.tok_s_tail)
     };
     let pick_ttft = |m: &crate::sim::Metrics| {
-        crate::plan::planner::slo_stats(m, slo).map_or(f64::NAN, |s| s.ttft_tail_s)
+        crate::plan::slo::slo_stats(m, slo).map_or(f64::NAN, |s| s.ttft_tail_s)
     };
     // One line per metric over the sweep, dropping points the metric is undefined at.
     let series = |name: String, y: &dyn Fn(&crate::sim::Metrics) -> f64| Series {
@@ -438,7 +438,7 @@ pub fn kv_chart(r: &PlanResult) -> Option<(String, ChartSpec)> {
 }
 
 /// The report document.
-pub fn document(r: &PlanResult, sweep: &[SweepPoint]) -> Document {
+pub fn document(r: &PlanResult) -> Document {
     let mut d = Document::new(format!(
         "cardplan: {} users of {} on {}",
         thousands(r.question.users),
@@ -479,7 +479,7 @@ pub fn document(r: &PlanResult, sweep: &[SweepPoint]) -> Document {
             at_load_rows(r),
         );
     }
-    let charts = load_charts(r, sweep);
+    let charts = load_charts(r);
     if !charts.is_empty() {
         d.heading("Latency against load");
         d.para(

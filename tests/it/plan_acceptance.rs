@@ -1,21 +1,31 @@
 //! Acceptance properties of `cardplan plan` on the real simulator and cost model.
 
 use cardplan::catalog::{self, engine::EnginePreset, quant::KvDtype, quant::Quant};
-use cardplan::plan::planner::{PlanInputs, Planner, Prepare, Window};
-use cardplan::plan::result::{PlanResult, PlanWork, plan};
+use cardplan::deploy::Target;
+use cardplan::plan::planner::{PlanSpec, Planner, Prepare, Window};
+use cardplan::plan::result::{PlanResult, PlanWork};
 use cardplan::plan::search::SearchOptions;
 use cardplan::plan::slo::Slo;
+use cardplan::plan::{PlanRequest, plan};
 use cardplan::profile::GpuProfile;
 use cardplan::sim::Scenario;
 
-/// Small but real searches: short windows and two replications keep the tests quick.
-fn inputs(gpu: GpuProfile, slo: Slo) -> PlanInputs {
-    PlanInputs {
+fn target(gpu: GpuProfile) -> Target {
+    Target {
         gpu,
         model: catalog::model("llama-3.1-8b").unwrap(),
         quant: Quant::Fp16,
         kv: KvDtype::Fp16,
-        engine: EnginePreset::builtin("vllm").unwrap(),
+    }
+}
+
+fn vllm() -> EnginePreset {
+    EnginePreset::builtin("vllm").unwrap()
+}
+
+/// Small but real searches: short windows and two replications keep the tests quick.
+fn spec(slo: Slo) -> PlanSpec {
+    PlanSpec {
         scenario: Scenario::load("chat").unwrap(),
         slo,
         window: Window::Requests(150),
@@ -31,14 +41,28 @@ fn inputs(gpu: GpuProfile, slo: Slo) -> PlanInputs {
 const LIGHT: PlanWork = PlanWork {
     at_load: false,
     sensitivity_replications: 0,
+    sweep_points: 0,
 };
 
+fn request(target: Target, slo: Slo, users: u64, price: f64) -> PlanRequest {
+    PlanRequest {
+        users,
+        target,
+        engine: vllm(),
+        spec: spec(slo),
+        price_per_hour: price,
+        price_source: "test".into(),
+        slo_source: "test".into(),
+        work: LIGHT,
+    }
+}
+
 fn run(gpu: GpuProfile, slo: Slo, users: u64) -> PlanResult {
-    plan(inputs(gpu, slo), users, 1.0, "test", "test", LIGHT).unwrap()
+    plan(request(target(gpu), slo, users, 1.0)).unwrap()
 }
 
 fn capacities(gpu: GpuProfile, slo: Slo) -> Vec<u64> {
-    let Prepare::Fits(p) = Planner::prepare(inputs(gpu, slo)).unwrap() else {
+    let Prepare::Fits(p) = Planner::prepare(target(gpu), vllm(), spec(slo)).unwrap() else {
         panic!("llama-3.1-8b fp16 must fit");
     };
     p.capacity()
@@ -83,13 +107,13 @@ fn more_bandwidth_with_the_same_memory_never_serves_fewer_users() {
         fast.key = format!("{key}-2x-bandwidth");
         fast.datasheet.bandwidth_gbs *= 2.0;
         let inp = |g: GpuProfile| {
-            let mut i = inputs(g, rate_only);
-            i.search.replications = 6;
-            i.window = Window::Requests(300);
-            i
+            let mut s = spec(rate_only);
+            s.search.replications = 6;
+            s.window = Window::Requests(300);
+            (target(g), s)
         };
-        let cap = |i: PlanInputs| {
-            let Prepare::Fits(p) = Planner::prepare(i).unwrap() else {
+        let cap = |(t, s): (Target, PlanSpec)| {
+            let Prepare::Fits(p) = Planner::prepare(t, vllm(), s).unwrap() else {
                 panic!("llama-3.1-8b fp16 must fit on {key}");
             };
             p.capacity().unwrap().estimate
@@ -123,9 +147,9 @@ fn a_stricter_slo_never_serves_more() {
 
 #[test]
 fn a_model_that_does_not_fit_is_an_answer() {
-    let mut i = inputs(catalog::gpu("rtx3090").unwrap(), Slo::default());
-    i.model = catalog::model("llama-3.1-70b").unwrap();
-    let r = plan(i, 5000, 0.25, "test", "test", LIGHT).unwrap();
+    let mut t = target(catalog::gpu("rtx3090").unwrap());
+    t.model = catalog::model("llama-3.1-70b").unwrap();
+    let r = plan(request(t, Slo::default(), 5000, 0.25)).unwrap();
     assert!(!r.fits);
     assert_eq!(r.cards_needed, None);
     assert!(r.users_per_card.is_none() && r.cost.is_none());

@@ -37,7 +37,12 @@ pub struct CostEstimate {
 }
 
 /// Cost of `cards` cards at `price_per_hour` serving `users` users, running 24/7.
-pub fn cost(users: u64, cards: u64, price_per_hour: f64, price_source: &str) -> CostEstimate {
+pub fn monthly_cost(
+    users: u64,
+    cards: u64,
+    price_per_hour: f64,
+    price_source: &str,
+) -> CostEstimate {
     let card_month = price_per_hour * HOURS_PER_MONTH;
     let per_month = card_month * cards as f64;
     CostEstimate {
@@ -90,12 +95,12 @@ mod tests {
     }
 
     #[test]
-    fn monthly_cost() {
-        let c = cost(5000, 5, 0.25, "test");
+    fn monthly_cost_of_cards() {
+        let c = monthly_cost(5000, 5, 0.25, "test");
         assert!((c.per_month - 5.0 * 0.25 * 730.0).abs() < 1e-9);
         assert!((c.per_month_with_spare - 6.0 * 0.25 * 730.0).abs() < 1e-9);
         let per_user = c.per_user_month.unwrap();
         assert!((per_user - 912.5 / 5000.0).abs() < 1e-12);
-        assert_eq!(cost(0, 0, 1.0, "x").per_user_month, None);
+        assert_eq!(monthly_cost(0, 0, 1.0, "x").per_user_month, None);
     }
 }

@@ -1,0 +1,279 @@
+//! The whole answer to "N users on this GPU": fit, capacity search, verdict, the load a single
+//! user puts on the card, sensitivity, and the caveats, assembled into a [`PlanResult`].
+
+use super::cards::HOURS_PER_MONTH;
+use super::planner::{AtLoad, PlanSpec, Planner, Prepare, at_load, load_grid, sweep};
+use super::result::{
+    Assumptions, EngineInfo, LightLoad, PlanResult, PlanWork, Question, SloInfo, UsersPerCard,
+};
+use super::search::Capacity;
+use super::sensitivity::sensitivity;
+use super::verdict::{Verdict, verdict, verdict_cost};
+use crate::catalog::engine::EnginePreset;
+use crate::cost::ProfileKind;
+use crate::deploy::Target;
+use crate::error::Result;
+use crate::fit::FitReport;
+use crate::sim::Load;
+
+/// A question to answer: `users` end users on `target` under `engine`, with `spec`'s traffic,
+/// SLO and search, at `price_per_hour`.
+#[derive(Debug, Clone)]
+pub struct PlanRequest {
+    pub users: u64,
+    pub target: Target,
+    pub engine: EnginePreset,
+    pub spec: PlanSpec,
+    pub price_per_hour: f64,
+    /// Where the price comes from.
+    pub price_source: String,
+    /// Where the SLO comes from (`scenario <key>` or `command line`).
+    pub slo_source: String,
+    pub work: PlanWork,
+}
+
+/// Answer the question.
+pub fn plan(req: PlanRequest) -> Result<PlanResult> {
+    let question = question(&req);
+    let assumptions = assumptions(&req);
+    let slo = SloInfo {
+        slo: req.spec.slo,
+        source: req.slo_source.clone(),
+        text: req.spec.slo.describe(),
+    };
+    let planner = match Planner::prepare(req.target.clone(), req.engine.clone(), req.spec.clone())?
+    {
+        Prepare::DoesNotFit(fit) => return Ok(does_not_fit(question, fit, slo, assumptions)),
+        Prepare::Fits(p) => *p,
+    };
+    answer(&req, &planner, question, slo, assumptions)
+}
+
+fn question(req: &PlanRequest) -> Question {
+    let t = &req.target;
+    Question {
+        users: req.users,
+        gpu: t.gpu.key.clone(),
+        gpu_name: t.gpu.name.clone(),
+        model: t.model.key.clone(),
+        quant: t.quant.to_string(),
+        kv: t.kv.to_string(),
+        engine: req.engine.key.clone(),
+        scenario: req.spec.scenario.key.clone(),
+    }
+}
+
+/// Everything the number rests on that is known before simulating.
+fn assumptions(req: &PlanRequest) -> Assumptions {
+    let sc = &req.spec.scenario;
+    let users = req.users.max(1);
+    let e = &req.engine;
+    Assumptions {
+        scenario: sc.key.clone(),
+        scenario_description: sc.description.clone(),
+        active_share: sc.session.active_share,
+        active_sessions_total: Load::active_sessions(users, sc),
+        turns_mean: sc.session.turns.mean(),
+        think_time_s_mean: sc.session.think_time_s.mean(),
+        prompt_tokens_mean: sc.prompt_tokens.mean(),
+        output_tokens_mean: sc.output_tokens.mean(),
+        context_growth: sc.session.context_growth,
+        scenario_assumptions: sc.assumptions.clone(),
+        slo: req.spec.slo.describe(),
+        window: req.spec.window,
+        warmup_s: Load::Users(users).default_warmup_s(sc),
+        replications: req.spec.search.replications,
+        seed: req.spec.search.base_seed,
+        engine: EngineInfo {
+            key: e.key.clone(),
+            policy: e.policy.to_string(),
+            max_num_seqs: e.max_num_seqs,
+            max_num_batched_tokens: e.max_num_batched_tokens,
+            gpu_memory_utilization: e.gpu_memory_utilization,
+            source: e.source.clone(),
+        },
+        kv_blocks: None,
+        kv_tokens: None,
+        max_context: None,
+        hours_per_month: HOURS_PER_MONTH,
+        price_per_hour: req.price_per_hour,
+        price_source: req.price_source.clone(),
+        billing: "cards are paid for 730 h a month (sized for the peak hour, rented all month)"
+            .into(),
+    }
+}
+
+fn does_not_fit(
+    question: Question,
+    fit: FitReport,
+    slo: SloInfo,
+    assumptions: Assumptions,
+) -> PlanResult {
+    let note = format!(
+        "{} ({}) does not fit on {}: {} (short by {})",
+        question.model,
+        question.quant,
+        question.gpu,
+        fit.reason,
+        crate::fit::gb(fit.shortfall_bytes)
+    );
+    PlanResult {
+        question,
+        fits: false,
+        fit,
+        users_per_card: None,
+        cards_needed: None,
+        cards_with_spare: None,
+        cards_range: None,
+        cards_all_windows: None,
+        slo,
+        at_load: None,
+        cost: None,
+        assumptions,
+        sensitivity: Vec::new(),
+        light_load: None,
+        profile: None,
+        notes: vec![note],
+        load_sweep: Vec::new(),
+    }
+}
+
+fn answer(
+    req: &PlanRequest,
+    planner: &Planner,
+    question: Question,
+    slo: SloInfo,
+    mut assumptions: Assumptions,
+) -> Result<PlanResult> {
+    let d = &planner.deployment;
+    assumptions.kv_blocks = Some(d.kv_blocks);
+    assumptions.kv_tokens = Some(d.kv_tokens());
+    assumptions.max_context = Some(d.max_context);
+    let users = req.users;
+    let cap = planner.capacity()?;
+    let mut v = verdict(users, &cap);
+    let mut notes = Vec::new();
+    // One user (one active session) tells load-bound from latency-bound: if the SLO fails
+    // without any load, more cards cannot fix it.
+    let light = light_load(planner)?;
+    if light.slo_met * 2 < light.windows {
+        v = Verdict {
+            cards_needed: None,
+            cards_with_spare: None,
+            cards_range: None,
+            cards_all_windows: None,
+            users_per_card_at_load: None,
+        };
+    }
+    notes.extend(search_notes(planner, &cap, &v, light));
+    let at = match v.users_per_card_at_load {
+        Some(u) if req.work.at_load && u > 0 => Some(at_load(planner, u)?),
+        _ => None,
+    };
+    notes.extend(at.as_ref().map(at_load_notes).unwrap_or_default());
+    let sens = if req.work.sensitivity_replications > 0 && cap.estimate >= 1.0 {
+        sensitivity(planner, cap.estimate, req.work.sensitivity_replications)?
+    } else {
+        Vec::new()
+    };
+    let profile = planner.profile_info().clone();
+    if profile.kind != ProfileKind::Measured {
+        notes.push(format!(
+            "step times are {} ({}), not measured on this GPU",
+            profile.kind, profile.source
+        ));
+    }
+    let users_per_card = UsersPerCard::from(&cap);
+    let load_sweep = match req.work.sweep_points {
+        n if n > 0 && users_per_card.estimate > 0 => {
+            let u = users_per_card.estimate;
+            let hi = (u as f64 * 1.5).ceil() as u64;
+            sweep(planner, &load_grid((u / 5).max(1), hi, n))?
+        }
+        _ => Vec::new(),
+    };
+    Ok(PlanResult {
+        question,
+        fits: true,
+        fit: d.fit.clone(),
+        users_per_card: Some(users_per_card),
+        cards_needed: v.cards_needed,
+        cards_with_spare: v.cards_with_spare,
+        cards_range: v.cards_range,
+        cards_all_windows: v.cards_all_windows,
+        slo,
+        at_load: at,
+        cost: verdict_cost(users, &v, req.price_per_hour, &req.price_source),
+        assumptions,
+        sensitivity: sens,
+        light_load: Some(light),
+        profile: Some(profile),
+        notes,
+        load_sweep,
+    })
+}
+
+/// The SLO with one user (one active session), per simulated window.
+fn light_load(planner: &Planner) -> Result<LightLoad> {
+    let light = at_load(planner, 1)?;
+    Ok(LightLoad {
+        slo_met: light.slo_met,
+        windows: light.slo_stats.len(),
+    })
+}
+
+/// What the search and the single-user check say about the answer.
+fn search_notes(planner: &Planner, cap: &Capacity, v: &Verdict, light: LightLoad) -> Vec<String> {
+    let mut notes = Vec::new();
+    let missed = light.windows - light.slo_met;
+    if light.slo_met * 2 < light.windows {
+        notes.push(format!(
+            "a single active session misses the SLO in {missed} of {} simulated windows: the limit is \
+             per-request latency on this GPU (long prompts or outputs), not load, so more cards do \
+             not help; a faster GPU, a smaller scheme or a looser SLO is needed",
+            light.windows
+        ));
+    } else if light.slo_met < light.windows {
+        notes.push(format!(
+            "even a single active session misses the SLO in {missed} of {} simulated windows: the \
+             number is close to a latency limit, not only a load limit",
+            light.windows
+        ));
+    }
+    if cap.capped {
+        notes.push(format!(
+            "the search stopped at its limit of {} users per card: the card may serve more",
+            planner.spec.search.max_users
+        ));
+    }
+    if v.cards_needed.is_none() && light.slo_met * 2 >= light.windows {
+        notes.push(
+            "one card does not meet the SLO even for a single user: no number of cards is enough \
+             (a faster GPU, a smaller scheme or a looser SLO is needed)"
+                .into(),
+        );
+    }
+    notes
+}
+
+/// Caveats about the simulated windows at the recommended load.
+fn at_load_notes(a: &AtLoad) -> Vec<String> {
+    let mut notes = Vec::new();
+    if a.slo_met < a.slo_stats.len() {
+        notes.push(format!(
+            "at {} users per card the SLO was met in {} of {} simulated peak windows: \
+             the estimate is a mean, plan with the spare card or the low end of the interval",
+            a.users,
+            a.slo_met,
+            a.slo_stats.len()
+        ));
+    }
+    if a.metrics.requests < 200 {
+        notes.push(format!(
+            "only {} requests were measured per peak window at this load: tail percentiles \
+             are coarse; a larger --window-requests gives steadier numbers",
+            a.metrics.requests
+        ));
+    }
+    notes
+}
