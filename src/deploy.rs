@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::fit::{FitOptions, FitReport, fit, gb};
 use crate::profile::GpuProfile;
 use crate::sim::{Load, Scenario, SimConfig, Stop};
+use crate::step::BatchShape;
 
 /// What a question is about: the GPU, the model, its weight scheme and the KV-cache dtype.
 #[derive(Debug, Clone)]
@@ -41,6 +42,50 @@ impl Target {
         let basis = PricingBasis::resolve(&self.gpu, catalog::measured_gpus()?);
         StepCost::new(&basis, &self.model, self.quant, self.kv, engine)
     }
+}
+
+/// What makes one priced step unrealistic on this target under `engine`: a model that does not
+/// fit, more KV tokens than the cache holds, more sequences or tokens than the engine schedules.
+/// The step is priced anyway; these say why the number may never be seen.
+pub fn step_warnings(
+    target: &Target,
+    engine: &EnginePreset,
+    batch: &BatchShape<'_>,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let report = target.fit(engine);
+    let kv_needed = batch.decode_context_tokens
+        + batch
+            .prefills
+            .iter()
+            .map(|c| u64::from(c.cached_tokens) + u64::from(c.new_tokens))
+            .sum::<u64>();
+    if !report.fits {
+        warnings.push(format!(
+            "the model does not fit on {}: {} (step time priced anyway)",
+            target.gpu.key, report.reason
+        ));
+    } else if kv_needed > report.kv_tokens {
+        warnings.push(format!(
+            "this step holds {kv_needed} KV tokens but {} has room for {} (step time priced anyway)",
+            target.gpu.key, report.kv_tokens
+        ));
+    }
+    if batch.decode_seqs > engine.max_num_seqs {
+        warnings.push(format!(
+            "--batch {} exceeds the '{}' engine's max_num_seqs {}",
+            batch.decode_seqs, engine.key, engine.max_num_seqs
+        ));
+    }
+    if batch.tokens() > u64::from(engine.max_num_batched_tokens) {
+        warnings.push(format!(
+            "{} tokens exceed the '{}' engine's token budget {} per step",
+            batch.tokens(),
+            engine.key,
+            engine.max_num_batched_tokens
+        ));
+    }
+    warnings
 }
 
 /// A target under an engine, ready to simulate.

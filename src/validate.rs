@@ -271,15 +271,29 @@ fn compare(measured: &Observed, predicted: &Observed) -> Vec<FigureError> {
     out
 }
 
-/// Median and maximum absolute error over every compared figure of the rows nothing was fitted to.
-pub fn summary(rows: &[RowResult]) -> (f64, f64) {
+/// How close the predictions are, over the rows not marked fitted.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Accuracy {
+    pub median_abs_error: f64,
+    pub max_abs_error: f64,
+    pub figures_compared: usize,
+}
+
+/// Median and largest |relative error| over every figure of the rows not marked fitted (a
+/// fitted row was used to set a parameter, so it cannot count as evidence).
+pub fn accuracy(rows: &[RowResult]) -> Accuracy {
     let mut errs: Vec<f64> = rows
         .iter()
         .filter(|r| r.fitted.is_none())
         .flat_map(|r| r.errors.iter().map(|e| e.error.abs()))
         .collect();
+    let figures_compared = errs.len();
     if errs.is_empty() {
-        return (0.0, 0.0);
+        return Accuracy {
+            median_abs_error: 0.0,
+            max_abs_error: 0.0,
+            figures_compared,
+        };
     }
     errs.sort_by(f64::total_cmp);
     let n = errs.len();
@@ -288,5 +302,9 @@ pub fn summary(rows: &[RowResult]) -> (f64, f64) {
     } else {
         0.5 * (errs[n / 2 - 1] + errs[n / 2])
     };
-    (median, errs[n - 1])
+    Accuracy {
+        median_abs_error: median,
+        max_abs_error: errs[n - 1],
+        figures_compared,
+    }
 }

@@ -1,13 +1,12 @@
 //! `cardplan fit`: does the model fit, and how much KV cache is left?
 
-use crate::report::table::new_table;
 use clap::Args;
-use serde::Serialize;
 
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
 use crate::error::{Error, Result, check_range};
-use crate::fit::{FitOptions, FitReport, fit, gb};
+use crate::fit::{FitOptions, fit};
+use crate::report::{self, fit::FitView};
 
 const EXAMPLES: &str = "Examples:
   cardplan fit --gpu rtx3090
@@ -41,15 +40,6 @@ pub struct FitArgs {
     pub json: bool,
 }
 
-#[derive(Serialize)]
-struct FitJson<'a> {
-    #[serde(flatten)]
-    report: &'a FitReport,
-    context: u32,
-    max_seqs_at_context: u64,
-    model_params: u64,
-}
-
 pub fn run(args: FitArgs) -> Result<()> {
     let target = args.target.resolve()?;
     check_range(
@@ -74,82 +64,17 @@ pub fn run(args: FitArgs) -> Result<()> {
         opts.max_num_batched_tokens = t;
     }
     let report = fit(&target.gpu, &target.model, target.quant, &opts);
-    let max_seqs = report.max_seqs_at(args.context);
+    let view = FitView {
+        report: &report,
+        context: args.context,
+        max_seqs_at_context: report.max_seqs_at(args.context),
+        model_params: target.model.params().total(),
+        step_tokens: opts.max_num_batched_tokens,
+        target: &target,
+    };
     if args.json {
-        return print_json(&FitJson {
-            report: &report,
-            context: args.context,
-            max_seqs_at_context: max_seqs,
-            model_params: target.model.params().total(),
-        });
+        return print_json(&view);
     }
-    println!(
-        "{} ({}) on {} ({}), KV cache {}",
-        target.model.key, target.quant, target.gpu.key, target.gpu.name, target.kv
-    );
-    let mut t = new_table();
-    t.set_header(vec!["", "value", "note"]);
-    t.add_row(vec![
-        "GPU memory".to_string(),
-        gb(report.memory_bytes),
-        format!(
-            "× {:.2} usable = {}",
-            report.gpu_memory_utilization,
-            gb(report.usable_bytes)
-        ),
-    ]);
-    t.add_row(vec![
-        "weights".to_string(),
-        gb(report.weights_bytes),
-        format!(
-            "{:.2} B params, {}",
-            target.model.params().total() as f64 / 1e9,
-            target.quant.describe()
-        ),
-    ]);
-    t.add_row(vec![
-        "runtime reserve".to_string(),
-        gb(report.reserve_bytes),
-        format!(
-            "activations {} at {} tokens/step + {} CUDA context, workspaces, graphs",
-            gb(report.activation_bytes),
-            opts.max_num_batched_tokens,
-            gb(crate::fit::FIXED_RESERVE_BYTES)
-        ),
-    ]);
-    t.add_row(vec![
-        "KV per token".to_string(),
-        format!("{} KiB", report.kv_bytes_per_token as f64 / 1024.0),
-        format!(
-            "2 × {} layers × {} KV heads × {} dims × {} B",
-            target.model.layers,
-            target.model.kv_heads,
-            target.model.head_dim,
-            target.kv.bytes()
-        ),
-    ]);
-    t.add_row(vec![
-        "KV cache".to_string(),
-        gb(report.kv_bytes),
-        format!(
-            "{} blocks of {} tokens = {} tokens",
-            report.kv_blocks, report.block_size, report.kv_tokens
-        ),
-    ]);
-    t.add_row(vec![
-        format!("sequences at {} tokens", args.context),
-        max_seqs.to_string(),
-        "that fit in KV at once".to_string(),
-    ]);
-    println!("{t}");
-    if report.fits {
-        println!("fits: yes");
-    } else {
-        println!(
-            "fits: NO, short by {}: {}",
-            gb(report.shortfall_bytes),
-            report.reason
-        );
-    }
+    print!("{}", report::fit::terminal(&view));
     Ok(())
 }

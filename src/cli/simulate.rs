@@ -3,15 +3,13 @@
 use std::path::Path;
 
 use clap::{ArgGroup, Args};
-use serde::Serialize;
 
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
-use crate::cost::ProfileInfo;
 use crate::deploy::Deployment;
 use crate::error::{Error, Result, check_range};
-use crate::report::table::new_table;
-use crate::sim::{self, Load, LoadStats, Metrics, Scenario, Stop, TraceLoad};
+use crate::report::{self, simulate::SimView};
+use crate::sim::{self, Load, Scenario, Stop, TraceLoad};
 
 const EXAMPLES: &str = "Examples:
   cardplan simulate --gpu rtx3090 --model llama-3.1-8b --quant fp16 --concurrency 100 --scenario backprop-short --engine vllm-v0
@@ -90,29 +88,6 @@ pub struct SimulateArgs {
     /// Print JSON (with KV and queue timelines) instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-/// Everything `simulate --json` prints: the inputs, then the metrics.
-#[derive(Serialize)]
-struct Report<'a> {
-    gpu: &'a str,
-    model: &'a str,
-    quant: String,
-    kv_dtype: String,
-    engine: &'a EnginePreset,
-    kv_blocks: u64,
-    kv_tokens: u64,
-    max_context: u32,
-    load: &'a Load,
-    stop: Stop,
-    seed: u64,
-    scenario: &'a Scenario,
-    profile: &'a ProfileInfo,
-    #[serde(flatten)]
-    metrics: &'a Metrics,
-    load_stats: &'a LoadStats,
-    kv_timeline: &'a [(f64, f64)],
-    queue_timeline: &'a [(f64, f64)],
 }
 
 fn engine_with_overrides(args: &SimulateArgs) -> Result<EnginePreset> {
@@ -211,7 +186,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     cfg.max_context = max_context;
     let out = sim::run(&deployment.cost, &cfg)?;
     let target = &deployment.target;
-    let report = Report {
+    let view = SimView {
         gpu: &target.gpu.key,
         model: &target.model.key,
         quant: target.quant.to_string(),
@@ -231,132 +206,8 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         queue_timeline: &out.queue_timeline,
     };
     if args.json {
-        return print_json(&report);
+        return print_json(&view);
     }
-    print_table(&report);
+    print!("{}", report::simulate::terminal(&view));
     Ok(())
-}
-
-fn describe_load(load: &Load, stats: &LoadStats) -> String {
-    match load {
-        Load::Concurrency(n) => format!("closed loop, {n} clients"),
-        Load::Rate { rate, burstiness } => {
-            format!("open loop, {rate} req/s, gamma shape {burstiness}")
-        }
-        Load::Users(n) => format!(
-            "{n} users, {} in a session at the peak",
-            stats.active_sessions.unwrap_or(0)
-        ),
-        Load::Trace(t) => format!("trace {} ({} requests)", t.path, t.requests.len()),
-    }
-}
-
-fn print_table(r: &Report<'_>) {
-    let m = r.metrics;
-    println!(
-        "{} ({}, KV {}) on {}, engine {} ({}), scenario {}",
-        r.model, r.quant, r.kv_dtype, r.gpu, r.engine.key, r.engine.policy, r.scenario.key
-    );
-    println!(
-        "load: {}; seed {}; KV cache {} blocks = {} tokens; max context {} tokens",
-        describe_load(r.load, r.load_stats),
-        r.seed,
-        r.kv_blocks,
-        r.kv_tokens,
-        r.max_context
-    );
-    println!("step times: {} ({})", r.profile.kind, r.profile.source);
-    let mut t = new_table();
-    t.set_header(vec!["metric", "mean", "p50", "p90", "p95", "p99", "max"]);
-    let mut row = |name: &str, s: &sim::Summary| {
-        let f = |v: f64| format!("{v:.1}");
-        t.add_row(vec![
-            name.to_string(),
-            f(s.mean),
-            f(s.p50),
-            f(s.p90),
-            f(s.p95),
-            f(s.p99),
-            f(s.max),
-        ]);
-    };
-    row("TTFT (ms)", &m.ttft_ms);
-    row("TPOT (ms)", &m.tpot_ms);
-    row("ITL (ms)", &m.itl_ms);
-    let e2e_ms = sim::Summary {
-        mean: m.e2e_s.mean * 1e3,
-        p50: m.e2e_s.p50 * 1e3,
-        p90: m.e2e_s.p90 * 1e3,
-        p95: m.e2e_s.p95 * 1e3,
-        p99: m.e2e_s.p99 * 1e3,
-        min: m.e2e_s.min * 1e3,
-        max: m.e2e_s.max * 1e3,
-        count: m.e2e_s.count,
-    };
-    row("E2E (ms)", &e2e_ms);
-    println!("{t}");
-    let mut t = new_table();
-    t.set_header(vec![
-        "per-request tok/s",
-        "mean",
-        "p50",
-        "p10",
-        "p05",
-        "p01",
-        "min",
-    ]);
-    let q = &m.request_tok_s;
-    let f = |v: f64| format!("{v:.2}");
-    t.add_row(vec![
-        "output tokens / E2E".to_string(),
-        f(q.mean),
-        f(q.p50),
-        f(q.p10),
-        f(q.p05),
-        f(q.p01),
-        f(q.min),
-    ]);
-    println!("{t}");
-    let mut t = new_table();
-    t.set_header(vec!["", "value"]);
-    let rows: Vec<(&str, String)> = vec![
-        ("requests completed", m.requests.to_string()),
-        ("requests rejected", m.rejected.to_string()),
-        ("requests unfinished", m.unfinished.to_string()),
-        ("output tokens", m.output_tokens.to_string()),
-        ("makespan", format!("{:.2} s", m.duration_s)),
-        ("throughput", format!("{:.1} output tok/s", m.output_tok_s)),
-        ("request rate", format!("{:.3} req/s", m.requests_per_s)),
-        ("preemptions", m.preemptions.to_string()),
-        (
-            "KV cache in use",
-            format!(
-                "peak {:.1}%, mean {:.1}%",
-                m.kv_peak_util * 100.0,
-                m.kv_mean_util * 100.0
-            ),
-        ),
-        (
-            "queue (waiting)",
-            format!("peak {}, mean {:.1}", m.queue_peak, m.queue_mean),
-        ),
-        ("running (mean)", format!("{:.1} requests", m.running_mean)),
-        (
-            "simulated",
-            format!("{} steps, {:.1} s", m.steps, m.simulated_s),
-        ),
-    ];
-    for (k, v) in rows {
-        t.add_row(vec![k.to_string(), v]);
-    }
-    println!("{t}");
-    println!("measured: {}", m.measured);
-    println!(
-        "quantiles within {:.1}% (log-bucketed sketch); SLO of {}: p{:02.0} >= {} tok/s, TTFT p95 <= {} s",
-        m.quantile_relative_error * 100.0,
-        r.scenario.key,
-        r.scenario.slo.request_tok_s_percentile,
-        r.scenario.slo.min_request_tok_s,
-        r.scenario.slo.ttft_p95_s
-    );
 }

@@ -1,14 +1,15 @@
 //! `cardplan step`: the time of one serving step and what it is made of.
 
 use clap::Args;
-use serde::Serialize;
 
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
-use crate::cost::{ProfileInfo, StepBreakdown};
+use crate::deploy::step_warnings;
 use crate::error::{Error, Result};
-use crate::fit::{FitOptions, fit};
-use crate::report::table::new_table;
+use crate::report::{
+    self,
+    step::{BreakdownMs, StepView},
+};
 use crate::step::{BatchShape, PrefillChunk, StepTime};
 
 const EXAMPLES: &str = "Examples:
@@ -48,49 +49,6 @@ pub struct StepArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(Serialize)]
-struct StepJson<'a> {
-    gpu: &'a str,
-    model: &'a str,
-    quant: String,
-    kv: String,
-    engine: &'a str,
-    batch: u32,
-    context: u32,
-    prefill_tokens: u32,
-    prefill_cached: u32,
-    tokens: u64,
-    /// GPU time plus engine overhead.
-    step_ms: f64,
-    /// GPU time only (everything but overhead).
-    gpu_ms: f64,
-    breakdown: BreakdownMs,
-    notes: &'a [String],
-    profile: &'a ProfileInfo,
-    warnings: &'a [String],
-}
-
-#[derive(Serialize)]
-struct BreakdownMs {
-    linear: f64,
-    attention: f64,
-    lm_head: f64,
-    elementwise: f64,
-    overhead: f64,
-}
-
-impl From<&StepBreakdown> for BreakdownMs {
-    fn from(b: &StepBreakdown) -> Self {
-        BreakdownMs {
-            linear: b.linear * 1e3,
-            attention: b.attention * 1e3,
-            lm_head: b.lm_head * 1e3,
-            elementwise: b.elementwise * 1e3,
-            overhead: b.overhead * 1e3,
-        }
-    }
 }
 
 /// Reject steps that mean nothing.
@@ -134,129 +92,45 @@ pub fn run(args: StepArgs) -> Result<()> {
         },
     };
     if let Some(path) = &args.write_profile {
-        match cost.derived_profile() {
-            Some(p) => p.write(path)?,
-            None => {
-                return Err(Error::Usage(format!(
-                    "--write-profile: nothing derived for {} ({}: {})",
-                    target.gpu.key,
-                    cost.profile_info().kind,
-                    cost.profile_info().source
-                )));
-            }
-        }
+        let Some(p) = cost.derived_profile() else {
+            return Err(Error::Usage(format!(
+                "--write-profile: nothing derived for {} ({}: {})",
+                target.gpu.key,
+                cost.profile_info().kind,
+                cost.profile_info().source
+            )));
+        };
+        p.write(path)?;
     }
     let b = cost.breakdown(&batch);
     let step_s = cost.step_seconds(&batch);
-
-    let mut warnings = Vec::new();
-    let report = fit(
-        &target.gpu,
-        &target.model,
-        target.quant,
-        &FitOptions::for_engine(&engine, target.kv),
-    );
-    let kv_needed = u64::from(args.batch) * u64::from(args.context)
-        + u64::from(args.prefill_cached)
-        + u64::from(args.prefill_tokens);
-    if !report.fits {
-        warnings.push(format!(
-            "the model does not fit on {}: {} (step time priced anyway)",
-            target.gpu.key, report.reason
-        ));
-    } else if kv_needed > report.kv_tokens {
-        warnings.push(format!(
-            "this step holds {kv_needed} KV tokens but {} has room for {} (step time priced anyway)",
-            target.gpu.key, report.kv_tokens
-        ));
-    }
-    if args.batch > engine.max_num_seqs {
-        warnings.push(format!(
-            "--batch {} exceeds the '{}' engine's max_num_seqs {}",
-            args.batch, engine.key, engine.max_num_seqs
-        ));
-    }
-    if batch.tokens() > u64::from(engine.max_num_batched_tokens) {
-        warnings.push(format!(
-            "{} tokens exceed the '{}' engine's token budget {} per step",
-            batch.tokens(),
-            engine.key,
-            engine.max_num_batched_tokens
-        ));
-    }
-
+    let warnings = step_warnings(&target, &engine, &batch);
+    let view = StepView {
+        gpu: &target.gpu.key,
+        model: &target.model.key,
+        quant: target.quant.to_string(),
+        kv: target.kv.to_string(),
+        engine: &engine.key,
+        batch: args.batch,
+        context: args.context,
+        prefill_tokens: args.prefill_tokens,
+        prefill_cached: args.prefill_cached,
+        tokens: batch.tokens(),
+        step_ms: step_s * 1e3,
+        gpu_ms: (step_s - b.overhead) * 1e3,
+        breakdown: BreakdownMs::from(&b),
+        notes: &b.notes,
+        profile: cost.profile_info(),
+        warnings: &warnings,
+        engine_source: &engine.source,
+        seconds: &b,
+    };
     if args.json {
-        return print_json(&StepJson {
-            gpu: &target.gpu.key,
-            model: &target.model.key,
-            quant: target.quant.to_string(),
-            kv: target.kv.to_string(),
-            engine: &engine.key,
-            batch: args.batch,
-            context: args.context,
-            prefill_tokens: args.prefill_tokens,
-            prefill_cached: args.prefill_cached,
-            tokens: batch.tokens(),
-            step_ms: step_s * 1e3,
-            gpu_ms: (step_s - b.overhead) * 1e3,
-            breakdown: BreakdownMs::from(&b),
-            notes: &b.notes,
-            profile: cost.profile_info(),
-            warnings: &warnings,
-        });
+        return print_json(&view);
     }
-
     for w in &warnings {
         eprintln!("warning: {w}");
     }
-    println!(
-        "{} ({}, KV {}) on {}, engine {}: {} decoding × {} context{}",
-        target.model.key,
-        target.quant,
-        target.kv,
-        target.gpu.key,
-        engine.key,
-        args.batch,
-        args.context,
-        if args.prefill_tokens > 0 {
-            format!(
-                " + prefill of {} tokens over {} cached",
-                args.prefill_tokens, args.prefill_cached
-            )
-        } else {
-            String::new()
-        }
-    );
-    let mut t = new_table();
-    t.set_header(vec!["component", "ms", "share"]);
-    let total = b.total();
-    for (name, v) in [
-        ("linear layers", b.linear),
-        ("attention", b.attention),
-        ("lm head", b.lm_head),
-        ("elementwise", b.elementwise),
-        ("engine overhead", b.overhead),
-        ("step", total),
-    ] {
-        t.add_row(vec![
-            name.to_string(),
-            format!("{:.3}", v * 1e3),
-            format!("{:.1}%", 100.0 * v / total),
-        ]);
-    }
-    println!("{t}");
-    if args.batch > 0 {
-        println!(
-            "decode rate: {:.1} tokens/s per sequence, {:.0} tokens/s in total",
-            1.0 / step_s,
-            f64::from(args.batch) / step_s
-        );
-    }
-    let p = cost.profile_info();
-    println!("profile: {} ({}): {}", p.gpu, p.kind, p.source);
-    println!("engine overhead: {}", engine.source);
-    for n in &b.notes {
-        println!("note: {n}");
-    }
+    print!("{}", report::step::terminal(&view));
     Ok(())
 }

@@ -2,7 +2,12 @@
 
 pub mod chart;
 pub mod doc;
+pub mod fit;
 pub mod format;
+pub mod list;
 pub mod plan;
+pub mod simulate;
+pub mod step;
 pub mod table;
+pub mod validate;
 pub mod whatif;
