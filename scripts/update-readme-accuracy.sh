@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate the README's "Accuracy" section from `cardplan validate --markdown`.
-# The section is never edited by hand: tests/validate.rs fails when it differs from the command.
+# The section is never edited by hand: tests/it/validate.rs fails when it differs from the command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 table="$(cargo run --release --quiet -- validate --markdown)"

@@ -1,4 +1,4 @@
-"""The calibrator's back-to-back timing method in PyTorch, for the diagnosis scripts.
+"""The calibrator's back-to-back timing method in PyTorch, for reference.py and flinear_worker.py.
 
 A CUDA graph of R calls rotating over S copies of the op's large inputs (R a whole number of
 rounds over the copies), replayed between one event pair after a ~50 us busy-wait;
@@ -6,10 +6,10 @@ time = elapsed / R; median of 30 replays (see src/calibrate/cuda.rs, `bench_back
 Compute-bound ops (`sustained=True`: GEMMs at >= 128 tokens, prefill attention) are timed as the
 calibrator times them, under sustained load: each replay lasts >= 2 ms, and the samples follow
 0.2 s of the graph replayed back to back and span at least 0.15 s, so the clock is the one the
-board's power cap settles to, not a burst's boost clock (benches/gpu-results/diag-heat-h100.md),
-averaged over its swings (diag-window-h200.md); a light op timed within 1 s of such samples first
-replays its own graph for 0.2 s (the clock recovers from the cap). Used by reference.py (the
-acceptance comparison) and the diagnosis scripts; copy it next to them when they run from a copy.
+board's power cap settles to, not a burst's boost clock, averaged over its swings; a light op
+timed within 1 s of such samples first replays its own graph for 0.2 s (the clock recovers from
+the cap). Why: docs/ACCURACY.md, "How the tables are timed". Copy it next to reference.py and
+flinear_worker.py when they run from a copy (scripts/gpu/run.sh).
 """
 import math
 import statistics
@@ -55,13 +55,11 @@ def capture(fn, calls, copies=1, warm=None):
     return g
 
 
-def replay_calls(est, target, copies, whole_rounds=True):
+def replay_calls(est, target, copies):
     """Calls in one timed graph, as the calibrator sizes it (`replay_calls` in cuda.rs): enough
     for `target` ms at `est` ms a call, at least `copies` and 2, at most MAX_CALLS, then a whole
-    number of rounds over the copies (`whole_rounds=False`: the rule before it, for diagnosis)."""
+    number of rounds over the copies."""
     calls = min(MAX_CALLS, max(2, copies, math.ceil(target / est) if est > 0 else MAX_CALLS))
-    if not whole_rounds:
-        return calls
     up = -(-calls // copies) * copies
     return up if up <= MAX_CALLS else MAX_CALLS // copies * copies
 
@@ -82,17 +80,13 @@ def estimate(fn, copies, warm=True):
     return s.elapsed_time(e) / 3
 
 
-def bench(fn, copies, sustained=False, calls=None, heat_s=None, spin=None):
+def bench(fn, copies, sustained=False, heat_s=None):
     """Median time of one call of `fn(i)` (i = the copy to use, of `copies`), back to back;
     `sustained`: under sustained load, as the calibrator times compute-bound jobs (heated for
-    `heat_s`, default SUSTAIN_HEAT_S); `calls`: the graph's size, instead of `replay_calls`;
-    `spin`: busy-wait cycles before each sample instead of SPIN, and no busy-wait kernel at all
-    when negative (the last two for diagnosis)."""
-    spin = SPIN if spin is None else spin
+    `heat_s`, default SUSTAIN_HEAT_S)."""
     copies = max(1, min(copies, MAX_COPIES))
     est = estimate(fn, copies)
-    if calls is None:
-        calls = replay_calls(est, SUSTAIN_TARGET_MS if sustained else TARGET_MS, copies)
+    calls = replay_calls(est, SUSTAIN_TARGET_MS if sustained else TARGET_MS, copies)
     g = capture(fn, calls, copies)
     g.replay()
     torch.cuda.synchronize()
@@ -111,8 +105,7 @@ def bench(fn, copies, sustained=False, calls=None, heat_s=None, spin=None):
     ts = []
     t0 = time.time()
     while len(ts) < REPS or (sustained and time.time() - t0 < SUSTAIN_WINDOW_S):
-        if spin >= 0:
-            torch.cuda._sleep(spin)
+        torch.cuda._sleep(SPIN)
         s.record()
         g.replay()
         e.record()

@@ -8,7 +8,7 @@ Usage: python3 scripts/gpu/flinear_worker.py SPEC_JSON  (prints one JSON list: [
 reference.py takes F.linear at these points as the median over several processes, as the
 calibrator's profile is the median of several processes: some points (qkv at 1 token on the
 H200) have two levels about 6% apart, and a fresh process of either side lands on either one
-(benches/gpu-results/diag-legacy-h200.md). Weights and inputs are drawn as reference.py draws
+(docs/ACCURACY.md, "FP16 GEMMs against F.linear"). Weights and inputs are drawn as reference.py draws
 them (b2b.weights, activations uniform in [-1, 1)), rotated over b2b.rotation_copies copies.
 """
 import json

@@ -42,7 +42,7 @@ ap.add_argument("--wall", default="", help="wall times of the calibrator runs, f
 ap.add_argument("--settle", type=float, default=0.6,
                 help="F.linear at compared compute-bound points: seconds of heat before the samples (the "
                      "settled clock; what ran before leaves this process's clock off for ~0.4 s, "
-                     "benches/gpu-results/diag-window-h200.md)")
+                     "docs/ACCURACY.md, 'How the tables are timed')")
 ap.add_argument("--processes", type=int, default=3,
                 help="F.linear at compared points below the compute-bound ones: median over this many "
                      "processes (this one and fresh ones, scripts/gpu/flinear_worker.py), as the profile is "
@@ -214,23 +214,23 @@ body += ["## FP16 GEMM: cardplan (cuBLAS) vs torch F.linear", "",
          f"Both sides time compute-bound points (T >= {CB}) under sustained load: replays of >= "
          f"{b2b.SUSTAIN_TARGET_MS} ms over >= {b2b.SUSTAIN_WINDOW_S} s, after {b2b.SUSTAIN_HEAT_S} s of the same "
          "call replayed back to back (the calibrator heats once per shape and token count, for all its paths), "
-         "the clock the board's power cap settles to (benches/gpu-results/diag-heat-h100.md). At the compared "
+         "the clock the board's power cap settles to (docs/ACCURACY.md, 'How the tables are timed'). At the compared "
          f"compute-bound points F.linear is heated for {args.settle} s instead, to compare the calibrator with "
          "F.linear's settled sustained time, measured more carefully than the calibrator's 120 s budget allows: "
          "in this process the clock takes ~0.4 s to settle after the token counts below "
-         "(benches/gpu-results/diag-window-h200.md), and the calibrator's own heat-ups still move by a median "
+         "(docs/ACCURACY.md, 'How the tables are timed'), and the calibrator's own heat-ups still move by a median "
          "1-1.5% (p90 5-7%) between 0.1 and 0.2 s (its CARDPLAN_DEBUG_TIMING logs; "
-         "benches/gpu-results/sustained-window-notes.md). Inputs drawn as cardplan draws its own: uniform in fp32, "
+         "docs/ACCURACY.md, 'How the tables are timed'). Inputs drawn as cardplan draws its own: uniform in fp32, "
          "then cast (full 10-bit mantissas, like trained weights). F.linear runs each layer's points in the "
          "calibrator's order, through every token count of its sweep (those not compared timed once, for the "
          "history only): what ran just before moves a point by up to 11% (qkv T = 256 on an H200: 0.0251 ms "
-         "after idle, 0.0278 ms after the sweep below it; benches/gpu-results/diag-history-h200.md), so F.linear "
+         "after idle, 0.0278 ms after the sweep below it; docs/ACCURACY.md, 'How the tables are timed'), so F.linear "
          "follows the token counts the calibrator's call follows (not the calibrator's other paths, which run "
          f"in between there). F.linear: median of {args.repeat} measurements per compared point"
          + (f"; below T = {CB}, the median over {fresh + 1} processes (this one and {fresh} fresh "
             "ones, scripts/gpu/flinear_worker.py), as the profile is the median of the calibrator's processes: "
             "some light points have two levels about 6% apart and a fresh process of either side lands on either "
-            "(qkv T = 1 on an H200: 0.0154 or 0.0164 ms; benches/gpu-results/diag-legacy-h200.md)"
+            "(qkv T = 1 on an H200: 0.0154 or 0.0164 ms; docs/ACCURACY.md, 'FP16 GEMMs against F.linear')"
             if fresh else "") + ".", "",
          "| layer | n | k | T | cardplan ms | F.linear ms | ratio (cardplan/torch) | TFLOP/s |",
          "|---|---|---|---|---|---|---|---|"]
