@@ -5,11 +5,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::quant::Quant;
 use crate::catalog::{self, engine::EnginePreset, quant::KvDtype};
 use crate::deploy::{Deployment, Target};
 use crate::error::{Error, Result};
-use crate::sim::{self, Load, Scenario, Stop, TraceLoad, TraceRequest};
+use crate::sim::{self, Load, Metrics, Scenario, Stop, TraceLoad, TraceRequest};
 
 /// Embedded validation sets: (file name, YAML text).
 pub const SETS: &[(&str, &str)] = &[
@@ -153,9 +152,29 @@ pub fn run_all() -> Result<Vec<RowResult>> {
 
 /// Rerun one row through the simulator.
 pub fn run_row(set: &ValidationSet, row: &Row) -> Result<RowResult> {
-    let gpu = catalog::gpu(&set.gpu)?;
-    let model = catalog::model(&set.model)?;
-    let quant: Quant = set.quant.parse().map_err(Error::BadInput)?;
+    let deployment = deployment(set, row)?;
+    let (load, scenario, stop) = row_load(row)?;
+    let cfg = deployment.sim_config(load, scenario, stop, SEED, 0.0);
+    let outcome = sim::run(&deployment.cost, &cfg)?;
+    let want = &row.measured;
+    let predicted = predicted(want, &outcome.metrics);
+    Ok(RowResult {
+        name: row.name.clone(),
+        source: set.source.clone(),
+        gpu: deployment.target.gpu.key.clone(),
+        model: deployment.target.model.key.clone(),
+        quant: deployment.target.quant.key().to_string(),
+        engine: deployment.engine.key.clone(),
+        fitted: row.fitted.clone(),
+        profile: deployment.cost.profile_info().clone(),
+        errors: compare(want, &predicted),
+        measured: want.clone(),
+        predicted,
+    })
+}
+
+/// The GPU, model, scheme and engine a row was measured with.
+fn deployment(set: &ValidationSet, row: &Row) -> Result<Deployment> {
     let engine_key = row
         .engine
         .as_deref()
@@ -163,20 +182,24 @@ pub fn run_row(set: &ValidationSet, row: &Row) -> Result<RowResult> {
         .ok_or_else(|| Error::BadInput(format!("validation row '{}' names no engine", row.name)))?;
     let engine: EnginePreset = engine_key.parse().map_err(Error::BadInput)?;
     let target = Target {
-        gpu,
-        model,
-        quant,
+        gpu: catalog::gpu(&set.gpu)?,
+        model: catalog::model(&set.model)?,
+        quant: set.quant.parse().map_err(Error::BadInput)?,
         kv: KvDtype::Fp16,
     };
-    let deployment = Deployment::require(target, engine, None)?;
-    let (load, scenario, stop) = match (row.concurrency, row.prompt_tokens, row.output_tokens) {
+    Deployment::require(target, engine, None)
+}
+
+/// The load a row was measured under: closed-loop clients, or one request alone.
+fn row_load(row: &Row) -> Result<(Load, Scenario, Stop)> {
+    match (row.concurrency, row.prompt_tokens, row.output_tokens) {
         (Some(c), _, _) => {
             let scenario = Scenario::load(row.scenario.as_deref().unwrap_or("backprop-short"))?;
-            (
+            Ok((
                 Load::Concurrency(c),
                 scenario,
                 Stop::Requests(row.requests.unwrap_or(u64::from(c) * 10)),
-            )
+            ))
         }
         (None, Some(p), Some(o)) => {
             let trace = TraceLoad {
@@ -187,23 +210,21 @@ pub fn run_row(set: &ValidationSet, row: &Row) -> Result<RowResult> {
                     output_tokens: o,
                 }],
             };
-            (
+            Ok((
                 Load::Trace(trace),
                 Scenario::load("backprop-short")?,
                 Stop::Requests(1),
-            )
+            ))
         }
-        _ => {
-            return Err(Error::BadInput(format!(
-                "validation row '{}' needs either `concurrency` or `prompt_tokens` and `output_tokens`",
-                row.name
-            )));
-        }
-    };
-    let cfg = deployment.sim_config(load, scenario, stop, SEED, 0.0);
-    let outcome = sim::run(&deployment.cost, &cfg)?;
-    let m = &outcome.metrics;
-    let want = &row.measured;
+        _ => Err(Error::BadInput(format!(
+            "validation row '{}' needs either `concurrency` or `prompt_tokens` and `output_tokens`",
+            row.name
+        ))),
+    }
+}
+
+/// The simulated figures the row measured (and only those).
+fn predicted(want: &Observed, m: &Metrics) -> Observed {
     let stat = |want: Option<Stat>, mean: f64, p50: f64, p01: f64| {
         want.map(|w| Stat {
             mean: w.mean.map(|_| mean),
@@ -211,7 +232,7 @@ pub fn run_row(set: &ValidationSet, row: &Row) -> Result<RowResult> {
             p01: w.p01.map(|_| p01),
         })
     };
-    let predicted = Observed {
+    Observed {
         requests_per_s: want.requests_per_s.map(|_| m.requests_per_s),
         e2e_s: stat(want.e2e_s, m.e2e_s.mean, m.e2e_s.p50, f64::NAN),
         ttft_ms: stat(want.ttft_ms, m.ttft_ms.mean, m.ttft_ms.p50, f64::NAN),
@@ -221,20 +242,7 @@ pub fn run_row(set: &ValidationSet, row: &Row) -> Result<RowResult> {
             m.request_tok_s.p50,
             m.request_tok_s.p01,
         ),
-    };
-    Ok(RowResult {
-        name: row.name.clone(),
-        source: set.source.clone(),
-        gpu: deployment.target.gpu.key.clone(),
-        model: deployment.target.model.key.clone(),
-        quant: quant.key().to_string(),
-        engine: deployment.engine.key.clone(),
-        fitted: row.fitted.clone(),
-        profile: deployment.cost.profile_info().clone(),
-        errors: compare(want, &predicted),
-        measured: want.clone(),
-        predicted,
-    })
+    }
 }
 
 fn compare(measured: &Observed, predicted: &Observed) -> Vec<FigureError> {

@@ -17,9 +17,105 @@ pub fn import(path: &Path) -> Result<ModelArch> {
     from_json(&text, path)
 }
 
-/// Parse config.json text; `origin` names the file in errors.
-pub fn from_json(text: &str, origin: &Path) -> Result<ModelArch> {
-    let v: Value = serde_json::from_str(text).map_err(|e| {
+/// A parsed config.json and the file it came from, for errors that name both.
+struct Config<'a> {
+    v: Value,
+    origin: &'a Path,
+}
+
+impl Config<'_> {
+    /// A required positive integer field.
+    fn get(&self, field: &str) -> Result<u32> {
+        let value = self
+            .v
+            .get(field)
+            .ok_or_else(|| Error::file(self.origin, format!("missing field `{field}`")))?;
+        value
+            .as_u64()
+            .filter(|&x| x > 0 && x <= u64::from(u32::MAX))
+            .map(|x| x as u32)
+            .ok_or_else(|| {
+                Error::file(
+                    self.origin,
+                    format!("field `{field}` must be a positive integer, got {value}"),
+                )
+            })
+    }
+
+    /// An optional positive integer field (absent or null: `None`).
+    fn opt(&self, field: &str) -> Result<Option<u32>> {
+        match self.v.get(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(_) => self.get(field).map(Some),
+        }
+    }
+
+    fn flag(&self, field: &str, default: bool) -> bool {
+        self.v
+            .get(field)
+            .and_then(Value::as_bool)
+            .unwrap_or(default)
+    }
+
+    /// `head_dim`, or `hidden_size / num_attention_heads` where the config leaves it out.
+    fn head_dim(&self, hidden: u32, heads: u32) -> Result<u32> {
+        if let Some(d) = self.opt("head_dim")? {
+            return Ok(d);
+        }
+        if hidden % heads != 0 {
+            return Err(Error::file(
+                self.origin,
+                "hidden_size is not a multiple of num_attention_heads and `head_dim` is missing",
+            ));
+        }
+        Ok(hidden / heads)
+    }
+}
+
+/// What a model family fixes that config.json does not say.
+struct Family {
+    mlp: MlpKind,
+    norm: NormKind,
+    norms_per_layer: u32,
+    qkv_bias: bool,
+    dense_bias: bool,
+    tied_default: bool,
+}
+
+fn family(model_type: &str, c: &Config<'_>) -> Family {
+    let (mlp, norm, norms_per_layer, qkv_bias, dense_bias, tied_default) = match model_type {
+        "qwen2" => (MlpKind::GatedSilu, NormKind::Rms, 2, true, false, false),
+        "phi" => (MlpKind::Gelu, NormKind::Layer, 1, true, true, false),
+        "gemma2" => (
+            MlpKind::GatedGelu,
+            NormKind::Rms,
+            4,
+            c.flag("attention_bias", false),
+            false,
+            true,
+        ),
+        // llama, mistral, phi3
+        _ => (
+            MlpKind::GatedSilu,
+            NormKind::Rms,
+            2,
+            c.flag("attention_bias", false),
+            false,
+            false,
+        ),
+    };
+    Family {
+        mlp,
+        norm,
+        norms_per_layer,
+        qkv_bias,
+        dense_bias,
+        tied_default,
+    }
+}
+
+fn parse_json(text: &str, origin: &Path) -> Result<Value> {
+    serde_json::from_str(text).map_err(|e| {
         let full = e.to_string();
         let reason = full
             .rsplit_once(" at line ")
@@ -30,11 +126,19 @@ pub fn from_json(text: &str, origin: &Path) -> Result<ModelArch> {
             e.column(),
             format!("invalid JSON: {reason}"),
         )
-    })?;
-    let model_type = v
-        .get("model_type")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Error::file(origin, "missing field `model_type`"))?;
+    })
+}
+
+/// Parse config.json text; `origin` names the file in errors.
+pub fn from_json(text: &str, origin: &Path) -> Result<ModelArch> {
+    let c = Config {
+        v: parse_json(text, origin)?,
+        origin,
+    };
+    let model_type =
+        c.v.get("model_type")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::file(origin, "missing field `model_type`"))?;
     if !SUPPORTED.contains(&model_type) {
         return Err(Error::file(
             origin,
@@ -44,66 +148,11 @@ pub fn from_json(text: &str, origin: &Path) -> Result<ModelArch> {
             ),
         ));
     }
-    let get = |field: &str| -> Result<u32> {
-        let value = v
-            .get(field)
-            .ok_or_else(|| Error::file(origin, format!("missing field `{field}`")))?;
-        value
-            .as_u64()
-            .filter(|&x| x > 0 && x <= u64::from(u32::MAX))
-            .map(|x| x as u32)
-            .ok_or_else(|| {
-                Error::file(
-                    origin,
-                    format!("field `{field}` must be a positive integer, got {value}"),
-                )
-            })
-    };
-    let opt = |field: &str| -> Result<Option<u32>> {
-        match v.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(_) => get(field).map(Some),
-        }
-    };
-    let flag =
-        |field: &str, default: bool| v.get(field).and_then(Value::as_bool).unwrap_or(default);
-
-    let hidden = get("hidden_size")?;
-    let heads = get("num_attention_heads")?;
-    let kv_heads = opt("num_key_value_heads")?.unwrap_or(heads);
-    let head_dim = match opt("head_dim")? {
-        Some(d) => d,
-        None => {
-            if hidden % heads != 0 {
-                return Err(Error::file(
-                    origin,
-                    "hidden_size is not a multiple of num_attention_heads and `head_dim` is missing",
-                ));
-            }
-            hidden / heads
-        }
-    };
-    let (mlp, norm, norms_per_layer, qkv_bias, dense_bias, tied_default) = match model_type {
-        "qwen2" => (MlpKind::GatedSilu, NormKind::Rms, 2, true, false, false),
-        "phi" => (MlpKind::Gelu, NormKind::Layer, 1, true, true, false),
-        "gemma2" => (
-            MlpKind::GatedGelu,
-            NormKind::Rms,
-            4,
-            flag("attention_bias", false),
-            false,
-            true,
-        ),
-        // llama, mistral, phi3
-        _ => (
-            MlpKind::GatedSilu,
-            NormKind::Rms,
-            2,
-            flag("attention_bias", false),
-            false,
-            false,
-        ),
-    };
+    let f = family(model_type, &c);
+    let hidden = c.get("hidden_size")?;
+    let heads = c.get("num_attention_heads")?;
+    let kv_heads = c.opt("num_key_value_heads")?.unwrap_or(heads);
+    let head_dim = c.head_dim(hidden, heads)?;
     let name = origin
         .parent()
         .and_then(|p| p.file_name())
@@ -112,20 +161,20 @@ pub fn from_json(text: &str, origin: &Path) -> Result<ModelArch> {
     let m = ModelArch {
         key: name,
         source: format!("imported from {}", origin.display()),
-        layers: get("num_hidden_layers")?,
+        layers: c.get("num_hidden_layers")?,
         hidden,
-        intermediate: get("intermediate_size")?,
+        intermediate: c.get("intermediate_size")?,
         heads,
         kv_heads,
         head_dim,
-        vocab: get("vocab_size")?,
-        tied_embeddings: flag("tie_word_embeddings", tied_default),
-        max_context: get("max_position_embeddings")?,
-        mlp,
-        norm,
-        norms_per_layer,
-        qkv_bias,
-        dense_bias,
+        vocab: c.get("vocab_size")?,
+        tied_embeddings: c.flag("tie_word_embeddings", f.tied_default),
+        max_context: c.get("max_position_embeddings")?,
+        mlp: f.mlp,
+        norm: f.norm,
+        norms_per_layer: f.norms_per_layer,
+        qkv_bias: f.qkv_bias,
+        dense_bias: f.dense_bias,
         published_params: None,
     };
     m.validate(&origin.display().to_string())

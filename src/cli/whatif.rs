@@ -64,49 +64,21 @@ pub fn run(args: WhatifArgs) -> Result<()> {
                 .into(),
         ));
     }
-    let gpus = args
-        .gpu
-        .iter()
-        .map(|g| catalog::gpu(g.trim()))
-        .collect::<Result<Vec<_>>>()?;
-    let quants = args
-        .quant
-        .iter()
-        .map(|q| parse_quant(q.trim()))
-        .collect::<Result<Vec<_>>>()?;
-    let model = catalog::model(&args.model)?;
-    let kv: KvDtype = args
-        .kv
-        .parse()
-        .map_err(|e: String| Error::Usage(format!("--kv: {e}")))?;
+    let targets = targets(&args)?;
     let common = args.opts.resolve()?;
-    let combos: Vec<_> = gpus
-        .iter()
-        .flat_map(|g| quants.iter().map(move |q| (g.clone(), *q)))
-        .collect();
-    let bar = ProgressBar::new(combos.len() as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} combinations {msg}")
-    {
-        bar.set_style(style);
-    }
+    let bar = progress(targets.len());
     let work = PlanWork {
         at_load: false,
         sensitivity_replications: 0,
         sweep_points: 0,
     };
-    let results = combos
+    let results = targets
         .into_par_iter()
-        .map(|(gpu, quant)| {
-            let (price_per_hour, price_source) = args.opts.price(&gpu);
+        .map(|target| {
+            let (price_per_hour, price_source) = args.opts.price(&target.gpu);
             let r = plan(PlanRequest {
                 users: args.users,
-                target: Target {
-                    gpu,
-                    model: model.clone(),
-                    quant,
-                    kv,
-                },
+                target,
                 engine: common.engine.clone(),
                 spec: common.spec.clone(),
                 price_per_hour,
@@ -133,4 +105,45 @@ pub fn run(args: WhatifArgs) -> Result<()> {
         eprintln!("report written to {}", w.html.display());
     }
     Ok(())
+}
+
+/// Every GPU × scheme the flags name, in the order given.
+fn targets(args: &WhatifArgs) -> Result<Vec<Target>> {
+    let gpus = args
+        .gpu
+        .iter()
+        .map(|g| catalog::gpu(g.trim()))
+        .collect::<Result<Vec<_>>>()?;
+    let quants = args
+        .quant
+        .iter()
+        .map(|q| parse_quant(q.trim()))
+        .collect::<Result<Vec<_>>>()?;
+    let model = catalog::model(&args.model)?;
+    let kv: KvDtype = args
+        .kv
+        .parse()
+        .map_err(|e: String| Error::Usage(format!("--kv: {e}")))?;
+    Ok(gpus
+        .iter()
+        .flat_map(|g| {
+            quants.iter().map(|&quant| Target {
+                gpu: g.clone(),
+                model: model.clone(),
+                quant,
+                kv,
+            })
+        })
+        .collect())
+}
+
+/// A progress bar over the combinations, on stderr (hidden when stderr is not a terminal).
+fn progress(n: usize) -> ProgressBar {
+    let bar = ProgressBar::new(n as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} combinations {msg}")
+    {
+        bar.set_style(style);
+    }
+    bar
 }

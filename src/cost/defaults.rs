@@ -26,11 +26,12 @@ pub struct Eff {
     pub compute: f64,
 }
 
-/// Large-copy bandwidth over datasheet: 3.0 TB/s of 3.35 TB/s on the H100 SXM
-/// (shared/GPU-MACHINE.md, PyTorch device-to-device copy). Weight-streaming GEMV/GEMM at few
+/// Large-copy bandwidth over datasheet: 3.0 TB/s of 3.35 TB/s on the H100 SXM (a PyTorch
+/// device-to-device copy on the lent H100). Weight-streaming GEMV/GEMM at few
 /// tokens reaches a little less than a copy: 0.80.
 const BW_GEMM: f64 = 0.80;
-/// Large fp16 GEMM over datasheet: 730 TFLOP/s of 989 on the H100 (8192³, shared/GPU-MACHINE.md).
+/// Large fp16 GEMM over datasheet: 730 TFLOP/s of 989 on the H100 (8192³, PyTorch on the lent
+/// H100).
 const FP16_PEAK_EFF: f64 = 0.74;
 /// Token count at which the fp16 GEMM reaches half its large-size efficiency: tile and wave
 /// quantization of cuBLAS's 64–128-row tiles (cardplan estimate).
@@ -133,75 +134,7 @@ fn ramp(x: f64, half: f64) -> f64 {
 /// table path (benchmarks, tests) and to show in profile form what the defaults predict.
 pub fn as_tables(gpu: &GpuProfile, model: &ModelArch) -> Measured {
     let r = Roofs::from_datasheet(&gpu.datasheet);
-    let ms = |w: &Work, e: Eff| seconds(w, e, &r) * 1e3;
     let tokens: Vec<u32> = (0..=13).map(|i| 1u32 << i).collect();
-    let h = Heads {
-        heads: f64::from(model.heads),
-        kv_heads: f64::from(model.kv_heads),
-        head_dim: f64::from(model.head_dim),
-    };
-    let mut gemm = Vec::new();
-    for q in [Quant::Fp16, Quant::Int8, Quant::Nf4] {
-        let mut shapes: Vec<(u32, u32)> = model.linears().iter().map(|l| (l.n, l.k)).collect();
-        if q == Quant::Fp16 {
-            shapes.push((model.vocab, model.hidden));
-        }
-        for (n, k) in shapes {
-            let points = tokens
-                .iter()
-                .map(|&t| {
-                    let tf = f64::from(t);
-                    let w = roofline::gemm(q, f64::from(n), f64::from(k), tf);
-                    (t, ms(&w, gemm_eff(q, tf)))
-                })
-                .collect();
-            gemm.push(GemmTable {
-                scheme: q.key().into(),
-                n,
-                k,
-                points,
-            });
-        }
-    }
-    let prefill = PrefillAttnTable {
-        heads: model.heads,
-        kv_heads: model.kv_heads,
-        head_dim: model.head_dim,
-        points: (7..=14)
-            .map(|i| {
-                let p = 1u32 << i;
-                let x = f64::from(p);
-                let w = roofline::prefill_attn(h, x * x / 2.0, x, x);
-                (p, ms(&w, prefill_attn_eff(x)))
-            })
-            .collect(),
-    };
-    let decode = |kv: KvDtype| DecodeAttnTable {
-        kv,
-        heads: model.heads,
-        kv_heads: model.kv_heads,
-        head_dim: model.head_dim,
-        block_size: 16,
-        points: (0..=8)
-            .flat_map(|i| {
-                (7..=13).map(move |j| {
-                    let (b, c) = (1u32 << i, 1u32 << j);
-                    let w = roofline::decode_attn(
-                        h,
-                        kv.bytes() as f64,
-                        16.0,
-                        f64::from(b),
-                        f64::from(c),
-                    );
-                    DecodePoint {
-                        batch: b,
-                        context: c,
-                        ms: seconds(&w, decode_attn_eff(), &r) * 1e3,
-                    }
-                })
-            })
-            .collect(),
-    };
     let elem = |kind, width: u32| ElementwiseTable {
         kind,
         width,
@@ -209,7 +142,7 @@ pub fn as_tables(gpu: &GpuProfile, model: &ModelArch) -> Measured {
             .iter()
             .map(|&t| {
                 let w = roofline::elementwise(kind, f64::from(width), f64::from(t));
-                (t, ms(&w, elementwise_eff()))
+                (t, seconds(&w, elementwise_eff(), &r) * 1e3)
             })
             .collect(),
     };
@@ -233,13 +166,99 @@ pub fn as_tables(gpu: &GpuProfile, model: &ModelArch) -> Measured {
             fp16_tflops: gpu.datasheet.fp16_tflops * FP16_PEAK_EFF,
             int8_tops: gpu.datasheet.int8_tops * INT8_PEAK_EFF,
         },
-        gemm,
-        attn_prefill: vec![prefill],
-        attn_decode: vec![decode(KvDtype::Fp16), decode(KvDtype::Int8)],
+        gemm: gemm_tables(model, &tokens, &r),
+        attn_prefill: vec![prefill_table(model, &r)],
+        attn_decode: vec![
+            decode_table(model, KvDtype::Fp16, &r),
+            decode_table(model, KvDtype::Int8, &r),
+        ],
         elementwise: vec![
             elem(ElementwiseKind::RmsnormResidual, model.hidden),
             elem(ElementwiseKind::SiluMul, model.intermediate),
         ],
+    }
+}
+
+fn model_heads(model: &ModelArch) -> Heads {
+    Heads {
+        heads: f64::from(model.heads),
+        kv_heads: f64::from(model.kv_heads),
+        head_dim: f64::from(model.head_dim),
+    }
+}
+
+/// Every linear shape of `model` (and the LM head in fp16) under fp16, int8 and nf4.
+fn gemm_tables(model: &ModelArch, tokens: &[u32], r: &Roofs) -> Vec<GemmTable> {
+    let mut gemm = Vec::new();
+    for q in [Quant::Fp16, Quant::Int8, Quant::Nf4] {
+        let mut shapes: Vec<(u32, u32)> = model.linears().iter().map(|l| (l.n, l.k)).collect();
+        if q == Quant::Fp16 {
+            shapes.push((model.vocab, model.hidden));
+        }
+        for (n, k) in shapes {
+            let points = tokens
+                .iter()
+                .map(|&t| {
+                    let tf = f64::from(t);
+                    let w = roofline::gemm(q, f64::from(n), f64::from(k), tf);
+                    (t, seconds(&w, gemm_eff(q, tf), r) * 1e3)
+                })
+                .collect();
+            gemm.push(GemmTable {
+                scheme: q.key().into(),
+                n,
+                k,
+                points,
+            });
+        }
+    }
+    gemm
+}
+
+fn prefill_table(model: &ModelArch, r: &Roofs) -> PrefillAttnTable {
+    let h = model_heads(model);
+    PrefillAttnTable {
+        heads: model.heads,
+        kv_heads: model.kv_heads,
+        head_dim: model.head_dim,
+        points: (7..=14)
+            .map(|i| {
+                let p = 1u32 << i;
+                let x = f64::from(p);
+                let w = roofline::prefill_attn(h, x * x / 2.0, x, x);
+                (p, seconds(&w, prefill_attn_eff(x), r) * 1e3)
+            })
+            .collect(),
+    }
+}
+
+fn decode_table(model: &ModelArch, kv: KvDtype, r: &Roofs) -> DecodeAttnTable {
+    let h = model_heads(model);
+    DecodeAttnTable {
+        kv,
+        heads: model.heads,
+        kv_heads: model.kv_heads,
+        head_dim: model.head_dim,
+        block_size: 16,
+        points: (0..=8)
+            .flat_map(|i| {
+                (7..=13).map(move |j| {
+                    let (b, c) = (1u32 << i, 1u32 << j);
+                    let w = roofline::decode_attn(
+                        h,
+                        kv.bytes() as f64,
+                        16.0,
+                        f64::from(b),
+                        f64::from(c),
+                    );
+                    DecodePoint {
+                        batch: b,
+                        context: c,
+                        ms: seconds(&w, decode_attn_eff(), r) * 1e3,
+                    }
+                })
+            })
+            .collect(),
     }
 }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::{FontStyle, register_font};
@@ -229,11 +230,32 @@ fn draw_lines<DB: DrawingBackend>(
         .light_line_style(RGBColor(235, 235, 235))
         .draw()
         .map_err(draw_err)?;
-    let grey = RGBColor(90, 90, 90);
+    let area = Area { x0, x1, y0, y1 };
+    draw_hlines(&mut chart, hlines, &area)?;
+    draw_vlines(&mut chart, vlines, &area)?;
+    draw_series(&mut chart, series)
+}
+
+/// The plotting area's data ranges, for placing reference lines and their labels.
+struct Area {
+    x0: f64,
+    x1: f64,
+    y0: f64,
+    y1: f64,
+}
+
+type Lines<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Horizontal reference lines (the SLO limits), dashed red with their label.
+fn draw_hlines<DB: DrawingBackend>(
+    chart: &mut Lines<'_, DB>,
+    hlines: &[RefLine],
+    a: &Area,
+) -> Result<()> {
     for l in hlines {
         chart
             .draw_series(DashedLineSeries::new(
-                [(x0, l.at), (x1, l.at)],
+                [(a.x0, l.at), (a.x1, l.at)],
                 8,
                 5,
                 ShapeStyle::from(&RED).stroke_width(2),
@@ -242,15 +264,25 @@ fn draw_lines<DB: DrawingBackend>(
         chart
             .draw_series(std::iter::once(Text::new(
                 l.label.clone(),
-                (x0 + (x1 - x0) * 0.01, l.at + (y1 - y0) * 0.025),
+                (a.x0 + (a.x1 - a.x0) * 0.01, l.at + (a.y1 - a.y0) * 0.025),
                 (FAMILY, 14).into_font().color(&RED),
             )))
             .map_err(draw_err)?;
     }
+    Ok(())
+}
+
+/// Vertical reference lines (the capacity), dashed grey with their label at the top.
+fn draw_vlines<DB: DrawingBackend>(
+    chart: &mut Lines<'_, DB>,
+    vlines: &[RefLine],
+    a: &Area,
+) -> Result<()> {
+    let grey = RGBColor(90, 90, 90);
     for l in vlines {
         chart
             .draw_series(DashedLineSeries::new(
-                [(l.at, y0), (l.at, y1)],
+                [(l.at, a.y0), (l.at, a.y1)],
                 8,
                 5,
                 ShapeStyle::from(&grey).stroke_width(2),
@@ -259,7 +291,7 @@ fn draw_lines<DB: DrawingBackend>(
         chart
             .draw_series(std::iter::once(Text::new(
                 l.label.clone(),
-                (l.at - (x1 - x0) * 0.008, y1 - (y1 - y0) * 0.03),
+                (l.at - (a.x1 - a.x0) * 0.008, a.y1 - (a.y1 - a.y0) * 0.03),
                 (FAMILY, 14)
                     .into_font()
                     .color(&grey)
@@ -267,6 +299,14 @@ fn draw_lines<DB: DrawingBackend>(
             )))
             .map_err(draw_err)?;
     }
+    Ok(())
+}
+
+/// The data series with markers where asked, and the legend when any series is named.
+fn draw_series<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Lines<'a, DB>,
+    series: &[Series],
+) -> Result<()> {
     for (i, s) in series.iter().enumerate() {
         let c = palette(i);
         let style = ShapeStyle::from(&c).stroke_width(2);

@@ -26,31 +26,10 @@ pub fn headline(r: &PlanResult) -> String {
 
 /// The verdict rows: (label, value).
 pub fn verdict_rows(r: &PlanResult) -> Vec<(String, String)> {
-    let mut rows = Vec::new();
     if !r.fits {
-        rows.push((
-            "fits".into(),
-            format!(
-                "NO, short by {}: {}",
-                crate::fit::gb(r.fit.shortfall_bytes),
-                r.fit.reason
-            ),
-        ));
-        rows.push((
-            "memory".into(),
-            format!(
-                "weights {} + runtime reserve {} + KV cache vs {} usable",
-                crate::fit::gb(r.fit.weights_bytes),
-                crate::fit::gb(r.fit.reserve_bytes),
-                crate::fit::gb(r.fit.usable_bytes)
-            ),
-        ));
-        rows.push((
-            "cards needed".into(),
-            "none: the model does not fit on this GPU".into(),
-        ));
-        return rows;
+        return does_not_fit_rows(r);
     }
+    let mut rows = Vec::new();
     if let Some(u) = &r.users_per_card {
         let capped = if u.capped {
             " (search limit reached: at least)"
@@ -67,50 +46,86 @@ pub fn verdict_rows(r: &PlanResult) -> Vec<(String, String)> {
             ),
         ));
     }
-    match (r.cards_needed, r.cards_with_spare) {
-        (Some(c), Some(s)) => {
-            let range = match r.cards_range {
-                Some((a, b)) if a != b => format!("; {a}–{b} across the interval"),
-                _ => String::new(),
-            };
-            rows.push((
-                "cards needed".into(),
-                format!("{c} ({s} with one spare{range})"),
-            ));
-            if let (Some(all), Some(u)) = (r.cards_all_windows, &r.users_per_card)
-                && all > c
-            {
-                rows.push((
-                    "conservative".into(),
-                    format!(
-                        "{all} cards if sized by the worst of the {} simulated peak windows \
-                         ({} users per card)",
-                        u.per_replication.len(),
-                        thousands(u.per_replication.iter().copied().min().unwrap_or(0))
-                    ),
-                ));
-            }
-        }
-        _ => rows.push((
+    rows.extend(cards_rows(r));
+    rows.extend(cost_rows(r));
+    rows
+}
+
+fn does_not_fit_rows(r: &PlanResult) -> Vec<(String, String)> {
+    let gb = crate::fit::gb;
+    vec![
+        (
+            "fits".into(),
+            format!(
+                "NO, short by {}: {}",
+                gb(r.fit.shortfall_bytes),
+                r.fit.reason
+            ),
+        ),
+        (
+            "memory".into(),
+            format!(
+                "weights {} + runtime reserve {} + KV cache vs {} usable",
+                gb(r.fit.weights_bytes),
+                gb(r.fit.reserve_bytes),
+                gb(r.fit.usable_bytes)
+            ),
+        ),
+        (
+            "cards needed".into(),
+            "none: the model does not fit on this GPU".into(),
+        ),
+    ]
+}
+
+fn cards_rows(r: &PlanResult) -> Vec<(String, String)> {
+    let (Some(c), Some(s)) = (r.cards_needed, r.cards_with_spare) else {
+        return vec![(
             "cards needed".into(),
             "none is enough: one card misses the SLO even for one user".into(),
-        )),
-    }
-    if let Some(c) = &r.cost {
+        )];
+    };
+    let range = match r.cards_range {
+        Some((a, b)) if a != b => format!("; {a}–{b} across the interval"),
+        _ => String::new(),
+    };
+    let mut rows = vec![(
+        "cards needed".into(),
+        format!("{c} ({s} with one spare{range})"),
+    )];
+    if let (Some(all), Some(u)) = (r.cards_all_windows, &r.users_per_card)
+        && all > c
+    {
         rows.push((
-            "cost".into(),
+            "conservative".into(),
             format!(
-                "{}/month ({}/month with the spare) at {} per card, 730 h/month",
-                usd(c.per_month),
-                usd(c.per_month_with_spare),
-                usd_per_hour(c.price_per_hour)
+                "{all} cards if sized by the worst of the {} simulated peak windows \
+                 ({} users per card)",
+                u.per_replication.len(),
+                thousands(u.per_replication.iter().copied().min().unwrap_or(0))
             ),
         ));
-        if let Some(p) = c.per_user_month {
-            rows.push(("per user".into(), format!("{} per user per month", usd(p))));
-        }
-        rows.push(("price source".into(), c.price_source.clone()));
     }
+    rows
+}
+
+fn cost_rows(r: &PlanResult) -> Vec<(String, String)> {
+    let Some(c) = &r.cost else {
+        return Vec::new();
+    };
+    let mut rows = vec![(
+        "cost".into(),
+        format!(
+            "{}/month ({}/month with the spare) at {} per card, 730 h/month",
+            usd(c.per_month),
+            usd(c.per_month_with_spare),
+            usd_per_hour(c.price_per_hour)
+        ),
+    )];
+    if let Some(p) = c.per_user_month {
+        rows.push(("per user".into(), format!("{} per user per month", usd(p))));
+    }
+    rows.push(("price source".into(), c.price_source.clone()));
     rows
 }
 
@@ -457,28 +472,7 @@ pub fn document(r: &PlanResult) -> Document {
     if !r.notes.is_empty() {
         d.bullets(r.notes.clone());
     }
-    if let Some(a) = &r.at_load {
-        d.heading(format!(
-            "At the per-card load: {} users per card ({} in a session)",
-            thousands(a.users),
-            thousands(a.active_sessions)
-        ));
-        d.para(format!(
-            "SLO: {}. Met in {} of {} simulated peak windows.",
-            r.slo.text,
-            a.slo_met,
-            a.slo_stats.len()
-        ));
-        d.table(
-            vec![
-                "metric".into(),
-                "typical (window 1)".into(),
-                "tail".into(),
-                "SLO / note".into(),
-            ],
-            at_load_rows(r),
-        );
-    }
+    at_load_section(&mut d, r);
     let charts = load_charts(r);
     if !charts.is_empty() {
         d.heading("Latency against load");
@@ -501,6 +495,39 @@ pub fn document(r: &PlanResult) -> Document {
             sensitivity_rows(r),
         );
     }
+    assumptions_section(&mut d, r);
+    d
+}
+
+/// The metrics at the per-card load, with the SLO they were held to.
+fn at_load_section(d: &mut Document, r: &PlanResult) {
+    let Some(a) = &r.at_load else {
+        return;
+    };
+    d.heading(format!(
+        "At the per-card load: {} users per card ({} in a session)",
+        thousands(a.users),
+        thousands(a.active_sessions)
+    ));
+    d.para(format!(
+        "SLO: {}. Met in {} of {} simulated peak windows.",
+        r.slo.text,
+        a.slo_met,
+        a.slo_stats.len()
+    ));
+    d.table(
+        vec![
+            "metric".into(),
+            "typical (window 1)".into(),
+            "tail".into(),
+            "SLO / note".into(),
+        ],
+        at_load_rows(r),
+    );
+}
+
+/// Everything the number rests on: assumptions, the scenario's sources, the profile.
+fn assumptions_section(d: &mut Document, r: &PlanResult) {
     d.heading("Assumptions");
     d.bullets(assumption_lines(r, true));
     if !r.assumptions.scenario_assumptions.is_empty() {
@@ -517,5 +544,4 @@ pub fn document(r: &PlanResult) -> Document {
             p.kind, p.gpu, p.source
         ));
     }
-    d
 }

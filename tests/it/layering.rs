@@ -78,7 +78,7 @@ const FORBIDDEN: &[(&str, &[&str])] = &[
     ),
     (
         "deploy",
-        &["sim", "plan", "report", "cli", "calibrate", "validate"],
+        &["plan", "report", "cli", "calibrate", "validate"],
     ),
     (
         "sim",
