@@ -599,8 +599,8 @@ DECODE_GROUPS(STREAM_G)
 // Tensor-core paged decode (fp16 KV). The CUDA-core kernels above spend ~100 instructions per
 // 32 bytes of K and V (conversions, FMAs, shuffles), so at large batches they are bound by the
 // SM clock, which the H200's power cap pulls down under sustained load: 256 sequences x 4096
-// tokens ran 1.08 ms in a short sample and 1.37 ms sustained (benches/gpu-results/
-// tensor-core-decode-notes.md). Here each warp takes one whole KV block (16 tokens) per step and
+// tokens ran 1.08 ms in a short sample and 1.37 ms sustained (docs/ACCURACY.md, "Decode
+// attention"). Here each warp takes one whole KV block (16 tokens) per step and
 // computes S = Q.K^T and O += P.V with mma.sync m16n8k16, as FlashAttention does: the G query
 // heads of one KV head are the rows of the A operand (rows G..15 are zero), so a block costs 32
 // MMAs and 16 ldmatrix. K and V go to shared memory by cp.async with STAGES - 1 further blocks

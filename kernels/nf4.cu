@@ -165,8 +165,8 @@ extern "C" __global__ void add_scalar_f32(const float* __restrict__ in, float of
 // memory and out as warp-striped 2-byte stores (BLOCK_STORE_WARP_TRANSPOSE). One part is not
 // copied: bitsandbytes decodes each 4-bit code by a branch tree on its bits, here a table. As
 // NVRTC compiles it, the tree made the sequence 1.1-1.4x bitsandbytes'; without the transposes
-// it ran 0.73-0.94x; with them 0.91-1.07x (benches/gpu-results/tensor-core-decode-notes.md, nf4
-// section). Requires an even numel below 2^31 (bitsandbytes indexes with int too).
+// it ran 0.73-0.94x; with them 0.91-1.07x (docs/ACCURACY.md, "NF4 and bitsandbytes").
+// Requires an even numel below 2^31 (bitsandbytes indexes with int too).
 #define DQ_THREADS 64
 #define DQ_BYTES 8  // packed bytes per thread
 extern "C" __global__ void __launch_bounds__(DQ_THREADS) nf4_dequant_bnb(

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::plan::{GemmPath, Job};
+use super::sweep::{GemmPath, Job};
 use crate::catalog::quant::KvDtype;
 use crate::error::{Error, Result};
 use crate::profile::{
@@ -24,43 +24,69 @@ pub struct Timed {
 /// Build the measured block from timed jobs. Errors if a roof could not be derived.
 pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
     let mut provenance = provenance;
-    let mut copy_gbs: f64 = 0.0;
-    let mut fp16_tflops: f64 = 0.0;
-    let mut int8_tops: f64 = 0.0;
-    // (scheme, n, k) -> tokens -> (ms, path)
-    type Best = BTreeMap<(&'static str, u32, u32), BTreeMap<u32, (f64, GemmPath)>>;
-    let mut best: Best = BTreeMap::new();
-    let mut decode: Groups<(KvDtype, u32, u32), DecodePoint> = Vec::new();
-    let mut prefill: BTreeMap<(u32, u32), Vec<(u32, f64)>> = BTreeMap::new();
-    let mut elem: Groups<(ElementwiseKind, u32), (u32, f64)> = Vec::new();
-    for t in timed {
+    let tally = Tally::of(timed);
+    if !(tally.roofs.copy_gbs > 0.0 && tally.roofs.fp16_tflops > 0.0 && tally.roofs.int8_tops > 0.0)
+    {
+        return Err(Error::Internal(
+            "calibration produced no copy, fp16 or int8 roof (the sweep lacks a roof job)".into(),
+        ));
+    }
+    let gemm = gemm_tables(&tally.best, &mut provenance.notes);
+    Ok(Measured {
+        provenance,
+        roofs: tally.roofs,
+        gemm,
+        attn_prefill: prefill_tables(tally.prefill),
+        attn_decode: decode_tables(tally.decode),
+        elementwise: elementwise_tables(tally.elem),
+    })
+}
+
+/// Per (scheme, n, k), per token count: the fastest time and the path that ran it.
+type Best = BTreeMap<(&'static str, u32, u32), BTreeMap<u32, (f64, GemmPath)>>;
+
+/// The timed jobs sorted by table: the roofs so far, each scheme's fastest path per point, and
+/// the attention and elementwise points.
+struct Tally {
+    roofs: MeasuredRoofs,
+    best: Best,
+    decode: Groups<(KvDtype, u32, u32), DecodePoint>,
+    prefill: BTreeMap<(u32, u32), Vec<(u32, f64)>>,
+    elem: Groups<(ElementwiseKind, u32), (u32, f64)>,
+}
+
+impl Tally {
+    fn of(timed: &[Timed]) -> Tally {
+        let mut t = Tally {
+            roofs: MeasuredRoofs {
+                copy_gbs: 0.0,
+                fp16_tflops: 0.0,
+                int8_tops: 0.0,
+            },
+            best: BTreeMap::new(),
+            decode: Vec::new(),
+            prefill: BTreeMap::new(),
+            elem: Vec::new(),
+        };
+        for x in timed {
+            t.add(x);
+        }
+        t
+    }
+
+    fn add(&mut self, t: &Timed) {
         match t.job {
-            Job::Copy { bytes } => copy_gbs = copy_gbs.max(2.0 * bytes as f64 / (t.ms * 1e6)),
-            Job::Gemm { path, n, k, tokens } => {
-                let rate = 2.0 * f64::from(tokens) * f64::from(n) * f64::from(k) / (t.ms * 1e9);
-                if path.is_fp16_gemm() {
-                    fp16_tflops = fp16_tflops.max(rate);
-                } else if path == GemmPath::Int8ImmaOnly {
-                    int8_tops = int8_tops.max(rate);
-                }
-                for &scheme in path.schemes() {
-                    let e = best
-                        .entry((scheme, n, k))
-                        .or_default()
-                        .entry(tokens)
-                        .or_insert((t.ms, path));
-                    if t.ms < e.0 {
-                        *e = (t.ms, path);
-                    }
-                }
+            Job::Copy { bytes } => {
+                self.roofs.copy_gbs = self.roofs.copy_gbs.max(2.0 * bytes as f64 / (t.ms * 1e6));
             }
+            Job::Gemm { path, n, k, tokens } => self.add_gemm(path, n, k, tokens, t.ms),
             Job::Decode {
                 kv,
                 heads,
                 kv_heads,
                 batch,
                 context,
-            } => group(&mut decode, (kv, heads, kv_heads)).push(DecodePoint {
+            } => group(&mut self.decode, (kv, heads, kv_heads)).push(DecodePoint {
                 batch,
                 context,
                 ms: t.ms,
@@ -69,7 +95,8 @@ pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
                 heads,
                 kv_heads,
                 tokens,
-            } => prefill
+            } => self
+                .prefill
                 .entry((heads, kv_heads))
                 .or_default()
                 .push((tokens, t.ms)),
@@ -77,18 +104,38 @@ pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
                 kind,
                 width,
                 tokens,
-            } => group(&mut elem, (kind, width)).push((tokens, t.ms)),
+            } => group(&mut self.elem, (kind, width)).push((tokens, t.ms)),
         }
     }
-    if !(copy_gbs > 0.0 && fp16_tflops > 0.0 && int8_tops > 0.0) {
-        return Err(Error::Internal(
-            "calibration produced no copy, fp16 or int8 roof (the sweep lacks a roof job)".into(),
-        ));
+
+    /// A GEMM's rate towards its roof, and its time as a candidate of each scheme it serves.
+    fn add_gemm(&mut self, path: GemmPath, n: u32, k: u32, tokens: u32, ms: f64) {
+        let rate = 2.0 * f64::from(tokens) * f64::from(n) * f64::from(k) / (ms * 1e9);
+        if path.is_fp16_gemm() {
+            self.roofs.fp16_tflops = self.roofs.fp16_tflops.max(rate);
+        } else if path == GemmPath::Int8ImmaOnly {
+            self.roofs.int8_tops = self.roofs.int8_tops.max(rate);
+        }
+        for &scheme in path.schemes() {
+            let e = self
+                .best
+                .entry((scheme, n, k))
+                .or_default()
+                .entry(tokens)
+                .or_insert((ms, path));
+            if ms < e.0 {
+                *e = (ms, path);
+            }
+        }
     }
-    // Which path won, per scheme, as ranges of token counts.
+}
+
+/// One table per (scheme, n, k) of the fastest times, and a note per scheme and path saying at
+/// which token counts that path won.
+fn gemm_tables(best: &Best, notes: &mut Vec<String>) -> Vec<GemmTable> {
     let mut wins: BTreeMap<(&str, GemmPath), Vec<u32>> = BTreeMap::new();
     let mut gemm = Vec::new();
-    for ((scheme, n, k), pts) in &best {
+    for ((scheme, n, k), pts) in best {
         for (&tok, &(_, path)) in pts {
             wins.entry((scheme, path)).or_default().push(tok);
         }
@@ -102,35 +149,46 @@ pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
     for ((scheme, path), mut toks) in wins {
         toks.sort_unstable();
         toks.dedup();
-        provenance.notes.push(format!(
+        notes.push(format!(
             "{scheme}: path {} was fastest at some shape for token counts {}",
             path.key(),
             ranges(&toks)
         ));
     }
-    let sorted = |mut v: Vec<(u32, f64)>| {
-        v.sort_by_key(|p| p.0);
-        v.dedup_by_key(|p| p.0);
-        v
-    };
-    let attn_prefill = prefill
+    gemm
+}
+
+/// Points sorted by token count, one per count.
+fn sorted(mut v: Vec<(u32, f64)>) -> Vec<(u32, f64)> {
+    v.sort_by_key(|p| p.0);
+    v.dedup_by_key(|p| p.0);
+    v
+}
+
+fn prefill_tables(prefill: BTreeMap<(u32, u32), Vec<(u32, f64)>>) -> Vec<PrefillAttnTable> {
+    prefill
         .into_iter()
         .map(|((heads, kv_heads), pts)| PrefillAttnTable {
             heads,
             kv_heads,
-            head_dim: super::plan::HEAD_DIM,
+            head_dim: super::sweep::HEAD_DIM,
             points: sorted(pts),
         })
-        .collect();
-    let elementwise = elem
-        .into_iter()
+        .collect()
+}
+
+fn elementwise_tables(elem: Groups<(ElementwiseKind, u32), (u32, f64)>) -> Vec<ElementwiseTable> {
+    elem.into_iter()
         .map(|((kind, width), pts)| ElementwiseTable {
             kind,
             width,
             points: sorted(pts),
         })
-        .collect();
-    let attn_decode = decode
+        .collect()
+}
+
+fn decode_tables(decode: Groups<(KvDtype, u32, u32), DecodePoint>) -> Vec<DecodeAttnTable> {
+    decode
         .into_iter()
         .map(|((kv, heads, kv_heads), mut pts)| {
             pts.sort_by_key(|p| (p.batch, p.context));
@@ -138,24 +196,12 @@ pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
                 kv,
                 heads,
                 kv_heads,
-                head_dim: super::plan::HEAD_DIM,
-                block_size: super::plan::BLOCK_SIZE,
+                head_dim: super::sweep::HEAD_DIM,
+                block_size: super::sweep::BLOCK_SIZE,
                 points: pts,
             }
         })
-        .collect();
-    Ok(Measured {
-        provenance,
-        roofs: MeasuredRoofs {
-            copy_gbs,
-            fp16_tflops,
-            int8_tops,
-        },
-        gemm,
-        attn_prefill,
-        attn_decode,
-        elementwise,
-    })
+        .collect()
 }
 
 /// Values grouped by a key that needs only equality, in first-seen order.
@@ -175,7 +221,7 @@ fn group<K: PartialEq, V>(v: &mut Groups<K, V>, key: K) -> &mut Vec<V> {
 
 /// `1-16, 24, 64-128` style summary of sorted token counts from the sweep.
 pub(super) fn ranges(toks: &[u32]) -> String {
-    let sweep = super::plan::token_sweep(u32::MAX / 4);
+    let sweep = super::sweep::token_sweep(u32::MAX / 4);
     let idx = |t: u32| sweep.iter().position(|&s| s == t);
     let mut parts: Vec<String> = Vec::new();
     let mut i = 0;

@@ -251,7 +251,8 @@ mod tests {
     const SMS: u32 = 132;
 
     /// The kernels bitsandbytes 0.50.2 ran on an H200 for llama-3.1-8b's layers, read from the
-    /// torch profiler (benches/gpu-results/diag-bnb-kernels-h200.md and calibrate-h200.md).
+    /// torch profiler (docs/ACCURACY.md, "NF4 and bitsandbytes";
+    /// benches/gpu-results/calibrate-h200.md).
     #[test]
     fn llama_layers_on_an_h200_take_the_kernels_the_profiler_showed() {
         let mma = |mt, nt, kc| Some(BnbKernel::Mma(MmaTile { mt, nt, kc }));

@@ -4,7 +4,7 @@
 //! tested without a GPU.
 
 use super::bnb::MMA_TILES;
-use super::plan::{self, SweepSpec};
+use super::sweep::{self, SweepSpec};
 use crate::catalog::quant::KvDtype;
 
 /// The kernels of kernels/*.cu that are not templated per token count or GQA group.
@@ -43,7 +43,7 @@ impl Instances {
             .tokens
             .iter()
             .copied()
-            .filter(|&t| t <= plan::GEMV_MAX_TOKENS)
+            .filter(|&t| t <= sweep::GEMV_MAX_TOKENS)
             .chain(CHECK_GEMV_TOKENS)
             .collect();
         gemv_tokens.sort_unstable();
@@ -293,7 +293,7 @@ mod tests {
         for k in [DecodeKernel::Tensor4, DecodeKernel::Tensor8] {
             // the merge reuses the pipeline's memory: [warps][G][128] outputs, [warps][G] max, sum
             let warps = k.threads() / 32;
-            let merge = 4 * warps * plan::MAX_GQA_GROUP * (128 + 2);
+            let merge = 4 * warps * sweep::MAX_GQA_GROUP * (128 + 2);
             assert!(merge <= k.dyn_smem(KvDtype::Fp16), "{k:?}");
         }
         // within the 227 KB an sm_90 block may opt into

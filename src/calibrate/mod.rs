@@ -9,15 +9,16 @@ pub mod bnb;
 pub mod cuda;
 mod kernels;
 mod nvrtc;
-pub mod plan;
 pub mod quant;
+pub mod raw;
 pub mod reference;
+pub mod sweep;
 pub mod timer;
 
 use crate::error::{Error, Result};
 use crate::profile::{GpuProfile, Provenance};
 use assemble::Timed;
-use plan::SweepSpec;
+use sweep::SweepSpec;
 use timer::{CheckReport, KernelTimer};
 
 /// Everything one calibration produced.
@@ -37,7 +38,7 @@ pub fn calibrate(
     spec: &SweepSpec,
     base: GpuProfile,
     git_rev: &str,
-    mut progress: impl FnMut(usize, usize, &plan::Job),
+    mut progress: impl FnMut(usize, usize, &sweep::Job),
 ) -> Result<Calibration> {
     let checks = timer.check()?;
     if let Some(bad) = checks.iter().find(|c| !c.passed()) {
@@ -73,7 +74,7 @@ pub fn calibrate(
     notes.push(format!(
         "nf4-fused = cardplan's own path, no library's: min(fused NF4 GEMV, one-kernel NF4 dequantize + cuBLAS \
          fp16 GEMM) for T <= {}, dequantize + cuBLAS above",
-        plan::GEMV_MAX_TOKENS
+        sweep::GEMV_MAX_TOKENS
     ));
     notes.push(FP16_NOTE.into());
     notes.push(
@@ -129,7 +130,7 @@ pub fn nf4_bnb_points(dev: &timer::DeviceInfo, spec: &SweepSpec) -> Vec<Nf4BnbPo
     let mut v = Vec::new();
     for (n, k, _) in &spec.shapes {
         for &tokens in &spec.tokens {
-            let kernel = bnb::priced(cc, sms, tokens, *n, *k, plan::GEMV_MAX_TOKENS).label();
+            let kernel = bnb::priced(cc, sms, tokens, *n, *k, sweep::GEMV_MAX_TOKENS).label();
             v.push(Nf4BnbPoint {
                 n: *n,
                 k: *k,
@@ -197,12 +198,9 @@ const FP16_NOTE: &str = "fp16 = cublasGemmEx (fp32 accumulate, default math mode
      without bias calls it for vLLM's unquantized layers; cuBLASLt's best heuristic algorithm is timed \
      at the roof shape only (fp16 roof)";
 
-/// Rebuild the tables of `base` (a measured profile) from the raw timings of the same run, after a
-/// change in which timed path sets a scheme's table. Nothing is re-measured: the provenance stays
-/// the run's own, with a note saying what was re-assembled, when, and by which revision.
 /// The median time of each job over several runs of the same sweep, so that one run's scatter
 /// weighs less: compute-bound GEMMs vary by several percent from run to run with the GPU's power
-/// state (benches/gpu-results/decode-and-fp16-notes.md). Every run must have timed the same jobs.
+/// state (docs/ACCURACY.md, "How the tables are timed"). Every run must have timed the same jobs.
 pub fn median_of_runs(runs: &[Vec<Timed>]) -> Result<Vec<Timed>> {
     let (first, rest) = runs
         .split_first()
@@ -238,8 +236,10 @@ pub fn median_of_runs(runs: &[Vec<Timed>]) -> Result<Vec<Timed>> {
         .collect())
 }
 
-/// Rebuild the tables of `base`'s measured block from raw timings (`source` says whose, for the
-/// provenance note), keeping the run's provenance.
+/// Rebuild the tables of `base`'s measured block (a measured profile) from raw timings, after a
+/// change in which timed path sets a scheme's table. Nothing is re-measured: the provenance stays
+/// the run's own, with a note saying what was re-assembled (`source` says from whose timings),
+/// when, and by which revision.
 pub fn reassemble(
     base: GpuProfile,
     timed: &[Timed],
@@ -333,12 +333,12 @@ pub fn rfc3339(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use plan::Job;
+    use sweep::Job;
 
     fn gemm(tokens: u32, ms: f64) -> Timed {
         Timed {
             job: Job::Gemm {
-                path: plan::GemmPath::Fp16CublasGemmEx,
+                path: sweep::GemmPath::Fp16CublasGemmEx,
                 n: 4096,
                 k: 4096,
                 tokens,

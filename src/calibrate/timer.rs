@@ -1,10 +1,10 @@
 //! The seam between the sweep and the hardware: a [`KernelTimer`] runs one [`Job`] and returns
 //! its median time. The CUDA implementation times real kernels; [`MockTimer`] returns times from
-//! a simple roofline so the planner and profile writer are tested without a GPU.
+//! a simple roofline so the sweep and the profile writer are tested without a GPU.
 
 use serde::Serialize;
 
-use super::plan::{GemmPath, Job};
+use super::sweep::{GemmPath, Job};
 use crate::error::{Error, Result};
 use crate::profile::Timing;
 

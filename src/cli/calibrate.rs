@@ -4,16 +4,15 @@ use std::path::PathBuf;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::Serialize;
 
 use super::common::print_json;
-use crate::calibrate::plan::SweepSpec;
-use crate::calibrate::timer::{KernelTimer, MockTimer};
+use crate::calibrate::sweep::SweepSpec;
+use crate::calibrate::timer::{CheckReport, DeviceInfo, KernelTimer, MockTimer};
 use crate::calibrate::{self, Calibration};
 use crate::catalog;
 use crate::error::{Error, Result};
-use crate::profile::Timing;
-use crate::report::table::new_table;
+use crate::profile::{GpuProfile, Timing};
+use crate::report::calibrate::{self as report, CalibrationOutcome, KernelCheck, Phases};
 
 fn parse_timing(s: &str) -> std::result::Result<Timing, String> {
     s.parse()
@@ -36,14 +35,13 @@ clock, and that clock swings by several per cent over hundreds of milliseconds. 
 that start right after such load first run for 200 ms, while the clock recovers from the cap.
 Inputs are written on the CUDA legacy default stream, as PyTorch writes its tensors: a process
 that has done so runs small GEMMs up to 6% slower, and a serving engine is such a process.
-CARDPLAN_DEBUG_TIMING=1 prints each job's wall time and each heat-up's trajectory.
 
 Run-to-run spread of single points is a few percent; for a profile you will rely on, calibrate
 three times and merge with --reassemble (median per point), as the shipped profiles were.
 
 Paged decode tries every kernel variant (CUDA-core ones, and for fp16 KV tensor-core ones) at
 several partition sizes per point (powers of two, and those that fill one or two waves of the GPU)
-on short samples and times the fastest in full; CARDPLAN_DEBUG_DECODE=1 prints each candidate's time.
+on short samples and times the fastest in full.
 
 Needs an NVIDIA GPU with the driver, NVRTC, cuBLAS and cuBLASLt (CUDA 13) installed; exits 4
 without writing anything when they are missing.";
@@ -100,20 +98,6 @@ pub struct CalibrateArgs {
     pub mock_timer: bool,
 }
 
-#[derive(Serialize)]
-struct Summary<'a> {
-    out: String,
-    device: &'a str,
-    key: &'a str,
-    timing: Timing,
-    roofs: crate::profile::MeasuredRoofs,
-    gemm_tables: usize,
-    decode_tables: usize,
-    prefill_tables: usize,
-    elementwise_tables: usize,
-    checks: &'a [calibrate::timer::CheckReport],
-}
-
 pub fn run(args: CalibrateArgs) -> Result<()> {
     if !args.reassemble.is_empty() {
         return reassemble(&args, &args.reassemble);
@@ -134,38 +118,86 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     }
     let spec = SweepSpec::new(&models, args.quick, !args.no_grid);
     let started = std::time::Instant::now();
-    let mut timer: Box<dyn KernelTimer> = if args.mock_timer {
+    let mut timer = new_timer(&args, &spec, reps)?;
+    let base = catalog::gpu(&gpu_key(&args, timer.device())?)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}.yaml", base.key)));
+    let cal = measure(timer.as_mut(), &spec, base, &git_rev(&args), started)?;
+    if let Some(raw) = &args.raw {
+        calibrate::raw::write(raw, timer.device(), timer.timing(), &cal, &spec)?;
+    }
+    cal.profile.write(&out)?;
+    let device = &timer.device().name;
+    let checks = kernel_checks(&cal.checks);
+    let outcome = CalibrationOutcome::new(out.display().to_string(), device, &cal.profile, checks)?;
+    if args.json {
+        return print_json(&outcome);
+    }
+    println!("{}", report::terminal(&outcome));
+    Ok(())
+}
+
+/// The checks as the outcome reports them.
+fn kernel_checks(checks: &[CheckReport]) -> Vec<KernelCheck<'_>> {
+    checks
+        .iter()
+        .map(|c| KernelCheck {
+            kernel: &c.kernel,
+            worst_ratio: c.worst_ratio,
+            max_abs_err: c.max_abs_err,
+            bound: &c.bound,
+        })
+        .collect()
+}
+
+/// The GPU's timer, or with `--mock-timer` the CPU stand-in.
+fn new_timer(args: &CalibrateArgs, spec: &SweepSpec, reps: usize) -> Result<Box<dyn KernelTimer>> {
+    Ok(if args.mock_timer {
         let mut t = MockTimer::new("Mock GPU (no device)");
         t.timing = args.timing;
         Box::new(t)
     } else {
         Box::new(calibrate::cuda::CudaTimer::new(
-            &spec,
+            spec,
             reps,
             args.seed,
             args.timing,
         )?)
-    };
-    let key = match &args.gpu {
-        Some(k) => k.clone(),
-        None => calibrate::catalog_key_for(&timer.device().name)
+    })
+}
+
+/// `--gpu`, or the catalog key of the device the timer runs on.
+fn gpu_key(args: &CalibrateArgs, device: &DeviceInfo) -> Result<String> {
+    match &args.gpu {
+        Some(k) => Ok(k.clone()),
+        None => calibrate::catalog_key_for(&device.name)
             .map(str::to_string)
             .ok_or_else(|| {
                 Error::Usage(format!(
                     "no catalog datasheet matches device '{}': pass --gpu KEY (see `cardplan list gpus`)",
-                    timer.device().name
+                    device.name
                 ))
-            })?,
-    };
-    let base = catalog::gpu(&key)?;
-    let out = args
-        .out
+            }),
+    }
+}
+
+/// `--git-rev`, else the revision baked in at build time.
+fn git_rev(args: &CalibrateArgs) -> String {
+    args.git_rev
         .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("{}.yaml", base.key)));
-    let git_rev = args
-        .git_rev
-        .clone()
-        .unwrap_or_else(|| calibrate::build_git_rev().to_string());
+        .unwrap_or_else(|| calibrate::build_git_rev().to_string())
+}
+
+/// The calibration, with a progress bar and the wall time per phase on stderr.
+fn measure(
+    timer: &mut dyn KernelTimer,
+    spec: &SweepSpec,
+    base: GpuProfile,
+    git_rev: &str,
+    started: std::time::Instant,
+) -> Result<Calibration> {
     let mut phases = Phases::new(started);
     phases.lap("start + NVRTC compile");
     let total = spec.jobs().len() as u64;
@@ -174,165 +206,18 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     {
         bar.set_style(style);
     }
-    let cal: Calibration =
-        calibrate::calibrate(timer.as_mut(), &spec, base, &git_rev, |done, _, job| {
-            bar.set_position(done as u64);
-            bar.set_message(short(job));
-            phases.lap(if done == 1 {
-                "checks + copy"
-            } else {
-                kind(job)
-            });
-        })?;
+    let cal = calibrate::calibrate(timer, spec, base, git_rev, |done, _, job| {
+        bar.set_position(done as u64);
+        bar.set_message(job.short_label());
+        phases.lap(if done == 1 {
+            "checks + copy"
+        } else {
+            job.family()
+        });
+    })?;
     bar.finish_and_clear();
     eprintln!("wall time by phase: {}", phases.summary());
-    if let Some(raw) = &args.raw {
-        let text = serde_json::to_string_pretty(&RawOut {
-            device: timer.device(),
-            timing: timer.timing(),
-            checks: &cal.checks,
-            timed: &cal.timed,
-            nf4_bnb: calibrate::nf4_bnb_points(timer.device(), &spec),
-        })
-        .map_err(|e| Error::Internal(format!("JSON: {e}")))?;
-        crate::fsutil::write_atomic(raw, text.as_bytes())?;
-    }
-    cal.profile.write(&out)?;
-    let m = cal
-        .profile
-        .measured
-        .as_ref()
-        .ok_or_else(|| Error::Internal("profile lost its measured block".into()))?;
-    let summary = Summary {
-        out: out.display().to_string(),
-        device: &timer.device().name,
-        key: &cal.profile.key,
-        timing: m.provenance.timing,
-        roofs: m.roofs,
-        gemm_tables: m.gemm.len(),
-        decode_tables: m.attn_decode.len(),
-        prefill_tables: m.attn_prefill.len(),
-        elementwise_tables: m.elementwise.len(),
-        checks: &cal.checks,
-    };
-    if args.json {
-        return print_json(&summary);
-    }
-    let mut t = new_table();
-    t.set_header(vec!["what", "value"]);
-    t.add_row(vec!["device".to_string(), summary.device.to_string()]);
-    t.add_row(vec![
-        "profile".to_string(),
-        format!("{} ({})", summary.out, summary.key),
-    ]);
-    t.add_row(vec!["timing".to_string(), summary.timing.to_string()]);
-    t.add_row(vec![
-        "copy bandwidth".to_string(),
-        format!("{:.0} GB/s (read + write)", m.roofs.copy_gbs),
-    ]);
-    t.add_row(vec![
-        "fp16 GEMM peak".to_string(),
-        format!("{:.0} TFLOP/s", m.roofs.fp16_tflops),
-    ]);
-    t.add_row(vec![
-        "int8 GEMM peak".to_string(),
-        format!("{:.0} TOP/s", m.roofs.int8_tops),
-    ]);
-    t.add_row(vec![
-        "tables".to_string(),
-        format!(
-            "{} gemm, {} decode attention, {} prefill attention, {} elementwise",
-            summary.gemm_tables,
-            summary.decode_tables,
-            summary.prefill_tables,
-            summary.elementwise_tables
-        ),
-    ]);
-    for c in &cal.checks {
-        t.add_row(vec![
-            format!("check {}", c.kernel),
-            format!("pass ({:.2} of bound {})", c.worst_ratio, c.bound),
-        ]);
-    }
-    println!("{t}");
-    Ok(())
-}
-
-#[derive(Serialize)]
-struct RawOut<'a> {
-    device: &'a calibrate::timer::DeviceInfo,
-    /// The timing method, so reference scripts time the libraries the same way.
-    timing: Timing,
-    checks: &'a [calibrate::timer::CheckReport],
-    timed: &'a [calibrate::assemble::Timed],
-    /// The bitsandbytes kernel each point of the faithful `nf4` table prices.
-    nf4_bnb: Vec<calibrate::Nf4BnbPoint>,
-}
-
-/// Wall time spent per phase (diagnostics on stderr: where a calibration's time goes).
-struct Phases {
-    last: std::time::Instant,
-    spent: Vec<(&'static str, f64)>,
-}
-
-impl Phases {
-    fn new(start: std::time::Instant) -> Phases {
-        Phases {
-            last: start,
-            spent: Vec::new(),
-        }
-    }
-
-    fn lap(&mut self, what: &'static str) {
-        let now = std::time::Instant::now();
-        let dt = (now - self.last).as_secs_f64();
-        self.last = now;
-        match self.spent.iter_mut().find(|(w, _)| *w == what) {
-            Some(e) => e.1 += dt,
-            None => self.spent.push((what, dt)),
-        }
-    }
-
-    fn summary(&self) -> String {
-        self.spent
-            .iter()
-            .map(|(w, s)| format!("{w} {s:.1} s"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-fn kind(job: &calibrate::plan::Job) -> &'static str {
-    use calibrate::plan::Job;
-    match job {
-        Job::Copy { .. } => "copy",
-        Job::Gemm { .. } => "gemm",
-        Job::Decode { .. } => "decode attention",
-        Job::Prefill { .. } => "prefill attention",
-        Job::Elementwise { .. } => "elementwise",
-    }
-}
-
-fn short(job: &calibrate::plan::Job) -> String {
-    use calibrate::plan::Job;
-    match job {
-        Job::Copy { .. } => "copy".into(),
-        Job::Gemm { path, n, k, tokens } => format!("{} {n}x{k} T={tokens}", path.key()),
-        Job::Decode {
-            kv, batch, context, ..
-        } => format!("decode {kv} B={batch} ctx={context}"),
-        Job::Prefill { tokens, .. } => format!("prefill T={tokens}"),
-        Job::Elementwise {
-            kind,
-            width,
-            tokens,
-        } => format!("{kind:?} w={width} T={tokens}"),
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct RawIn {
-    timed: Vec<calibrate::assemble::Timed>,
+    Ok(cal)
 }
 
 /// `--reassemble RAW[,RAW…]`: rebuild the tables of an existing measured profile from raw
@@ -343,22 +228,7 @@ fn reassemble(args: &CalibrateArgs, raws: &[PathBuf]) -> Result<()> {
         .as_deref()
         .ok_or_else(|| Error::Usage("--reassemble needs --gpu (the measured profile)".into()))?;
     let base = catalog::gpu(gpu)?;
-    let mut runs = Vec::with_capacity(raws.len());
-    let mut first_text = None;
-    for raw in raws {
-        let text = std::fs::read_to_string(raw)
-            .map_err(|e| Error::file(raw, format!("cannot read: {e}")))?;
-        let parsed: RawIn = serde_json::from_str(&text).map_err(|e| {
-            Error::file_at(
-                raw,
-                e.line(),
-                e.column(),
-                format!("not a raw timings file: {e}"),
-            )
-        })?;
-        runs.push(parsed.timed);
-        first_text.get_or_insert(text);
-    }
+    let (mut runs, first_text) = calibrate::raw::read(raws)?;
     let names: Vec<String> = raws.iter().map(|r| r.display().to_string()).collect();
     let (timed, source) = if runs.len() == 1 {
         (runs.remove(0), "this run's raw timings".to_string())
@@ -372,11 +242,7 @@ fn reassemble(args: &CalibrateArgs, raws: &[PathBuf]) -> Result<()> {
             ),
         )
     };
-    let git_rev = args
-        .git_rev
-        .clone()
-        .unwrap_or_else(|| calibrate::build_git_rev().to_string());
-    let profile = calibrate::reassemble(base, &timed, &source, &git_rev)?;
+    let profile = calibrate::reassemble(base, &timed, &source, &git_rev(args))?;
     let out = args
         .out
         .clone()
@@ -384,17 +250,7 @@ fn reassemble(args: &CalibrateArgs, raws: &[PathBuf]) -> Result<()> {
     // The merged timings as a raw file too (device and checks of the first run), so reference
     // scripts compare against what the profile holds.
     let merged_raw = match (&args.raw, first_text) {
-        (Some(path), Some(text)) => {
-            let mut v: serde_json::Value = serde_json::from_str(&text)
-                .map_err(|e| Error::Internal(format!("raw JSON re-read: {e}")))?;
-            v["timed"] =
-                serde_json::to_value(&timed).map_err(|e| Error::Internal(format!("JSON: {e}")))?;
-            v["merged_from"] =
-                serde_json::to_value(&names).map_err(|e| Error::Internal(format!("JSON: {e}")))?;
-            let text = serde_json::to_string_pretty(&v)
-                .map_err(|e| Error::Internal(format!("JSON: {e}")))?;
-            Some((path, text))
-        }
+        (Some(path), Some(text)) => Some((path, calibrate::raw::merged(&text, &timed, &names)?)),
         _ => None,
     };
     profile.write(&out)?;

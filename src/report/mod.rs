@@ -1,5 +1,6 @@
 //! Reports: terminal tables, number formatting, charts, and Markdown/HTML documents.
 
+pub mod calibrate;
 pub mod chart;
 pub mod doc;
 pub mod fit;

@@ -1,6 +1,6 @@
 //! The sweep planner: which sizes are timed, grouped so buffers are reused.
 
-use cardplan::calibrate::plan::{
+use cardplan::calibrate::sweep::{
     COMPUTE_BOUND_MIN_TOKENS, GEMV_MAX_TOKENS, GemmPath, Job, MIDPOINTS_BELOW, SweepSpec,
     token_sweep,
 };

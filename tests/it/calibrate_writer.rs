@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use cardplan::calibrate::plan::SweepSpec;
+use cardplan::calibrate::sweep::SweepSpec;
 use cardplan::calibrate::timer::MockTimer;
 use cardplan::calibrate::{self};
 use cardplan::catalog;
@@ -47,7 +47,7 @@ fn mock_calibration_gives_a_valid_profile_with_every_table() {
         cal.timed
             .iter()
             .find(|x| {
-                matches!(x.job, cardplan::calibrate::plan::Job::Gemm { path: p, n, k, tokens }
+                matches!(x.job, cardplan::calibrate::sweep::Job::Gemm { path: p, n, k, tokens }
                     if p.key() == path && n == l.n && k == l.k && tokens == t)
             })
             .map(|x| x.ms)

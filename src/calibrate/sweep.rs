@@ -1,5 +1,5 @@
-//! The sweep planner: which kernel calls to time, at which sizes, in an order that lets the timer
-//! reuse its buffers (all jobs of one shape are adjacent).
+//! The sweep: which kernel calls to time, at which sizes, in an order that lets the timer reuse
+//! its buffers (all jobs of one shape are adjacent).
 
 use serde::{Deserialize, Serialize};
 
@@ -128,12 +128,40 @@ pub const COMPUTE_BOUND_MIN_TOKENS: u32 = 128;
 impl Job {
     /// Whether the job is compute-bound: on Hopper such kernels run at the clock the board's
     /// power cap allows under sustained load, not at the boost clock of a short burst, so the
-    /// timer times them under sustained load (see `cuda.rs`).
+    /// timer times them under sustained load (see `cuda/timing.rs`).
     pub fn compute_bound(&self) -> bool {
         match *self {
             Job::Gemm { tokens, .. } => tokens >= COMPUTE_BOUND_MIN_TOKENS,
             Job::Prefill { .. } => true,
             Job::Copy { .. } | Job::Decode { .. } | Job::Elementwise { .. } => false,
+        }
+    }
+
+    /// The kind of kernel, for progress and phase timings: `gemm`, `decode attention`, ….
+    pub fn family(&self) -> &'static str {
+        match self {
+            Job::Copy { .. } => "copy",
+            Job::Gemm { .. } => "gemm",
+            Job::Decode { .. } => "decode attention",
+            Job::Prefill { .. } => "prefill attention",
+            Job::Elementwise { .. } => "elementwise",
+        }
+    }
+
+    /// A one-line label of the job, for progress: `fp16-cublas-gemmex 4096x4096 T=64`.
+    pub fn short_label(&self) -> String {
+        match self {
+            Job::Copy { .. } => "copy".into(),
+            Job::Gemm { path, n, k, tokens } => format!("{} {n}x{k} T={tokens}", path.key()),
+            Job::Decode {
+                kv, batch, context, ..
+            } => format!("decode {kv} B={batch} ctx={context}"),
+            Job::Prefill { tokens, .. } => format!("prefill T={tokens}"),
+            Job::Elementwise {
+                kind,
+                width,
+                tokens,
+            } => format!("{kind:?} w={width} T={tokens}"),
         }
     }
 
@@ -214,51 +242,22 @@ pub const GENERIC_GRID: [(u32, u32); 6] = [
 impl SweepSpec {
     /// The sweep for `models`; `quick` is the smoke-test subset; `grid` adds the generic shapes.
     pub fn new(models: &[ModelArch], quick: bool, grid: bool) -> SweepSpec {
-        let mut shapes: Vec<(u32, u32, String)> = Vec::new();
-        let mut fp16_only = Vec::new();
-        let mut attn = Vec::new();
-        let mut elementwise = Vec::new();
-        let mut skipped = Vec::new();
+        let mut found = ModelShapes::default();
         for m in models {
-            for l in m.linears() {
-                push_unique(&mut shapes, l.n, l.k, format!("{} {}", m.key, l.name));
-            }
-            if !quick {
-                push_unique(
-                    &mut fp16_only,
-                    m.vocab,
-                    m.hidden,
-                    format!("{} lm_head", m.key),
-                );
-            }
-            let group = m.heads / m.kv_heads.max(1);
-            if m.head_dim != HEAD_DIM || m.heads % m.kv_heads.max(1) != 0 || group > MAX_GQA_GROUP {
-                skipped.push(format!(
-                    "{}: attention not timed (kernels are built for head_dim {HEAD_DIM} and at most {MAX_GQA_GROUP} query heads per KV head; model has head_dim {}, {} / {} heads)",
-                    m.key, m.head_dim, m.heads, m.kv_heads
-                ));
-            } else if !attn.contains(&(m.heads, m.kv_heads)) {
-                attn.push((m.heads, m.kv_heads));
-            }
-            for e in [
-                (ElementwiseKind::RmsnormResidual, m.hidden),
-                (ElementwiseKind::SiluMul, m.intermediate),
-            ] {
-                if e.1 % 8 != 0 {
-                    skipped.push(format!(
-                        "{}: {:?} width {} not timed (needs a multiple of 8)",
-                        m.key, e.0, e.1
-                    ));
-                } else if !elementwise.contains(&e) {
-                    elementwise.push(e);
-                }
-            }
+            found.add(m, quick);
         }
         if grid && !quick {
             for (n, k) in GENERIC_GRID {
-                push_unique(&mut shapes, n, k, format!("{GRID_LABEL} {n}x{k}"));
+                push_unique(&mut found.shapes, n, k, format!("{GRID_LABEL} {n}x{k}"));
             }
         }
+        let ModelShapes {
+            mut shapes,
+            fp16_only,
+            attn,
+            elementwise,
+            mut skipped,
+        } = found;
         shapes.retain(|(n, k, label)| {
             let ok = k % 64 == 0 && n % 4 == 0;
             if !ok {
@@ -268,33 +267,45 @@ impl SweepSpec {
             }
             ok
         });
+        SweepSpec {
+            shapes,
+            fp16_only_shapes: fp16_only,
+            attn,
+            elementwise,
+            skipped,
+            ..SweepSpec::sizes(quick)
+        }
+    }
+
+    /// The sizes swept (no shapes): the smoke-test subset or the full sweep.
+    fn sizes(quick: bool) -> SweepSpec {
         if quick {
             SweepSpec {
-                shapes,
-                fp16_only_shapes: fp16_only,
-                attn,
-                elementwise,
+                shapes: Vec::new(),
+                fp16_only_shapes: Vec::new(),
+                attn: Vec::new(),
+                elementwise: Vec::new(),
                 tokens: vec![1, 8, 64, 512, 4096],
                 decode_batches: vec![1, 16, 256],
                 decode_contexts: vec![512, 4096],
                 prefill_tokens: vec![512, 4096],
                 imma_only_tokens: vec![4096],
                 copy_bytes: 1 << 28,
-                skipped,
+                skipped: Vec::new(),
             }
         } else {
             SweepSpec {
-                shapes,
-                fp16_only_shapes: fp16_only,
-                attn,
-                elementwise,
+                shapes: Vec::new(),
+                fp16_only_shapes: Vec::new(),
+                attn: Vec::new(),
+                elementwise: Vec::new(),
                 tokens: token_sweep(8192),
                 decode_batches: vec![1, 2, 4, 8, 16, 32, 64, 128, 256],
                 decode_contexts: vec![128, 256, 512, 1024, 2048, 4096, 8192],
                 prefill_tokens: vec![128, 256, 512, 1024, 2048, 4096, 8192, 16384],
                 imma_only_tokens: vec![256, 512, 1024, 2048, 4096, 8192],
                 copy_bytes: 1 << 30,
-                skipped,
+                skipped: Vec::new(),
             }
         }
     }
@@ -310,35 +321,7 @@ impl SweepSpec {
             .map(|s| (s, false))
             .chain(self.fp16_only_shapes.iter().map(|s| (s, true)));
         for ((n, k, label), fp16_only) in all_shapes {
-            let (n, k) = (*n, *k);
-            // The generic grid is a fallback for other models: from the compute-bound sizes up it
-            // gets powers of two only (its 1.5x points cost ~12 s of a full run) and no
-            // IMMA-only timing (that is for the comparison with torch._int_mm on model shapes).
-            let grid = label.starts_with(GRID_LABEL);
-            for &tokens in &self.tokens {
-                if grid && tokens >= COMPUTE_BOUND_MIN_TOKENS && !tokens.is_power_of_two() {
-                    continue;
-                }
-                // cuBLASLt fp16 only at the roof shape below: choosing its algorithm (16
-                // candidates) at every point cost ~25 s of a full run, for no table.
-                let mut paths = vec![GemmPath::Fp16CublasGemmEx];
-                if !fp16_only {
-                    paths.extend([
-                        GemmPath::Int8W8a8,
-                        GemmPath::Nf4DequantCublas,
-                        GemmPath::Nf4Bnb,
-                    ]);
-                    if tokens <= GEMV_MAX_TOKENS {
-                        paths.extend([GemmPath::Int8W8a16Gemv, GemmPath::Nf4Gemv]);
-                    }
-                    if !grid && self.imma_only_tokens.contains(&tokens) {
-                        paths.push(GemmPath::Int8ImmaOnly);
-                    }
-                }
-                for path in paths {
-                    jobs.push(Job::Gemm { path, n, k, tokens });
-                }
-            }
+            self.push_gemm_jobs(&mut jobs, (*n, *k), label, fp16_only);
         }
         // The fp16 and int8 roofs: a large square GEMM.
         for path in [
@@ -354,26 +337,7 @@ impl SweepSpec {
             });
         }
         for &(heads, kv_heads) in &self.attn {
-            for kv in KvDtype::ALL {
-                for &batch in &self.decode_batches {
-                    for &context in &self.decode_contexts {
-                        jobs.push(Job::Decode {
-                            kv,
-                            heads,
-                            kv_heads,
-                            batch,
-                            context,
-                        });
-                    }
-                }
-            }
-            for &tokens in &self.prefill_tokens {
-                jobs.push(Job::Prefill {
-                    heads,
-                    kv_heads,
-                    tokens,
-                });
-            }
+            self.push_attention_jobs(&mut jobs, heads, kv_heads);
         }
         for &(kind, width) in &self.elementwise {
             for &tokens in &self.tokens {
@@ -385,6 +349,119 @@ impl SweepSpec {
             }
         }
         jobs
+    }
+
+    /// Every path of one linear shape at every token count.
+    fn push_gemm_jobs(
+        &self,
+        jobs: &mut Vec<Job>,
+        (n, k): (u32, u32),
+        label: &str,
+        fp16_only: bool,
+    ) {
+        // The generic grid is a fallback for other models: from the compute-bound sizes up it
+        // gets powers of two only (its 1.5x points cost ~12 s of a full run) and no
+        // IMMA-only timing (that is for the comparison with torch._int_mm on model shapes).
+        let grid = label.starts_with(GRID_LABEL);
+        for &tokens in &self.tokens {
+            if grid && tokens >= COMPUTE_BOUND_MIN_TOKENS && !tokens.is_power_of_two() {
+                continue;
+            }
+            // cuBLASLt fp16 only at the roof shape below: choosing its algorithm (16
+            // candidates) at every point cost ~25 s of a full run, for no table.
+            let mut paths = vec![GemmPath::Fp16CublasGemmEx];
+            if !fp16_only {
+                paths.extend([
+                    GemmPath::Int8W8a8,
+                    GemmPath::Nf4DequantCublas,
+                    GemmPath::Nf4Bnb,
+                ]);
+                if tokens <= GEMV_MAX_TOKENS {
+                    paths.extend([GemmPath::Int8W8a16Gemv, GemmPath::Nf4Gemv]);
+                }
+                if !grid && self.imma_only_tokens.contains(&tokens) {
+                    paths.push(GemmPath::Int8ImmaOnly);
+                }
+            }
+            for path in paths {
+                jobs.push(Job::Gemm { path, n, k, tokens });
+            }
+        }
+    }
+
+    /// Decode attention (both KV dtypes, every batch and context), then prefill attention, of
+    /// one head configuration.
+    fn push_attention_jobs(&self, jobs: &mut Vec<Job>, heads: u32, kv_heads: u32) {
+        for kv in KvDtype::ALL {
+            for &batch in &self.decode_batches {
+                for &context in &self.decode_contexts {
+                    jobs.push(Job::Decode {
+                        kv,
+                        heads,
+                        kv_heads,
+                        batch,
+                        context,
+                    });
+                }
+            }
+        }
+        for &tokens in &self.prefill_tokens {
+            jobs.push(Job::Prefill {
+                heads,
+                kv_heads,
+                tokens,
+            });
+        }
+    }
+}
+
+/// What the models ask to time, before the sizes are chosen.
+#[derive(Default)]
+struct ModelShapes {
+    shapes: Vec<(u32, u32, String)>,
+    fp16_only: Vec<(u32, u32, String)>,
+    attn: Vec<(u32, u32)>,
+    elementwise: Vec<(ElementwiseKind, u32)>,
+    skipped: Vec<String>,
+}
+
+impl ModelShapes {
+    /// `m`'s linear shapes (its LM head in fp16 only, unless `quick`), attention configuration
+    /// and elementwise widths; what the kernels cannot run goes to `skipped`, with why.
+    fn add(&mut self, m: &ModelArch, quick: bool) {
+        for l in m.linears() {
+            push_unique(&mut self.shapes, l.n, l.k, format!("{} {}", m.key, l.name));
+        }
+        if !quick {
+            push_unique(
+                &mut self.fp16_only,
+                m.vocab,
+                m.hidden,
+                format!("{} lm_head", m.key),
+            );
+        }
+        let group = m.heads / m.kv_heads.max(1);
+        if m.head_dim != HEAD_DIM || m.heads % m.kv_heads.max(1) != 0 || group > MAX_GQA_GROUP {
+            self.skipped.push(format!(
+                "{}: attention not timed (kernels are built for head_dim {HEAD_DIM} and at most {MAX_GQA_GROUP} query heads per KV head; model has head_dim {}, {} / {} heads)",
+                m.key, m.head_dim, m.heads, m.kv_heads
+            ));
+        } else if !self.attn.contains(&(m.heads, m.kv_heads)) {
+            self.attn.push((m.heads, m.kv_heads));
+        }
+        for e in [
+            (ElementwiseKind::RmsnormResidual, m.hidden),
+            (ElementwiseKind::SiluMul, m.intermediate),
+        ] {
+            if e.1 % 8 != 0 {
+                self.skipped.push(format!(
+                    "{}: {:?} width {} not timed (needs a multiple of 8)",
+                    m.key, e.0, e.1
+                ));
+            } else if !self.elementwise.contains(&e) {
+                self.elementwise.push(e);
+            }
+        }
     }
 }
 
