@@ -2,7 +2,7 @@
 
 A CUDA graph of R calls rotating over S copies of the op's large inputs (R a whole number of
 rounds over the copies), replayed between one event pair after a ~50 us busy-wait;
-time = elapsed / R; median of 30 replays (see src/calibrate/cuda.rs, `bench_back_to_back`).
+time = elapsed / R; median of 30 replays (see src/calibrate/cuda/timing.rs, `bench_back_to_back`).
 Compute-bound ops (`sustained=True`: GEMMs at >= 128 tokens, prefill attention) are timed as the
 calibrator times them, under sustained load: each replay lasts >= 2 ms, and the samples follow
 0.2 s of the graph replayed back to back and span at least 0.15 s, so the clock is the one the
@@ -56,7 +56,7 @@ def capture(fn, calls, copies=1, warm=None):
 
 
 def replay_calls(est, target, copies):
-    """Calls in one timed graph, as the calibrator sizes it (`replay_calls` in cuda.rs): enough
+    """Calls in one timed graph, as the calibrator sizes it (`replay_calls` in src/calibrate/cuda/timing.rs): enough
     for `target` ms at `est` ms a call, at least `copies` and 2, at most MAX_CALLS, then a whole
     number of rounds over the copies."""
     calls = min(MAX_CALLS, max(2, copies, math.ceil(target / est) if est > 0 else MAX_CALLS))

@@ -7,7 +7,7 @@ calibrator used (its `timing` field) and writes a markdown report with the accep
     (S x bytes >= 2x L2, S <= 64), replayed between one event pair after a ~50 us busy-wait,
     time = elapsed / R, median of 30 replays (R >= S, >= 2, raised until a replay lasts 0.3 ms,
     <= 64); compute-bound ops under sustained load (scripts/gpu/b2b.py) -- the same rules as
-    src/calibrate/cuda.rs;
+    src/calibrate/cuda/ (timing.rs);
   isolated: warm-up, L2-evicting fill before each call, CUDA events around one call, median of 30.
 Comparisons:
   - fp16: the profile's fp16 scheme (cublasGemmEx, F.linear's own call) vs torch F.linear (below
@@ -219,7 +219,7 @@ body += ["## FP16 GEMM: cardplan (cuBLAS) vs torch F.linear", "",
          "F.linear's settled sustained time, measured more carefully than the calibrator's 120 s budget allows: "
          "in this process the clock takes ~0.4 s to settle after the token counts below "
          "(docs/ACCURACY.md, 'How the tables are timed'), and the calibrator's own heat-ups still move by a median "
-         "1-1.5% (p90 5-7%) between 0.1 and 0.2 s (its CARDPLAN_DEBUG_TIMING logs; "
+         "1-1.5% (p90 5-7%) between 0.1 and 0.2 s (measured in earlier runs; "
          "docs/ACCURACY.md, 'How the tables are timed'). Inputs drawn as cardplan draws its own: uniform in fp32, "
          "then cast (full 10-bit mantissas, like trained weights). F.linear runs each layer's points in the "
          "calibrator's order, through every token count of its sweep (those not compared timed once, for the "

@@ -229,7 +229,16 @@ fn reassemble(args: &CalibrateArgs, raws: &[PathBuf]) -> Result<()> {
         .ok_or_else(|| Error::Usage("--reassemble needs --gpu (the measured profile)".into()))?;
     let base = catalog::gpu(gpu)?;
     let (mut runs, first_text) = calibrate::raw::read(raws)?;
-    let names: Vec<String> = raws.iter().map(|r| r.display().to_string()).collect();
+    // File names only: a profile is shared, the folders it was made in are not.
+    let names: Vec<String> = raws
+        .iter()
+        .map(|r| {
+            r.file_name().map_or_else(
+                || r.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
     let (timed, source) = if runs.len() == 1 {
         (runs.remove(0), "this run's raw timings".to_string())
     } else {

@@ -370,9 +370,23 @@ fn cublas_origin() -> String {
             maps.lines()
                 .filter_map(|l| l.split_whitespace().nth(5))
                 .find(|p| p.contains("libcublasLt.so"))
-                .map(|p| format!(" ({p})"))
+                .map(library_origin)
         })
         .unwrap_or_default()
+}
+
+/// " (libcublasLt.so.13.1.0.3 of the CUDA toolkit)": which cuBLASLt a run loaded, by file name
+/// and kind of install, never by the folder (a profile is shared; the machine's paths are not).
+fn library_origin(path: &str) -> String {
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let install = if path.contains("site-packages") || path.contains("dist-packages") {
+        "a Python wheel"
+    } else if path.contains("cuda") {
+        "the CUDA toolkit"
+    } else {
+        "the system"
+    };
+    format!(" ({file} of {install})")
 }
 
 /// The device's name, size and software versions, for the profile's provenance. Called once
@@ -428,4 +442,24 @@ fn driver_version() -> Result<String> {
         Some(v) => format!("{v} (CUDA driver API {}.{})", drv / 1000, drv % 1000 / 10),
         None => format!("CUDA driver API {}.{}", drv / 1000, drv % 1000 / 10),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::library_origin;
+
+    #[test]
+    fn the_library_is_named_by_file_and_install_never_by_folder() {
+        let toolkit = "/usr/local/cuda-13.0/targets/x86_64-linux/lib/libcublasLt.so.13.1.0.3";
+        assert_eq!(
+            library_origin(toolkit),
+            " (libcublasLt.so.13.1.0.3 of the CUDA toolkit)"
+        );
+        let wheel = "/opt/venv/lib/python3.11/site-packages/nvidia/cublas/lib/libcublasLt.so.12";
+        assert_eq!(
+            library_origin(wheel),
+            " (libcublasLt.so.12 of a Python wheel)"
+        );
+        assert!(!library_origin("/lib/libcublasLt.so.13").contains('/'));
+    }
 }
