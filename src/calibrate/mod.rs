@@ -60,35 +60,7 @@ pub fn calibrate(
         progress(i + 1, jobs.len(), job);
     }
     let dev = timer.device().clone();
-    let mut notes: Vec<String> = checks
-        .iter()
-        .map(|c| {
-            format!(
-                "check {}: passed, worst {:.3} of bound {}",
-                c.kernel, c.worst_ratio, c.bound
-            )
-        })
-        .collect();
-    notes.extend(spec.skipped.iter().cloned());
-    notes.push(nf4_note(&dev, spec));
-    notes.push(format!(
-        "nf4-fused = cardplan's own path, no library's: min(fused NF4 GEMV, one-kernel NF4 dequantize + cuBLAS \
-         fp16 GEMM) for T <= {}, dequantize + cuBLAS above",
-        sweep::GEMV_MAX_TOKENS
-    ));
-    notes.push(FP16_NOTE.into());
-    notes.push(
-        "int8 = min(W8A16 GEMV, W8A8: per-token quantize + cuBLASLt IMMA + dequantize epilogue) per token count".into(),
-    );
-    notes.push(
-        "llm-int8 not measured: no faithful outlier-decomposition path is implemented".into(),
-    );
-    notes.push(
-        "prefill attention: cardplan's own WMMA flash-style kernel (64x64 tiles); on the H100 it ran at \
-         0.11-0.26x the speed of FlashAttention through torch SDPA (benches/gpu-results/calibrate-h100-sxm.md): \
-         an upper bound on what vLLM's prefill attention costs"
-            .into(),
-    );
+    let notes = provenance_notes(&checks, spec, &dev);
     let provenance = Provenance {
         device: dev.name.clone(),
         sm_count: dev.sm_count,
@@ -113,6 +85,45 @@ pub fn calibrate(
         timed,
         checks,
     })
+}
+
+/// The notes a fresh profile carries: the checks passed, what the sweep skipped, and how each
+/// scheme's table was made.
+fn provenance_notes(
+    checks: &[CheckReport],
+    spec: &SweepSpec,
+    dev: &timer::DeviceInfo,
+) -> Vec<String> {
+    let mut notes: Vec<String> = checks
+        .iter()
+        .map(|c| {
+            format!(
+                "check {}: passed, worst {:.3} of bound {}",
+                c.kernel, c.worst_ratio, c.bound
+            )
+        })
+        .collect();
+    notes.extend(spec.skipped.iter().cloned());
+    notes.push(nf4_note(dev, spec));
+    notes.push(format!(
+        "nf4-fused = cardplan's own path, no library's: min(fused NF4 GEMV, one-kernel NF4 dequantize + cuBLAS \
+         fp16 GEMM) for T <= {}, dequantize + cuBLAS above",
+        sweep::GEMV_MAX_TOKENS
+    ));
+    notes.push(FP16_NOTE.into());
+    notes.push(
+        "int8 = min(W8A16 GEMV, W8A8: per-token quantize + cuBLASLt IMMA + dequantize epilogue) per token count".into(),
+    );
+    notes.push(
+        "llm-int8 not measured: no faithful outlier-decomposition path is implemented".into(),
+    );
+    notes.push(
+        "prefill attention: cardplan's own WMMA flash-style kernel (64x64 tiles); on the H100 it ran at \
+         0.11-0.15x the speed of FlashAttention through torch SDPA (benches/gpu-results/calibrate-*.md): \
+         an upper bound on what vLLM's prefill attention costs"
+            .into(),
+    );
+    notes
 }
 
 /// Which bitsandbytes kernel the faithful `nf4` scheme prices at one point.
