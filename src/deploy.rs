@@ -128,8 +128,7 @@ impl Deployment {
     pub fn require(target: Target, engine: EnginePreset, kv_blocks: Option<u64>) -> Result<Self> {
         let report = target.fit(&engine);
         let blocks = match kv_blocks {
-            Some(0) => return Err(Error::BadInput("--kv-blocks must be at least 1".into())),
-            Some(b) => b,
+            Some(b) => check_kv_blocks(&target, &report, b)?,
             None if !report.fits => {
                 return Err(Error::BadInput(format!(
                     "{} ({}) does not fit on {}: {} (short by {}; try a smaller --quant, --kv int8 or a larger GPU)",
@@ -143,6 +142,31 @@ impl Deployment {
             None => report.kv_blocks,
         };
         Self::build(target, engine, report, blocks)
+    }
+
+    /// Accept requests up to `tokens` long (vLLM's `max_model_len`) instead of the default; as
+    /// vLLM does, refuse more than the model was trained for or the KV cache holds.
+    pub fn set_max_model_len(&mut self, tokens: u32) -> Result<()> {
+        let model = &self.target.model;
+        if tokens == 0 {
+            return Err(Error::BadInput(
+                "max_model_len must be at least 1 token".into(),
+            ));
+        }
+        if tokens > model.max_context {
+            return Err(Error::BadInput(format!(
+                "max_model_len {tokens} exceeds {}'s context of {} tokens",
+                model.key, model.max_context
+            )));
+        }
+        if u64::from(tokens) > self.kv_tokens() {
+            return Err(Error::BadInput(format!(
+                "max_model_len {tokens} is larger than the KV cache ({} tokens): vLLM refuses to start",
+                self.kv_tokens()
+            )));
+        }
+        self.max_context = tokens;
+        Ok(())
     }
 
     fn build(target: Target, engine: EnginePreset, fit: FitReport, kv_blocks: u64) -> Result<Self> {
@@ -184,4 +208,24 @@ impl Deployment {
             warmup_s,
         }
     }
+}
+
+/// An override of the KV block count must be at least one block and must fit beside the weights
+/// in the card's whole memory: more than that is a server that cannot exist.
+fn check_kv_blocks(target: &Target, fit: &FitReport, blocks: u64) -> Result<u64> {
+    if blocks == 0 {
+        return Err(Error::BadInput("kv_blocks must be at least 1".into()));
+    }
+    let bytes =
+        u128::from(blocks) * u128::from(fit.block_size) * u128::from(fit.kv_bytes_per_token);
+    let room = fit.memory_bytes.saturating_sub(fit.weights_bytes);
+    if bytes > u128::from(room) {
+        return Err(Error::BadInput(format!(
+            "kv_blocks {blocks} needs {} of KV cache; {} has {} beside the weights",
+            gb(u64::try_from(bytes).unwrap_or(u64::MAX)),
+            target.gpu.key,
+            gb(room)
+        )));
+    }
+    Ok(blocks)
 }

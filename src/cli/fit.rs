@@ -26,9 +26,10 @@ pub struct FitArgs {
         allow_negative_numbers = true
     )]
     pub gpu_memory_utilization: f64,
-    /// Context length (prompt + output tokens) for "sequences that fit at once".
-    #[arg(long, value_name = "TOKENS", default_value_t = 4096)]
-    pub context: u32,
+    /// Context length (prompt + output tokens) for "sequences that fit at once", at most the
+    /// model's [default: 4096, or the model's context if shorter].
+    #[arg(long, value_name = "TOKENS")]
+    pub context: Option<u32>,
     /// Engine preset whose step budget sets the activation reserve: vllm, vllm-v0, hf-static.
     #[arg(long, value_name = "ENGINE", default_value = "vllm")]
     pub engine: String,
@@ -48,8 +49,13 @@ pub fn run(args: FitArgs) -> Result<()> {
         0.05,
         1.0,
     )?;
-    if args.context == 0 {
-        return Err(Error::BadInput("--context must be at least 1 token".into()));
+    let max = target.model.max_context;
+    let context = args.context.unwrap_or(4096.min(max));
+    if context == 0 || context > max {
+        return Err(Error::BadInput(format!(
+            "--context must be 1..={max} ({}'s context), got {context}",
+            target.model.key
+        )));
     }
     let engine: EnginePreset = args.engine.parse().map_err(Error::Usage)?;
     let mut opts = FitOptions::for_engine(&engine, target.kv);
@@ -66,8 +72,8 @@ pub fn run(args: FitArgs) -> Result<()> {
     let report = fit(&target.gpu, &target.model, target.quant, &opts);
     let view = FitView {
         report: &report,
-        context: args.context,
-        max_seqs_at_context: report.max_seqs_at(args.context),
+        context,
+        max_seqs_at_context: report.max_seqs_at(context),
         model_params: target.model.params().total(),
         step_tokens: opts.max_num_batched_tokens,
         target: &target,

@@ -172,18 +172,15 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let scenario = Scenario::load(&args.scenario)?;
     let load = load_from_args(&args)?;
     let stop = stop_from_args(&args, &load);
-    let deployment = Deployment::require(target, engine, args.kv_blocks)?;
-    let max_context = match args.max_model_len {
-        Some(0) => return Err(Error::BadInput("--max-model-len must be at least 1".into())),
-        Some(m) => m,
-        None => deployment.max_context,
-    };
+    let mut deployment = Deployment::require(target, engine, args.kv_blocks)?;
+    if let Some(m) = args.max_model_len {
+        deployment.set_max_model_len(m)?;
+    }
     let warmup_s = match args.warmup {
         Some(w) => check_range("--warmup", w, 0.0, 1e7)?,
         None => load.default_warmup_s(&scenario),
     };
-    let mut cfg = deployment.sim_config(load, scenario, stop, args.seed, warmup_s);
-    cfg.max_context = max_context;
+    let cfg = deployment.sim_config(load, scenario, stop, args.seed, warmup_s);
     let out = sim::run(&deployment.cost, &cfg)?;
     let target = &deployment.target;
     let view = SimView {

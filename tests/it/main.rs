@@ -2,6 +2,7 @@
 
 mod common;
 
+mod answers;
 mod calibrate_profiles;
 mod calibrate_quant;
 mod calibrate_sweep;

@@ -1,0 +1,71 @@
+//! Answers a buyer can't misread: inputs beyond what a model or a card can do are refused with
+//! one clear line, not answered.
+
+use crate::common::{cardplan, stderr};
+
+fn refused(args: &[&str], needle: &str) {
+    let o = cardplan(args);
+    assert_eq!(o.status.code(), Some(3), "{args:?}: {}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains(needle), "{args:?}: {e}");
+    assert_eq!(e.trim().lines().count(), 1, "{args:?}: one line, got {e}");
+    assert!(o.stdout.is_empty(), "{args:?}: nothing printed on stdout");
+}
+
+#[test]
+fn a_context_beyond_the_model_is_refused() {
+    refused(
+        &[
+            "fit",
+            "--gpu",
+            "rtx3090",
+            "--model",
+            "llama-3-8b",
+            "--context",
+            "100000",
+        ],
+        "8192",
+    );
+    // the default context is capped to a short model's own
+    let o = cardplan(&["fit", "--gpu", "rtx3090", "--model", "phi-2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn a_max_model_len_beyond_the_model_or_the_cache_is_refused() {
+    fn sim<'a>(len: &'a str, model: &'a str) -> Vec<&'a str> {
+        vec![
+            "simulate",
+            "--gpu",
+            "rtx3090",
+            "--model",
+            model,
+            "--rate",
+            "1",
+            "--requests",
+            "5",
+            "--max-model-len",
+            len,
+        ]
+    }
+    refused(&sim("20000", "llama-3-8b"), "8192");
+    refused(&sim("131072", "llama-3.1-8b"), "KV cache");
+}
+
+#[test]
+fn more_kv_blocks_than_the_card_holds_are_refused() {
+    refused(
+        &[
+            "simulate",
+            "--gpu",
+            "rtx3090",
+            "--rate",
+            "1",
+            "--requests",
+            "5",
+            "--kv-blocks",
+            "18446744073709551615",
+        ],
+        "kv_blocks",
+    );
+}
