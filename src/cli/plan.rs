@@ -7,6 +7,7 @@ use clap::Args;
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
 use crate::error::{Error, Result, check_range};
+use crate::fsutil::check_writable;
 use crate::plan::planner::{PlanSpec, Window};
 use crate::plan::result::PlanWork;
 use crate::plan::search::SearchOptions;
@@ -164,6 +165,9 @@ pub fn run(args: PlanArgs) -> Result<()> {
         )));
     }
     let target = args.target.resolve()?;
+    if let Some(dir) = &args.opts.report {
+        check_writable(dir)?;
+    }
     let common = args.opts.resolve()?;
     let (price_per_hour, price_source) = args.opts.price(&target.gpu);
     let result = plan(PlanRequest {
@@ -182,21 +186,15 @@ pub fn run(args: PlanArgs) -> Result<()> {
             sweep_points: if args.opts.report.is_some() { 12 } else { 0 },
         },
     })?;
-    // Write the report before printing, so a failed write never follows a printed answer.
-    let written = match &args.opts.report {
-        Some(dir) => Some(write_report(
-            dir,
-            &report::plan::document(&result),
-            args.opts.png,
-        )?),
-        None => None,
-    };
+    // The answer first: a report that fails to write (the folder was checked up front) leaves
+    // no partial files and does not take the answer with it.
     if args.opts.json {
         print_json(&result)?;
     } else {
         print!("{}", report::plan::terminal(&result));
     }
-    if let Some(w) = written {
+    if let Some(dir) = &args.opts.report {
+        let w = write_report(dir, &report::plan::document(&result), args.opts.png)?;
         eprintln!("report written to {}", w.html.display());
     }
     Ok(())

@@ -10,6 +10,7 @@ use crate::catalog;
 use crate::catalog::quant::KvDtype;
 use crate::deploy::Target;
 use crate::error::{Error, Result};
+use crate::fsutil::check_writable;
 use crate::plan::result::PlanWork;
 use crate::plan::{PlanRequest, plan};
 use crate::report::doc::write_report;
@@ -65,6 +66,9 @@ pub fn run(args: WhatifArgs) -> Result<()> {
         ));
     }
     let targets = targets(&args)?;
+    if let Some(dir) = &args.opts.report {
+        check_writable(dir)?;
+    }
     let common = args.opts.resolve()?;
     let bar = progress(targets.len());
     let work = PlanWork {
@@ -92,16 +96,15 @@ pub fn run(args: WhatifArgs) -> Result<()> {
         .collect::<Result<Vec<_>>>();
     bar.finish_and_clear();
     let cmp = Comparison::new(args.users, results?);
-    let written = match &args.opts.report {
-        Some(dir) => Some(write_report(dir, &document(&cmp), args.opts.png)?),
-        None => None,
-    };
+    // The answer first: a report that fails to write (the folder was checked up front) leaves
+    // no partial files and does not take the answer with it.
     if args.opts.json {
         print_json(&cmp)?;
     } else {
         print!("{}", terminal(&cmp));
     }
-    if let Some(w) = written {
+    if let Some(dir) = &args.opts.report {
+        let w = write_report(dir, &document(&cmp), args.opts.png)?;
         eprintln!("report written to {}", w.html.display());
     }
     Ok(())

@@ -118,32 +118,12 @@ pub fn to_svg(spec: &ChartSpec) -> Result<String> {
     Ok(buf)
 }
 
-/// Write the chart as a PNG at `path`, through a temporary file and a rename so that a failure
-/// never leaves a partial image.
+/// Draw the chart as a PNG at `path` (the encoder picks the format from the extension).
 pub fn write_png(spec: &ChartSpec, path: &Path) -> Result<()> {
     ensure_font()?;
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let dir = dir.unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .map_err(|e| Error::file(dir, format!("cannot create folder: {e}")))?;
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .ok_or_else(|| Error::BadInput(format!("{} is not a file path", path.display())))?;
-    // The extension must stay `.png`: the encoder picks the format from it.
-    let tmp = dir.join(format!(".{stem}.tmp{}.png", std::process::id()));
-    let result = (|| {
-        {
-            let root = BitMapBackend::new(&tmp, SIZE).into_drawing_area();
-            draw(&root, spec)?;
-            root.present().map_err(draw_err)?;
-        }
-        std::fs::rename(&tmp, path).map_err(|e| Error::file(path, format!("cannot write: {e}")))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let root = BitMapBackend::new(path, SIZE).into_drawing_area();
+    draw(&root, spec)?;
+    root.present().map_err(draw_err)
 }
 
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, spec: &ChartSpec) -> Result<()> {

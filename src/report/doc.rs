@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::chart::{self, ChartSpec};
 use crate::error::Result;
-use crate::fsutil::write_atomic;
+use crate::fsutil::Staged;
 
 /// One piece of a report.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,25 +74,29 @@ pub fn write_report(dir: &Path, doc: &Document, png: bool) -> Result<Written> {
             svgs.push((name.clone(), chart::to_svg(spec)?));
         }
     }
+    // Every file is written under a temporary name first and all are renamed together: a
+    // failure part-way leaves no partial report.
+    let mut files = Staged::default();
     let mut charts = Vec::new();
     for (name, svg) in &svgs {
         let p = dir.join(format!("{name}.svg"));
-        write_atomic(&p, svg.as_bytes())?;
+        files.write(&p, svg.as_bytes())?;
         charts.push(p);
     }
     if png {
         for b in &doc.blocks {
             if let Block::Chart { name, spec } = b {
                 let p = dir.join(format!("{name}.png"));
-                chart::write_png(spec, &p)?;
+                chart::write_png(spec, &files.temp_for(&p)?)?;
                 charts.push(p);
             }
         }
     }
     let markdown = dir.join("report.md");
-    write_atomic(&markdown, to_markdown(doc).as_bytes())?;
+    files.write(&markdown, to_markdown(doc).as_bytes())?;
     let html = dir.join("report.html");
-    write_atomic(&html, to_html(doc, &svgs).as_bytes())?;
+    files.write(&html, to_html(doc, &svgs).as_bytes())?;
+    files.commit()?;
     Ok(Written {
         markdown,
         html,

@@ -69,3 +69,23 @@ fn more_kv_blocks_than_the_card_holds_are_refused() {
         "kv_blocks",
     );
 }
+
+#[test]
+fn an_unwritable_report_folder_is_refused_before_any_work() {
+    let blocker = crate::common::temp_dir("report-blocker").join("a-file");
+    std::fs::write(&blocker, b"not a folder").unwrap();
+    let dir = blocker.join("report");
+    let o = cardplan(&[
+        "plan",
+        "--users",
+        "5000",
+        "--gpu",
+        "rtx3090",
+        "--report",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(o.stdout.is_empty(), "no answer computed for nowhere");
+    assert!(stderr(&o).contains("report"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(blocker.parent().unwrap());
+}
