@@ -8,12 +8,15 @@ pub mod gpu;
 pub mod hf;
 pub mod model;
 pub mod quant;
+pub mod scenario;
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::profile::GpuProfile;
 use model::ModelArch;
+
+pub use scenario::{Dist, Scenario, ScenarioSlo, Session, scenario_list, scenarios};
 
 macro_rules! embedded {
     ($dir:literal; $($key:literal),* $(,)?) => {

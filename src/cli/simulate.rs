@@ -268,7 +268,7 @@ fn print_table(r: &Report<'_>) {
     println!("step times: {} ({})", r.profile.kind, r.profile.source);
     let mut t = new_table();
     t.set_header(vec!["metric", "mean", "p50", "p90", "p95", "p99", "max"]);
-    let mut row = |name: &str, s: &sim::Summary| {
+    let mut row = |name: &str, s: &sim::LatencySummary| {
         let f = |v: f64| format!("{v:.1}");
         t.add_row(vec![
             name.to_string(),
@@ -283,7 +283,7 @@ fn print_table(r: &Report<'_>) {
     row("TTFT (ms)", &m.ttft_ms);
     row("TPOT (ms)", &m.tpot_ms);
     row("ITL (ms)", &m.itl_ms);
-    let e2e_ms = sim::Summary {
+    let e2e_ms = sim::LatencySummary {
         mean: m.e2e_s.mean * 1e3,
         p50: m.e2e_s.p50 * 1e3,
         p90: m.e2e_s.p90 * 1e3,
