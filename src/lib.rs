@@ -23,4 +23,4 @@ pub mod yaml;
 pub use error::{Error, Result};
 
 /// Scenario keys and one-line descriptions, for `cardplan list scenarios`.
-pub use sim::scenario::scenario_list;
+pub use catalog::scenario::scenario_list;

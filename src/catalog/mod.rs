@@ -8,6 +8,7 @@ pub mod gpu;
 pub mod hf;
 pub mod model;
 pub mod quant;
+pub mod scenario;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -15,6 +16,8 @@ use std::sync::OnceLock;
 use crate::error::{Error, Result};
 use crate::profile::GpuProfile;
 use model::ModelArch;
+
+pub use scenario::{Dist, Scenario, ScenarioSlo, Session, scenario_list, scenarios};
 
 macro_rules! embedded {
     ($dir:literal; $($key:literal),* $(,)?) => {

@@ -87,7 +87,7 @@ pub fn terminal(r: &SimView<'_>) -> String {
 fn latency_table(m: &Metrics) -> Table {
     let mut t = new_table();
     t.set_header(vec!["metric", "mean", "p50", "p90", "p95", "p99", "max"]);
-    let mut row = |name: &str, s: &sim::Summary, scale: f64| {
+    let mut row = |name: &str, s: &sim::LatencySummary, scale: f64| {
         let f = |v: f64| format!("{:.1}", v * scale);
         t.add_row(vec![
             name.to_string(),

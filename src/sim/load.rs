@@ -4,8 +4,10 @@
 use serde::{Serialize, Serializer};
 
 use super::rng::Rng;
-use super::scenario::Scenario;
+use super::sample::Sample;
+use super::time::Nanos;
 use super::trace::TraceRequest;
+use crate::catalog::scenario::Scenario;
 use crate::error::{Error, Result};
 
 /// How requests are generated.
@@ -82,16 +84,12 @@ impl Load {
     }
 }
 
-pub(crate) fn secs_to_ns(s: f64) -> u64 {
-    (s * 1e9).round().max(0.0) as u64
-}
-
 /// What an arrival produces: a request's lengths and, for open-loop sources, when the source's
 /// next arrival is due.
 pub(crate) struct Arrival {
     pub prompt: u32,
     pub output: u32,
-    pub next: Option<u64>,
+    pub next: Option<Nanos>,
 }
 
 /// Per-source state.
@@ -172,32 +170,37 @@ impl<'a> Sources<'a> {
     }
 
     /// The first event of every source: (time ns, source).
-    pub fn initial_events(&mut self) -> Vec<(u64, u32)> {
+    pub fn initial_events(&mut self) -> Vec<(Nanos, u32)> {
         match &mut self.kind {
             Kind::Closed { clients } => {
                 let gap = self.scenario.client_gap_s.as_ref();
                 clients
                     .iter_mut()
                     .enumerate()
-                    .map(|(i, rng)| (gap.map_or(0, |g| secs_to_ns(g.sample(rng))), i as u32))
+                    .map(|(i, rng)| {
+                        (
+                            gap.map_or(Nanos::ZERO, |g| Nanos::from_secs(g.sample(rng))),
+                            i as u32,
+                        )
+                    })
                     .collect()
             }
-            Kind::Open { .. } => vec![(0, 0)],
+            Kind::Open { .. } => vec![(Nanos::ZERO, 0)],
             Kind::Users { slots } => {
                 // Stagger the first turns over one think time so users do not start in lockstep.
                 let spread = self.scenario.session.think_time_s.mean();
                 slots
                     .iter_mut()
                     .enumerate()
-                    .map(|(i, s)| (secs_to_ns(spread * s.rng.f64()), i as u32))
+                    .map(|(i, s)| (Nanos::from_secs(spread * s.rng.f64()), i as u32))
                     .collect()
             }
-            Kind::Trace { requests, .. } => vec![(secs_to_ns(requests[0].arrival_s), 0)],
+            Kind::Trace { requests, .. } => vec![(Nanos::from_secs(requests[0].arrival_s), 0)],
         }
     }
 
     /// Source `src` sends a request at `now`.
-    pub fn arrive(&mut self, now: u64, src: u32) -> Arrival {
+    pub fn arrive(&mut self, now: Nanos, src: u32) -> Arrival {
         let sc = self.scenario;
         match &mut self.kind {
             Kind::Closed { clients } => {
@@ -228,7 +231,7 @@ impl<'a> Sources<'a> {
                 Arrival {
                     prompt,
                     output,
-                    next: Some(secs_to_ns(*t).max(now)),
+                    next: Some(Nanos::from_secs(*t).max(now)),
                 }
             }
             Kind::Users { slots } => {
@@ -258,7 +261,7 @@ impl<'a> Sources<'a> {
                     output: r.output_tokens,
                     next: requests
                         .get(*next)
-                        .map(|n| secs_to_ns(n.arrival_s).max(now)),
+                        .map(|n| Nanos::from_secs(n.arrival_s).max(now)),
                 }
             }
         }
@@ -268,18 +271,18 @@ impl<'a> Sources<'a> {
     /// when this source sends its next request, for closed-loop sources.
     pub fn done(
         &mut self,
-        now: u64,
+        now: Nanos,
         src: u32,
         prompt: u32,
         output: u32,
         rejected: bool,
-    ) -> Option<u64> {
+    ) -> Option<Nanos> {
         let session = &self.scenario.session;
         match &mut self.kind {
             Kind::Closed { clients } => {
                 let gap = self.scenario.client_gap_s.as_ref();
                 let rng = &mut clients[src as usize];
-                Some(now + gap.map_or(0, |g| secs_to_ns(g.sample(rng))))
+                Some(now + gap.map_or(Nanos::ZERO, |g| Nanos::from_secs(g.sample(rng))))
             }
             Kind::Open { .. } | Kind::Trace { .. } => None,
             Kind::Users { slots } => {
@@ -290,7 +293,7 @@ impl<'a> Sources<'a> {
                 s.turn += 1;
                 if s.turn < s.turns {
                     let think = session.think_time_s.sample(&mut s.rng);
-                    return Some(now + secs_to_ns(think));
+                    return Some(now + Nanos::from_secs(think));
                 }
                 // The session is over: the next user takes the slot after a gap.
                 s.turn = 0;
@@ -300,7 +303,7 @@ impl<'a> Sources<'a> {
                     Some(g) => g.sample(&mut s.rng),
                     None => session.think_time_s.sample(&mut s.rng),
                 };
-                Some(now + secs_to_ns(gap))
+                Some(now + Nanos::from_secs(gap))
             }
         }
     }

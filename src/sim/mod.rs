@@ -4,17 +4,34 @@
 //! source of randomness (each closed-loop client, each user slot, the arrival process) has its
 //! own seeded stream, so one seed always gives the same numbers.
 //!
-//! The server ([`server`]) advances one engine step at a time in O(1) work per step plus
-//! O(log n) per admission, completion or preemption: per-sequence progress is derived from a
-//! global decode-step counter instead of being updated sequence by sequence.
+//! The simulator is handed everything it needs (engine limits, KV capacity, a resolved
+//! scenario, step times through [`StepTime`]) and looks nothing up. Its parts, laid out like a
+//! serving engine's: `sched` (one scheduling policy per engine), `kv` (the paged block
+//! manager), `decode` (the decoding set, advanced in O(1) per step however many sequences
+//! decode), `server` (the state the policies plan with), `engine` (the event loop),
+//! `recorder` and `output` (what is measured and reported).
+//!
+//! The per-step paths across these modules carry `#[inline]`: they run millions of times per
+//! simulated hour, and without the hints the split into modules (and codegen units) cost about
+//! 4% more instructions than the single-file loop it replaced.
 
+mod decode;
+mod engine;
+mod events;
+mod kv;
 pub mod load;
 pub mod metrics;
+mod output;
+mod recorder;
+mod request;
 mod rng;
-pub mod scenario;
+mod sample;
+mod sched;
 mod server;
 pub mod sketch;
+mod time;
 pub mod trace;
+mod verify;
 
 use serde::Serialize;
 
@@ -22,9 +39,9 @@ use crate::catalog::engine::{EnginePreset, Policy};
 use crate::error::{Error, Result};
 use crate::step::StepTime;
 
+pub use crate::catalog::scenario::{Dist, Scenario, ScenarioSlo, Session};
 pub use load::{Load, TraceLoad};
-pub use metrics::{Metrics, RateSummary, Summary};
-pub use scenario::{Dist, Scenario, Session, Slo};
+pub use metrics::{LatencySummary, Metrics, RateSummary};
 pub use trace::TraceRequest;
 
 /// When a run stops issuing requests.
@@ -102,14 +119,14 @@ pub const TIMELINE_POINTS: usize = 500;
 /// Run one simulation.
 pub fn run(cost: &dyn StepTime, cfg: &SimConfig) -> Result<SimOutput> {
     validate(cfg)?;
-    server::simulate(cost, cfg, false)
+    engine::simulate(cost, cfg, false)
 }
 
 /// [`run`], re-checking the server's bookkeeping (KV blocks, decode context, limits) from
 /// scratch after every scheduling decision: O(running) per step, for tests.
 pub fn run_checked(cost: &dyn StepTime, cfg: &SimConfig) -> Result<SimOutput> {
     validate(cfg)?;
-    server::simulate(cost, cfg, true)
+    engine::simulate(cost, cfg, true)
 }
 
 /// Check a configuration before running it.

@@ -3,8 +3,9 @@
 use crate::common::{cardplan, scratch, stderr};
 use std::path::PathBuf;
 
+/// `name` in a folder of its own: tests run in parallel, and `scratch` empties the folder.
 fn temp_file(name: &str, text: &str) -> PathBuf {
-    let dir = scratch("sim-cli");
+    let dir = scratch(&format!("sim-cli-{name}"));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, text).unwrap();

@@ -1,12 +1,15 @@
 //! Workload scenarios: request-length distributions, the user-session model behind `--users`,
-//! and the SLO a scenario is judged by. Defaults live in `scenarios/*.yaml`, embedded in the
+//! and the SLO a scenario proposes. Defaults live in `scenarios/*.yaml`, embedded in the
 //! binary; a path to a YAML file may be given wherever a name is accepted.
+//!
+//! Here rather than in the simulator, which is handed a resolved [`Scenario`] and only samples
+//! its distributions.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::rng::Rng;
+use super::unknown_name;
 use crate::error::{Error, Result};
 
 /// Embedded scenarios: (key, YAML text).
@@ -44,7 +47,7 @@ pub struct Scenario {
     /// References (URLs, papers, published benchmarks).
     #[serde(default)]
     pub sources: Vec<String>,
-    pub slo: Slo,
+    pub slo: ScenarioSlo,
     /// New prompt tokens of a request (of one turn, for sessions).
     pub prompt_tokens: Dist,
     /// Output tokens of a request (the `max_tokens` cap included).
@@ -58,10 +61,11 @@ pub struct Scenario {
     pub client_gap_s: Option<Dist>,
 }
 
-/// Service-level objective: the share of requests that must stream fast enough, and TTFT.
+/// The service-level objective a scenario proposes: the share of requests that must stream fast
+/// enough, and TTFT. `cardplan plan` builds its own `plan::slo::Slo` from it, flags overriding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Slo {
+pub struct ScenarioSlo {
     /// Tokens/s each request must at least stream at (output tokens / E2E).
     pub min_request_tok_s: f64,
     /// Percentile of the per-request rate that must meet `min_request_tok_s` (5 → p05).
@@ -199,49 +203,9 @@ impl Dist {
         }
     }
 
-    /// One draw as a real number.
-    pub fn sample(&self, rng: &mut Rng) -> f64 {
-        match self {
-            Dist::Fixed { value } => *value,
-            Dist::Uniform { min, max } => min + (max - min) * rng.f64(),
-            Dist::Lognormal {
-                median,
-                p90,
-                min,
-                max,
-            } => {
-                let sigma = (p90.ln() - median.ln()) / Z90;
-                let v = (median.ln() + sigma * rng.normal()).exp();
-                v.max(min.unwrap_or(0.0)).min(max.unwrap_or(f64::INFINITY))
-            }
-            Dist::Empirical { values, weights } => match weights {
-                None => values[rng.range_inclusive(0, values.len() as u64 - 1) as usize],
-                Some(w) => {
-                    let total: f64 = w.iter().sum();
-                    let mut x = rng.f64() * total;
-                    for (v, wi) in values.iter().zip(w) {
-                        if x < *wi {
-                            return *v;
-                        }
-                        x -= wi;
-                    }
-                    values[values.len() - 1]
-                }
-            },
-        }
-    }
-
-    /// One draw as a count (tokens, turns): integers for `uniform`, rounded otherwise, >= 1.
-    pub fn sample_count(&self, rng: &mut Rng) -> u32 {
-        let v = match self {
-            Dist::Uniform { min, max } => {
-                let lo = min.ceil() as u64;
-                let hi = (max.floor() as u64).max(lo);
-                rng.range_inclusive(lo, hi) as f64
-            }
-            _ => self.sample(rng).round(),
-        };
-        v.clamp(1.0, f64::from(u32::MAX)) as u32
+    /// σ of the underlying normal of a log-normal with this median and 90th percentile.
+    pub fn lognormal_sigma(median: f64, p90: f64) -> f64 {
+        (p90.ln() - median.ln()) / Z90
     }
 
     /// The mean, for echoing assumptions (clamping of log-normals is ignored: approximate).
@@ -250,7 +214,7 @@ impl Dist {
             Dist::Fixed { value } => *value,
             Dist::Uniform { min, max } => (min + max) / 2.0,
             Dist::Lognormal { median, p90, .. } => {
-                let sigma = (p90.ln() - median.ln()) / Z90;
+                let sigma = Dist::lognormal_sigma(*median, *p90);
                 median * (sigma * sigma / 2.0).exp()
             }
             Dist::Empirical { values, weights } => match weights {
@@ -275,7 +239,7 @@ impl Scenario {
         let key = name_or_path.trim().to_ascii_lowercase();
         match SCENARIOS.iter().find(|(k, _)| *k == key) {
             Some((k, text)) => Scenario::parse(text, &embedded_origin(k)),
-            None => Err(Error::Usage(crate::catalog::unknown_name(
+            None => Err(Error::Usage(unknown_name(
                 "scenario",
                 name_or_path,
                 SCENARIOS.iter().map(|(k, _)| *k),
@@ -326,7 +290,7 @@ impl Scenario {
 }
 
 /// Every embedded scenario.
-pub fn catalog() -> Result<Vec<Scenario>> {
+pub fn scenarios() -> Result<Vec<Scenario>> {
     SCENARIOS
         .iter()
         .map(|(k, text)| Scenario::parse(text, &embedded_origin(k)))
@@ -335,12 +299,13 @@ pub fn catalog() -> Result<Vec<Scenario>> {
 
 /// Keys and one-line descriptions, for `cardplan list scenarios`.
 pub fn scenario_list() -> Result<Vec<(String, String)>> {
-    Ok(catalog()?
+    Ok(scenarios()?
         .into_iter()
         .map(|s| (s.key, s.description))
         .collect())
 }
 
+/// Unlike models, a scenario is never read from a `.json` file.
 fn looks_like_path(arg: &str) -> bool {
     arg.contains('/') || arg.contains('\\') || arg.ends_with(".yaml") || arg.ends_with(".yml")
 }
@@ -355,42 +320,13 @@ mod tests {
 
     #[test]
     fn embedded_scenarios_parse_and_keys_match() {
-        let all = catalog().unwrap();
+        let all = scenarios().unwrap();
         assert_eq!(all.len(), SCENARIOS.len());
         for (s, (k, _)) in all.iter().zip(SCENARIOS) {
             assert_eq!(&s.key, k);
             assert!(!s.assumptions.is_empty(), "{k} states no assumptions");
             assert!(!s.sources.is_empty(), "{k} names no sources");
         }
-    }
-
-    #[test]
-    fn lognormal_hits_median_and_p90() {
-        let d = Dist::Lognormal {
-            median: 200.0,
-            p90: 800.0,
-            min: None,
-            max: None,
-        };
-        let mut r = Rng::stream(3, 0);
-        let mut v: Vec<f64> = (0..100_000).map(|_| d.sample(&mut r)).collect();
-        v.sort_by(f64::total_cmp);
-        let med = v[50_000];
-        let p90 = v[90_000];
-        assert!((med / 200.0 - 1.0).abs() < 0.03, "{med}");
-        assert!((p90 / 800.0 - 1.0).abs() < 0.04, "{p90}");
-    }
-
-    #[test]
-    fn uniform_counts_are_inclusive_integers() {
-        let d = Dist::Uniform {
-            min: 92.0,
-            max: 100.0,
-        };
-        let mut r = Rng::stream(3, 1);
-        let v: Vec<u32> = (0..10_000).map(|_| d.sample_count(&mut r)).collect();
-        assert_eq!(*v.iter().min().unwrap(), 92);
-        assert_eq!(*v.iter().max().unwrap(), 100);
     }
 
     #[test]
