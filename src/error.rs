@@ -77,7 +77,8 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Check that a user-supplied number is finite and inside `[min, max]`; name the flag if not.
+/// Check that a user-supplied number is finite and inside `[min, max]`; name the flag (or
+/// field) if not.
 pub fn check_range(flag: &str, value: f64, min: f64, max: f64) -> Result<f64> {
     if !value.is_finite() {
         return Err(Error::BadInput(format!(
@@ -86,8 +87,36 @@ pub fn check_range(flag: &str, value: f64, min: f64, max: f64) -> Result<f64> {
     }
     if value < min || value > max {
         return Err(Error::BadInput(format!(
-            "{flag} must be between {min} and {max}, got {value}"
+            "{flag} must be between {} and {}, got {}",
+            compact(min),
+            compact(max),
+            compact(value)
         )));
     }
     Ok(value)
+}
+
+/// A number as a person would write it back: 1e308 rather than its 309 digits, 0.000001 as 1e-6.
+pub fn compact(x: f64) -> String {
+    let a = x.abs();
+    if a != 0.0 && !(1e-4..1e7).contains(&a) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejected_values_are_echoed_short() {
+        let e = check_range("--rate", 1e308, 1e-9, 1e9)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "--rate must be between 1e-9 and 1e9, got 1e308");
+        assert_eq!(compact(0.95), "0.95");
+        assert_eq!(compact(86400.0), "86400");
+    }
 }

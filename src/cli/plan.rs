@@ -11,7 +11,7 @@ use crate::fsutil::check_writable;
 use crate::plan::planner::{PlanSpec, Window};
 use crate::plan::result::PlanWork;
 use crate::plan::search::SearchOptions;
-use crate::plan::slo::{SloOverrides, resolve_slo};
+use crate::plan::slo::{SloOverrides, check_quantile, resolve_slo};
 use crate::plan::{PlanRequest, plan};
 use crate::report::{self, doc::write_report};
 use crate::sim::Scenario;
@@ -56,8 +56,8 @@ pub struct PlanOptions {
     /// Simulated peak windows (different seeds) behind the interval.
     #[arg(long, value_name = "N", default_value_t = 10)]
     pub replications: usize,
-    /// Requests measured in each simulated peak window (after the warm-up): the same
-    /// statistical precision at every load.
+    /// Requests measured in each simulated peak window after the warm-up, 10 to 100,000: the
+    /// same statistical precision at every load.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub window_requests: u64,
     /// Measure a fixed time instead: requests sent in this many seconds after the warm-up.
@@ -101,6 +101,15 @@ impl PlanOptions {
             check_range("--active-share", s, 1e-6, 1.0)?;
             scenario.session.active_share = s;
         }
+        if let Some(v) = self.slo_tok_s {
+            check_range("--slo-tok-s", v, 0.0, 1e6)?;
+        }
+        if let Some(q) = self.slo_quantile {
+            check_quantile("--slo-quantile", q)?;
+        }
+        if let Some(t) = self.slo_ttft_s {
+            check_range("--slo-ttft-s", t, 0.001, 3600.0)?;
+        }
         let overrides = SloOverrides {
             tok_s: self.slo_tok_s,
             quantile: self.slo_quantile,
@@ -115,12 +124,12 @@ impl PlanOptions {
         }
         let window = match self.window_s {
             Some(s) => Window::Seconds(check_range("--window-s", s, 1.0, 86_400.0)?),
-            None if (10..=1_000_000).contains(&self.window_requests) => {
+            None if (10..=100_000).contains(&self.window_requests) => {
                 Window::Requests(self.window_requests)
             }
             None => {
                 return Err(Error::BadInput(format!(
-                    "--window-requests must be 10..=1000000, got {}",
+                    "--window-requests must be 10..=100000, got {}",
                     self.window_requests
                 )));
             }

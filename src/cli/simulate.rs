@@ -4,6 +4,7 @@ use std::path::Path;
 
 use clap::{ArgGroup, Args};
 
+use super::bounds;
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
 use crate::deploy::Deployment;
@@ -31,16 +32,18 @@ pub struct SimulateArgs {
     /// Engine preset: vllm (chunked prefill, decodes first), vllm-v0 (prefill first), hf-static.
     #[arg(long, value_name = "ENGINE", default_value = "vllm")]
     pub engine: String,
-    /// Closed loop: N clients, each sends its next request when its last one ends.
+    /// Closed loop: N clients (at most 1,000,000), each sends its next request when its last
+    /// one ends.
     #[arg(long, value_name = "N")]
     pub concurrency: Option<u32>,
-    /// Open loop: requests per second (Poisson unless --burstiness is set).
+    /// Open loop: requests per second, 1e-6 to 1e6 (Poisson unless --burstiness is set).
     #[arg(long, value_name = "REQ/S")]
     pub rate: Option<f64>,
     /// Gamma shape of the gaps between --rate arrivals (1 = Poisson, < 1 burstier).
     #[arg(long, value_name = "SHAPE", default_value_t = 1.0, requires = "rate")]
     pub burstiness: f64,
-    /// A population of N users in sessions, per the scenario's session model.
+    /// A population of N users in sessions, per the scenario's session model (at most 1,000,000
+    /// in a session at once).
     #[arg(long, value_name = "N")]
     pub users: Option<u64>,
     /// Replay a JSONL trace (arrival_s, prompt_tokens, output_tokens per line).
@@ -49,10 +52,11 @@ pub struct SimulateArgs {
     /// Scenario key (see `cardplan list scenarios`) or a scenario YAML path.
     #[arg(long, value_name = "SCENARIO", default_value = "chat")]
     pub scenario: String,
-    /// Measured requests to send (after the warm-up).
+    /// Measured requests to send after the warm-up (at most 10,000,000).
     #[arg(long, value_name = "K")]
     pub requests: Option<u64>,
-    /// Measure the requests sent during this many seconds (after the warm-up).
+    /// Measure the requests sent during this many seconds after the warm-up (at most 30 days,
+    /// and at most 10,000,000 requests at the load given).
     #[arg(long, value_name = "SECONDS")]
     pub duration: Option<f64>,
     /// Requests sent before this time load the server but are not measured (seconds).
@@ -128,7 +132,7 @@ fn engine_with_overrides(args: &SimulateArgs) -> Result<EnginePreset> {
     Ok(e)
 }
 
-fn load_from_args(args: &SimulateArgs) -> Result<Load> {
+fn load_from_args(args: &SimulateArgs, scenario: &Scenario) -> Result<Load> {
     let load = if let Some(n) = args.concurrency {
         Load::Concurrency(n)
     } else if let Some(r) = args.rate {
@@ -149,7 +153,7 @@ fn load_from_args(args: &SimulateArgs) -> Result<Load> {
         ));
     };
     // Check the load before defaults are derived from it (e.g. 10 × N requests).
-    load.validate()?;
+    bounds::check_load(&load, scenario)?;
     Ok(load)
 }
 
@@ -170,14 +174,15 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let target = args.target.resolve()?;
     let engine = engine_with_overrides(&args)?;
     let scenario = Scenario::load(&args.scenario)?;
-    let load = load_from_args(&args)?;
+    let load = load_from_args(&args, &scenario)?;
     let stop = stop_from_args(&args, &load);
+    bounds::check_stop(&stop, &load, &scenario)?;
     let mut deployment = Deployment::require(target, engine, args.kv_blocks)?;
     if let Some(m) = args.max_model_len {
         deployment.set_max_model_len(m)?;
     }
     let warmup_s = match args.warmup {
-        Some(w) => check_range("--warmup", w, 0.0, 1e7)?,
+        Some(w) => check_range("--warmup", w, 0.0, bounds::MAX_DURATION_S)?,
         None => load.default_warmup_s(&scenario),
     };
     let cfg = deployment.sim_config(load, scenario, stop, args.seed, warmup_s);

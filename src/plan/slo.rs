@@ -42,12 +42,13 @@ pub struct SloStats {
 }
 
 impl Slo {
-    /// An SLO from user-supplied flags, range-checked with the flag names in errors.
+    /// An SLO, range-checked with the field names in errors. The quantile must be one the
+    /// simulator reports ([`SUPPORTED_QUANTILES`]).
     pub fn new(tok_s: f64, quantile: f64, ttft_s: f64) -> Result<Slo> {
         Ok(Slo {
-            tok_s: check_range("--slo-tok-s", tok_s, 0.0, 1e6)?,
-            quantile: check_range("--slo-quantile", quantile, 0.5, 0.999)?,
-            ttft_s: check_range("--slo-ttft-s", ttft_s, 0.001, 3600.0)?,
+            tok_s: check_range("SLO tok_s", tok_s, 0.0, 1e6)?,
+            quantile: check_quantile("SLO quantile", quantile)?,
+            ttft_s: check_range("SLO ttft_s", ttft_s, 0.001, 3600.0)?,
         })
     }
 
@@ -81,6 +82,17 @@ impl Slo {
     }
 }
 
+/// `q` if it is one of [`SUPPORTED_QUANTILES`]; an error naming `what` otherwise.
+pub fn check_quantile(what: &str, q: f64) -> Result<f64> {
+    if SUPPORTED_QUANTILES.iter().any(|s| (s - q).abs() < 1e-9) {
+        return Ok(q);
+    }
+    Err(Error::BadInput(format!(
+        "{what} must be one of 0.5, 0.9, 0.95, 0.99 (the percentiles the simulator reports), got {}",
+        crate::error::compact(q)
+    )))
+}
+
 /// The SLO quantiles the simulator's metrics carry (the per-request rate at `1 − q`, TTFT at `q`).
 pub const SUPPORTED_QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
 
@@ -88,20 +100,15 @@ pub const SUPPORTED_QUANTILES: [f64; 4] = [0.5, 0.9, 0.95, 0.99];
 /// the KV cache) or unfinished count as failing requests: if they alone exceed `1 − quantile`
 /// of the requests, the tail values are set to fail the SLO.
 pub fn slo_stats(m: &Metrics, slo: &Slo) -> Result<SloStats> {
-    let q = slo.quantile;
-    let close = |a: f64| (q - a).abs() < 1e-9;
-    let (rate, ttft_ms) = if close(0.5) {
-        (m.request_tok_s.p50, m.ttft_ms.p50)
-    } else if close(0.9) {
-        (m.request_tok_s.p10, m.ttft_ms.p90)
-    } else if close(0.95) {
-        (m.request_tok_s.p05, m.ttft_ms.p95)
-    } else if close(0.99) {
-        (m.request_tok_s.p01, m.ttft_ms.p99)
-    } else {
-        return Err(Error::Usage(format!(
-            "--slo-quantile must be one of 0.5, 0.9, 0.95, 0.99 (the percentiles the simulator reports), got {q}"
-        )));
+    let q = check_quantile("SLO quantile", slo.quantile)?;
+    let at = SUPPORTED_QUANTILES
+        .iter()
+        .position(|s| (s - q).abs() < 1e-9);
+    let (rate, ttft_ms) = match at {
+        Some(0) => (m.request_tok_s.p50, m.ttft_ms.p50),
+        Some(1) => (m.request_tok_s.p10, m.ttft_ms.p90),
+        Some(2) => (m.request_tok_s.p05, m.ttft_ms.p95),
+        _ => (m.request_tok_s.p01, m.ttft_ms.p99),
     };
     let bad = m.rejected + m.unfinished;
     let total = m.requests + bad;
@@ -217,10 +224,13 @@ mod tests {
     }
 
     #[test]
-    fn flags_are_range_checked() {
+    fn fields_are_range_checked() {
         assert!(Slo::new(10.0, 0.95, 2.0).is_ok());
         let e = Slo::new(10.0, 1.5, 2.0).unwrap_err().to_string();
-        assert!(e.contains("--slo-quantile"), "{e}");
+        assert!(e.contains("SLO quantile"), "{e}");
+        // a quantile in range but not reported by the simulator is refused up front, the same way
+        let e = Slo::new(10.0, 0.999, 2.0).unwrap_err().to_string();
+        assert!(e.contains("one of 0.5, 0.9, 0.95, 0.99"), "{e}");
         assert!(Slo::new(f64::NAN, 0.95, 2.0).is_err());
         assert!(Slo::new(10.0, 0.95, 0.0).is_err());
     }

@@ -47,15 +47,15 @@ impl Load {
     pub fn validate(&self) -> Result<()> {
         match self {
             Load::Concurrency(n) if *n == 0 || *n > 10_000_000 => Err(Error::BadInput(format!(
-                "--concurrency must be 1..=10000000, got {n}"
+                "load: concurrency must be 1..=10000000, got {n}"
             ))),
             Load::Rate { rate, burstiness } => {
-                crate::error::check_range("--rate", *rate, 1e-9, 1e9)?;
-                crate::error::check_range("--burstiness", *burstiness, 1e-3, 1e3)?;
+                crate::error::check_range("load: rate", *rate, 1e-9, 1e9)?;
+                crate::error::check_range("load: burstiness", *burstiness, 1e-3, 1e3)?;
                 Ok(())
             }
             Load::Users(n) if *n == 0 || *n > 1_000_000_000 => Err(Error::BadInput(format!(
-                "--users must be 1..=1000000000, got {n}"
+                "load: users must be 1..=1000000000, got {n}"
             ))),
             Load::Trace(t) if t.requests.is_empty() => Err(Error::BadInput(format!(
                 "trace {} holds no requests",

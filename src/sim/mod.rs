@@ -133,22 +133,24 @@ pub fn run_checked(cost: &dyn StepTime, cfg: &SimConfig) -> Result<SimOutput> {
 pub fn validate(cfg: &SimConfig) -> Result<()> {
     let e = &cfg.engine;
     if e.max_num_seqs == 0 {
-        return Err(Error::BadInput("--max-num-seqs must be at least 1".into()));
+        return Err(Error::BadInput(
+            "engine max_num_seqs must be at least 1".into(),
+        ));
     }
     if e.max_num_batched_tokens == 0 {
         return Err(Error::BadInput(
-            "--max-num-batched-tokens must be at least 1".into(),
+            "engine max_num_batched_tokens must be at least 1".into(),
         ));
     }
     if e.policy == Policy::ChunkedDecodeFirst && e.max_num_batched_tokens < e.max_num_seqs {
         return Err(Error::BadInput(format!(
-            "--max-num-batched-tokens ({}) must be at least --max-num-seqs ({}) with chunked prefill, as vLLM requires",
+            "engine max_num_batched_tokens ({}) must be at least max_num_seqs ({}) with chunked prefill, as vLLM requires",
             e.max_num_batched_tokens, e.max_num_seqs
         )));
     }
     if e.block_size == 0 || e.block_size > 1024 {
         return Err(Error::BadInput(format!(
-            "--block-size must be 1..=1024, got {}",
+            "engine block_size must be 1..=1024, got {}",
             e.block_size
         )));
     }
@@ -162,17 +164,17 @@ pub fn validate(cfg: &SimConfig) -> Result<()> {
     }
     if !(cfg.warmup_s.is_finite() && cfg.warmup_s >= 0.0) {
         return Err(Error::BadInput(format!(
-            "--warmup must be a finite number >= 0, got {}",
+            "warmup_s must be a finite number >= 0, got {}",
             cfg.warmup_s
         )));
     }
     match cfg.stop {
         Stop::Requests(0) => {
-            return Err(Error::BadInput("--requests must be at least 1".into()));
+            return Err(Error::BadInput("stop: requests must be at least 1".into()));
         }
         Stop::Duration(d) if !(d.is_finite() && d > 0.0) => {
             return Err(Error::BadInput(format!(
-                "--duration must be a finite number > 0, got {d}"
+                "stop: duration must be a finite number > 0, got {d}"
             )));
         }
         _ => {}

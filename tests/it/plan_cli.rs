@@ -76,23 +76,25 @@ fn not_fitting_is_an_answer_with_exit_0() {
 }
 
 #[test]
-fn bad_flags_are_usage_errors() {
-    let out = cardplan(&[
-        "plan",
-        "--users",
-        "5000",
-        "--gpu",
-        "rtx3090",
-        "--slo-quantile",
-        "0.97",
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--slo-quantile"));
+fn bad_flags_are_refused() {
+    // any quantile the simulator does not report gets the same message and exit code
+    for q in ["0.97", "0.4", "0.999"] {
+        let out = cardplan(&[
+            "plan",
+            "--users",
+            "5000",
+            "--gpu",
+            "rtx3090",
+            "--slo-quantile",
+            q,
+        ]);
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{q}: {e}");
+        assert!(
+            e.contains("--slo-quantile must be one of 0.5, 0.9, 0.95, 0.99"),
+            "{q}: {e}"
+        );
+    }
     let out = cardplan(&["plan", "--users", "0", "--gpu", "rtx3090"]);
     assert_eq!(out.status.code(), Some(3));
     let out = cardplan(&["plan", "--users", "10", "--gpu", "no-such-gpu"]);
