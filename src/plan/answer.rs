@@ -2,6 +2,7 @@
 //! user puts on the card, sensitivity, and the caveats, assembled into a [`PlanResult`].
 
 use super::cards::HOURS_PER_MONTH;
+use super::limit::{Limit, diagnose, search_limit};
 use super::planner::{AtLoad, PlanSpec, Planner, Prepare, at_load, load_grid, sweep};
 use super::result::{
     Assumptions, EngineInfo, LightLoad, PlanResult, PlanWork, Question, SloInfo, UsersPerCard,
@@ -10,7 +11,6 @@ use super::search::Capacity;
 use super::sensitivity::sensitivity;
 use super::verdict::{Verdict, verdict, verdict_cost};
 use crate::catalog::engine::EnginePreset;
-use crate::cost::ProfileKind;
 use crate::deploy::Target;
 use crate::error::Result;
 use crate::fit::FitReport;
@@ -132,6 +132,7 @@ fn does_not_fit(
         assumptions,
         sensitivity: Vec::new(),
         light_load: None,
+        limit: None,
         profile: None,
         notes: vec![note],
         load_sweep: Vec::new(),
@@ -155,7 +156,12 @@ fn answer(
     let mut notes = Vec::new();
     // One user (one active session) tells load-bound from latency-bound: if the SLO fails
     // without any load, more cards cannot fix it.
-    let light = light_load(planner)?;
+    let light_run = at_load(planner, 1)?;
+    let light = LightLoad {
+        slo_met: light_run.slo_met,
+        windows: light_run.slo_stats.len(),
+    };
+    let limit = limit(planner, &cap, &light_run)?;
     if light.slo_met * 2 < light.windows {
         v = Verdict {
             cards_needed: None,
@@ -165,7 +171,7 @@ fn answer(
             users_per_card_at_load: None,
         };
     }
-    notes.extend(search_notes(planner, &cap, &v, light));
+    notes.extend(search_notes(planner, &cap, &v, light, &limit));
     let at = match v.users_per_card_at_load {
         Some(u) if req.work.at_load && u > 0 => Some(at_load(planner, u)?),
         _ => None,
@@ -177,12 +183,6 @@ fn answer(
         Vec::new()
     };
     let profile = planner.profile_info().clone();
-    if profile.kind != ProfileKind::Measured {
-        notes.push(format!(
-            "step times are {} ({}), not measured on this GPU",
-            profile.kind, profile.source
-        ));
-    }
     let users_per_card = UsersPerCard::from(&cap);
     let load_sweep = match req.work.sweep_points {
         n if n > 0 && users_per_card.estimate > 0 => {
@@ -207,31 +207,46 @@ fn answer(
         assumptions,
         sensitivity: sens,
         light_load: Some(light),
+        limit: Some(limit),
         profile: Some(profile),
         notes,
         load_sweep,
     })
 }
 
-/// The SLO with one user (one active session), per simulated window.
-fn light_load(planner: &Planner) -> Result<LightLoad> {
-    let light = at_load(planner, 1)?;
-    Ok(LightLoad {
-        slo_met: light.slo_met,
-        windows: light.slo_stats.len(),
-    })
+/// What limited capacity: read at the first load that failed in the first window's search, or
+/// at one user when even one misses the SLO.
+fn limit(planner: &Planner, cap: &Capacity, light: &AtLoad) -> Result<Limit> {
+    let slo = &planner.spec.slo;
+    let max_context = planner.deployment.max_context;
+    if light.slo_met * 2 < light.slo_stats.len() {
+        return diagnose(&light.metrics, 1, slo, max_context);
+    }
+    let first = cap.replications.first();
+    match first.and_then(|r| r.first_fail.map(|f| (r.seed, f))) {
+        Some((seed, users)) => {
+            let m = planner.simulate(users, seed)?.metrics;
+            diagnose(&m, users, slo, max_context)
+        }
+        None => Ok(search_limit(planner.spec.search.max_users)),
+    }
 }
 
 /// What the search and the single-user check say about the answer.
-fn search_notes(planner: &Planner, cap: &Capacity, v: &Verdict, light: LightLoad) -> Vec<String> {
+fn search_notes(
+    planner: &Planner,
+    cap: &Capacity,
+    v: &Verdict,
+    light: LightLoad,
+    limit: &Limit,
+) -> Vec<String> {
     let mut notes = Vec::new();
     let missed = light.windows - light.slo_met;
     if light.slo_met * 2 < light.windows {
         notes.push(format!(
-            "a single active session misses the SLO in {missed} of {} simulated windows: the limit is \
-             per-request latency on this GPU (long prompts or outputs), not load, so more cards do \
-             not help; a faster GPU, a smaller scheme or a looser SLO is needed",
-            light.windows
+            "a single active session misses the SLO in {missed} of {} simulated windows ({}): \
+             the limit is not load, so more cards do not help",
+            light.windows, limit.detail
         ));
     } else if light.slo_met < light.windows {
         notes.push(format!(

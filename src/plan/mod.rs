@@ -7,6 +7,7 @@
 
 pub mod answer;
 pub mod cards;
+pub mod limit;
 pub mod planner;
 pub mod result;
 pub mod search;

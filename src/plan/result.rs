@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::cards::CostEstimate;
+use super::limit::Limit;
 use super::planner::{AtLoad, SweepPoint, Window};
 use super::search::Capacity;
 use super::sensitivity::Sensitivity;
@@ -126,6 +127,8 @@ pub struct PlanResult {
     pub sensitivity: Vec<Sensitivity>,
     /// The SLO at the lightest load (one user, one active session).
     pub light_load: Option<LightLoad>,
+    /// What limited capacity, from the simulation at the first load that failed.
+    pub limit: Option<Limit>,
     pub profile: Option<ProfileInfo>,
     /// Caveats in words.
     pub notes: Vec<String>,

@@ -46,6 +46,15 @@ pub fn verdict_rows(r: &PlanResult) -> Vec<(String, String)> {
             ),
         ));
     }
+    if let Some(l) = &r.limit {
+        let at = if l.at_users > 0 {
+            let users = if l.at_users == 1 { "user" } else { "users" };
+            format!("at {} {users} per card: ", thousands(l.at_users))
+        } else {
+            String::new()
+        };
+        rows.push(("limited by".into(), format!("{at}{}", l.detail)));
+    }
     rows.extend(cards_rows(r));
     rows.extend(cost_rows(r));
     rows

@@ -89,3 +89,49 @@ fn an_unwritable_report_folder_is_refused_before_any_work() {
     assert!(stderr(&o).contains("report"), "{}", stderr(&o));
     let _ = std::fs::remove_dir_all(blocker.parent().unwrap());
 }
+
+fn plan_json(args: &[&str]) -> serde_json::Value {
+    let mut all = vec![
+        "plan",
+        "--window-requests",
+        "100",
+        "--replications",
+        "2",
+        "--json",
+    ];
+    all.extend(args);
+    let o = cardplan(&all);
+    assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    serde_json::from_slice(&o.stdout).expect("JSON")
+}
+
+#[test]
+fn the_limit_named_is_what_the_simulation_saw() {
+    // every prompt (2-8k tokens) is longer than phi-2's 2,048-token context: not latency
+    let v = plan_json(&[
+        "--users",
+        "1000",
+        "--gpu",
+        "rtx3090",
+        "--model",
+        "phi-2",
+        "--scenario",
+        "rag-long",
+    ]);
+    assert_eq!(v["limit"]["cause"], "requests_too_long", "{}", v["limit"]);
+    let notes = v["notes"].to_string();
+    assert!(!notes.contains("latency"), "{notes}");
+    // a card that serves users names the SLO limit it hit first
+    let v = plan_json(&["--users", "5000", "--gpu", "rtx3090"]);
+    let cause = v["limit"]["cause"].as_str().unwrap_or_default().to_string();
+    assert!(
+        [
+            "ttft",
+            "streaming_rate",
+            "ttft_and_streaming_rate",
+            "kv_capacity"
+        ]
+        .contains(&cause.as_str()),
+        "{cause}"
+    );
+}
