@@ -125,7 +125,6 @@ fn does_not_fit(
         cards_needed: None,
         cards_with_spare: None,
         cards_range: None,
-        cards_all_windows: None,
         slo,
         at_load: None,
         cost: None,
@@ -167,8 +166,7 @@ fn answer(
             cards_needed: None,
             cards_with_spare: None,
             cards_range: None,
-            cards_all_windows: None,
-            users_per_card_at_load: None,
+                users_per_card_at_load: None,
         };
     }
     notes.extend(search_notes(planner, &cap, &v, light, &limit));
@@ -200,7 +198,6 @@ fn answer(
         cards_needed: v.cards_needed,
         cards_with_spare: v.cards_with_spare,
         cards_range: v.cards_range,
-        cards_all_windows: v.cards_all_windows,
         slo,
         at_load: at,
         cost: verdict_cost(users, &v, req.price_per_hour, &req.price_source),

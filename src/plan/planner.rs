@@ -178,13 +178,13 @@ pub struct AtLoad {
     pub users: u64,
     /// Users in a session at the peak on each card.
     pub active_sessions: u64,
-    /// Metrics of the first replication's window.
+    /// Metrics of the typical window: the one with the median TTFT tail.
     pub metrics: Metrics,
     /// The SLO numbers of every replication's window.
     pub slo_stats: Vec<SloStats>,
     /// In how many replications the SLO was met.
     pub slo_met: usize,
-    /// KV utilisation over time in the first replication (time s, share of blocks in use).
+    /// KV utilisation over time in the typical window (time s, share of blocks in use).
     #[serde(skip)]
     pub kv_timeline: Vec<(f64, f64)>,
 }
@@ -201,9 +201,12 @@ pub fn at_load(p: &Planner, users: u64) -> Result<AtLoad> {
         .map(|o| slo_stats(&o.metrics, &p.spec.slo))
         .collect::<Result<_>>()?;
     let slo_met = slo_stats.iter().filter(|s| p.spec.slo.met_by(s)).count();
-    let first = outs
-        .into_iter()
-        .next()
+    // the typical window, not the first: the first may be the worst
+    let mut order: Vec<usize> = (0..outs.len()).collect();
+    order.sort_by(|&a, &b| slo_stats[a].ttft_tail_s.total_cmp(&slo_stats[b].ttft_tail_s));
+    let typical = order.get(order.len() / 2).copied();
+    let first = typical
+        .and_then(|i| outs.into_iter().nth(i))
         .ok_or_else(|| Error::Internal("no replication ran".into()))?;
     Ok(AtLoad {
         users,

@@ -116,10 +116,9 @@ pub struct PlanResult {
     pub users_per_card: Option<UsersPerCard>,
     pub cards_needed: Option<u64>,
     pub cards_with_spare: Option<u64>,
-    /// Cards at the high and the low end of the users-per-card interval.
+    /// Cards at the high and the low end of the capacity interval (the second: the conservative
+    /// answer, every card at the low end).
     pub cards_range: Option<(u64, u64)>,
-    /// Cards if sized by the worst simulated peak window's capacity (the conservative answer).
-    pub cards_all_windows: Option<u64>,
     pub slo: SloInfo,
     pub at_load: Option<AtLoad>,
     pub cost: Option<CostEstimate>,

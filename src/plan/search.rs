@@ -2,7 +2,10 @@
 //!
 //! Each replication fixes one seed and bisects over the user count with that seed at every
 //! candidate (common random numbers), so two candidates differ only in load, not in luck.
-//! Replications with different seeds run in parallel and give a confidence interval.
+//! Replications with different seeds run in parallel. Their capacities spread because peak
+//! windows differ (traffic randomness): the estimate is their mean, and the interval says where
+//! the capacity of a peak window falls (a prediction interval), which also bounds where another
+//! run's estimate lands, so a rerun with another seed stays inside the printed interval.
 //!
 //! Bisection only ever compares pass/fail at the same (users, seed) points, so if one pass/fail
 //! rule accepts a subset of what another accepts at every point (a stricter SLO), its result is
@@ -67,13 +70,13 @@ pub struct Replication {
     pub probes: Vec<Probe>,
 }
 
-/// Users per card across replications, with a confidence interval for the mean.
+/// Users per card across replications, with the interval a peak window's capacity falls in.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Capacity {
     /// Mean of the replications' capacities.
     pub estimate: f64,
-    /// Confidence interval of the mean (Student t), clamped at 0. Equal to the estimate with a
-    /// single replication.
+    /// Prediction interval of one peak window's capacity (Student t, `confidence`), clamped at
+    /// 0. Equal to the estimate with a single replication.
     pub low: f64,
     pub high: f64,
     pub confidence: f64,
@@ -191,10 +194,10 @@ where
     Ok(summarise(reps, opts.confidence))
 }
 
-/// Mean and Student-t confidence interval of the replications' capacities.
+/// Mean of the replications' capacities and the interval one window's capacity falls in.
 pub fn summarise(reps: Vec<Replication>, confidence: f64) -> Capacity {
     let xs: Vec<f64> = reps.iter().map(|r| r.capacity as f64).collect();
-    let (estimate, half) = mean_interval(&xs, confidence);
+    let (estimate, half) = prediction_interval(&xs, confidence);
     Capacity {
         estimate,
         low: (estimate - half).max(0.0),
@@ -206,6 +209,14 @@ pub fn summarise(reps: Vec<Replication>, confidence: f64) -> Capacity {
         evaluations: reps.iter().map(|r| r.probes.len()).sum(),
         replications: reps,
     }
+}
+
+/// Mean and half-width of the two-sided `confidence` prediction interval for one more value
+/// (Student t with n − 1 degrees of freedom, `s·√(1 + 1/n)`); half-width 0 for fewer than two.
+pub fn prediction_interval(xs: &[f64], confidence: f64) -> (f64, f64) {
+    let (mean, half) = mean_interval(xs, confidence);
+    let n = xs.len() as f64;
+    (mean, half * (n + 1.0).sqrt())
 }
 
 /// Mean and half-width of the two-sided `confidence` interval of the mean (Student t with
@@ -342,6 +353,18 @@ mod tests {
         assert!((h - 3.182_446 * sd / 2.0).abs() < 1e-4, "{h}");
         assert_eq!(mean_interval(&[5.0], 0.95), (5.0, 0.0));
         assert_eq!(mean_interval(&[5.0, 5.0, 5.0], 0.95), (5.0, 0.0));
+    }
+
+    #[test]
+    fn a_window_falls_in_the_prediction_interval_wider_than_the_mean_s() {
+        // n = 4: the prediction half-width is the mean's times sqrt(n + 1)
+        let xs = [8.0, 10.0, 12.0, 10.0];
+        let (m, h) = mean_interval(&xs, 0.95);
+        let (pm, ph) = prediction_interval(&xs, 0.95);
+        assert_eq!(m, pm);
+        assert!((ph - h * 5f64.sqrt()).abs() < 1e-12, "{ph}");
+        // every value of a sample of one window per seed lies inside it here
+        assert!(xs.iter().all(|x| (pm - ph..=pm + ph).contains(x)));
     }
 
     #[test]

@@ -12,10 +12,9 @@ pub struct Verdict {
     /// Cards at the estimated capacity; `None` when one card serves nobody within the SLO.
     pub cards_needed: Option<u64>,
     pub cards_with_spare: Option<u64>,
-    /// Cards at the high and low ends of the capacity interval.
+    /// Cards at the high and low ends of the capacity interval; the second is the conservative
+    /// answer (every card's capacity at the interval's low end).
     pub cards_range: Option<(u64, u64)>,
-    /// Cards if sized by the worst simulated peak window's capacity: the conservative answer.
-    pub cards_all_windows: Option<u64>,
     /// Users each card carries with `cards_needed` cards.
     pub users_per_card_at_load: Option<u64>,
 }
@@ -29,7 +28,6 @@ pub fn verdict(users: u64, cap: &Capacity) -> Verdict {
         cards_needed: cards,
         cards_with_spare: cards.map(|c| c + 1),
         cards_range: range,
-        cards_all_windows: cards.and(cards_needed(users, cap.min)),
         users_per_card_at_load: cards.map(|c| users_per_card_at(users, c)),
     }
 }

@@ -38,9 +38,9 @@ pub fn verdict_rows(r: &PlanResult) -> Vec<(String, String)> {
         };
         let (est, range) = users_with_interval(u.estimate as f64, u.low as f64, u.high as f64);
         rows.push((
-            "users per card".into(),
+            "capacity per card".into(),
             format!(
-                "{est}{capped} ({}% interval {range}, {} simulated peak windows)",
+                "{est} users{capped} ({}% of peak windows: {range}; mean of {} simulated)",
                 sig_str(u.confidence * 100.0, 2),
                 u.per_replication.len()
             ),
@@ -94,24 +94,30 @@ fn cards_rows(r: &PlanResult) -> Vec<(String, String)> {
             "none is enough: one card misses the SLO even for one user".into(),
         )];
     };
-    let range = match r.cards_range {
-        Some((a, b)) if a != b => format!("; {a}–{b} across the interval"),
-        _ => String::new(),
-    };
-    let mut rows = vec![(
-        "cards needed".into(),
-        format!("{c} ({s} with one spare{range})"),
-    )];
-    if let (Some(all), Some(u)) = (r.cards_all_windows, &r.users_per_card)
-        && all > c
+    let mut rows = vec![("cards needed".into(), format!("{c} ({s} with one spare)"))];
+    if let (Some((_, conservative)), Some(u)) = (r.cards_range, &r.users_per_card)
+        && conservative > c
     {
         rows.push((
             "conservative".into(),
             format!(
-                "{all} cards if sized by the worst of the {} simulated peak windows \
-                 ({} users per card)",
-                u.per_replication.len(),
-                thousands(u.per_replication.iter().copied().min().unwrap_or(0))
+                "{conservative} cards if every card's capacity is at the interval's low end ({} \
+                 users per card)",
+                users_with_interval(u.estimate as f64, u.low as f64, u.high as f64)
+                    .1
+                    .split('–')
+                    .next()
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    if let Some(a) = &r.at_load {
+        rows.push((
+            "load per card".into(),
+            format!(
+                "{} users on each of the {c} cards ({} in a session at the peak)",
+                thousands(a.users),
+                thousands(a.active_sessions)
             ),
         ));
     }
@@ -317,7 +323,7 @@ pub fn terminal(r: &PlanResult) -> String {
     out.push_str(&format!("{t}\n"));
     if let Some(a) = &r.at_load {
         out.push_str(&format!(
-            "\nAt the per-card load: {} users per card, {} in a session at the peak \
+            "\nAt the load each card carries: {} users per card, {} in a session at the peak \
              (SLO met in {} of {} windows)\n",
             thousands(a.users),
             thousands(a.active_sessions),
@@ -325,7 +331,7 @@ pub fn terminal(r: &PlanResult) -> String {
             a.slo_stats.len()
         ));
         let mut t = new_table();
-        t.set_header(vec!["metric", "typical (window 1)", "tail", "SLO / note"]);
+        t.set_header(vec!["metric", "typical window", "tail", "SLO / note"]);
         for row in at_load_rows(r) {
             t.add_row(row);
         }
@@ -514,7 +520,7 @@ fn at_load_section(d: &mut Document, r: &PlanResult) {
         return;
     };
     d.heading(format!(
-        "At the per-card load: {} users per card ({} in a session)",
+        "At the load each card carries: {} users per card ({} in a session)",
         thousands(a.users),
         thousands(a.active_sessions)
     ));
@@ -527,7 +533,7 @@ fn at_load_section(d: &mut Document, r: &PlanResult) {
     d.table(
         vec![
             "metric".into(),
-            "typical (window 1)".into(),
+            "typical window".into(),
             "tail".into(),
             "SLO / note".into(),
         ],
