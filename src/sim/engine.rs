@@ -16,9 +16,9 @@ use crate::step::StepTime;
 /// every scheduling decision.
 pub(crate) fn simulate(cost: &dyn StepTime, cfg: &SimConfig, check: bool) -> Result<SimOutput> {
     match cfg.engine.policy {
-        Policy::ChunkedDecodeFirst => Run::new(cost, cfg, ChunkedDecodeFirst, check).run(),
-        Policy::PrefillFirst => Run::new(cost, cfg, PrefillFirst, check).run(),
-        Policy::Static => Run::new(cost, cfg, Static::default(), check).run(),
+        Policy::ChunkedDecodeFirst => Run::new(cost, cfg, ChunkedDecodeFirst, check)?.run(),
+        Policy::PrefillFirst => Run::new(cost, cfg, PrefillFirst, check)?.run(),
+        Policy::Static => Run::new(cost, cfg, Static::default(), check)?.run(),
     }
 }
 
@@ -84,14 +84,14 @@ enum Flow {
 }
 
 impl<'a, S: Scheduler> Run<'a, S> {
-    fn new(cost: &'a dyn StepTime, cfg: &'a SimConfig, sched: S, check: bool) -> Self {
-        let mut sources = Sources::new(&cfg.load, &cfg.scenario, cfg.max_context, cfg.seed);
+    fn new(cost: &'a dyn StepTime, cfg: &'a SimConfig, sched: S, check: bool) -> Result<Self> {
+        let mut sources = Sources::new(&cfg.load, &cfg.scenario, cfg.max_context, cfg.seed)?;
         let mut events = EventQueue::default();
         for (t, source) in sources.initial_events() {
             events.push(t, EventKind::Send { source });
         }
         let warmup = Nanos::from_secs(cfg.warmup_s);
-        Run {
+        Ok(Run {
             srv: Server::new::<S>(cost, cfg),
             sched,
             sources,
@@ -101,7 +101,7 @@ impl<'a, S: Scheduler> Run<'a, S> {
             now: Nanos::ZERO,
             busy_until: None,
             check,
-        }
+        })
     }
 
     fn run(mut self) -> Result<SimOutput> {

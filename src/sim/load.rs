@@ -1,6 +1,7 @@
 //! Load generators: closed-loop clients, an open-loop arrival process, a population of users in
 //! sessions, or a recorded trace. Each source draws from its own random stream.
 
+use rand_distr::Gamma;
 use serde::{Serialize, Serializer};
 
 use super::rng::Rng;
@@ -106,9 +107,9 @@ enum Kind<'a> {
     Open {
         gaps: Rng,
         lengths: Rng,
-        /// Mean gap in seconds and gamma shape.
-        mean_gap: f64,
-        shape: f64,
+        /// Gaps between arrivals, seconds: gamma with the rate's mean and the burstiness as
+        /// shape (shape 1 is exponential: Poisson arrivals).
+        gap: Gamma<f64>,
         t: f64,
     },
     Users {
@@ -129,7 +130,12 @@ struct Slot {
 }
 
 impl<'a> Sources<'a> {
-    pub fn new(load: &'a Load, scenario: &'a Scenario, max_context: u32, seed: u64) -> Self {
+    pub fn new(
+        load: &'a Load,
+        scenario: &'a Scenario,
+        max_context: u32,
+        seed: u64,
+    ) -> Result<Self> {
         let kind = match load {
             Load::Concurrency(n) => Kind::Closed {
                 clients: (0..u64::from(*n))
@@ -139,8 +145,9 @@ impl<'a> Sources<'a> {
             Load::Rate { rate, burstiness } => Kind::Open {
                 gaps: Rng::stream(seed, 0),
                 lengths: Rng::stream(seed, 1),
-                mean_gap: 1.0 / rate,
-                shape: *burstiness,
+                gap: Gamma::new(*burstiness, 1.0 / rate / burstiness).map_err(|e| {
+                    Error::BadInput(format!("--rate {rate} with --burstiness {burstiness}: {e}"))
+                })?,
                 t: 0.0,
             },
             Load::Users(n) => Kind::Users {
@@ -162,11 +169,11 @@ impl<'a> Sources<'a> {
                 next: 0,
             },
         };
-        Sources {
+        Ok(Sources {
             scenario,
             max_context,
             kind,
-        }
+        })
     }
 
     /// The first event of every source: (time ns, source).
@@ -216,18 +223,12 @@ impl<'a> Sources<'a> {
             Kind::Open {
                 gaps,
                 lengths,
-                mean_gap,
-                shape,
+                gap,
                 t,
             } => {
                 let prompt = sc.prompt_tokens.sample_count(lengths);
                 let output = sc.output_tokens.sample_count(lengths);
-                let gap = if *shape == 1.0 {
-                    gaps.exp1() * *mean_gap
-                } else {
-                    gaps.gamma(*shape) * *mean_gap / *shape
-                };
-                *t += gap;
+                *t += gaps.sample(gap);
                 Arrival {
                     prompt,
                     output,
