@@ -23,8 +23,10 @@ const EXAMPLES: &str = "Examples:
   cardplan plan --users 5000 --gpu rtx3090 --active-share 0.2 --price-per-hour 0.35
 
 The SLO defaults to the scenario's (chat: 95% of requests at >= 10 tok/s, TTFT p95 <= 2 s).
-Users per card is the mean over several simulated peak windows (--replications) with a 95%
-interval; cards needed = ceil(users / users per card); cost = cards x price x 730 h/month.";
+Capacity per card is the mean over simulated peak windows (--replications, each
+--window-requests long); the 95% interval is where one peak window's capacity falls, and its
+low end gives the conservative card count. Cards needed = ceil(users / capacity); cost = cards x
+price x 730 h/month.";
 
 /// Flags shared by `plan` and `whatif`: scenario, SLO, engine and search settings.
 #[derive(Debug, Clone, Args)]
@@ -53,12 +55,13 @@ pub struct PlanOptions {
     /// Seed of the first simulated window; the same seed gives the same numbers.
     #[arg(long, value_name = "SEED", default_value_t = 1)]
     pub seed: u64,
-    /// Simulated peak windows (different seeds) behind the interval.
-    #[arg(long, value_name = "N", default_value_t = 10)]
+    /// Simulated peak windows (different seeds), 1 to 64: the estimate is their mean capacity.
+    #[arg(long, value_name = "N", default_value_t = 12)]
     pub replications: usize,
     /// Requests measured in each simulated peak window after the warm-up, 10 to 100,000: the
     /// same statistical precision at every load.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
+    /// (4,000 by default, so that reruns with other seeds agree within a few per cent).
+    #[arg(long, value_name = "N", default_value_t = 4000)]
     pub window_requests: u64,
     /// Measure a fixed time instead: requests sent in this many seconds after the warm-up.
     #[arg(long, value_name = "SECONDS", conflicts_with = "window_requests")]

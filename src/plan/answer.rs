@@ -166,7 +166,7 @@ fn answer(
             cards_needed: None,
             cards_with_spare: None,
             cards_range: None,
-                users_per_card_at_load: None,
+            users_per_card_at_load: None,
         };
     }
     notes.extend(search_notes(planner, &cap, &v, light, &limit));

@@ -203,7 +203,11 @@ pub fn at_load(p: &Planner, users: u64) -> Result<AtLoad> {
     let slo_met = slo_stats.iter().filter(|s| p.spec.slo.met_by(s)).count();
     // the typical window, not the first: the first may be the worst
     let mut order: Vec<usize> = (0..outs.len()).collect();
-    order.sort_by(|&a, &b| slo_stats[a].ttft_tail_s.total_cmp(&slo_stats[b].ttft_tail_s));
+    order.sort_by(|&a, &b| {
+        slo_stats[a]
+            .ttft_tail_s
+            .total_cmp(&slo_stats[b].ttft_tail_s)
+    });
     let typical = order.get(order.len() / 2).copied();
     let first = typical
         .and_then(|i| outs.into_iter().nth(i))
