@@ -135,3 +135,34 @@ fn the_limit_named_is_what_the_simulation_saw() {
         "{cause}"
     );
 }
+
+#[test]
+fn the_interval_holds_a_rerun_and_the_conservative_figure_is_its_low_end() {
+    let runs: Vec<serde_json::Value> = ["1", "2", "3", "4"]
+        .iter()
+        .map(|seed| {
+            let mut all = vec!["plan", "--window-requests", "500", "--replications", "6"];
+            all.extend([
+                "--json", "--users", "5000", "--gpu", "rtx3090", "--seed", seed,
+            ]);
+            let o = cardplan(&all);
+            assert!(o.status.success(), "{}", stderr(&o));
+            serde_json::from_slice(&o.stdout).expect("JSON")
+        })
+        .collect();
+    let u = |v: &serde_json::Value, k: &str| v["users_per_card"][k].as_f64().unwrap();
+    for a in &runs {
+        for b in &runs {
+            let e = u(b, "estimate");
+            assert!(
+                u(a, "low") <= e && e <= u(a, "high"),
+                "estimate {e} outside {}–{}",
+                u(a, "low"),
+                u(a, "high")
+            );
+        }
+        let conservative = a["cards_range"][1].as_u64().unwrap();
+        assert_eq!(conservative, (5000f64 / u(a, "low")).ceil() as u64);
+        assert!(conservative >= a["cards_needed"].as_u64().unwrap());
+    }
+}
