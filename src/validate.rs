@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::catalog::{self, engine::EnginePreset, quant::KvDtype};
 use crate::deploy::{Deployment, Target};
 use crate::error::{Error, Result};
-use crate::sim::{self, Load, Metrics, Scenario, Stop, TraceLoad, TraceRequest};
+use crate::sim::{self, LatencySummary, Load, Metrics, Scenario, Stop, TraceLoad, TraceRequest};
 
 /// Embedded validation sets: (file name, YAML text).
 pub const SETS: &[(&str, &str)] = &[
@@ -232,16 +232,17 @@ fn predicted(want: &Observed, m: &Metrics) -> Observed {
             p01: w.p01.map(|_| p01),
         })
     };
+    // a figure nothing was measured for is NaN: it shows as an error, never as a match
+    let lat = |s: Option<LatencySummary>| s.map_or((f64::NAN, f64::NAN), |s| (s.mean, s.p50));
+    let (e2e, ttft) = (lat(m.e2e_s), lat(m.ttft_ms));
+    let rate = m
+        .request_tok_s
+        .map_or((f64::NAN, f64::NAN, f64::NAN), |r| (r.mean, r.p50, r.p01));
     Observed {
         requests_per_s: want.requests_per_s.map(|_| m.requests_per_s),
-        e2e_s: stat(want.e2e_s, m.e2e_s.mean, m.e2e_s.p50, f64::NAN),
-        ttft_ms: stat(want.ttft_ms, m.ttft_ms.mean, m.ttft_ms.p50, f64::NAN),
-        request_tok_s: stat(
-            want.request_tok_s,
-            m.request_tok_s.mean,
-            m.request_tok_s.p50,
-            m.request_tok_s.p01,
-        ),
+        e2e_s: stat(want.e2e_s, e2e.0, e2e.1, f64::NAN),
+        ttft_ms: stat(want.ttft_ms, ttft.0, ttft.1, f64::NAN),
+        request_tok_s: stat(want.request_tok_s, rate.0, rate.1, rate.2),
     }
 }
 

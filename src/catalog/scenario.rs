@@ -61,13 +61,39 @@ pub struct Scenario {
     pub client_gap_s: Option<Dist>,
 }
 
+/// Which per-request rate an SLO holds to its tokens/s limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RateMetric {
+    /// Tokens after the first over the time after the first (1 / TPOT): the rate a reader sees
+    /// once the answer streams, whatever its length. "≥ 10 tokens/s each" means this.
+    #[default]
+    Streaming,
+    /// Output tokens over the whole request, first token included (Backprop's "tokens per
+    /// second"): short answers score low because TTFT weighs on them.
+    EndToEnd,
+}
+
+impl RateMetric {
+    /// The rate in words, for SLO sentences.
+    pub fn describe(self) -> &'static str {
+        match self {
+            RateMetric::Streaming => "stream at",
+            RateMetric::EndToEnd => "get, over their whole request,",
+        }
+    }
+}
+
 /// The service-level objective a scenario proposes: the share of requests that must stream fast
 /// enough, and TTFT. `cardplan plan` builds its own `plan::slo::Slo` from it, flags overriding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioSlo {
-    /// Tokens/s each request must at least stream at (output tokens / E2E).
+    /// Tokens/s each request must at least get, by `rate`.
     pub min_request_tok_s: f64,
+    /// Which rate: `streaming` (default) or `end-to-end`.
+    #[serde(default)]
+    pub rate: RateMetric,
     /// Percentile of the per-request rate that must meet `min_request_tok_s` (5 → p05).
     pub request_tok_s_percentile: f64,
     /// Upper bound on the TTFT p95, seconds.

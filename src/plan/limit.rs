@@ -144,14 +144,16 @@ mod tests {
             requests: 100,
             rejected: 0,
             unfinished: 0,
+            overloaded: false,
             output_tokens: 10_000,
             prompt_tokens: 10_000,
             duration_s: 100.0,
-            ttft_ms: lat(500.0),
-            tpot_ms: lat(30.0),
-            itl_ms: lat(30.0),
-            e2e_s: lat(3.0),
-            request_tok_s: rate(30.0),
+            ttft_ms: Some(lat(500.0)),
+            tpot_ms: Some(lat(30.0)),
+            itl_ms: Some(lat(30.0)),
+            e2e_s: Some(lat(3.0)),
+            request_tok_s: Some(rate(30.0)),
+            stream_tok_s: Some(rate(33.0)),
             output_tok_s: 100.0,
             requests_per_s: 1.0,
             preemptions: 0,
@@ -177,13 +179,14 @@ mod tests {
         let mut m = metrics();
         m.preemptions = 40;
         assert_eq!(cause(&m), Cause::KvCapacity);
+        let slow_ttft = |m: &mut Metrics| m.ttft_ms.iter_mut().for_each(|t| t.p95 = 4000.0);
         let mut m = metrics();
-        m.ttft_ms.p95 = 4000.0;
+        slow_ttft(&mut m);
         assert_eq!(cause(&m), Cause::Ttft);
         let mut m = metrics();
-        m.request_tok_s.p05 = 4.0;
+        m.stream_tok_s.iter_mut().for_each(|r| r.p05 = 4.0);
         assert_eq!(cause(&m), Cause::StreamingRate);
-        m.ttft_ms.p95 = 4000.0;
+        slow_ttft(&mut m);
         assert_eq!(cause(&m), Cause::TtftAndStreamingRate);
     }
 

@@ -6,7 +6,10 @@ use super::format::{
     percent, seconds, sig_str, thousands, tok_s, usd, usd_per_hour, users_with_interval,
 };
 use super::table::new_table;
+use crate::catalog::scenario::RateMetric;
 use crate::plan::result::PlanResult;
+use crate::plan::slo::judged_rate;
+use crate::sim::LatencySummary;
 
 /// One line: what was asked.
 pub fn headline(r: &PlanResult) -> String {
@@ -155,49 +158,40 @@ pub fn at_load_rows(r: &PlanResult) -> Vec<Vec<String>> {
     // The SLO columns summarise every window: the median tail value, its range, and in how
     // many windows the limit held. The other rows describe the first window.
     let n = a.slo_stats.len();
-    // "13.1 tok/s (windows 11.9–14.2)": the median over windows, then the range.
-    let spread = |mut v: Vec<f64>, unit: &str| -> String {
-        v.retain(|x| x.is_finite());
-        v.sort_by(f64::total_cmp);
-        let f = |x: f64| sig_str(x, 3);
-        match v.len() {
-            0 => "n/a".into(),
-            1 => format!("{} {unit}", f(v[0])),
-            k => format!(
-                "{} {unit} (windows {}–{})",
-                f(crate::plan::slo::quantile_sorted(&v, 0.5)),
-                f(v[0]),
-                f(v[k - 1])
-            ),
-        }
-    };
     let rates: Vec<f64> = a.slo_stats.iter().map(|s| s.tok_s_tail).collect();
     let ttfts: Vec<f64> = a.slo_stats.iter().map(|s| s.ttft_tail_s).collect();
     let rate_ok = rates.iter().filter(|&&x| x >= slo.tok_s).count();
     let ttft_ok = ttfts.iter().filter(|&&x| x <= slo.ttft_s).count();
+    let lat = or_dash::<LatencySummary>;
+    let rate_name = match slo.rate {
+        RateMetric::Streaming => "streaming rate",
+        RateMetric::EndToEnd => "per-request rate (end to end)",
+    };
     vec![
         vec![
-            "per-request rate".into(),
-            format!("p50 {}", tok_s(m.request_tok_s.p50)),
+            rate_name.into(),
+            or_dash(judged_rate(m, slo.rate), &|q| {
+                format!("p50 {}", tok_s(q.p50))
+            }),
             format!("{lo_l} {}", spread(rates, "tok/s")),
             format!(">= {}: met in {rate_ok} of {n}", tok_s(slo.tok_s)),
         ],
         vec![
             "time to first token".into(),
-            format!("p50 {}", seconds(m.ttft_ms.p50 / 1000.0)),
+            lat(m.ttft_ms, &|t| format!("p50 {}", seconds(t.p50 / 1000.0))),
             format!("{hi_l} {}", spread(ttfts, "s")),
             format!("<= {}: met in {ttft_ok} of {n}", seconds(slo.ttft_s)),
         ],
         vec![
             "time per output token".into(),
-            format!("p50 {}", seconds(m.tpot_ms.p50 / 1000.0)),
-            format!("p95 {}", seconds(m.tpot_ms.p95 / 1000.0)),
+            lat(m.tpot_ms, &|t| format!("p50 {}", seconds(t.p50 / 1000.0))),
+            lat(m.tpot_ms, &|t| format!("p95 {}", seconds(t.p95 / 1000.0))),
             String::new(),
         ],
         vec![
             "end-to-end latency".into(),
-            format!("p50 {}", seconds(m.e2e_s.p50)),
-            format!("p95 {}", seconds(m.e2e_s.p95)),
+            lat(m.e2e_s, &|t| format!("p50 {}", seconds(t.p50))),
+            lat(m.e2e_s, &|t| format!("p95 {}", seconds(t.p95))),
             String::new(),
         ],
         vec![
@@ -221,6 +215,28 @@ pub fn at_load_rows(r: &PlanResult) -> Vec<Vec<String>> {
             ),
         ],
     ]
+}
+
+/// "13.1 tok/s (windows 11.9–14.2)": the median over windows, then the range.
+fn spread(mut v: Vec<f64>, unit: &str) -> String {
+    v.retain(|x| x.is_finite());
+    v.sort_by(f64::total_cmp);
+    let f = |x: f64| sig_str(x, 3);
+    match v.len() {
+        0 => "n/a".into(),
+        1 => format!("{} {unit}", f(v[0])),
+        k => format!(
+            "{} {unit} (windows {}–{})",
+            f(crate::plan::slo::quantile_sorted(&v, 0.5)),
+            f(v[0]),
+            f(v[k - 1])
+        ),
+    }
+}
+
+/// A summary in words, or "–" when nothing was measured (never a 0 that reads as data).
+fn or_dash<T>(s: Option<T>, f: &dyn Fn(T) -> String) -> String {
+    s.map_or_else(|| "–".to_string(), f)
 }
 
 /// Sensitivity rows: change, users per card, relative.
@@ -405,7 +421,9 @@ pub fn load_charts(r: &PlanResult) -> Vec<(String, ChartSpec)> {
         x_label: "users per card".into(),
         y_label: "output tokens/s per request".into(),
         series: vec![
-            series("p50".into(), &|m| m.request_tok_s.p50),
+            series("p50".into(), &|m| {
+                judged_rate(m, slo.rate).map_or(f64::NAN, |r| r.p50)
+            }),
             series(format!("{lo_l} (slow tail)"), &pick_rate),
         ],
         hlines: vec![RefLine {
@@ -420,7 +438,9 @@ pub fn load_charts(r: &PlanResult) -> Vec<(String, ChartSpec)> {
         x_label: "users per card".into(),
         y_label: "time to first token (s)".into(),
         series: vec![
-            series("p50".into(), &|m| m.ttft_ms.p50 / 1000.0),
+            series("p50".into(), &|m| {
+                m.ttft_ms.map_or(f64::NAN, |t| t.p50 / 1000.0)
+            }),
             series(hi_l.clone(), &pick_ttft),
         ],
         hlines: vec![RefLine {

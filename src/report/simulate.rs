@@ -8,8 +8,9 @@ use comfy_table::Table;
 
 use super::table::new_table;
 use crate::catalog::engine::EnginePreset;
+use crate::catalog::scenario::RateMetric;
 use crate::cost::ProfileInfo;
-use crate::sim::{self, Load, LoadStats, Metrics, Scenario, Stop};
+use crate::sim::{LatencySummary, Load, LoadStats, Metrics, Scenario, Stop};
 
 /// Everything `simulate --json` prints: the inputs, then the metrics.
 #[derive(Serialize)]
@@ -71,11 +72,23 @@ pub fn terminal(r: &SimView<'_>) -> String {
     let _ = writeln!(out, "{}", rate_table(m));
     let _ = writeln!(out, "{}", counts_table(m));
     let _ = writeln!(out, "measured: {}", m.measured);
+    if m.overloaded {
+        let _ = writeln!(
+            out,
+            "OVERLOADED: {} of the measured requests finished; {} were still running when simulated \
+             time ran out: the server cannot keep up with this load",
+            m.requests, m.unfinished
+        );
+    }
     let _ = writeln!(
         out,
-        "quantiles within {:.1}% (log-bucketed sketch); SLO of {}: p{:02.0} >= {} tok/s, TTFT p95 <= {} s",
+        "quantiles within {:.1}% (log-bucketed sketch); SLO of {}: {} rate p{:02.0} >= {} tok/s, TTFT p95 <= {} s",
         m.quantile_relative_error * 100.0,
         r.scenario.key,
+        match r.scenario.slo.rate {
+            RateMetric::Streaming => "streaming",
+            RateMetric::EndToEnd => "end-to-end",
+        },
         r.scenario.slo.request_tok_s_percentile,
         r.scenario.slo.min_request_tok_s,
         r.scenario.slo.ttft_p95_s
@@ -83,30 +96,32 @@ pub fn terminal(r: &SimView<'_>) -> String {
     out
 }
 
-/// TTFT, TPOT, ITL and E2E, all in milliseconds.
+/// TTFT, TPOT, ITL and E2E, all in milliseconds; "–" where nothing was measured.
 fn latency_table(m: &Metrics) -> Table {
     let mut t = new_table();
     t.set_header(vec!["metric", "mean", "p50", "p90", "p95", "p99", "max"]);
-    let mut row = |name: &str, s: &sim::LatencySummary, scale: f64| {
-        let f = |v: f64| format!("{:.1}", v * scale);
-        t.add_row(vec![
-            name.to_string(),
-            f(s.mean),
-            f(s.p50),
-            f(s.p90),
-            f(s.p95),
-            f(s.p99),
-            f(s.max),
-        ]);
+    let mut row = |name: &str, s: Option<LatencySummary>, scale: f64| {
+        let cells = match s {
+            Some(s) => [s.mean, s.p50, s.p90, s.p95, s.p99, s.max]
+                .map(|v| format!("{:.1}", v * scale))
+                .to_vec(),
+            None => vec!["–".to_string(); 6],
+        };
+        t.add_row(
+            std::iter::once(name.to_string())
+                .chain(cells)
+                .collect::<Vec<_>>(),
+        );
     };
-    row("TTFT (ms)", &m.ttft_ms, 1.0);
-    row("TPOT (ms)", &m.tpot_ms, 1.0);
-    row("ITL (ms)", &m.itl_ms, 1.0);
-    row("E2E (ms)", &m.e2e_s, 1e3);
+    row("TTFT (ms)", m.ttft_ms, 1.0);
+    row("TPOT (ms)", m.tpot_ms, 1.0);
+    row("ITL (ms)", m.itl_ms, 1.0);
+    row("E2E (ms)", m.e2e_s, 1e3);
     t
 }
 
-/// The per-request rate with its slow tail.
+/// The per-request rates with their slow tails: streaming (after the first token) and end to
+/// end (output / E2E, Backprop's).
 fn rate_table(m: &Metrics) -> Table {
     let mut t = new_table();
     t.set_header(vec![
@@ -118,17 +133,22 @@ fn rate_table(m: &Metrics) -> Table {
         "p01",
         "min",
     ]);
-    let q = &m.request_tok_s;
-    let f = |v: f64| format!("{v:.2}");
-    t.add_row(vec![
-        "output tokens / E2E".to_string(),
-        f(q.mean),
-        f(q.p50),
-        f(q.p10),
-        f(q.p05),
-        f(q.p01),
-        f(q.min),
-    ]);
+    for (name, q) in [
+        ("streaming (after the first token)", m.stream_tok_s),
+        ("output tokens / E2E", m.request_tok_s),
+    ] {
+        let cells = match q {
+            Some(q) => [q.mean, q.p50, q.p10, q.p05, q.p01, q.min]
+                .map(|v| format!("{v:.2}"))
+                .to_vec(),
+            None => vec!["–".to_string(); 6],
+        };
+        t.add_row(
+            std::iter::once(name.to_string())
+                .chain(cells)
+                .collect::<Vec<_>>(),
+        );
+    }
     t
 }
 

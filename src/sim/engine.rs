@@ -22,6 +22,9 @@ pub(crate) fn simulate(cost: &dyn StepTime, cfg: &SimConfig, check: bool) -> Res
     }
 }
 
+/// The last instant anything may happen: events at the horizon are never handled.
+const LAST_INSTANT: Nanos = Nanos(Nanos::HORIZON.0 - 1);
+
 /// When sending stops and what is measured.
 #[derive(Debug, Clone, Copy)]
 enum StopRule {
@@ -129,7 +132,7 @@ impl<'a, S: Scheduler> Run<'a, S> {
             if self.busy_until.is_none() {
                 self.now = horizon;
             }
-            while let Some(ev) = self.events.pop_due(horizon) {
+            while let Some(ev) = self.events.pop_due(horizon.min(LAST_INSTANT)) {
                 self.srv.hold(ev.at);
                 match ev.kind {
                     EventKind::Send { source } => self.send(ev.at, source)?,
@@ -199,6 +202,7 @@ impl<'a, S: Scheduler> Run<'a, S> {
         let drained = self.srv.rec.traffic.outstanding == 0;
         (sent_all && drained && (self.now >= self.warmup || exhausted))
             || self.stop.past_limit(self.now)
+            || self.now >= Nanos::HORIZON
     }
 
     /// Plan and start the next step at `now`; `Stop` when nothing will ever run again.

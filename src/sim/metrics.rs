@@ -1,7 +1,11 @@
 //! Request metrics with the definitions of vLLM's benchmark (`vllm bench serve`):
 //! TTFT = send → first token; TPOT = (E2E − TTFT)/(output − 1), requests with one output token
 //! excluded; ITL = every gap between consecutive tokens of a request; E2E = send → last token;
-//! per-request rate = output tokens / E2E (Backprop's "tokens per second").
+//! per-request rate = output tokens / E2E (Backprop's "tokens per second"); streaming rate =
+//! tokens after the first / time after the first (= 1 / TPOT: what a reader of the stream
+//! sees once it has started; requests with one output token have none).
+//!
+//! A summary of no values is absent (`None`, `null` in JSON), never zeros that read as data.
 //!
 //! Everything is aggregated in [`Sketch`]es: bounded memory, no record per request.
 
@@ -24,8 +28,9 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
-    pub fn of(s: &Sketch, scale: f64) -> LatencySummary {
-        LatencySummary {
+    /// The summary of `s` scaled by `scale`; `None` when `s` holds no value.
+    pub fn of(s: &Sketch, scale: f64) -> Option<LatencySummary> {
+        (s.count() > 0).then(|| LatencySummary {
             mean: s.mean() * scale,
             p50: s.quantile(0.50) * scale,
             p90: s.quantile(0.90) * scale,
@@ -34,7 +39,7 @@ impl LatencySummary {
             min: s.min() * scale,
             max: s.max() * scale,
             count: s.count(),
-        }
+        })
     }
 }
 
@@ -52,8 +57,9 @@ pub struct RateSummary {
 }
 
 impl RateSummary {
-    pub fn of(s: &Sketch) -> RateSummary {
-        RateSummary {
+    /// The summary of `s`; `None` when `s` holds no value.
+    pub fn of(s: &Sketch) -> Option<RateSummary> {
+        (s.count() > 0).then(|| RateSummary {
             mean: s.mean(),
             p50: s.quantile(0.50),
             p10: s.quantile(0.10),
@@ -61,7 +67,7 @@ impl RateSummary {
             p01: s.quantile(0.01),
             min: s.min(),
             count: s.count(),
-        }
+        })
     }
 }
 
@@ -75,17 +81,23 @@ pub struct Metrics {
     pub rejected: u64,
     /// Measured requests still running when the simulation hit its time limit (0 normally).
     pub unfinished: u64,
+    /// The server could not keep up: measured requests were still running, or were never sent,
+    /// when simulated time ran out.
+    pub overloaded: bool,
     /// Output tokens of the completed measured requests.
     pub output_tokens: u64,
     /// Prompt tokens sent by the completed measured requests (history included for sessions).
     pub prompt_tokens: u64,
     /// Makespan: first measured send → last measured token, seconds.
     pub duration_s: f64,
-    pub ttft_ms: LatencySummary,
-    pub tpot_ms: LatencySummary,
-    pub itl_ms: LatencySummary,
-    pub e2e_s: LatencySummary,
-    pub request_tok_s: RateSummary,
+    pub ttft_ms: Option<LatencySummary>,
+    pub tpot_ms: Option<LatencySummary>,
+    pub itl_ms: Option<LatencySummary>,
+    pub e2e_s: Option<LatencySummary>,
+    /// Output tokens / E2E per request (Backprop's "tokens per second").
+    pub request_tok_s: Option<RateSummary>,
+    /// Tokens after the first / time after the first, per request with more than one token.
+    pub stream_tok_s: Option<RateSummary>,
     /// Output tokens / makespan.
     pub output_tok_s: f64,
     /// Completed requests / makespan.

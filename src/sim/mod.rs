@@ -111,6 +111,7 @@ pub struct Sketches {
     pub itl_ms: sketch::Sketch,
     pub e2e_s: sketch::Sketch,
     pub request_tok_s: sketch::Sketch,
+    pub stream_tok_s: sketch::Sketch,
 }
 
 /// Upper bound on the number of samples in a timeline.

@@ -22,7 +22,20 @@ pub(crate) fn sim_output(rec: Recorder, cfg: &SimConfig, end: &RunEnd) -> SimOut
         traffic,
     } = rec;
     let measured = describe_measurement(cfg, traffic.measured_sent);
-    let metrics = metrics(&outcomes, &occupancy, traffic.outstanding, end, measured);
+    let unsent = match cfg.stop {
+        Stop::Requests(k) => {
+            k.saturating_sub(traffic.measured_sent) > 0 && end.at >= Nanos::HORIZON
+        }
+        Stop::Duration(_) => false,
+    };
+    let mut metrics = metrics(&outcomes, &occupancy, traffic.outstanding, end, measured);
+    metrics.overloaded = traffic.outstanding > 0 || unsent;
+    if unsent {
+        metrics.measured = format!(
+            "{}; simulated time ran out (146 years) before all requests were sent",
+            metrics.measured
+        );
+    }
     let (kv_timeline, queue_timeline) = occupancy.timeline.finish();
     let window_s = match cfg.stop {
         Stop::Duration(d) => d,
@@ -50,6 +63,7 @@ pub(crate) fn sim_output(rec: Recorder, cfg: &SimConfig, end: &RunEnd) -> SimOut
         itl_ms: std::mem::take(&mut outcomes.itl),
         e2e_s: std::mem::take(&mut outcomes.e2e),
         request_tok_s: std::mem::take(&mut outcomes.rate),
+        stream_tok_s: std::mem::take(&mut outcomes.stream),
     };
     SimOutput {
         metrics,
@@ -84,6 +98,7 @@ fn metrics(
         requests: o.requests,
         rejected: o.rejected,
         unfinished,
+        overloaded: unfinished > 0,
         output_tokens: o.output_tokens,
         prompt_tokens: o.prompt_tokens,
         duration_s,
@@ -92,6 +107,7 @@ fn metrics(
         itl_ms: LatencySummary::of(&o.itl, 1.0),
         e2e_s: LatencySummary::of(&o.e2e, 1.0),
         request_tok_s: RateSummary::of(&o.rate),
+        stream_tok_s: RateSummary::of(&o.stream),
         output_tok_s: per_s(o.output_tokens as f64),
         requests_per_s: per_s(o.requests as f64),
         preemptions: o.preemptions,

@@ -15,6 +15,7 @@ pub(crate) struct Outcomes {
     pub itl: Sketch,
     pub e2e: Sketch,
     pub rate: Sketch,
+    pub stream: Sketch,
     pub requests: u64,
     pub rejected: u64,
     pub output_tokens: u64,
@@ -32,7 +33,11 @@ impl Outcomes {
         self.ttft.add(ttft * 1e3);
         self.e2e.add(e2e);
         if output > 1 {
-            self.tpot.add((e2e - ttft) / f64::from(output - 1) * 1e3);
+            let tpot = (e2e - ttft) / f64::from(output - 1);
+            self.tpot.add(tpot * 1e3);
+            if tpot > 0.0 {
+                self.stream.add(1.0 / tpot);
+            }
         }
         if e2e > 0.0 {
             self.rate.add(f64::from(output) / e2e);

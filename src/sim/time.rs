@@ -11,11 +11,16 @@ pub(crate) struct Nanos(pub u64);
 
 impl Nanos {
     pub const ZERO: Nanos = Nanos(0);
+    /// The end of simulated time (2^62 ns, about 146 years): nothing happens at or after it,
+    /// and time arithmetic stops here instead of overflowing, so a run whose load reaches
+    /// beyond it ends there and says what was left undone.
+    pub const HORIZON: Nanos = Nanos(1 << 62);
 
-    /// Seconds to the nearest nanosecond; negative and NaN inputs give zero.
+    /// Seconds to the nearest nanosecond, at most [`Nanos::HORIZON`]; negative and NaN inputs
+    /// give zero.
     #[inline]
     pub fn from_secs(s: f64) -> Nanos {
-        Nanos((s * 1e9).round().max(0.0) as u64)
+        Nanos(((s * 1e9).round().max(0.0) as u64).min(Self::HORIZON.0))
     }
 
     #[inline]
@@ -34,11 +39,12 @@ impl Nanos {
     }
 }
 
+/// A later time, never past [`Nanos::HORIZON`].
 impl Add for Nanos {
     type Output = Nanos;
     #[inline]
     fn add(self, rhs: Nanos) -> Nanos {
-        Nanos(self.0 + rhs.0)
+        Nanos(self.0.saturating_add(rhs.0).min(Self::HORIZON.0))
     }
 }
 
@@ -64,5 +70,8 @@ mod tests {
         assert_eq!(Nanos(2_500_000).millis(), 2.5);
         assert_eq!(Nanos(7) - Nanos(3) + Nanos(1), Nanos(5));
         assert_eq!(Nanos(3).saturating_sub(Nanos(7)), Nanos::ZERO);
+        // the clock stops at the horizon instead of wrapping
+        assert_eq!(Nanos::from_secs(1e30), Nanos::HORIZON);
+        assert_eq!(Nanos::HORIZON + Nanos(u64::MAX), Nanos::HORIZON);
     }
 }

@@ -166,3 +166,89 @@ fn the_interval_holds_a_rerun_and_the_conservative_figure_is_its_low_end() {
         assert!(conservative >= a["cards_needed"].as_u64().unwrap());
     }
 }
+
+#[test]
+fn short_answers_are_judged_on_their_streaming_rate() {
+    // 8-token answers after a 3,000-token prompt: ~7 tok/s end to end on an RTX 3090 (TTFT weighs
+    // on them), ~45 tok/s once streaming; the SLO's ">= 10 tok/s each" is the streaming rate
+    let dir = crate::common::temp_dir("short-answers");
+    let path = dir.join("short.yaml");
+    let chat = include_str!("../../scenarios/chat.yaml");
+    let text = chat
+        .lines()
+        .map(|l| {
+            if l.starts_with("key:") {
+                "key: short-answers".to_string()
+            } else if l.starts_with("prompt_tokens:") {
+                "prompt_tokens: { dist: fixed, value: 3000 }".to_string()
+            } else if l.starts_with("output_tokens:") {
+                "output_tokens: { dist: fixed, value: 8 }".to_string()
+            } else if l.trim_start().starts_with("context_growth:") {
+                "  context_growth: false".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&path, text).unwrap();
+    let scenario = path.to_str().unwrap();
+    let v = plan_json(&[
+        "--users",
+        "1000",
+        "--gpu",
+        "rtx3090",
+        "--scenario",
+        scenario,
+    ]);
+    let served = v["users_per_card"]["estimate"].as_u64().unwrap();
+    assert!(served > 0, "{}", v["limit"]);
+    assert_eq!(v["slo"]["rate"], "streaming");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn nothing_completed_gives_no_latency_numbers_and_says_overloaded() {
+    let o = cardplan(&[
+        "simulate",
+        "--gpu",
+        "rtx3090",
+        "--users",
+        "1000000",
+        "--duration",
+        "60",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["requests"], 0);
+    assert_eq!(v["overloaded"], true);
+    for k in [
+        "ttft_ms",
+        "tpot_ms",
+        "itl_ms",
+        "e2e_s",
+        "request_tok_s",
+        "stream_tok_s",
+    ] {
+        assert!(v[k].is_null(), "{k}: {}", v[k]);
+    }
+    let o = cardplan(&[
+        "simulate",
+        "--gpu",
+        "rtx3090",
+        "--users",
+        "1000000",
+        "--duration",
+        "60",
+    ]);
+    assert!(crate::common::stdout(&o).contains("OVERLOADED"));
+}
+
+#[test]
+fn a_rate_whose_requests_outlive_the_clock_is_refused() {
+    refused(
+        &["simulate", "--gpu", "rtx3090", "--rate", "1e-9"],
+        "--rate",
+    );
+}
