@@ -6,6 +6,7 @@ mod common;
 mod fit;
 mod list;
 mod plan;
+mod progress;
 mod simulate;
 mod step;
 mod validate;

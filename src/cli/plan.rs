@@ -8,7 +8,7 @@ use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
 use crate::error::{Error, Result, check_range};
 use crate::fsutil::check_writable;
-use crate::plan::planner::{PlanSpec, Window};
+use crate::plan::planner::{PlanSpec, Tick, Window};
 use crate::plan::result::PlanWork;
 use crate::plan::search::SearchOptions;
 use crate::plan::slo::{SloOverrides, check_quantile, resolve_slo};
@@ -182,6 +182,8 @@ pub fn run(args: PlanArgs) -> Result<()> {
     }
     let common = args.opts.resolve()?;
     let (price_per_hour, price_source) = args.opts.price(&target.gpu);
+    let counter = super::progress::counter("peak windows simulated");
+    let bar = counter.clone();
     let result = plan(PlanRequest {
         users: args.users,
         target,
@@ -190,6 +192,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
         price_per_hour,
         price_source,
         slo_source: common.slo_source,
+        tick: Some(Tick(std::sync::Arc::new(move || bar.inc(1)))),
         work: PlanWork {
             at_load: true,
             // A direction, not the answer: fewer windows than the main search.
@@ -197,7 +200,9 @@ pub fn run(args: PlanArgs) -> Result<()> {
             // Loads around the capacity for the report's charts.
             sweep_points: if args.opts.report.is_some() { 12 } else { 0 },
         },
-    })?;
+    });
+    counter.finish_and_clear();
+    let result = result?;
     // The answer first: a report that fails to write (the folder was checked up front) leaves
     // no partial files and does not take the answer with it.
     if args.opts.json {

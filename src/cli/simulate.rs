@@ -186,7 +186,12 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         None => load.default_warmup_s(&scenario),
     };
     let cfg = deployment.sim_config(load, scenario, stop, args.seed, warmup_s);
-    let out = sim::run(&deployment.cost, &cfg)?;
+    let bar = super::progress::bar(1000, "simulated");
+    let out = sim::run_with_progress(&deployment.cost, &cfg, &|share| {
+        bar.set_position((share * 1000.0) as u64);
+    });
+    bar.finish_and_clear();
+    let out = out?;
     let target = &deployment.target;
     let view = SimView {
         gpu: &target.gpu.key,

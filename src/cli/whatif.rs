@@ -89,6 +89,7 @@ pub fn run(args: WhatifArgs) -> Result<()> {
                 price_source,
                 slo_source: common.slo_source.clone(),
                 work,
+                tick: None,
             });
             bar.inc(1);
             r

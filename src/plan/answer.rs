@@ -3,7 +3,7 @@
 
 use super::cards::HOURS_PER_MONTH;
 use super::limit::{Limit, diagnose, search_limit};
-use super::planner::{AtLoad, PlanSpec, Planner, Prepare, at_load, load_grid, sweep};
+use super::planner::{AtLoad, PlanSpec, Planner, Prepare, Tick, at_load, load_grid, sweep};
 use super::result::{
     Assumptions, EngineInfo, LightLoad, PlanResult, PlanWork, Question, SloInfo, UsersPerCard,
 };
@@ -30,6 +30,8 @@ pub struct PlanRequest {
     /// Where the SLO comes from (`scenario <key>` or `command line`).
     pub slo_source: String,
     pub work: PlanWork,
+    /// Told after every simulated window, for a progress display.
+    pub tick: Option<Tick>,
 }
 
 /// Answer the question.
@@ -44,7 +46,10 @@ pub fn plan(req: PlanRequest) -> Result<PlanResult> {
     let planner = match Planner::prepare(req.target.clone(), req.engine.clone(), req.spec.clone())?
     {
         Prepare::DoesNotFit(fit) => return Ok(does_not_fit(question, fit, slo, assumptions)),
-        Prepare::Fits(p) => *p,
+        Prepare::Fits(p) => Planner {
+            tick: req.tick.clone(),
+            ..*p
+        },
     };
     answer(&req, &planner, question, slo, assumptions)
 }

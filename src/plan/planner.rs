@@ -56,11 +56,23 @@ impl Window {
     }
 }
 
+/// Called once per simulated window (for a progress display).
+#[derive(Clone)]
+pub struct Tick(pub std::sync::Arc<dyn Fn() + Send + Sync>);
+
+impl std::fmt::Debug for Tick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tick")
+    }
+}
+
 /// A ready-to-run evaluator for one deployment that fits.
 #[derive(Debug, Clone)]
 pub struct Planner {
     pub deployment: Deployment,
     pub spec: PlanSpec,
+    /// Told after every simulated window.
+    pub tick: Option<Tick>,
 }
 
 /// Whether the model fits; a planner when it does.
@@ -77,6 +89,7 @@ impl Planner {
             Placement::Fits(d) => Prepare::Fits(Box::new(Planner {
                 deployment: *d,
                 spec,
+                tick: None,
             })),
         })
     }
@@ -86,6 +99,7 @@ impl Planner {
         Planner {
             deployment: self.deployment.clone(),
             spec,
+            tick: self.tick.clone(),
         }
     }
 
@@ -100,7 +114,11 @@ impl Planner {
 
     /// Simulate one peak window.
     pub fn simulate(&self, users: u64, seed: u64) -> Result<SimOutput> {
-        sim::run(&self.deployment.cost, &self.config(users, seed))
+        let out = sim::run(&self.deployment.cost, &self.config(users, seed));
+        if let Some(t) = &self.tick {
+            (t.0)();
+        }
+        out
     }
 
     /// Whether `users` users meet the SLO in the window simulated with `seed`.

@@ -14,13 +14,21 @@ use crate::step::StepTime;
 
 /// Run the simulation described by `cfg`; with `check`, verify the server's bookkeeping after
 /// every scheduling decision.
-pub(crate) fn simulate(cost: &dyn StepTime, cfg: &SimConfig, check: bool) -> Result<SimOutput> {
+pub(crate) fn simulate(
+    cost: &dyn StepTime,
+    cfg: &SimConfig,
+    check: bool,
+    progress: &dyn Fn(f64),
+) -> Result<SimOutput> {
     match cfg.engine.policy {
-        Policy::ChunkedDecodeFirst => Run::new(cost, cfg, ChunkedDecodeFirst, check)?.run(),
-        Policy::PrefillFirst => Run::new(cost, cfg, PrefillFirst, check)?.run(),
-        Policy::Static => Run::new(cost, cfg, Static::default(), check)?.run(),
+        Policy::ChunkedDecodeFirst => Run::new(cost, cfg, ChunkedDecodeFirst, check)?.run(progress),
+        Policy::PrefillFirst => Run::new(cost, cfg, PrefillFirst, check)?.run(progress),
+        Policy::Static => Run::new(cost, cfg, Static::default(), check)?.run(progress),
     }
 }
+
+/// Steps between two progress reports (cheap enough not to show in the hot loop).
+const PROGRESS_EVERY: u64 = 1 << 14;
 
 /// The last instant anything may happen: events at the horizon are never handled.
 const LAST_INSTANT: Nanos = Nanos(Nanos::HORIZON.0 - 1);
@@ -107,8 +115,9 @@ impl<'a, S: Scheduler> Run<'a, S> {
         })
     }
 
-    fn run(mut self) -> Result<SimOutput> {
-        let end = self.event_loop()?;
+    fn run(mut self, progress: &dyn Fn(f64)) -> Result<SimOutput> {
+        let end = self.event_loop(progress)?;
+        progress(1.0);
         self.srv.hold(end);
         let end = RunEnd {
             kv_capacity: self.srv.kv.total(),
@@ -119,8 +128,11 @@ impl<'a, S: Scheduler> Run<'a, S> {
     }
 
     /// Run until every measured request has ended (or the time limit); returns the end time.
-    fn event_loop(&mut self) -> Result<Nanos> {
+    fn event_loop(&mut self, progress: &dyn Fn(f64)) -> Result<Nanos> {
         loop {
+            if self.srv.steps % PROGRESS_EVERY == PROGRESS_EVERY - 1 {
+                progress(self.done_share());
+            }
             // Events due before the step in flight ends (or, when idle, at the next instant).
             let horizon = match self.busy_until {
                 Some(t) => t,
@@ -190,6 +202,15 @@ impl<'a, S: Scheduler> Run<'a, S> {
                 self.events.push(next, EventKind::Send { source: e.source });
             }
         }
+    }
+
+    /// The share of the measured requests sent so far (or of the measured window passed).
+    fn done_share(&self) -> f64 {
+        let share = match self.stop {
+            StopRule::Requests(k) => self.srv.rec.traffic.measured_sent as f64 / k.max(1) as f64,
+            StopRule::Window { end, .. } => self.now.0 as f64 / end.0.max(1) as f64,
+        };
+        share.clamp(0.0, 1.0)
     }
 
     /// Whether every measured request has ended and no more will be sent, or time is up.

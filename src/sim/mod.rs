@@ -119,15 +119,25 @@ pub const TIMELINE_POINTS: usize = 500;
 
 /// Run one simulation.
 pub fn run(cost: &dyn StepTime, cfg: &SimConfig) -> Result<SimOutput> {
+    run_with_progress(cost, cfg, &|_| {})
+}
+
+/// [`run`], telling `progress` now and then what share of the measured work is done (0 to 1),
+/// for a progress bar on long runs.
+pub fn run_with_progress(
+    cost: &dyn StepTime,
+    cfg: &SimConfig,
+    progress: &dyn Fn(f64),
+) -> Result<SimOutput> {
     validate(cfg)?;
-    engine::simulate(cost, cfg, false)
+    engine::simulate(cost, cfg, false, progress)
 }
 
 /// [`run`], re-checking the server's bookkeeping (KV blocks, decode context, limits) from
 /// scratch after every scheduling decision: O(running) per step, for tests.
 pub fn run_checked(cost: &dyn StepTime, cfg: &SimConfig) -> Result<SimOutput> {
     validate(cfg)?;
-    engine::simulate(cost, cfg, true)
+    engine::simulate(cost, cfg, true, &|_| {})
 }
 
 /// Check a configuration before running it.

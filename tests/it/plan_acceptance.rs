@@ -54,6 +54,7 @@ fn request(target: Target, slo: Slo, users: u64, price: f64) -> PlanRequest {
         price_source: "test".into(),
         slo_source: "test".into(),
         work: LIGHT,
+        tick: None,
     }
 }
 
