@@ -152,7 +152,11 @@ pub fn fit(gpu: &GpuProfile, model: &ModelArch, quant: Quant, opts: &FitOptions)
     }
 }
 
-/// Bytes as decimal gigabytes, the unit datasheets and model cards use.
+/// Bytes in GiB, the unit every size cardplan prints is in.
 pub fn gb(bytes: u64) -> String {
-    format!("{:.2} GB", bytes as f64 / 1e9)
+    format!("{:.2} GiB", bytes as f64 / GIB)
 }
+
+/// Bytes in a GiB: memory is sized in binary units (a "24 GB" card holds 24 GiB), so every
+/// size cardplan prints is in GiB, as `cardplan list gpus` shows the cards.
+const GIB: f64 = (1u64 << 30) as f64;

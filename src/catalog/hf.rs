@@ -153,10 +153,21 @@ pub fn from_json(text: &str, origin: &Path) -> Result<ModelArch> {
     let heads = c.get("num_attention_heads")?;
     let kv_heads = c.opt("num_key_value_heads")?.unwrap_or(heads);
     let head_dim = c.head_dim(hidden, heads)?;
-    let name = origin
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|s| s.to_string_lossy().to_string())
+    // The checkpoint's own name where the config carries it (`_name_or_path`, e.g.
+    // "meta-llama/Llama-3.1-8B" → "Llama-3.1-8B"), else the folder it sits in.
+    let own_name =
+        c.v.get("_name_or_path")
+            .and_then(Value::as_str)
+            .and_then(|n| n.trim_end_matches('/').rsplit('/').next())
+            .filter(|n| !n.is_empty())
+            .map(str::to_string);
+    let name = own_name
+        .or_else(|| {
+            origin
+                .parent()
+                .and_then(|p| p.file_name())
+                .map(|s| s.to_string_lossy().to_string())
+        })
         .unwrap_or_else(|| "imported".to_string());
     let m = ModelArch {
         key: name,

@@ -113,16 +113,21 @@ pub fn run(args: WhatifArgs) -> Result<()> {
 
 /// Every GPU × scheme the flags name, in the order given.
 fn targets(args: &WhatifArgs) -> Result<Vec<Target>> {
-    let gpus = args
+    // each GPU and scheme once, in the order first given
+    let mut gpus = args
         .gpu
         .iter()
         .map(|g| catalog::gpu(g.trim()))
         .collect::<Result<Vec<_>>>()?;
-    let quants = args
+    let mut seen = std::collections::HashSet::new();
+    gpus.retain(|g| seen.insert(g.key.clone()));
+    let mut quants = args
         .quant
         .iter()
         .map(|q| parse_quant(q.trim()))
         .collect::<Result<Vec<_>>>()?;
+    let mut seen = std::collections::HashSet::new();
+    quants.retain(|q| seen.insert(*q));
     let model = catalog::model(&args.model)?;
     let kv: KvDtype = args
         .kv

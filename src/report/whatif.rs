@@ -90,7 +90,11 @@ impl Comparison {
                         crate::fit::gb(p.fit.usable_bytes)
                     ))
                 } else if p.cards_needed.is_none() {
-                    Some("misses the SLO even for one user".into())
+                    let why = p.limit.as_ref().map_or_else(
+                        || "misses the SLO even for one user".to_string(),
+                        |l| l.detail.clone(),
+                    );
+                    Some(format!("none: {why}"))
                 } else {
                     None
                 };
@@ -152,7 +156,7 @@ impl Comparison {
                     r.users_per_card_low,
                     r.users_per_card_high,
                 ) {
-                    (Some(e), Some(lo), Some(hi)) => {
+                    (Some(e), Some(lo), Some(hi)) if e > 0 => {
                         let (e, range) = users_with_interval(e as f64, lo as f64, hi as f64);
                         mark(format!("{e} ({range})"), i, &self.best.users_per_card)
                     }

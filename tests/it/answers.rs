@@ -252,3 +252,55 @@ fn a_rate_whose_requests_outlive_the_clock_is_refused() {
         "--rate",
     );
 }
+
+#[test]
+fn a_comparison_names_each_target_once_and_says_why_one_serves_nobody() {
+    let o = cardplan(&[
+        "whatif",
+        "--users",
+        "1000",
+        "--gpu",
+        "rtx3090,rtx3090",
+        "--quant",
+        "fp16,fp16",
+        "--model",
+        "phi-2",
+        "--scenario",
+        "rag-long",
+        "--window-requests",
+        "50",
+        "--replications",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = crate::common::stdout(&o);
+    assert_eq!(text.matches("rtx3090 ┆ fp16").count(), 1, "{text}");
+    assert!(!text.contains("0 (0)"), "{text}");
+    assert!(text.contains("refused"), "{text}");
+}
+
+#[test]
+fn sizes_are_in_one_unit_and_a_config_is_named_after_its_checkpoint() {
+    let o = cardplan(&["fit", "--gpu", "rtx3090"]);
+    let text = crate::common::stdout(&o);
+    assert!(text.contains(" GiB") && !text.contains(" GB "), "{text}");
+    let dir = crate::common::temp_dir("named-config").join("some-folder");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = r#"{"_name_or_path": "acme/Tiny-1B", "model_type": "llama", "hidden_size": 2048,
+        "num_attention_heads": 16, "num_key_value_heads": 8, "num_hidden_layers": 16,
+        "intermediate_size": 8192, "vocab_size": 32000, "max_position_embeddings": 4096}"#;
+    let path = dir.join("config.json");
+    std::fs::write(&path, config).unwrap();
+    let o = cardplan(&[
+        "fit",
+        "--gpu",
+        "rtx3090",
+        "--model",
+        path.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["model"], "Tiny-1B");
+    let _ = std::fs::remove_dir_all(dir.parent().unwrap());
+}

@@ -10,6 +10,7 @@ mod calibrate_writer;
 mod cost_model;
 mod cost_step_cli;
 mod foundation;
+mod fuzz;
 mod layering;
 mod plan_acceptance;
 mod plan_cli;
