@@ -241,11 +241,15 @@ fn draw_hlines<DB: DrawingBackend>(
                 ShapeStyle::from(&RED).stroke_width(2),
             ))
             .map_err(draw_err)?;
+        // above the line, never across it
         chart
             .draw_series(std::iter::once(Text::new(
                 l.label.clone(),
-                (a.x0 + (a.x1 - a.x0) * 0.01, l.at + (a.y1 - a.y0) * 0.025),
-                (FAMILY, 14).into_font().color(&RED),
+                (a.x0 + (a.x1 - a.x0) * 0.01, l.at + (a.y1 - a.y0) * 0.01),
+                (FAMILY, 14)
+                    .into_font()
+                    .color(&RED)
+                    .pos(Pos::new(HPos::Left, VPos::Bottom)),
             )))
             .map_err(draw_err)?;
     }
@@ -268,18 +272,39 @@ fn draw_vlines<DB: DrawingBackend>(
                 ShapeStyle::from(&grey).stroke_width(2),
             ))
             .map_err(draw_err)?;
+        // on the side with more room, so the label never runs into the axis and its ticks
+        let left_half = l.at - a.x0 < (a.x1 - a.x0) / 2.0;
+        let (dx, side) = if left_half {
+            (0.008, HPos::Left)
+        } else {
+            (-0.008, HPos::Right)
+        };
         chart
             .draw_series(std::iter::once(Text::new(
                 l.label.clone(),
-                (l.at - (a.x1 - a.x0) * 0.008, a.y1 - (a.y1 - a.y0) * 0.03),
+                (l.at + (a.x1 - a.x0) * dx, a.y1 - (a.y1 - a.y0) * 0.03),
                 (FAMILY, 14)
                     .into_font()
                     .color(&grey)
-                    .pos(Pos::new(HPos::Right, VPos::Top)),
+                    .pos(Pos::new(side, VPos::Top)),
             )))
             .map_err(draw_err)?;
     }
     Ok(())
+}
+
+/// The upper corner where the data is lower at its end: a legend there hides no point (a rising
+/// TTFT curve ends high on the right, a falling rate starts high on the left).
+fn legend_corner(series: &[Series]) -> SeriesLabelPosition {
+    let ends = series
+        .iter()
+        .filter_map(|s| Some((s.points.first()?.1, s.points.last()?.1)));
+    let (left, right) = ends.fold((f64::MIN, f64::MIN), |(l, r), (a, b)| (l.max(a), r.max(b)));
+    if right > left {
+        SeriesLabelPosition::UpperLeft
+    } else {
+        SeriesLabelPosition::UpperRight
+    }
 }
 
 /// The data series with markers where asked, and the legend when any series is named.
@@ -308,7 +333,7 @@ fn draw_series<'a, DB: DrawingBackend + 'a>(
     if series.iter().any(|s| !s.name.is_empty()) {
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(legend_corner(series))
             .background_style(WHITE.mix(0.85))
             .border_style(RGBColor(200, 200, 200))
             .label_font((FAMILY, 14))
@@ -502,6 +527,25 @@ mod tests {
             bars: vec![],
         };
         assert!(to_svg(&bars).is_ok());
+    }
+
+    #[test]
+    fn the_legend_goes_where_the_curves_end_low() {
+        let line = |a: f64, b: f64| Series {
+            name: "s".into(),
+            points: vec![(0.0, a), (1.0, b)],
+            markers: false,
+        };
+        let rising = [line(0.1, 3.0)];
+        assert!(matches!(
+            legend_corner(&rising),
+            SeriesLabelPosition::UpperLeft
+        ));
+        let falling = [line(40.0, 8.0), line(30.0, 2.0)];
+        assert!(matches!(
+            legend_corner(&falling),
+            SeriesLabelPosition::UpperRight
+        ));
     }
 
     #[test]
