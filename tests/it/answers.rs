@@ -209,7 +209,7 @@ fn short_answers_are_judged_on_their_streaming_rate() {
 
 #[test]
 fn nothing_completed_gives_no_latency_numbers_and_says_overloaded() {
-    let o = cardplan(&[
+    let args = [
         "simulate",
         "--gpu",
         "rtx3090",
@@ -217,8 +217,8 @@ fn nothing_completed_gives_no_latency_numbers_and_says_overloaded() {
         "1000000",
         "--duration",
         "60",
-        "--json",
-    ]);
+    ];
+    let o = cardplan(&[&args[..], &["--json"]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["requests"], 0);
@@ -233,15 +233,7 @@ fn nothing_completed_gives_no_latency_numbers_and_says_overloaded() {
     ] {
         assert!(v[k].is_null(), "{k}: {}", v[k]);
     }
-    let o = cardplan(&[
-        "simulate",
-        "--gpu",
-        "rtx3090",
-        "--users",
-        "1000000",
-        "--duration",
-        "60",
-    ]);
+    let o = cardplan(&args);
     assert!(crate::common::stdout(&o).contains("OVERLOADED"));
 }
 
