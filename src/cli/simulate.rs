@@ -200,7 +200,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
         kv_dtype: target.kv.to_string(),
         engine: &cfg.engine,
         kv_blocks: cfg.kv_blocks,
-        kv_tokens: cfg.kv_blocks * u64::from(cfg.engine.block_size),
+        kv_tokens: deployment.kv_tokens(),
         max_context: cfg.max_context,
         load: &cfg.load,
         stop: cfg.stop,
