@@ -15,6 +15,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::gpu::Datasheet;
+use crate::catalog::interconnect::Interconnect;
 use crate::catalog::quant::KvDtype;
 use crate::error::{Error, Result};
 
@@ -26,6 +27,9 @@ pub struct GpuProfile {
     /// Marketing name, e.g. `NVIDIA H100 SXM5 80GB`.
     pub name: String,
     pub datasheet: Datasheet,
+    /// How the GPUs of one server of this model are linked (`None`: one card per server only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interconnect: Option<Interconnect>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measured: Option<Measured>,
 }
@@ -212,6 +216,9 @@ impl GpuProfile {
     /// Check the profile is usable; `origin` names the file.
     pub fn validate(&self, origin: &str) -> Result<(), String> {
         self.datasheet.validate(origin)?;
+        if let Some(link) = &self.interconnect {
+            link.validate(origin)?;
+        }
         let Some(m) = &self.measured else {
             return Ok(());
         };

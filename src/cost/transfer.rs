@@ -114,6 +114,7 @@ pub fn derive(source: &GpuProfile, target: &GpuProfile) -> Option<GpuProfile> {
         key: target.key.clone(),
         name: target.name.clone(),
         datasheet: target.datasheet.clone(),
+        interconnect: target.interconnect.clone(),
         measured: Some(out),
     })
 }
