@@ -8,11 +8,14 @@ use crate::catalog::engine::EnginePreset;
 use crate::catalog::model::ModelArch;
 use crate::catalog::quant::{KvDtype, Quant};
 use crate::cost::{PricingBasis, StepCost};
+
+mod tp;
 use crate::error::{Error, Result};
 use crate::fit::{FitOptions, FitReport, fit, gb};
 use crate::profile::GpuProfile;
 use crate::sim::{Load, Scenario, SimConfig, Stop};
 use crate::step::BatchShape;
+pub use tp::{TpPick, USEFUL_KV_SEQS, pick_tp};
 
 /// What a question is about: the GPU, the model, its weight scheme and the KV-cache dtype.
 #[derive(Debug, Clone)]
@@ -21,26 +24,33 @@ pub struct Target {
     pub model: ModelArch,
     pub quant: Quant,
     pub kv: KvDtype,
+    /// Tensor-parallel size: the GPUs of one server the model is split over (1: one card).
+    pub tp: u32,
 }
 
 impl Target {
-    /// The fit of this target under `engine`'s memory settings.
+    /// The fit of this target under `engine`'s memory settings, per GPU.
     pub fn fit(&self, engine: &EnginePreset) -> FitReport {
         fit(
             &self.gpu,
             &self.model,
             self.quant,
-            &FitOptions::for_engine(engine, self.kv),
+            &FitOptions::for_engine(engine, self.kv).with_tp(self.tp),
         )
     }
-}
 
-impl Target {
     /// The step-time model of this target under `engine`: its own tables, or tables derived from
-    /// the nearest measured GPU of the catalog.
+    /// the nearest measured GPU of the catalog, and the communication of `tp` GPUs.
     pub fn step_cost(&self, engine: &EnginePreset) -> Result<StepCost> {
         let basis = PricingBasis::resolve(&self.gpu, catalog::measured_gpus()?);
-        StepCost::new(&basis, &self.model, self.quant, self.kv, engine)
+        StepCost::tensor_parallel(
+            &basis,
+            &self.model,
+            self.quant,
+            self.kv,
+            engine,
+            self.comm()?,
+        )
     }
 }
 

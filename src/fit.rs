@@ -22,9 +22,16 @@ pub struct FitOptions {
     /// Sequences per step: sets the logits buffer.
     pub max_num_seqs: u32,
     pub block_size: u32,
+    /// Tensor-parallel size: weights, reserve and KV are per GPU of `tp`.
+    pub tp: u32,
 }
 
 impl FitOptions {
+    /// The same options for one GPU of `tp`.
+    pub fn with_tp(self, tp: u32) -> Self {
+        FitOptions { tp, ..self }
+    }
+
     pub fn for_engine(engine: &EnginePreset, kv: KvDtype) -> Self {
         // HF `generate` has no token budget: size the activation peak for a batch of 2048-token
         // prompts (cardplan assumption) rather than an arbitrary ceiling.
@@ -38,6 +45,7 @@ impl FitOptions {
             max_num_batched_tokens: step_tokens.min(1 << 16),
             max_num_seqs: engine.max_num_seqs,
             block_size: engine.block_size,
+            tp: 1,
         }
     }
 }
@@ -45,6 +53,8 @@ impl FitOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct FitReport {
     pub fits: bool,
+    /// GPUs the model is split over; every byte figure below is per GPU.
+    pub tp: u32,
     pub gpu: String,
     pub model: String,
     pub quant: Quant,
@@ -92,12 +102,34 @@ pub fn activation_bytes(model: &ModelArch, tokens: u32, seqs: u32) -> u64 {
 
 /// Compute weights, reserve and KV capacity of `model` in `quant` on `gpu`.
 pub fn fit(gpu: &GpuProfile, model: &ModelArch, quant: Quant, opts: &FitOptions) -> FitReport {
+    match model.shard(opts.tp) {
+        Ok(rank) => fit_rank(gpu, model, &rank, quant, opts),
+        Err(reason) => {
+            let mut r = fit_rank(gpu, model, model, quant, opts);
+            r.fits = false;
+            r.kv_bytes = 0;
+            r.kv_blocks = 0;
+            r.kv_tokens = 0;
+            r.reason = reason;
+            r
+        }
+    }
+}
+
+/// [`fit`] of one rank: `rank` is the slice of `model` one GPU holds.
+fn fit_rank(
+    gpu: &GpuProfile,
+    model: &ModelArch,
+    rank: &ModelArch,
+    quant: Quant,
+    opts: &FitOptions,
+) -> FitReport {
     let memory = gpu.datasheet.memory_bytes();
     let usable = (memory as f64 * opts.gpu_memory_utilization) as u64;
-    let weights = quant.weight_bytes(model);
-    let activation = activation_bytes(model, opts.max_num_batched_tokens, opts.max_num_seqs);
+    let weights = quant.weight_bytes(rank);
+    let activation = activation_bytes(rank, opts.max_num_batched_tokens, opts.max_num_seqs);
     let reserve = activation + FIXED_RESERVE_BYTES;
-    let per_token = opts.kv.bytes_per_token(model);
+    let per_token = opts.kv.bytes_per_token(rank);
     let block_bytes = per_token * u64::from(opts.block_size);
     let kv_bytes = usable.saturating_sub(weights + reserve);
     let kv_blocks = kv_bytes / block_bytes;
@@ -132,6 +164,7 @@ pub fn fit(gpu: &GpuProfile, model: &ModelArch, quant: Quant, opts: &FitOptions)
     };
     FitReport {
         fits,
+        tp: opts.tp,
         gpu: gpu.key.clone(),
         model: model.key.clone(),
         quant,

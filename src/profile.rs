@@ -19,6 +19,9 @@ use crate::catalog::interconnect::Interconnect;
 use crate::catalog::quant::KvDtype;
 use crate::error::{Error, Result};
 
+mod allreduce;
+pub use allreduce::AllReduceTable;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GpuProfile {
@@ -48,6 +51,9 @@ pub struct Measured {
     pub attn_decode: Vec<DecodeAttnTable>,
     #[serde(default)]
     pub elementwise: Vec<ElementwiseTable>,
+    /// NCCL all-reduce over this GPU model's server (machines with two or more GPUs only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allreduce: Vec<AllReduceTable>,
 }
 
 /// Where, when and with what a profile was measured.
@@ -222,6 +228,9 @@ impl GpuProfile {
         let Some(m) = &self.measured else {
             return Ok(());
         };
+        for t in &m.allreduce {
+            t.validate(origin)?;
+        }
         for (name, v) in [
             ("roofs.copy_gbs", m.roofs.copy_gbs),
             ("roofs.fp16_tflops", m.roofs.fp16_tflops),

@@ -36,7 +36,14 @@ pub struct ValidationSet {
     /// Engine preset of every row unless a row names its own.
     #[serde(default)]
     pub engine: Option<String>,
+    /// Tensor-parallel size the runs used (1 when absent).
+    #[serde(default = "one")]
+    pub tp: u32,
     pub rows: Vec<Row>,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -186,6 +193,7 @@ fn deployment(set: &ValidationSet, row: &Row) -> Result<Deployment> {
         model: catalog::model(&set.model)?,
         quant: set.quant.parse().map_err(Error::BadInput)?,
         kv: KvDtype::Fp16,
+        tp: set.tp,
     };
     Deployment::require(target, engine, None)
 }

@@ -33,6 +33,7 @@ pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
     }
     let gemm = gemm_tables(&tally.best, &mut provenance.notes);
     Ok(Measured {
+        allreduce: vec![],
         provenance,
         roofs: tally.roofs,
         gemm,

@@ -10,6 +10,7 @@ pub mod interconnect;
 pub mod model;
 pub mod quant;
 pub mod scenario;
+pub mod shard;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

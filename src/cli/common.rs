@@ -2,8 +2,10 @@
 
 use clap::Args;
 
+use crate::catalog::engine::EnginePreset;
+use crate::catalog::shard::TpChoice;
 use crate::catalog::{self, quant::Quant};
-use crate::deploy::Target;
+use crate::deploy::{Target, TpPick, pick_tp};
 use crate::error::{Error, Result};
 
 /// The GPU, model, scheme and KV dtype a command is about.
@@ -21,11 +23,36 @@ pub struct TargetArgs {
     /// KV-cache dtype: fp16 or int8.
     #[arg(long, value_name = "DTYPE", default_value = "fp16")]
     pub kv: String,
+    /// Tensor-parallel size: the GPUs of one server the model is split over (1, 2, 4, 8), or
+    /// `auto`: the fewest that fit the model with a useful KV cache [default: 1; plan: auto].
+    #[arg(long, value_name = "N|auto", value_parser = parse_tp)]
+    pub tp: Option<TpChoice>,
+}
+
+/// `--tp`'s parser: a clap error names the flag and the valid values.
+pub fn parse_tp(s: &str) -> std::result::Result<TpChoice, String> {
+    s.parse()
 }
 
 impl TargetArgs {
+    /// The target at the `--tp` given (or `default`), resolved for `engine` when `auto`; the
+    /// pick says why, for the output.
+    pub fn resolve_tp(&self, engine: &EnginePreset, default: TpChoice) -> Result<(Target, TpPick)> {
+        let base = self.resolve()?;
+        let pick = pick_tp(&base, engine, self.tp.unwrap_or(default))?;
+        Ok((
+            Target {
+                tp: pick.tp,
+                ..base
+            },
+            pick,
+        ))
+    }
+
+    /// The target on one GPU (TP 1), whatever `--tp` says.
     pub fn resolve(&self) -> Result<Target> {
         Ok(Target {
+            tp: 1,
             gpu: catalog::gpu(&self.gpu)?,
             model: catalog::model(&self.model)?,
             quant: parse_quant(&self.quant)?,

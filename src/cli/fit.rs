@@ -2,6 +2,8 @@
 
 use clap::Args;
 
+use crate::catalog::shard::TpChoice;
+
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
 use crate::error::{Error, Result, check_range};
@@ -11,7 +13,8 @@ use crate::report::{self, fit::FitView};
 const EXAMPLES: &str = "Examples:
   cardplan fit --gpu rtx3090
   cardplan fit --gpu rtx3090 --model llama-3.1-70b --quant nf4 --kv int8
-  cardplan fit --gpu l4 --model ./config.json --context 8192 --json";
+  cardplan fit --gpu l4 --model ./config.json --context 8192 --json
+  cardplan fit --gpu h100-sxm --model llama-3.1-70b --tp auto";
 
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
@@ -42,7 +45,8 @@ pub struct FitArgs {
 }
 
 pub fn run(args: FitArgs) -> Result<()> {
-    let target = args.target.resolve()?;
+    let engine: EnginePreset = args.engine.parse().map_err(Error::Usage)?;
+    let (target, pick) = args.target.resolve_tp(&engine, TpChoice::Fixed(1))?;
     check_range(
         "--gpu-memory-utilization",
         args.gpu_memory_utilization,
@@ -57,8 +61,7 @@ pub fn run(args: FitArgs) -> Result<()> {
             target.model.key
         )));
     }
-    let engine: EnginePreset = args.engine.parse().map_err(Error::Usage)?;
-    let mut opts = FitOptions::for_engine(&engine, target.kv);
+    let mut opts = FitOptions::for_engine(&engine, target.kv).with_tp(target.tp);
     opts.gpu_memory_utilization = args.gpu_memory_utilization;
     if let Some(t) = args.max_num_batched_tokens {
         if t == 0 || t > 1 << 20 {
@@ -77,6 +80,7 @@ pub fn run(args: FitArgs) -> Result<()> {
         model_params: target.model.params().total(),
         step_tokens: opts.max_num_batched_tokens,
         target: &target,
+        tp_reason: (target.tp > 1 || args.target.tp.is_some()).then_some(pick.reason),
     };
     if args.json {
         return print_json(&view);

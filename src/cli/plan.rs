@@ -21,6 +21,7 @@ const EXAMPLES: &str = "Examples:
   cardplan plan --users 20000 --gpu l40s --quant int8 --scenario code-assist --json
   cardplan plan --users 5000 --gpu rtx4090 --slo-tok-s 20 --slo-ttft-s 1 --report out/ --png
   cardplan plan --users 5000 --gpu rtx3090 --active-share 0.2 --price-per-hour 0.35
+  cardplan plan --users 5000 --model llama-3.1-70b --gpu h100-sxm --tp auto
 
 The SLO defaults to the scenario's (chat: 95% of requests at >= 10 tok/s, TTFT p95 <= 2 s).
 Capacity per card is the mean over simulated peak windows (--replications, each
@@ -176,17 +177,20 @@ pub fn run(args: PlanArgs) -> Result<()> {
             args.users
         )));
     }
-    let target = args.target.resolve()?;
     if let Some(dir) = &args.opts.report {
         check_writable(dir)?;
     }
     let common = args.opts.resolve()?;
+    let (target, pick) = args
+        .target
+        .resolve_tp(&common.engine, crate::catalog::shard::TpChoice::Auto)?;
     let (price_per_hour, price_source) = args.opts.price(&target.gpu);
     let counter = super::progress::counter("peak windows simulated");
     let bar = counter.clone();
     let result = plan(PlanRequest {
         users: args.users,
         target,
+        tp_reason: pick.reason,
         engine: common.engine,
         spec: common.spec,
         price_per_hour,

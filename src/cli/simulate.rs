@@ -17,6 +17,7 @@ const EXAMPLES: &str = "Examples:
   cardplan simulate --gpu h100-sxm --quant nf4 --rate 20 --burstiness 0.5 --scenario sharegpt --requests 5000
   cardplan simulate --gpu rtx3090 --users 5000 --duration 600 --json
   cardplan simulate --gpu l4 --trace requests.jsonl
+  cardplan simulate --gpu h100-sxm --model llama-3.1-70b --tp 4 --rate 5 --scenario sharegpt
 
 Defaults: --concurrency N sends 10 x N requests (Backprop's ratio); --rate sends 1000;
 --users runs a 600 s window after a warm-up of one average session; --trace replays every line.
@@ -171,8 +172,10 @@ fn stop_from_args(args: &SimulateArgs, load: &Load) -> Stop {
 }
 
 pub fn run(args: SimulateArgs) -> Result<()> {
-    let target = args.target.resolve()?;
     let engine = engine_with_overrides(&args)?;
+    let (target, _) = args
+        .target
+        .resolve_tp(&engine, crate::catalog::shard::TpChoice::Fixed(1))?;
     let scenario = Scenario::load(&args.scenario)?;
     let load = load_from_args(&args, &scenario)?;
     let stop = stop_from_args(&args, &load);
@@ -195,6 +198,7 @@ pub fn run(args: SimulateArgs) -> Result<()> {
     let target = &deployment.target;
     let view = SimView {
         gpu: &target.gpu.key,
+        tp: target.tp,
         model: &target.model.key,
         quant: target.quant.to_string(),
         kv_dtype: target.kv.to_string(),

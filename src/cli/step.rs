@@ -2,6 +2,8 @@
 
 use clap::Args;
 
+use crate::catalog::shard::TpChoice;
+
 use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
 use crate::deploy::step_warnings;
@@ -17,6 +19,7 @@ const EXAMPLES: &str = "Examples:
   cardplan step --gpu rtx3090 --batch 1 --context 512 --quant nf4
   cardplan step --gpu h100-sxm --batch 0 --context 0 --prefill-tokens 2048 --json
   cardplan step --gpu l40s --batch 32 --context 2048 --prefill-tokens 512 --prefill-cached 1024
+  cardplan step --gpu h100-sxm --model llama-3.1-70b --tp 4 --batch 64 --context 2048
   cardplan step --gpu rtx3090 --batch 1 --context 512 --write-profile rtx3090-derived.yaml
 
 A step runs --batch sequences decoding one token each over --context cached tokens, plus (with
@@ -75,8 +78,8 @@ fn check(args: &StepArgs) -> Result<()> {
 
 pub fn run(args: StepArgs) -> Result<()> {
     check(&args)?;
-    let target = args.target.resolve()?;
     let engine: EnginePreset = args.engine.parse().map_err(Error::Usage)?;
+    let (target, _) = args.target.resolve_tp(&engine, TpChoice::Fixed(1))?;
     let cost = target.step_cost(&engine)?;
     let chunks = [PrefillChunk {
         new_tokens: args.prefill_tokens,
@@ -111,6 +114,8 @@ pub fn run(args: StepArgs) -> Result<()> {
         quant: target.quant.to_string(),
         kv: target.kv.to_string(),
         engine: &engine.key,
+        tp: target.tp,
+        comm: cost.comm_source().describe(),
         batch: args.batch,
         context: args.context,
         prefill_tokens: args.prefill_tokens,

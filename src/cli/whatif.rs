@@ -7,8 +7,10 @@ use rayon::prelude::*;
 use super::common::{parse_quant, print_json};
 use super::plan::PlanOptions;
 use crate::catalog;
+use crate::catalog::engine::EnginePreset;
 use crate::catalog::quant::KvDtype;
-use crate::deploy::Target;
+use crate::catalog::shard::TpChoice;
+use crate::deploy::{Target, TpPick, pick_tp};
 use crate::error::{Error, Result};
 use crate::fsutil::check_writable;
 use crate::plan::result::PlanWork;
@@ -20,6 +22,7 @@ const EXAMPLES: &str = "Examples:
   cardplan whatif --gpu rtx3090,rtx4090,l40s --quant fp16,int8,nf4 --users 5000
   cardplan whatif --gpu l4,a10g --quant fp16,nf4 --model qwen2.5-7b --users 20000 --report out/
   cardplan whatif --gpu h100-sxm,a100-80g --model llama-3.1-70b --quant int8,nf4 --users 50000 --json
+  cardplan whatif --gpu h200,h100-sxm,rtx4090,l40s --model llama-3.1-70b --tp auto,8 --users 5000
 
 Every combination runs the same search as `cardplan plan` (in parallel); combinations whose
 weights do not fit are listed as not fitting. The best value of each column is marked with *.";
@@ -47,6 +50,16 @@ pub struct WhatifArgs {
     /// KV-cache dtype: fp16 or int8.
     #[arg(long, value_name = "DTYPE", default_value = "fp16")]
     pub kv: String,
+    /// Tensor-parallel sizes to compare, comma-separated: 1, 2, 4, 8 or auto (the fewest GPUs
+    /// per server that fit the model with a useful KV cache, per GPU and scheme).
+    #[arg(
+        long,
+        value_name = "N|auto,...",
+        value_delimiter = ',',
+        default_value = "auto",
+        value_parser = super::common::parse_tp
+    )]
+    pub tp: Vec<TpChoice>,
     #[command(flatten)]
     pub opts: PlanOptions,
 }
@@ -65,11 +78,11 @@ pub fn run(args: WhatifArgs) -> Result<()> {
                 .into(),
         ));
     }
-    let targets = targets(&args)?;
     if let Some(dir) = &args.opts.report {
         check_writable(dir)?;
     }
     let common = args.opts.resolve()?;
+    let targets = targets(&args, &common.engine)?;
     let bar = progress(targets.len());
     let work = PlanWork {
         at_load: false,
@@ -78,11 +91,12 @@ pub fn run(args: WhatifArgs) -> Result<()> {
     };
     let results = targets
         .into_par_iter()
-        .map(|target| {
+        .map(|(target, pick)| {
             let (price_per_hour, price_source) = args.opts.price(&target.gpu);
             let r = plan(PlanRequest {
                 users: args.users,
                 target,
+                tp_reason: pick.reason,
                 engine: common.engine.clone(),
                 spec: common.spec.clone(),
                 price_per_hour,
@@ -111,8 +125,9 @@ pub fn run(args: WhatifArgs) -> Result<()> {
     Ok(())
 }
 
-/// Every GPU × scheme the flags name, in the order given.
-fn targets(args: &WhatifArgs) -> Result<Vec<Target>> {
+/// Every GPU × scheme × TP the flags name, in the order given; `auto` resolved per GPU and
+/// scheme, and a size two choices land on computed once.
+fn targets(args: &WhatifArgs, engine: &EnginePreset) -> Result<Vec<(Target, TpPick)>> {
     // each GPU and scheme once, in the order first given
     let mut gpus = args
         .gpu
@@ -133,17 +148,30 @@ fn targets(args: &WhatifArgs) -> Result<Vec<Target>> {
         .kv
         .parse()
         .map_err(|e: String| Error::Usage(format!("--kv: {e}")))?;
-    Ok(gpus
-        .iter()
-        .flat_map(|g| {
-            quants.iter().map(|&quant| Target {
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for g in &gpus {
+        for &quant in &quants {
+            let base = Target {
                 gpu: g.clone(),
                 model: model.clone(),
                 quant,
                 kv,
-            })
-        })
-        .collect())
+                tp: 1,
+            };
+            for &choice in &args.tp {
+                let pick = pick_tp(&base, engine, choice)?;
+                if seen.insert((g.key.clone(), quant, pick.tp)) {
+                    let target = Target {
+                        tp: pick.tp,
+                        ..base.clone()
+                    };
+                    out.push((target, pick));
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A progress bar over the combinations, on stderr (hidden when stderr is not a terminal).

@@ -147,6 +147,7 @@ pub fn as_tables(gpu: &GpuProfile, model: &ModelArch) -> Measured {
             .collect(),
     };
     Measured {
+        allreduce: vec![],
         provenance: Provenance {
             device: format!("{} (default efficiency set, NOT measured)", gpu.name),
             sm_count: gpu.datasheet.sm_count,

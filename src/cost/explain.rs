@@ -10,13 +10,14 @@ use crate::step::BatchShape;
 impl StepCost {
     /// The step's time by component, with its caveats.
     pub fn breakdown(&self, batch: &BatchShape<'_>) -> StepBreakdown {
-        let [linear, attention, lm_head, elementwise, overhead] = self.components(batch);
+        let [linear, attention, lm_head, elementwise, overhead, comm] = self.components(batch);
         let mut out = StepBreakdown {
             linear,
             attention,
             lm_head,
             elementwise,
             overhead,
+            comm,
             notes: Vec::new(),
         };
         let t = batch.tokens();

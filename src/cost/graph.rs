@@ -153,6 +153,7 @@ mod tests {
 
     fn measured(smallest_ms: f64) -> Measured {
         Measured {
+            allreduce: vec![],
             provenance: Provenance {
                 device: "t".into(),
                 sm_count: 1,

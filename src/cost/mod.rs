@@ -10,6 +10,7 @@
 //! [`crate::step`].
 
 pub mod basis;
+pub mod comm;
 pub mod defaults;
 mod explain;
 pub mod graph;
@@ -22,6 +23,7 @@ pub mod transfer;
 use serde::Serialize;
 
 pub use basis::{PricingBasis, ProfileInfo, ProfileKind};
+pub use comm::{Comm, CommSource};
 pub use step_cost::StepCost;
 
 /// Time of one step, split by component (seconds).
@@ -32,12 +34,14 @@ pub struct StepBreakdown {
     pub lm_head: f64,
     pub elementwise: f64,
     pub overhead: f64,
+    /// Tensor-parallel communication: all-reduces, the logits gather, the per-step hand-off.
+    pub comm: f64,
     /// Caveats, e.g. "prefill of 20000 tokens beyond the measured range (16384)".
     pub notes: Vec<String>,
 }
 
 impl StepBreakdown {
     pub fn total(&self) -> f64 {
-        self.linear + self.attention + self.lm_head + self.elementwise + self.overhead
+        self.linear + self.attention + self.lm_head + self.elementwise + self.overhead + self.comm
     }
 }

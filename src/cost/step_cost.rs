@@ -2,6 +2,7 @@
 //! simulator's millions of calls do no table search.
 
 use super::basis::{PricingBasis, ProfileInfo};
+use super::comm::Comm;
 use super::roofline::{Heads, Roofs};
 use super::tables::{Flags, KernelSet, Priced, heads};
 use crate::catalog::engine::EnginePreset;
@@ -26,6 +27,10 @@ pub struct StepCost {
     dense_elementwise: Vec<f64>,
     /// LM head by number of logit rows.
     dense_lm_head: Vec<f64>,
+    /// Tensor-parallel communication by token count (all-reduces) and by logit rows (gather).
+    dense_allreduce: Vec<f64>,
+    dense_gather: Vec<f64>,
+    pub(super) comm: Comm,
     /// Attention tables chosen once for this model (`None`: default efficiency set).
     pub(super) decode_table: Option<usize>,
     pub(super) prefill_table: Option<usize>,
@@ -84,7 +89,8 @@ impl Shape {
 }
 
 impl StepCost {
-    /// The step-time model of `basis`'s GPU for `model` under `quant`, `kv` and `engine`.
+    /// The step-time model of `basis`'s GPU for `model` under `quant`, `kv` and `engine`, on
+    /// one GPU.
     pub fn new(
         basis: &PricingBasis,
         model: &ModelArch,
@@ -92,7 +98,21 @@ impl StepCost {
         kv: KvDtype,
         engine: &EnginePreset,
     ) -> Result<StepCost> {
+        Self::tensor_parallel(basis, model, quant, kv, engine, Comm::single())
+    }
+
+    /// The step-time model of one rank of `comm.tp` GPUs: `model` is sharded (see
+    /// [`ModelArch::shard`]) and each step adds the communication `comm` prices.
+    pub fn tensor_parallel(
+        basis: &PricingBasis,
+        model: &ModelArch,
+        quant: Quant,
+        kv: KvDtype,
+        engine: &EnginePreset,
+        comm: Comm,
+    ) -> Result<StepCost> {
         check_engine(engine)?;
+        let model = &model.shard(comm.tp).map_err(Error::BadInput)?;
         let roofs = Roofs::from_datasheet(&basis.target.datasheet);
         let kernels = KernelSet::new(
             basis.tables.as_ref().and_then(|p| p.measured.as_ref()),
@@ -108,6 +128,9 @@ impl StepCost {
             dense_linear: Vec::new(),
             dense_elementwise: Vec::new(),
             dense_lm_head: Vec::new(),
+            dense_allreduce: Vec::new(),
+            dense_gather: Vec::new(),
+            comm,
             step_overhead: engine.step_overhead_s,
             per_seq_overhead: engine.per_seq_overhead_s,
             info: basis.info.clone(),
@@ -120,7 +143,14 @@ impl StepCost {
         cost.dense_linear = (0..=max).map(|t| cost.price_linear(t).s).collect();
         cost.dense_elementwise = (0..=max).map(|t| cost.price_elementwise(t).s).collect();
         cost.dense_lm_head = (0..=max).map(|r| cost.price_lm_head(r).s).collect();
+        cost.dense_allreduce = (0..=max).map(|t| cost.price_allreduce(t)).collect();
+        cost.dense_gather = (0..=max).map(|r| cost.price_gather(r)).collect();
         Ok(cost)
+    }
+
+    /// Where this step's all-reduce times come from.
+    pub fn comm_source(&self) -> &super::comm::CommSource {
+        &self.comm.source
     }
 
     pub fn profile_info(&self) -> &ProfileInfo {
@@ -205,6 +235,25 @@ impl StepCost {
             .gemm(Quant::Fp16, s.vocab, s.hidden, f64::from(rows))
     }
 
+    /// The all-reduces of a step of `t` tokens: two per layer (after attention and after the
+    /// MLP) and one for the vocab-parallel embedding, each over `t × hidden` fp16 values.
+    pub(super) fn price_allreduce(&self, t: u32) -> f64 {
+        if t == 0 || self.comm.tp <= 1 {
+            return 0.0;
+        }
+        let s = &self.shape;
+        let bytes = 2.0 * f64::from(t) * s.hidden;
+        (2.0 * s.layers + 1.0) * self.comm.allreduce_s(bytes)
+    }
+
+    /// Gathering `rows` rows of each rank's vocabulary slice of fp16 logits onto the first rank.
+    pub(super) fn price_gather(&self, rows: u32) -> f64 {
+        if rows == 0 || self.comm.tp <= 1 {
+            return 0.0;
+        }
+        self.comm.gather_s(2.0 * f64::from(rows) * self.shape.vocab)
+    }
+
     pub(super) fn decode_attn(&self, batch: &BatchShape<'_>) -> Priced {
         let s = &self.shape;
         if batch.decode_seqs == 0 {
@@ -256,6 +305,13 @@ impl StepCost {
         }
     }
 
+    fn lookup_f(&self, dense: &[f64], x: u64, slow: impl Fn(u32) -> f64) -> f64 {
+        match dense.get(x as usize) {
+            Some(&v) => v,
+            None => slow(u32::try_from(x).unwrap_or(u32::MAX)),
+        }
+    }
+
     fn lookup(&self, dense: &[f64], x: u64, slow: impl Fn(u32) -> Priced) -> f64 {
         match dense.get(x as usize) {
             Some(&v) => v,
@@ -264,10 +320,10 @@ impl StepCost {
     }
 
     /// The components in [`StepBreakdown`] order, without notes (the hot path).
-    pub(super) fn components(&self, batch: &BatchShape<'_>) -> [f64; 5] {
+    pub(super) fn components(&self, batch: &BatchShape<'_>) -> [f64; 6] {
         let t = batch.tokens();
         if t == 0 {
-            return [0.0; 5];
+            return [0.0; 6];
         }
         let rows = u64::from(batch.seqs());
         let linear = self.lookup(&self.dense_linear, t, |t| self.price_linear(t));
@@ -275,14 +331,21 @@ impl StepCost {
         let lm_head = self.lookup(&self.dense_lm_head, rows, |r| self.price_lm_head(r));
         let attention = self.decode_attn(batch).s + self.prefill_attn(batch).s;
         let overhead = self.step_overhead + self.per_seq_overhead * rows as f64;
-        [linear, attention, lm_head, elementwise, overhead]
+        let comm = if self.comm.tp > 1 {
+            self.lookup_f(&self.dense_allreduce, t, |t| self.price_allreduce(t))
+                + self.lookup_f(&self.dense_gather, rows, |r| self.price_gather(r))
+                + self.comm.step_sync_s()
+        } else {
+            0.0
+        };
+        [linear, attention, lm_head, elementwise, overhead, comm]
     }
 }
 
 impl StepTime for StepCost {
     fn step_seconds(&self, batch: &BatchShape<'_>) -> f64 {
-        let [a, b, c, d, e] = self.components(batch);
-        a + b + c + d + e
+        let [a, b, c, d, e, f] = self.components(batch);
+        a + b + c + d + e + f
     }
 }
 

@@ -5,11 +5,12 @@ use super::cards::HOURS_PER_MONTH;
 use super::limit::{Limit, diagnose, search_limit};
 use super::planner::{AtLoad, PlanSpec, Planner, Prepare, Tick, at_load, load_grid, sweep};
 use super::result::{
-    Assumptions, EngineInfo, LightLoad, PlanResult, PlanWork, Question, SloInfo, UsersPerCard,
+    Assumptions, EngineInfo, LightLoad, PlanResult, PlanWork, Question, ServerVerdict, SloInfo,
+    UsersPerCard,
 };
 use super::search::Capacity;
 use super::sensitivity::sensitivity;
-use super::verdict::{Verdict, verdict, verdict_cost};
+use super::verdict::{Verdict, in_gpus, verdict, verdict_cost};
 use crate::catalog::engine::EnginePreset;
 use crate::deploy::Target;
 use crate::error::Result;
@@ -22,6 +23,8 @@ use crate::sim::Load;
 pub struct PlanRequest {
     pub users: u64,
     pub target: Target,
+    /// Why the target runs at its TP (printed with the answer).
+    pub tp_reason: String,
     pub engine: EnginePreset,
     pub spec: PlanSpec,
     pub price_per_hour: f64,
@@ -126,6 +129,9 @@ fn does_not_fit(
         question,
         fits: false,
         fit,
+        tp: 1,
+        tp_reason: String::new(),
+        server: None,
         users_per_card: None,
         cards_needed: None,
         cards_with_spare: None,
@@ -179,33 +185,39 @@ fn answer(
         Some(u) if req.work.at_load && u > 0 => Some(at_load(planner, u)?),
         _ => None,
     };
-    notes.extend(at.as_ref().map(at_load_notes).unwrap_or_default());
-    let sens = if req.work.sensitivity_replications > 0 && cap.estimate >= 1.0 {
-        sensitivity(planner, cap.estimate, req.work.sensitivity_replications)?
-    } else {
-        Vec::new()
-    };
+    let tp = d.target.tp;
+    notes.extend(
+        at.as_ref()
+            .map(|a| at_load_notes(a, tp))
+            .unwrap_or_default(),
+    );
+    let sens = sensitivity_per_card(req, planner, &cap)?;
     let profile = planner.profile_info().clone();
-    let users_per_card = UsersPerCard::from(&cap);
+    let users_per_server = UsersPerCard::from(&cap);
     let load_sweep = match req.work.sweep_points {
-        n if n > 0 && users_per_card.estimate > 0 => {
-            let u = users_per_card.estimate;
+        n if n > 0 && users_per_server.estimate > 0 => {
+            let u = users_per_server.estimate;
             let hi = (u as f64 * 1.5).ceil() as u64;
             sweep(planner, &load_grid((u / 5).max(1), hi, n))?
         }
         _ => Vec::new(),
     };
+    let server = server_verdict(planner, &users_per_server, &v);
+    let cards = in_gpus(&v, tp);
     Ok(PlanResult {
         question,
         fits: true,
         fit: d.fit.clone(),
-        users_per_card: Some(users_per_card),
-        cards_needed: v.cards_needed,
-        cards_with_spare: v.cards_with_spare,
-        cards_range: v.cards_range,
+        tp,
+        tp_reason: req.tp_reason.clone(),
+        server,
+        users_per_card: Some(users_per_server.per_gpu(tp)),
+        cards_needed: cards.cards_needed,
+        cards_with_spare: cards.cards_with_spare,
+        cards_range: cards.cards_range,
         slo,
         at_load: at,
-        cost: verdict_cost(users, &v, req.price_per_hour, &req.price_source),
+        cost: verdict_cost(users, &cards, req.price_per_hour, &req.price_source),
         assumptions,
         sensitivity: sens,
         light_load: Some(light),
@@ -213,6 +225,40 @@ fn answer(
         profile: Some(profile),
         notes,
         load_sweep,
+    })
+}
+
+/// Sensitivity, simulated per server and reported per card like the capacity.
+fn sensitivity_per_card(
+    req: &PlanRequest,
+    planner: &Planner,
+    cap: &Capacity,
+) -> Result<Vec<crate::plan::sensitivity::Sensitivity>> {
+    if req.work.sensitivity_replications == 0 || cap.estimate < 1.0 {
+        return Ok(Vec::new());
+    }
+    let mut sens = sensitivity(planner, cap.estimate, req.work.sensitivity_replications)?;
+    let g = f64::from(planner.deployment.target.tp);
+    for s in &mut sens {
+        (s.users_per_card, s.low, s.high) = (s.users_per_card / g, s.low / g, s.high / g);
+    }
+    Ok(sens)
+}
+
+/// The verdict per server when a server has several GPUs (`None` at TP 1).
+fn server_verdict(
+    planner: &Planner,
+    per_server: &UsersPerCard,
+    v: &Verdict,
+) -> Option<ServerVerdict> {
+    let d = &planner.deployment;
+    (d.target.tp > 1).then(|| ServerVerdict {
+        gpus: d.target.tp,
+        users_per_server: per_server.clone(),
+        servers_needed: v.cards_needed,
+        servers_with_spare: v.cards_with_spare,
+        servers_range: v.cards_range,
+        interconnect: d.cost.comm_source().describe(),
     })
 }
 
@@ -274,11 +320,12 @@ fn search_notes(
 }
 
 /// Caveats about the simulated windows at the recommended load.
-fn at_load_notes(a: &AtLoad) -> Vec<String> {
+fn at_load_notes(a: &AtLoad, tp: u32) -> Vec<String> {
     let mut notes = Vec::new();
+    let unit = if tp > 1 { "server" } else { "card" };
     if a.slo_met < a.slo_stats.len() {
         notes.push(format!(
-            "at {} users per card the SLO was met in {} of {} simulated peak windows: \
+            "at {} users per {unit} the SLO was met in {} of {} simulated peak windows: \
              the estimate is a mean, plan with the spare card or the low end of the interval",
             a.users,
             a.slo_met,

@@ -39,7 +39,31 @@ pub struct UsersPerCard {
     pub simulations: usize,
 }
 
+/// A server of several GPUs: what it serves and how many are needed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerVerdict {
+    pub gpus: u32,
+    pub users_per_server: UsersPerCard,
+    pub servers_needed: Option<u64>,
+    pub servers_with_spare: Option<u64>,
+    pub servers_range: Option<(u64, u64)>,
+    /// Where the all-reduce times come from.
+    pub interconnect: String,
+}
+
 impl UsersPerCard {
+    /// The same capacity per GPU of a server of `gpus` (rounded down).
+    pub fn per_gpu(&self, gpus: u32) -> UsersPerCard {
+        let g = u64::from(gpus.max(1));
+        UsersPerCard {
+            estimate: self.estimate / g,
+            low: self.low / g,
+            high: self.high / g,
+            per_replication: self.per_replication.iter().map(|u| u / g).collect(),
+            ..self.clone()
+        }
+    }
+
     pub fn from(c: &Capacity) -> Self {
         UsersPerCard {
             estimate: c.estimate.floor() as u64,
@@ -113,6 +137,15 @@ pub struct PlanResult {
     pub question: Question,
     pub fits: bool,
     pub fit: FitReport,
+    /// GPUs per server (the tensor-parallel size); 1 when a server is one card.
+    pub tp: u32,
+    /// Why this TP: given with `--tp`, or chosen by `--tp auto`.
+    pub tp_reason: String,
+    /// The answer per server of `tp` GPUs, the unit that was simulated (absent at TP 1, where
+    /// server and card are the same). Every `cards_*` figure counts GPUs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerVerdict>,
+    /// Users per GPU: a server's capacity divided by its GPUs.
     pub users_per_card: Option<UsersPerCard>,
     pub cards_needed: Option<u64>,
     pub cards_with_spare: Option<u64>,

@@ -32,6 +32,18 @@ pub fn verdict(users: u64, cap: &Capacity) -> Verdict {
     }
 }
 
+/// A verdict counted in servers of `gpus` GPUs, counted in GPUs: a spare is a whole server,
+/// and the load each GPU carries is its server's share.
+pub fn in_gpus(v: &Verdict, gpus: u32) -> Verdict {
+    let g = u64::from(gpus.max(1));
+    Verdict {
+        cards_needed: v.cards_needed.map(|s| s * g),
+        cards_with_spare: v.cards_with_spare.map(|s| s * g),
+        cards_range: v.cards_range.map(|(a, b)| (a * g, b * g)),
+        users_per_card_at_load: v.users_per_card_at_load.map(|u| u.div_ceil(g)),
+    }
+}
+
 /// Cost of the verdict's cards.
 pub fn verdict_cost(users: u64, v: &Verdict, price: f64, source: &str) -> Option<CostEstimate> {
     v.cards_needed

@@ -19,15 +19,33 @@ pub struct FitView<'a> {
     pub step_tokens: u32,
     #[serde(skip)]
     pub target: &'a Target,
+    /// Why this TP (printed when TP was asked for or is above 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tp_reason: Option<String>,
+}
+
+/// What was fitted where, and why this TP.
+fn title(v: &FitView<'_>) -> String {
+    let t = v.target;
+    let gpus = if t.tp > 1 {
+        format!("{} × {} ({}), per GPU", t.tp, t.gpu.key, t.gpu.name)
+    } else {
+        format!("{} ({})", t.gpu.key, t.gpu.name)
+    };
+    let mut out = format!(
+        "{} ({}) on {gpus}, KV cache {}\n",
+        t.model.key, t.quant, t.kv
+    );
+    if let Some(why) = &v.tp_reason {
+        out.push_str(&format!("tensor parallel: {why}\n"));
+    }
+    out
 }
 
 /// The fit as a terminal table with a verdict line.
 pub fn terminal(v: &FitView<'_>) -> String {
     let (r, t) = (v.report, v.target);
-    let mut out = format!(
-        "{} ({}) on {} ({}), KV cache {}\n",
-        t.model.key, t.quant, t.gpu.key, t.gpu.name, t.kv
-    );
+    let mut out = title(v);
     let mut table = new_table();
     table.set_header(vec!["", "value", "note"]);
     let rows = [
@@ -65,7 +83,7 @@ pub fn terminal(v: &FitView<'_>) -> String {
             format!(
                 "2 × {} layers × {} KV heads × {} dims × {} B",
                 t.model.layers,
-                t.model.kv_heads,
+                t.model.kv_heads_per_rank(t.tp),
                 t.model.head_dim,
                 t.kv.bytes()
             ),

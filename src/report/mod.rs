@@ -7,6 +7,7 @@ pub mod fit;
 pub mod format;
 pub mod list;
 pub mod plan;
+pub mod server;
 pub mod simulate;
 pub mod step;
 pub mod table;

@@ -20,7 +20,7 @@ pub fn headline(r: &PlanResult) -> String {
         q.model,
         q.quant,
         q.kv,
-        q.gpu,
+        super::server::gpus(r),
         q.gpu_name,
         q.engine,
         q.scenario
@@ -49,10 +49,12 @@ pub fn verdict_rows(r: &PlanResult) -> Vec<(String, String)> {
             ),
         ));
     }
+    rows.extend(super::server::rows(r));
     if let Some(l) = &r.limit {
         let at = if l.at_users > 0 {
             let users = if l.at_users == 1 { "user" } else { "users" };
-            format!("at {} {users} per card: ", thousands(l.at_users))
+            let unit = super::server::unit(r);
+            format!("at {} {users} per {unit}: ", thousands(l.at_users))
         } else {
             String::new()
         };
@@ -119,8 +121,8 @@ fn cards_rows(r: &PlanResult) -> Vec<(String, String)> {
             "load per card".into(),
             format!(
                 "{} users on each of the {c} cards ({} in a session at the peak)",
-                thousands(a.users),
-                thousands(a.active_sessions)
+                thousands(a.users.div_ceil(u64::from(r.tp.max(1)))),
+                thousands(a.active_sessions.div_ceil(u64::from(r.tp.max(1))))
             ),
         ));
     }
@@ -305,6 +307,7 @@ pub fn assumption_lines(r: &PlanResult, per_target: bool) -> Vec<String> {
             percent(a.engine.gpu_memory_utilization)
         ),
     ];
+    v.extend(super::server::tp_line(r));
     if !per_target {
         return v;
     }
@@ -338,8 +341,9 @@ pub fn terminal(r: &PlanResult) -> String {
     }
     out.push_str(&format!("{t}\n"));
     if let Some(a) = &r.at_load {
+        let unit = super::server::unit(r);
         out.push_str(&format!(
-            "\nAt the load each card carries: {} users per card, {} in a session at the peak \
+            "\nAt the load each {unit} carries: {} users per {unit}, {} in a session at the peak \
              (SLO met in {} of {} windows)\n",
             thousands(a.users),
             thousands(a.active_sessions),

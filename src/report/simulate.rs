@@ -16,6 +16,8 @@ use crate::sim::{LatencySummary, Load, LoadStats, Metrics, Scenario, Stop};
 #[derive(Serialize)]
 pub struct SimView<'a> {
     pub gpu: &'a str,
+    /// GPUs the model is split over (one engine, one server).
+    pub tp: u32,
     pub model: &'a str,
     pub quant: String,
     pub kv_dtype: String,

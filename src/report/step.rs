@@ -13,6 +13,10 @@ pub struct StepView<'a> {
     pub quant: String,
     pub kv: String,
     pub engine: &'a str,
+    /// GPUs the model is split over; times are one step of the whole server.
+    pub tp: u32,
+    /// Where the all-reduce times come from.
+    pub comm: String,
     pub batch: u32,
     pub context: u32,
     pub prefill_tokens: u32,
@@ -42,6 +46,7 @@ pub struct BreakdownMs {
     pub lm_head: f64,
     pub elementwise: f64,
     pub overhead: f64,
+    pub comm: f64,
 }
 
 impl From<&StepBreakdown> for BreakdownMs {
@@ -52,6 +57,7 @@ impl From<&StepBreakdown> for BreakdownMs {
             lm_head: b.lm_head * 1e3,
             elementwise: b.elementwise * 1e3,
             overhead: b.overhead * 1e3,
+            comm: b.comm * 1e3,
         }
     }
 }
@@ -66,22 +72,32 @@ pub fn terminal(v: &StepView<'_>) -> String {
     } else {
         String::new()
     };
+    let gpus = if v.tp > 1 {
+        format!("{} × {} (TP {})", v.tp, v.gpu, v.tp)
+    } else {
+        v.gpu.to_string()
+    };
     let mut out = format!(
-        "{} ({}, KV {}) on {}, engine {}: {} decoding × {} context{prefill}\n",
-        v.model, v.quant, v.kv, v.gpu, v.engine, v.batch, v.context
+        "{} ({}, KV {}) on {gpus}, engine {}: {} decoding × {} context{prefill}\n",
+        v.model, v.quant, v.kv, v.engine, v.batch, v.context
     );
     let b = v.seconds;
     let total = b.total();
     let mut t = new_table();
     t.set_header(vec!["component", "ms", "share"]);
-    for (name, s) in [
+    let rows = [
         ("linear layers", b.linear),
         ("attention", b.attention),
         ("lm head", b.lm_head),
         ("elementwise", b.elementwise),
+        ("TP communication", b.comm),
         ("engine overhead", b.overhead),
         ("step", total),
-    ] {
+    ];
+    for (name, s) in rows
+        .into_iter()
+        .filter(|r| v.tp > 1 || r.0 != "TP communication")
+    {
         t.add_row(vec![
             name.to_string(),
             format!("{:.3}", s * 1e3),
@@ -99,6 +115,9 @@ pub fn terminal(v: &StepView<'_>) -> String {
     }
     let p = v.profile;
     out.push_str(&format!("profile: {} ({}): {}\n", p.gpu, p.kind, p.source));
+    if v.tp > 1 {
+        out.push_str(&format!("TP communication: {}\n", v.comm));
+    }
     out.push_str(&format!("engine overhead: {}\n", v.engine_source));
     for n in v.notes {
         out.push_str(&format!("note: {n}\n"));

@@ -14,6 +14,8 @@ use crate::plan::result::PlanResult;
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
     pub gpu: String,
+    /// GPUs per server; `users_per_card` and `cards_needed` count single GPUs.
+    pub tp: u32,
     pub quant: String,
     pub fits: bool,
     pub users_per_card: Option<u64>,
@@ -84,7 +86,8 @@ impl Comparison {
                 let u = p.users_per_card.as_ref();
                 let note = if !p.fits {
                     Some(format!(
-                        "does not fit: weights {} + reserve {} > {} usable",
+                        "does not fit at TP {}: weights {} + reserve {} > {} usable per GPU",
+                        p.tp,
                         crate::fit::gb(p.fit.weights_bytes),
                         crate::fit::gb(p.fit.reserve_bytes),
                         crate::fit::gb(p.fit.usable_bytes)
@@ -101,6 +104,7 @@ impl Comparison {
                 let per_user = p.cost.as_ref().and_then(|c| c.per_user_month);
                 Row {
                     gpu: p.question.gpu.clone(),
+                    tp: p.tp,
                     quant: p.question.quant.clone(),
                     fits: p.fits,
                     users_per_card: u.map(|u| u.estimate),
@@ -163,8 +167,13 @@ impl Comparison {
                     _ => r.note.clone().unwrap_or_else(|| "n/a".into()),
                 };
                 let dash = || "–".to_string();
+                let gpu = if r.tp > 1 {
+                    format!("{} (TP {})", r.gpu, r.tp)
+                } else {
+                    r.gpu.clone()
+                };
                 vec![
-                    r.gpu.clone(),
+                    gpu,
                     r.quant.clone(),
                     upc,
                     r.cards_needed
@@ -336,6 +345,7 @@ mod tests {
     fn row(upc: Option<u64>, cost: Option<f64>) -> Row {
         Row {
             gpu: "g".into(),
+            tp: 1,
             quant: "q".into(),
             fits: upc.is_some(),
             users_per_card: upc,

@@ -108,6 +108,7 @@ fn synthetic_measured(gpu: &GpuProfile) -> Measured {
             .collect(),
     };
     Measured {
+        allreduce: vec![],
         provenance: Provenance {
             device: format!("synthetic {}", gpu.name),
             sm_count: gpu.datasheet.sm_count,

@@ -18,4 +18,5 @@ mod report_cli;
 mod report_write;
 mod sim_cli;
 mod sim_props;
+mod tensor_parallel;
 mod validate;

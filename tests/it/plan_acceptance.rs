@@ -16,6 +16,7 @@ fn target(gpu: GpuProfile) -> Target {
         model: catalog::model("llama-3.1-8b").unwrap(),
         quant: Quant::Fp16,
         kv: KvDtype::Fp16,
+        tp: 1,
     }
 }
 
@@ -48,6 +49,7 @@ fn request(target: Target, slo: Slo, users: u64, price: f64) -> PlanRequest {
     PlanRequest {
         users,
         target,
+        tp_reason: String::new(),
         engine: vllm(),
         spec: spec(slo),
         price_per_hour: price,

@@ -113,6 +113,8 @@ fn whatif_compares_and_marks_what_does_not_fit() {
         "fp16,nf4",
         "--model",
         "qwen2.5-14b",
+        "--tp",
+        "1",
     ]);
     let rows = v["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
