@@ -80,6 +80,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             model: model.clone(),
             quant,
             kv: KvDtype::Fp16,
+            tp: 1,
         };
         let deployment = Deployment::require(target, engine, None)?;
         let warmup_s = c.load.default_warmup_s(&scenario);
