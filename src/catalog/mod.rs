@@ -8,6 +8,7 @@ pub mod gpu;
 pub mod hf;
 pub mod interconnect;
 pub mod model;
+pub mod moe;
 pub mod quant;
 pub mod scenario;
 
