@@ -81,7 +81,12 @@ impl Config<'_> {
 
     /// An optional list of layer indexes (absent or null: empty).
     fn layer_list(&self, field: &str) -> Result<Vec<u32>> {
-        let bad = || Error::file(self.origin, format!("field `{field}` must be a list of layer indexes"));
+        let bad = || {
+            Error::file(
+                self.origin,
+                format!("field `{field}` must be a list of layer indexes"),
+            )
+        };
         match self.v.get(field) {
             None | Some(Value::Null) => Ok(Vec::new()),
             Some(Value::Array(xs)) => xs
@@ -215,7 +220,9 @@ fn moe_block(model_type: &str, c: &Config<'_>) -> Result<Option<Moe>> {
             }
         }
         "gpt_oss" => {
-            let quant = c.v.get("quantization_config").and_then(|q| q.get("quant_method"));
+            let quant =
+                c.v.get("quantization_config")
+                    .and_then(|q| q.get("quant_method"));
             let mxfp4 = quant.and_then(Value::as_str) == Some("mxfp4");
             Moe {
                 expert_bias: true,
@@ -234,7 +241,11 @@ fn moe_block(model_type: &str, c: &Config<'_>) -> Result<Option<Moe>> {
                 shared_experts: 1,
                 shared_intermediate: expert,
                 step: c.opt("interleave_moe_layer_step")?.unwrap_or(1),
-                ..base(c.get("num_local_experts")?, c.get("num_experts_per_tok")?, expert)
+                ..base(
+                    c.get("num_local_experts")?,
+                    c.get("num_experts_per_tok")?,
+                    expert,
+                )
             }
         }
         _ => return Ok(None),

@@ -69,7 +69,10 @@ impl Moe {
             ));
         }
         if self.experts > 1 << 14 {
-            return Err(format!("{origin}: implausibly many experts ({})", self.experts));
+            return Err(format!(
+                "{origin}: implausibly many experts ({})",
+                self.experts
+            ));
         }
         if (self.shared_experts == 0) != (self.shared_intermediate == 0) {
             return Err(format!(
@@ -120,7 +123,12 @@ impl Moe {
 }
 
 /// Gated-MLP linears (`gate_up` fused, `down`) of intermediate width `inter`.
-pub fn gated_mlp(name_up: &'static str, name_down: &'static str, h: u32, inter: u32) -> [Linear; 2] {
+pub fn gated_mlp(
+    name_up: &'static str,
+    name_down: &'static str,
+    h: u32,
+    inter: u32,
+) -> [Linear; 2] {
     [
         Linear {
             name: name_up,
@@ -169,7 +177,12 @@ impl ModelArch {
         }];
         if m.shared_experts > 0 {
             let width = m.shared_experts.saturating_mul(m.shared_intermediate);
-            v.extend(gated_mlp("shared_gate_up", "shared_down", self.hidden, width));
+            v.extend(gated_mlp(
+                "shared_gate_up",
+                "shared_down",
+                self.hidden,
+                width,
+            ));
         }
         if m.shared_gate {
             v.push(Linear {
@@ -184,7 +197,13 @@ impl ModelArch {
     /// The two linears of one routed expert.
     pub fn expert_linears(&self) -> Vec<Linear> {
         self.moe.as_ref().map_or(Vec::new(), |m| {
-            gated_mlp("expert_gate_up", "expert_down", self.hidden, m.expert_intermediate).to_vec()
+            gated_mlp(
+                "expert_gate_up",
+                "expert_down",
+                self.hidden,
+                m.expert_intermediate,
+            )
+            .to_vec()
         })
     }
 
@@ -193,9 +212,8 @@ impl ModelArch {
         let Some(m) = &self.moe else {
             return MoeParams::default();
         };
-        let numel = |ls: &[Linear]| -> u64 {
-            ls.iter().map(|l| u64::from(l.n) * u64::from(l.k)).sum()
-        };
+        let numel =
+            |ls: &[Linear]| -> u64 { ls.iter().map(|l| u64::from(l.n) * u64::from(l.k)).sum() };
         let moe_layers = u64::from(self.moe_layers());
         let dense_layers = u64::from(self.layers) - moe_layers;
         let (h, e, k) = (

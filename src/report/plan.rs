@@ -305,6 +305,9 @@ pub fn assumption_lines(r: &PlanResult, per_target: bool) -> Vec<String> {
             percent(a.engine.gpu_memory_utilization)
         ),
     ];
+    if let Some(moe) = &r.fit.moe {
+        v.push(moe.note.clone());
+    }
     if !per_target {
         return v;
     }
