@@ -78,6 +78,68 @@ pub struct FitReport {
     pub shortfall_bytes: u64,
     /// Why it does not fit, or empty.
     pub reason: String,
+    /// Total vs active parameters of a mixture-of-experts model (absent for a dense model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub moe: Option<Box<MoeSummary>>,
+}
+
+/// What a mixture-of-experts model costs in memory (every expert) and in time (the experts a
+/// step touches).
+#[derive(Debug, Clone, Serialize)]
+pub struct MoeSummary {
+    pub total_params: u64,
+    /// Parameters one token multiplies by (embedding and LM head included).
+    pub active_params: u64,
+    pub experts: u32,
+    pub top_k: u32,
+    /// Tokens per step from which uniform routing touches 90% of the experts.
+    pub tokens_to_touch_most: u64,
+    /// The same in one sentence, for the fit table and the plan's assumptions.
+    pub note: String,
+}
+
+impl MoeSummary {
+    /// `None` for a dense model.
+    pub fn of(model: &ModelArch) -> Option<MoeSummary> {
+        let m = model.moe.as_ref()?;
+        let total = model.params().total();
+        let active = model.active_params();
+        let most = m.tokens_to_touch_most() as u64;
+        let b = |x: u64| format!("{:.2} B", x as f64 / 1e9);
+        let note = format!(
+            "mixture of experts ({} of {} experts per token): {} parameters in total, {} active; \
+             memory holds all {}, while a decode step at small batch reads about the active {} \
+             (every expert once a step has about {} tokens or more, under uniform routing)",
+            m.top_k,
+            m.experts,
+            b(total),
+            b(active),
+            b(total),
+            b(active),
+            most
+        );
+        let note = match m.expert_weight_bits {
+            Some(bits) => format!(
+                "{note}; experts stored at {bits} bits per weight as the checkpoint ships them, \
+                 whatever the scheme"
+            ),
+            None => note,
+        };
+        Some(MoeSummary {
+            total_params: total,
+            active_params: active,
+            experts: m.experts,
+            top_k: m.top_k,
+            tokens_to_touch_most: most,
+            note,
+        })
+    }
+}
+
+/// Bytes of all weights of `model` in `quant`: what the scheme stores for the linears present in
+/// every layer, plus, for a MoE model, every expert (memory holds them all).
+pub fn weight_bytes(model: &ModelArch, quant: Quant) -> u64 {
+    quant.weight_bytes(model) + model.moe_weight_bytes(quant)
 }
 
 impl FitReport {
@@ -90,12 +152,18 @@ impl FitReport {
 
 /// Peak activation memory of one forward pass over `tokens` tokens plus the logits of `seqs`
 /// sequences: the largest intermediate tensors of one layer alive at once (fp16), and fp32 logits
-/// and probabilities for sampling.
+/// and probabilities for sampling. A MoE layer's intermediates are its routed and shared
+/// experts' widths, plus the `k` expert outputs per token before they are combined.
 pub fn activation_bytes(model: &ModelArch, tokens: u32, seqs: u32) -> u64 {
     let t = u64::from(tokens);
+    let expert_outputs = model
+        .moe
+        .as_ref()
+        .map_or(0, |m| u64::from(m.top_k) * u64::from(model.hidden));
     let per_token = model.q_width()
         + 2 * model.kv_width()
-        + 3 * u64::from(model.intermediate)
+        + 3 * model.mlp_width_per_token()
+        + expert_outputs
         + 4 * u64::from(model.hidden);
     2 * t * per_token + 8 * u64::from(seqs) * u64::from(model.vocab)
 }
@@ -126,7 +194,7 @@ fn fit_rank(
 ) -> FitReport {
     let memory = gpu.datasheet.memory_bytes();
     let usable = (memory as f64 * opts.gpu_memory_utilization) as u64;
-    let weights = quant.weight_bytes(rank);
+    let weights = weight_bytes(rank, quant);
     let activation = activation_bytes(rank, opts.max_num_batched_tokens, opts.max_num_seqs);
     let reserve = activation + FIXED_RESERVE_BYTES;
     let per_token = opts.kv.bytes_per_token(rank);
@@ -182,6 +250,7 @@ fn fit_rank(
         block_size: opts.block_size,
         shortfall_bytes: shortfall,
         reason,
+        moe: MoeSummary::of(model).map(Box::new),
     }
 }
 

@@ -32,6 +32,10 @@ pub struct Datasheet {
     /// Dense fp8 tensor rate, TFLOP/s, where the GPU has fp8.
     #[serde(default)]
     pub fp8_tflops: Option<f64>,
+    /// Dense fp4 tensor rate, TFLOP/s, where the GPU has fp4 tensor cores (Blackwell); what a
+    /// native MXFP4/NVFP4 weight path could reach. Not used for pricing yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp4_tflops: Option<f64>,
     pub sm_count: u32,
     pub l2_mb: f64,
     pub power_w: f64,
@@ -62,6 +66,18 @@ impl Datasheet {
                 return Err(format!(
                     "{origin}: `{name}` must be a positive number, got {v}"
                 ));
+            }
+        }
+        for (name, v) in [
+            ("fp8_tflops", self.fp8_tflops),
+            ("fp4_tflops", self.fp4_tflops),
+        ] {
+            if let Some(v) = v {
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!(
+                        "{origin}: `{name}` must be a positive number or absent, got {v}"
+                    ));
+                }
             }
         }
         if !(self.price_per_hour.is_finite() && self.price_per_hour >= 0.0) {

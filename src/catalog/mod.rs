@@ -8,6 +8,7 @@ pub mod gpu;
 pub mod hf;
 pub mod interconnect;
 pub mod model;
+pub mod moe;
 pub mod quant;
 pub mod scenario;
 pub mod shard;
@@ -31,12 +32,17 @@ macro_rules! embedded {
 pub const MODELS: &[(&str, &str)] = embedded!("models";
     "llama-3.1-8b", "llama-3-8b", "llama-3.1-70b", "mistral-7b", "phi-2", "phi-4",
     "qwen2.5-1.5b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b", "gemma-2-9b",
+    "llama-3.3-70b", "llama-2-70b", "codellama-34b", "qwen3-8b", "qwen3-32b", "gemma-3-27b",
+    "mistral-small-24b", "mixtral-8x7b", "qwen3-30b-a3b", "qwen3-235b-a22b", "gpt-oss-20b",
+    "gpt-oss-120b", "llama-4-scout",
 );
 
 /// Embedded GPU profiles: (key, YAML text).
 pub const GPUS: &[(&str, &str)] = embedded!("gpus";
     "rtx3090", "rtx4090", "rtx-a4000", "t4", "a10g", "l4", "l40s",
     "a100-40g", "a100-80g", "h100-pcie", "h100-sxm", "h200",
+    "b200", "h100-nvl", "h200-nvl", "l40", "a40", "rtx-a5000", "rtx-a6000", "rtx-6000-ada",
+    "rtx5090", "rtx-pro-6000",
 );
 
 /// Whether `arg` should be read as a file path rather than a catalog key.

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::moe::Moe;
+
 /// Which feed-forward block the model uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -52,9 +54,35 @@ pub struct ModelArch {
     /// Bias on the attention output, MLP projections and LM head (Phi-2).
     #[serde(default)]
     pub dense_bias: bool,
-    /// Parameter count published by the model's authors, checked against the architecture.
+    /// RMSNorm weights (one per head dim) on q and on k in every layer (Qwen3, Gemma 3).
+    #[serde(default)]
+    pub qk_norm: bool,
+    /// Bias on the attention output alone (gpt-oss: `attention_bias` covers q, k, v and o).
+    #[serde(default)]
+    pub o_bias: bool,
+    /// One learned sink logit per head in every layer (gpt-oss).
+    #[serde(default)]
+    pub attention_sinks: bool,
+    /// Mixture-of-experts feed-forward block; absent for a dense model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moe: Option<Moe>,
+    /// Parameter count published by the model's authors, checked against the architecture. Given
+    /// to the digit where the authors (or the checkpoint's tensors) give one; a figure rounded to
+    /// `d` digits (e.g. 116 830 000 000) is checked to within one unit of its last digit.
     #[serde(default)]
     pub published_params: Option<u64>,
+    /// Parameters the published count includes that the text decoder does not have (a vision
+    /// encoder and its projector): the published count is `params().total()` plus these.
+    #[serde(default)]
+    pub published_unmodeled_params: u64,
+    /// Active parameters per token published by the authors (MoE), checked like
+    /// `published_params` against [`ModelArch::active_params`].
+    #[serde(default)]
+    pub published_active_params: Option<u64>,
+    /// The published active count leaves out the input embedding (OpenAI's convention for
+    /// gpt-oss: a token reads one row of it, not the matrix).
+    #[serde(default)]
+    pub published_active_excludes_embedding: bool,
 }
 
 fn default_norm() -> NormKind {
@@ -78,8 +106,10 @@ pub struct Linear {
 /// Parameter counts split by how quantization treats them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ParamSplit {
-    /// Weights of the per-layer linear layers: what int8/NF4 quantize.
+    /// Weights of the linear layers other than routed experts: what int8/NF4 quantize.
     pub linear: u64,
+    /// Routed expert weights of a MoE model, every expert (0 for a dense model).
+    pub experts: u64,
     /// Token embedding (and the LM head when untied): kept in 16 bits by the libraries.
     pub embedding: u64,
     /// Untied LM head weights (kept in 16 bits).
@@ -90,7 +120,7 @@ pub struct ParamSplit {
 
 impl ParamSplit {
     pub fn total(&self) -> u64 {
-        self.linear + self.embedding + self.lm_head + self.small
+        self.linear + self.experts + self.embedding + self.lm_head + self.small
     }
 }
 
@@ -105,7 +135,9 @@ impl ModelArch {
         u64::from(self.kv_heads) * u64::from(self.head_dim)
     }
 
-    /// The linear layers of one decoder layer, fused the way vLLM fuses them.
+    /// The linear layers present in every decoder layer, fused the way vLLM fuses them: attention
+    /// and the MLP of a dense model; attention alone for a MoE model, whose feed-forward
+    /// linears (routed and shared experts, router, dense layers) are in [`super::moe`].
     pub fn linears(&self) -> Vec<Linear> {
         let h = self.hidden;
         let qkv = (self.q_width() + 2 * self.kv_width()) as u32;
@@ -122,6 +154,9 @@ impl ModelArch {
                 k: o_in,
             },
         ];
+        if self.moe.is_some() {
+            return v;
+        }
         match self.mlp {
             MlpKind::GatedSilu | MlpKind::GatedGelu => {
                 v.push(Linear {
@@ -166,6 +201,15 @@ impl ModelArch {
         if self.qkv_bias {
             small_per_layer += self.q_width() + 2 * self.kv_width();
         }
+        if self.qk_norm {
+            small_per_layer += 2 * u64::from(self.head_dim);
+        }
+        if self.o_bias {
+            small_per_layer += h;
+        }
+        if self.attention_sinks {
+            small_per_layer += u64::from(self.heads);
+        }
         if self.dense_bias {
             small_per_layer += h; // attention output
             small_per_layer += match self.mlp {
@@ -179,11 +223,13 @@ impl ModelArch {
         } else {
             0
         };
+        let moe = self.moe_params();
         ParamSplit {
-            linear: linear_per_layer * layers,
+            linear: linear_per_layer * layers + moe.linear,
+            experts: moe.experts,
             embedding: vocab * h,
             lm_head: if self.tied_embeddings { 0 } else { vocab * h },
-            small: small_per_layer * layers + final_norm + lm_head_bias,
+            small: small_per_layer * layers + final_norm + lm_head_bias + moe.bias,
         }
     }
 
@@ -194,9 +240,21 @@ impl ModelArch {
         }
     }
 
-    /// FLOPs of the linear layers (all decoder layers) per token: 2 × linear params.
+    /// FLOPs of the linear layers (all decoder layers) per token: 2 × the linear params a token
+    /// multiplies by (its routed experts only, for a MoE model).
     pub fn linear_flops_per_token(&self) -> f64 {
-        2.0 * self.params().linear as f64
+        2.0 * (self.params().linear + self.moe_params().active_experts) as f64
+    }
+
+    /// Width of the MLP intermediate activations of one token: `intermediate` for a dense model;
+    /// for a MoE model its routed and shared experts' widths (or the dense layers', if wider).
+    pub fn mlp_width_per_token(&self) -> u64 {
+        let dense = u64::from(self.intermediate);
+        match &self.moe {
+            None => dense,
+            Some(m) if self.moe_layers() < self.layers => m.active_width().max(dense),
+            Some(m) => m.active_width(),
+        }
     }
 
     /// Check the numbers make sense; `origin` names the file for the error.
@@ -224,6 +282,14 @@ impl ModelArch {
         }
         if self.hidden > 1 << 20 || self.layers > 1024 || self.vocab > 1 << 24 {
             return Err(format!("{origin}: implausibly large architecture"));
+        }
+        if let Some(m) = &self.moe {
+            if self.mlp == MlpKind::Gelu {
+                return Err(format!(
+                    "{origin}: `moe` needs a gated MLP (`mlp: gated-silu` or `gated-gelu`)"
+                ));
+            }
+            m.validate(origin, self.layers)?;
         }
         Ok(())
     }

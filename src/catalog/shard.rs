@@ -84,6 +84,14 @@ impl ModelArch {
                 self.key, self.kv_heads
             ));
         }
+        if let Some(m) = &self.moe
+            && (m.expert_intermediate % tp != 0 || m.shared_intermediate % tp != 0)
+        {
+            return Err(format!(
+                "TP {tp} does not divide {}'s expert width {}",
+                self.key, m.expert_intermediate
+            ));
+        }
         if self.intermediate % tp != 0 {
             return Err(format!(
                 "TP {tp} does not divide {}'s MLP width {}",
@@ -105,6 +113,12 @@ impl ModelArch {
         rank.intermediate = self.intermediate / tp;
         // vocab-parallel embedding and LM head: each rank holds a padded slice
         rank.vocab = self.vocab.div_ceil(tp);
+        // vLLM's default for mixture-of-experts under TP: every rank holds a slice of every
+        // expert (its MLP width split like a dense MLP); the router is replicated
+        if let Some(m) = rank.moe.as_mut() {
+            m.expert_intermediate /= tp;
+            m.shared_intermediate /= tp;
+        }
         // the published count describes the whole model, not a rank
         rank.published_params = None;
         Ok(rank)

@@ -4,7 +4,8 @@
 //! [`PricingBasis`] says which tables a GPU is priced with; [`StepCost`] prices a step from them.
 //! Modules: [`roofline`] (bytes and FLOPs per kernel), [`interp`] (table interpolation),
 //! [`tables`] (pricing any shape from a profile), [`graph`] (kernels timed one at a time →
-//! kernels replayed in a CUDA graph), [`transfer`] (deriving a profile for a GPU you don't own),
+//! kernels replayed in a CUDA graph), [`transfer`] (deriving a profile for a GPU you don't own), [`moe`] (mixture-of-experts
+//! feed-forward blocks),
 //! [`defaults`] (efficiencies used where nothing was measured), `explain` (the caveats behind a
 //! breakdown). What a step is made of, and the trait the simulator prices it through, live in
 //! [`crate::step`].
@@ -15,6 +16,7 @@ pub mod defaults;
 mod explain;
 pub mod graph;
 pub mod interp;
+pub mod moe;
 pub mod roofline;
 mod step_cost;
 pub mod tables;

@@ -62,6 +62,8 @@ pub(super) struct Shape {
     q_width: f64,
     kv_width: f64,
     block: f64,
+    /// The MoE feed-forward stack (`None` for a dense model).
+    moe: Option<super::moe::MoeShape>,
 }
 
 impl Shape {
@@ -76,7 +78,7 @@ impl Shape {
                 .map(|l| (f64::from(l.n), f64::from(l.k)))
                 .collect(),
             hidden: f64::from(model.hidden),
-            intermediate: f64::from(model.intermediate),
+            intermediate: model.mlp_width_per_token() as f64,
             vocab: f64::from(model.vocab),
             mlp: model.mlp,
             norms_per_layer: f64::from(model.norms_per_layer),
@@ -84,6 +86,7 @@ impl Shape {
             q_width: model.q_width() as f64,
             kv_width: model.kv_width() as f64,
             block: f64::from(block),
+            moe: super::moe::MoeShape::new(model),
         }
     }
 }
@@ -179,6 +182,11 @@ impl StepCost {
             out.flags |= p.flags;
         }
         out.s *= s.layers;
+        if let Some(moe) = &s.moe {
+            let p = moe.price(&self.kernels, s.quant, f64::from(t));
+            out.s += p.s;
+            out.flags |= p.flags;
+        }
         out
     }
 

@@ -106,6 +106,9 @@ pub fn terminal(v: &FitView<'_>) -> String {
         table.add_row(vec![a, b, c]);
     }
     out.push_str(&format!("{table}\n"));
+    if let Some(moe) = &r.moe {
+        out.push_str(&format!("{}\n", moe.note));
+    }
     if r.fits {
         out.push_str("fits: yes\n");
     } else {

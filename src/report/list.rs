@@ -49,7 +49,14 @@ pub fn models(models: &[ModelArch]) -> Table {
     for m in models {
         t.add_row(vec![
             m.key.clone(),
-            format!("{:.2} B", m.params().total() as f64 / 1e9),
+            match m.moe {
+                Some(_) => format!(
+                    "{:.2} B ({:.2} B active)",
+                    m.params().total() as f64 / 1e9,
+                    m.active_params() as f64 / 1e9
+                ),
+                None => format!("{:.2} B", m.params().total() as f64 / 1e9),
+            },
             m.layers.to_string(),
             m.hidden.to_string(),
             format!("{}/{}", m.heads, m.kv_heads),

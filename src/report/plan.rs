@@ -308,6 +308,7 @@ pub fn assumption_lines(r: &PlanResult, per_target: bool) -> Vec<String> {
         ),
     ];
     v.extend(super::server::tp_line(r));
+    v.extend(r.fit.moe.as_ref().map(|m| m.note.clone()));
     if !per_target {
         return v;
     }

@@ -12,6 +12,7 @@ mod cost_step_cli;
 mod foundation;
 mod fuzz;
 mod layering;
+mod moe;
 mod plan_acceptance;
 mod plan_cli;
 mod report_cli;

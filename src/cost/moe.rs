@@ -1,0 +1,186 @@
+//! The feed-forward block of a mixture-of-experts model: router, routed experts, shared experts,
+//! and the dense MLP of any layer that is not MoE.
+//!
+//! A step of `T` tokens sends `T·k` token-rows to `E` experts. Assuming uniform routing (each token
+//! picks `k` distinct experts, all equally likely, independently of the others), the expected
+//! number of distinct experts touched is `E·(1 − (1 − k/E)^T)`: `k` at `T = 1`, `E` as `T` grows.
+//! Each touched expert runs its up/gate and down GEMMs over `T·k / distinct` rows on average and
+//! reads its weights once; untouched experts cost nothing. So decode at small batch reads about
+//! the active parameters, and a large batch reads every expert.
+//!
+//! Real routing is not uniform: popular experts get more rows and some experts none, so fewer
+//! distinct experts are touched (fewer weight bytes) while the busiest expert's GEMM, which the
+//! grouped kernel waits on, is longer. Uniform routing is the stated assumption on both counts.
+//!
+//! The grouped expert GEMM is priced from the scheme's dense GEMM tables, as one kernel over all
+//! touched experts (a fused MoE kernel launches once and streams every touched expert's
+//! weights); a measured grouped-GEMM table is a later calibrator step.
+
+use super::tables::{Flags, KernelSet, Priced};
+use crate::catalog::model::ModelArch;
+use crate::catalog::quant::Quant;
+use crate::profile::ElementwiseKind;
+
+/// Expected number of distinct experts touched when each of `tokens` tokens picks `top_k` of
+/// `experts` uniformly at random: `E·(1 − (1 − k/E)^T)`.
+pub fn expected_distinct(experts: f64, top_k: f64, tokens: f64) -> f64 {
+    if experts <= 0.0 || tokens <= 0.0 {
+        return 0.0;
+    }
+    let miss = (1.0 - top_k / experts).clamp(0.0, 1.0);
+    experts * (1.0 - miss.powf(tokens))
+}
+
+/// The MoE numbers a step needs, as floats, resolved once per [`super::StepCost`].
+#[derive(Debug, Clone)]
+pub(super) struct MoeShape {
+    moe_layers: f64,
+    dense_layers: f64,
+    experts: f64,
+    top_k: f64,
+    hidden: f64,
+    /// `(n, k)` of one routed expert's gate/up and down GEMMs.
+    expert: Vec<(f64, f64)>,
+    /// Shared experts and shared gate, priced like the scheme's other linears.
+    shared: Vec<(f64, f64)>,
+    /// `(n, k)` of the router (16-bit).
+    router: (f64, f64),
+    /// `(n, k)` of the dense MLP of the non-MoE layers.
+    dense: Vec<(f64, f64)>,
+    /// Bits per expert weight where the checkpoint fixes them whatever the scheme (gpt-oss's
+    /// MXFP4): the experts are then priced as a weight-only path, see [`MoeShape::experts_step`].
+    expert_bits: Option<f64>,
+}
+
+impl MoeShape {
+    /// `None` for a dense model.
+    pub(super) fn new(model: &ModelArch) -> Option<MoeShape> {
+        let m = model.moe.as_ref()?;
+        let nk = |l: &crate::catalog::model::Linear| (f64::from(l.n), f64::from(l.k));
+        let side = model.moe_side_linears();
+        let router = side
+            .iter()
+            .find(|l| l.name == "router")
+            .map_or((f64::from(m.experts), f64::from(model.hidden)), nk);
+        let dense =
+            crate::catalog::moe::gated_mlp("gate_up", "down", model.hidden, model.intermediate);
+        let moe_layers = f64::from(model.moe_layers());
+        Some(MoeShape {
+            moe_layers,
+            dense_layers: f64::from(model.layers) - moe_layers,
+            experts: f64::from(m.experts),
+            top_k: f64::from(m.top_k),
+            hidden: f64::from(model.hidden),
+            expert: model.expert_linears().iter().map(nk).collect(),
+            shared: side.iter().filter(|l| l.name != "router").map(nk).collect(),
+            router,
+            dense: dense.iter().map(nk).collect(),
+            expert_bits: m.expert_weight_bits.filter(|&b| b < 16.0),
+        })
+    }
+
+    /// The MoE stack's linears and the combine of expert outputs, all layers, at `t` tokens.
+    pub(super) fn price(&self, kernels: &KernelSet, quant: Quant, t: f64) -> Priced {
+        let mut out = Priced {
+            s: 0.0,
+            flags: Flags::default(),
+        };
+        if t <= 0.0 {
+            return out;
+        }
+        let mut add = |p: Priced, times: f64| {
+            out.s += p.s * times;
+            out.flags |= p.flags;
+        };
+        add(self.experts_step(kernels, quant, t), self.moe_layers);
+        for &(n, k) in &self.shared {
+            add(kernels.gemm(quant, n, k, t), self.moe_layers);
+        }
+        add(
+            kernels.gemm(Quant::Fp16, self.router.0, self.router.1, t),
+            self.moe_layers,
+        );
+        // combine: read k expert outputs per token (fp16), write one row
+        let combine_bytes = 2.0 * t * self.hidden * (self.top_k + 1.0);
+        add(
+            kernels.elementwise_like(
+                ElementwiseKind::RmsnormResidual,
+                self.hidden,
+                t,
+                combine_bytes,
+            ),
+            self.moe_layers,
+        );
+        for &(n, k) in &self.dense {
+            add(kernels.gemm(quant, n, k, t), self.dense_layers);
+        }
+        out
+    }
+
+    /// One MoE layer's routed experts at `t` tokens: the expected distinct experts, each running
+    /// its GEMMs over its share of the `t·k` rows, as one grouped kernel. The group is priced as
+    /// one GEMM of the expert's output width whose reduction dimension is the touched experts'
+    /// side by side (`n × (k·distinct)` at `rows` tokens): the same FLOPs and weight bytes, and the
+    /// efficiency of a kernel that streams every touched expert's weights at once, which is what
+    /// a fused MoE kernel does. Pricing each expert as its own small GEMM instead would charge
+    /// every expert the poor efficiency (and launch) of a lone small kernel.
+    ///
+    /// Experts the checkpoint stores in `b < 16` bits whatever the scheme (gpt-oss's MXFP4 on a
+    /// GPU without fp4 tensor cores: a W4A16 path, dequantizing in the kernel) are priced from the
+    /// fp16 tables at the shape with the same weight bytes and the same FLOPs: reduction
+    /// dimension × b/16 and tokens × 16/b. That is a weight-only kernel as efficient as cuBLAS at
+    /// the same arithmetic intensity, with the dequantization itself free (an optimistic stated
+    /// assumption until a measured MXFP4 kernel exists).
+    fn experts_step(&self, kernels: &KernelSet, quant: Quant, t: f64) -> Priced {
+        let distinct = expected_distinct(self.experts, self.top_k, t).max(1.0);
+        let rows = t * self.top_k / distinct;
+        let (q, shrink) = match self.expert_bits {
+            Some(b) => (Quant::Fp16, b / 16.0),
+            None => (quant, 1.0),
+        };
+        let mut out = Priced {
+            s: 0.0,
+            flags: Flags::default(),
+        };
+        for &(n, k) in &self.expert {
+            let p = kernels.gemm(q, n, k * distinct * shrink, rows / shrink);
+            out.s += p.s;
+            out.flags |= p.flags;
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_token_touches_top_k_experts() {
+        for (e, k) in [(8.0, 2.0), (128.0, 8.0), (16.0, 1.0), (32.0, 4.0)] {
+            assert!((expected_distinct(e, k, 1.0) - k).abs() < 1e-9, "{e} {k}");
+        }
+    }
+
+    #[test]
+    fn many_tokens_touch_every_expert() {
+        let d = expected_distinct(128.0, 8.0, 4096.0);
+        assert!((d - 128.0).abs() < 1e-6, "{d}");
+        // monotone, never above E
+        let mut last = 0.0;
+        for t in [1.0, 2.0, 4.0, 16.0, 64.0, 256.0] {
+            let d = expected_distinct(128.0, 8.0, t);
+            assert!(d > last && d <= 128.0, "{t}: {d}");
+            last = d;
+        }
+        // about 36 tokens touch 90% of Qwen3-30B-A3B's 128 experts with top-8
+        let d36 = expected_distinct(128.0, 8.0, 36.0);
+        assert!((0.9..0.92).contains(&(d36 / 128.0)), "{d36}");
+    }
+
+    #[test]
+    fn all_experts_routed_touches_all() {
+        assert!((expected_distinct(8.0, 8.0, 1.0) - 8.0).abs() < 1e-12);
+        assert_eq!(expected_distinct(8.0, 2.0, 0.0), 0.0);
+    }
+}
