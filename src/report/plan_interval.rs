@@ -49,7 +49,7 @@ pub fn rows(r: &PlanResult) -> Vec<(String, String)> {
             format!(
                 "{worst} cards if every card serves only the combined interval's low end ({} \
                  users per card)",
-                range(i.low, i.low)
+                range(i.low, i.high).split('–').next().unwrap_or_default()
             ),
         ));
     }
