@@ -1,6 +1,9 @@
 //! Predictions next to published measurements, rerun from data shipped in the repository
 //! (`profiles/validation/*.yaml`, every figure with its source).
 
+pub mod record;
+pub mod stats;
+
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};

@@ -8,6 +8,7 @@ use super::common::{TargetArgs, print_json};
 use crate::catalog::engine::EnginePreset;
 use crate::error::{Error, Result, check_range};
 use crate::fsutil::check_writable;
+use crate::plan::model_error::ModelErrorRequest;
 use crate::plan::planner::{PlanSpec, Tick, Window};
 use crate::plan::result::PlanWork;
 use crate::plan::search::SearchOptions;
@@ -15,6 +16,7 @@ use crate::plan::slo::{SloOverrides, check_quantile, resolve_slo};
 use crate::plan::{PlanRequest, plan};
 use crate::report::{self, doc::write_report};
 use crate::sim::Scenario;
+use crate::validate;
 
 const EXAMPLES: &str = "Examples:
   cardplan plan --users 5000 --gpu rtx3090
@@ -88,6 +90,13 @@ pub struct PlanArgs {
     pub target: TargetArgs,
     #[command(flatten)]
     pub opts: PlanOptions,
+    /// Leave cardplan's own error (measured by `cardplan validate`) out of the interval: traffic
+    /// randomness only.
+    #[arg(long)]
+    pub no_model_error: bool,
+    /// Paired windows rerun at each end of the model-error interval, 1 to 64.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub model_error_windows: usize,
 }
 
 /// Everything resolved from flags that does not depend on the GPU or scheme.
@@ -185,6 +194,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
         .target
         .resolve_tp(&common.engine, crate::catalog::shard::TpChoice::Auto)?;
     let (price_per_hour, price_source) = args.opts.price(&target.gpu);
+    let model_error = model_error(&args)?;
     let counter = super::progress::counter("peak windows simulated");
     let bar = counter.clone();
     let result = plan(PlanRequest {
@@ -197,6 +207,7 @@ pub fn run(args: PlanArgs) -> Result<()> {
         price_source,
         slo_source: common.slo_source,
         tick: Some(Tick(std::sync::Arc::new(move || bar.inc(1)))),
+        model_error,
         work: PlanWork {
             at_load: true,
             // A direction, not the answer: fewer windows than the main search.
@@ -219,4 +230,23 @@ pub fn run(args: PlanArgs) -> Result<()> {
         eprintln!("report written to {}", w.html.display());
     }
     Ok(())
+}
+
+/// The validation record to fold into the interval, unless `--no-model-error`.
+fn model_error(args: &PlanArgs) -> Result<Option<ModelErrorRequest>> {
+    if args.no_model_error {
+        return Ok(None);
+    }
+    if !(1..=64).contains(&args.model_error_windows) {
+        return Err(Error::BadInput(format!(
+            "--model-error-windows must be 1..=64, got {}",
+            args.model_error_windows
+        )));
+    }
+    let datasets = validate::record::run_datasets()?;
+    Ok(Some(ModelErrorRequest {
+        record: validate::record::step_record(&datasets),
+        windows: args.model_error_windows,
+        ttft_caveat: validate::record::ttft_caveat(&datasets),
+    }))
 }

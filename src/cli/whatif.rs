@@ -104,6 +104,7 @@ pub fn run(args: WhatifArgs) -> Result<()> {
                 slo_source: common.slo_source.clone(),
                 work,
                 tick: None,
+                model_error: None,
             });
             bar.inc(1);
             r

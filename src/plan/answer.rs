@@ -2,7 +2,8 @@
 //! user puts on the card, sensitivity, and the caveats, assembled into a [`PlanResult`].
 
 use super::cards::HOURS_PER_MONTH;
-use super::limit::{Limit, diagnose, search_limit};
+use super::limit::{Cause, Limit, diagnose, search_limit};
+use super::model_error::{ModelErrorRequest, PlanInterval, fold, unavailable};
 use super::planner::{AtLoad, PlanSpec, Planner, Prepare, Tick, at_load, load_grid, sweep};
 use super::result::{
     Assumptions, EngineInfo, LightLoad, PlanResult, PlanWork, Question, ServerVerdict, SloInfo,
@@ -35,6 +36,8 @@ pub struct PlanRequest {
     pub work: PlanWork,
     /// Told after every simulated window, for a progress display.
     pub tick: Option<Tick>,
+    /// The validation record to fold into the interval (`None`: traffic randomness only).
+    pub model_error: Option<ModelErrorRequest>,
 }
 
 /// Answer the question.
@@ -144,6 +147,7 @@ fn does_not_fit(
         light_load: None,
         limit: None,
         profile: None,
+        interval: None,
         notes: vec![note],
         load_sweep: Vec::new(),
     }
@@ -192,6 +196,7 @@ fn answer(
             .unwrap_or_default(),
     );
     let sens = sensitivity_per_card(req, planner, &cap)?;
+    let interval = interval(req, planner, &cap, &limit, &mut notes)?;
     let profile = planner.profile_info().clone();
     let users_per_server = UsersPerCard::from(&cap);
     let load_sweep = match req.work.sweep_points {
@@ -223,6 +228,7 @@ fn answer(
         light_load: Some(light),
         limit: Some(limit),
         profile: Some(profile),
+        interval,
         notes,
         load_sweep,
     })
@@ -260,6 +266,31 @@ fn server_verdict(
         servers_range: v.cards_range,
         interconnect: d.cost.comm_source().describe(),
     })
+}
+
+/// The interval with the model's own error folded in, when asked for; what it leaves out goes
+/// to `notes`.
+fn interval(
+    req: &PlanRequest,
+    planner: &Planner,
+    cap: &Capacity,
+    limit: &Limit,
+    notes: &mut Vec<String>,
+) -> Result<Option<PlanInterval>> {
+    let Some(m) = &req.model_error else {
+        return Ok(None);
+    };
+    let tp = planner.deployment.target.tp;
+    let i = fold(planner, cap, m, req.users)?.map(|i| i.per_gpu(tp));
+    if i.is_none() {
+        notes.push(unavailable(&m.record));
+    }
+    if matches!(limit.cause, Cause::Ttft | Cause::TtftAndStreamingRate)
+        && let Some(c) = &m.ttft_caveat
+    {
+        notes.push(c.clone());
+    }
+    Ok(i)
 }
 
 /// What limited capacity: read at the first load that failed in the first window's search, or

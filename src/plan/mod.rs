@@ -7,7 +7,9 @@
 
 pub mod answer;
 pub mod cards;
+pub mod error_bars;
 pub mod limit;
+pub mod model_error;
 pub mod planner;
 pub mod result;
 pub mod search;

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::cards::CostEstimate;
 use super::limit::Limit;
+use super::model_error::PlanInterval;
 use super::planner::{AtLoad, SweepPoint, Window};
 use super::search::Capacity;
 use super::sensitivity::Sensitivity;
@@ -162,6 +163,8 @@ pub struct PlanResult {
     /// What limited capacity, from the simulation at the first load that failed.
     pub limit: Option<Limit>,
     pub profile: Option<ProfileInfo>,
+    /// Users per card with the model's own error folded in (`None` when not asked for).
+    pub interval: Option<PlanInterval>,
     /// Caveats in words.
     pub notes: Vec<String>,
     /// Metrics at loads around the capacity (for the report's charts; not part of the JSON).

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 
 /// DejaVu Sans (Bitstream Vera licence, see assets/fonts/LICENSE-DejaVu.txt).
 static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
-const FAMILY: &str = "sans-serif";
+pub(super) const FAMILY: &str = "sans-serif";
 
 /// Chart size in pixels.
 pub const SIZE: (u32, u32) = (900, 480);
@@ -85,6 +85,8 @@ pub enum ChartSpec {
         x_label: String,
         bars: Vec<Bar>,
     },
+    /// Predicted against measured on log axes (`validate --report`).
+    Scatter(super::scatter::Scatter),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -98,11 +100,12 @@ impl ChartSpec {
     pub fn title(&self) -> &str {
         match self {
             ChartSpec::Lines { title, .. } | ChartSpec::Bars { title, .. } => title,
+            ChartSpec::Scatter(s) => &s.title,
         }
     }
 }
 
-fn draw_err<E: std::fmt::Debug>(e: E) -> Error {
+pub(super) fn draw_err<E: std::fmt::Debug>(e: E) -> Error {
     Error::Internal(format!("drawing a chart: {e:?}"))
 }
 
@@ -145,6 +148,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, spec: &ChartSpec) -> 
             x_label,
             bars,
         } => draw_bars(root, title, x_label, bars),
+        ChartSpec::Scatter(s) => super::scatter::draw(root, s),
     }
 }
 

@@ -50,6 +50,7 @@ pub fn verdict_rows(r: &PlanResult) -> Vec<(String, String)> {
         ));
     }
     rows.extend(super::server::rows(r));
+    rows.extend(super::plan_interval::rows(r));
     if let Some(l) = &r.limit {
         let at = if l.at_users > 0 {
             let users = if l.at_users == 1 { "user" } else { "users" };

@@ -9,6 +9,7 @@ mod calibrate_sweep;
 mod calibrate_writer;
 mod cost_model;
 mod cost_step_cli;
+mod error_bars;
 mod foundation;
 mod fuzz;
 mod layering;

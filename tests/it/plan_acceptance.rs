@@ -57,6 +57,7 @@ fn request(target: Target, slo: Slo, users: u64, price: f64) -> PlanRequest {
         slo_source: "test".into(),
         work: LIGHT,
         tick: None,
+        model_error: None,
     }
 }
 
