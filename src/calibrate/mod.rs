@@ -4,10 +4,12 @@
 //! The hardware sits behind [`timer::KernelTimer`], so everything but the CUDA timer itself is
 //! tested on CPU with [`timer::MockTimer`].
 
+pub mod allreduce;
 pub mod assemble;
 pub mod bnb;
 pub mod cuda;
 mod kernels;
+pub mod nccl;
 mod nvrtc;
 pub mod quant;
 pub mod raw;

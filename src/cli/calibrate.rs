@@ -96,9 +96,21 @@ pub struct CalibrateArgs {
     /// Use the CPU mock timer instead of the GPU (tests the writer; the numbers are made up).
     #[arg(long, hide = true)]
     pub mock_timer: bool,
+    /// Time NCCL all-reduce (fp16, sum) over every TP this machine's GPUs can form and add the
+    /// tables to the measured profile named by --gpu (needs two or more GPUs and
+    /// NCCL_NVLS_ENABLE=0).
+    #[arg(long, requires = "gpu")]
+    pub allreduce: bool,
+    /// With --allreduce: a CPU stand-in for N GPUs (a dry run).
+    #[arg(long, hide = true, value_name = "N")]
+    pub mock_gpus: Option<usize>,
 }
 
 pub fn run(args: CalibrateArgs) -> Result<()> {
+    if args.allreduce {
+        let gpu = args.gpu.as_deref().unwrap_or_default();
+        return super::allreduce::run(gpu, args.out.as_ref(), args.mock_gpus);
+    }
     if !args.reassemble.is_empty() {
         return reassemble(&args, &args.reassemble);
     }

@@ -1,5 +1,6 @@
 //! Command-line interface: one file per subcommand, each with its argument struct and glue.
 
+mod allreduce;
 mod bounds;
 mod calibrate;
 mod common;

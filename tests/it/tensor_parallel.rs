@@ -215,3 +215,62 @@ fn plan_answers_per_server_and_counts_cards() {
     );
     assert!(v["tp_reason"].as_str().unwrap().contains("auto"));
 }
+
+#[test]
+fn allreduce_calibration_fills_the_table_the_step_then_uses() {
+    // one GPU: nothing to time, nothing written
+    let out = scratch("ar-h200.yaml");
+    let o = cardplan(&[
+        "calibrate",
+        "--allreduce",
+        "--gpu",
+        "h200",
+        "--mock-gpus",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stdout(&o).contains("no all-reduce to time"));
+    assert!(!out.exists());
+    // two or more (a CPU stand-in): tables for TP 2 and 4, priced by `step`
+    let o = cardplan(&[
+        "calibrate",
+        "--allreduce",
+        "--gpu",
+        "h200",
+        "--mock-gpus",
+        "4",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let p = out.to_str().unwrap();
+    let step = |tp: &str| {
+        let o = cardplan(&[
+            "step",
+            "--gpu",
+            p,
+            "--model",
+            "llama-3.1-70b",
+            "--tp",
+            tp,
+            "--batch",
+            "8",
+            "--context",
+            "1000",
+            "--json",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_str::<serde_json::Value>(&stdout(&o)).unwrap()
+    };
+    assert!(
+        step("2")["comm"]
+            .as_str()
+            .unwrap()
+            .contains("measured on h200 at TP 2")
+    );
+    // no TP 8 table: the published-figure model
+    assert!(step("8")["comm"].as_str().unwrap().contains("modelled"));
+    let _ = std::fs::remove_file(&out);
+}
