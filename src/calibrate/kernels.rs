@@ -8,10 +8,11 @@ use super::sweep::{self, SweepSpec};
 use crate::catalog::quant::KvDtype;
 
 /// The kernels of kernels/*.cu that are not templated per token count or GQA group.
-const KERNELS: [&str; 14] = [
+const KERNELS: [&str; 15] = [
     "spin_ns",
     "fill_half",
     "fill_u8",
+    "fill_e4m3",
     "fill_f32",
     "nf4_dequant",
     "nf4_absmax_dequant",
@@ -139,10 +140,13 @@ impl DecodeKernel {
     pub(super) fn for_kv(kv: KvDtype) -> impl Iterator<Item = DecodeKernel> {
         DecodeKernel::ALL.into_iter().filter(move |k| match kv {
             KvDtype::Fp16 => *k != DecodeKernel::TwoPassQreg,
-            KvDtype::Int8 => !matches!(
-                k,
-                DecodeKernel::Stream4Half | DecodeKernel::Tensor4 | DecodeKernel::Tensor8
-            ),
+            // fp8 KV: the one-pass CUDA-core kernels of int8 KV, e4m3 converted by hand
+            KvDtype::Int8 | KvDtype::Fp8 => {
+                !matches!(
+                    k,
+                    DecodeKernel::Stream4Half | DecodeKernel::Tensor4 | DecodeKernel::Tensor8
+                ) && (kv == KvDtype::Int8 || *k != DecodeKernel::TwoPassQreg)
+            }
         })
     }
 
@@ -150,6 +154,7 @@ impl DecodeKernel {
         let dt = match kv {
             KvDtype::Fp16 => "f16",
             KvDtype::Int8 => "i8",
+            KvDtype::Fp8 => "f8",
         };
         match self {
             DecodeKernel::TwoPassQreg => format!("paged_decode_{dt}_g{g}_r"),
@@ -180,10 +185,7 @@ impl DecodeKernel {
     /// Dynamic shared memory: the cp.async kernel's per-warp pipeline of half KV blocks (K and
     /// V, 16 tokens × 128 dims / 2 per block half).
     pub(super) fn dyn_smem(self, kv: KvDtype) -> u32 {
-        let elem = match kv {
-            KvDtype::Fp16 => 2,
-            KvDtype::Int8 => 1,
-        };
+        let elem = kv.bytes() as u32;
         match self {
             DecodeKernel::Stream4Async | DecodeKernel::Stream8Async => {
                 self.threads() / 32 * ASYNC_STAGES * 2 * (8 * 128 * elem)
@@ -265,12 +267,16 @@ mod tests {
         assert!(!att.contains("paged_decode_f16_g##G##_r"));
         assert!(!att.contains("paged_decode_s_i8_g##G##_w4h"));
         assert!(!att.contains("paged_decode_t_i8"));
+        assert!(!att.contains("paged_decode_f8_g##G##_r"));
+        assert!(!att.contains("paged_decode_t_f8"));
         let inst = Instances::for_spec(&spec(&["llama-3.1-8b"], true));
         let names = inst.kernel_names();
         assert!(names.contains(&"nf4_gemv_t7".to_string()));
         assert!(!names.contains(&"nf4_gemv_t2".to_string()));
         assert!(names.contains(&"paged_decode_s_f16_g4_w4a".to_string()));
         assert!(names.contains(&"paged_decode_i8_g4_r".to_string()));
+        assert!(names.contains(&"paged_decode_s_f8_g4_w8a".to_string()));
+        assert!(names.contains(&"fill_e4m3".to_string()));
         assert!(!names.iter().any(|n| n.contains("_g8")));
     }
 

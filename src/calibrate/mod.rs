@@ -8,6 +8,7 @@ pub mod assemble;
 pub mod bnb;
 pub mod cuda;
 mod kernels;
+pub mod lowbit;
 mod nvrtc;
 pub mod quant;
 pub mod raw;

@@ -13,6 +13,7 @@ use super::device::Buf;
 use super::gemm::{I8Weights, Int8Act, Nf4Scratch, Nf4Weights};
 use crate::calibrate::bnb::MMA_TILES;
 use crate::calibrate::kernels::{CHECK_DECODE_HEADS, CHECK_GEMV_TOKENS, DecodeKernel, PART};
+use crate::calibrate::lowbit;
 use crate::calibrate::quant::{self, Nf4Tensor};
 use crate::calibrate::reference as cpu;
 use crate::calibrate::timer::CheckReport;
@@ -288,6 +289,22 @@ impl CudaTimer {
                         .map(|&x| f32::from(x) * INT8_KV_SCALE)
                         .collect::<Vec<f32>>()
                 };
+                (
+                    self.dev.upload(&kc)?,
+                    self.dev.upload(&vc)?,
+                    deq(&kc),
+                    deq(&vc),
+                )
+            }
+            KvDtype::Fp8 => {
+                // random values through the CPU e4m3 encoder; the kernel decodes by hand
+                let mut codes = || -> Vec<u8> {
+                    (0..cache_len)
+                        .map(|_| lowbit::e4m3_encode(rng.random_range(-2.0f32..2.0)))
+                        .collect()
+                };
+                let (kc, vc) = (codes(), codes());
+                let deq = |v: &[u8]| v.iter().map(|&b| lowbit::e4m3_decode(b)).collect();
                 (
                     self.dev.upload(&kc)?,
                     self.dev.upload(&vc)?,

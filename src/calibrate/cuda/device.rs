@@ -345,6 +345,15 @@ impl Device {
         })
     }
 
+    /// Random e4m3 bytes of magnitude 2^-3..2, no NaN codes.
+    pub(super) fn fill_e4m3(&mut self, b: &Buf) -> Result<()> {
+        let n = b.bytes as u64;
+        let seed = self.next_seed();
+        self.on_fill_stream(|| {
+            launch!(@on self.fill_stream, self, "fill_e4m3", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed)
+        })
+    }
+
     pub(super) fn fill_f32(&mut self, b: &Buf, lo: f32, hi: f32) -> Result<()> {
         let n = (b.bytes / 4) as u64;
         let seed = self.next_seed();
