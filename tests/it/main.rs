@@ -13,6 +13,7 @@ mod foundation;
 mod fuzz;
 mod layering;
 mod plan_acceptance;
+mod quant_schemes;
 mod plan_cli;
 mod report_cli;
 mod report_write;
