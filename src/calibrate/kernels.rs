@@ -8,6 +8,21 @@ use super::sweep::{self, SweepSpec};
 use crate::catalog::quant::KvDtype;
 
 /// The kernels of kernels/*.cu that are not templated per token count or GQA group.
+/// The kernels of kernels/quant.cu (FP8, INT4 W4A16, LLM.int8()).
+pub(crate) const QUANT_KERNELS: [&str; 11] = [
+    "quant_fp8_per_token",
+    "quant_fp8_tensor",
+    "zero_f32",
+    "f32_to_f16",
+    "w4a16_mma_m1",
+    "w4a16_mma_m2",
+    "w4a16_mma_m4",
+    "w4_dequant",
+    "quant_rows_outliers",
+    "gather_cols",
+    "dequant_cols",
+];
+
 const KERNELS: [&str; 15] = [
     "spin_ns",
     "fill_half",
@@ -80,7 +95,11 @@ impl Instances {
 
     /// Every kernel the timer loads.
     pub(super) fn kernel_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = KERNELS.iter().map(|s| s.to_string()).collect();
+        let mut v: Vec<String> = KERNELS
+            .iter()
+            .chain(QUANT_KERNELS.iter())
+            .map(|s| s.to_string())
+            .collect();
         for kv in KvDtype::ALL {
             for &g in &self.groups {
                 v.extend(DecodeKernel::for_kv(kv).map(|k| k.name(kv, g)));
@@ -278,6 +297,18 @@ mod tests {
         assert!(names.contains(&"paged_decode_s_f8_g4_w8a".to_string()));
         assert!(names.contains(&"fill_e4m3".to_string()));
         assert!(!names.iter().any(|n| n.contains("_g8")));
+    }
+
+    #[test]
+    fn every_quant_kernel_is_defined_in_quant_cu() {
+        let src = include_str!("../../kernels/quant.cu");
+        for name in QUANT_KERNELS {
+            let defined = src.contains(&format!("void {name}("))
+                || name
+                    .strip_prefix("w4a16_mma_m")
+                    .is_some_and(|mt| src.contains(&format!("W4A16_KERNEL({mt})")));
+            assert!(defined, "{name} not in kernels/quant.cu");
+        }
     }
 
     #[test]

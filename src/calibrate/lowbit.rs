@@ -239,6 +239,75 @@ pub fn gptq_unpack(qweight: &[u32], qzeros: &[u32], n: usize, k: usize) -> (Vec<
     (q, zeros)
 }
 
+/// Output columns per block of the W4A16 kernel's layout (kernels/quant.cu).
+pub const MMA_N: usize = 64;
+
+/// The W4A16 kernel's layout of symmetric int4 weights (zero 8; `n % 64 == 0`, `k % 128 ==
+/// 0`), as Marlin repacks checkpoints at load: per block of 16 input channels × 64 output
+/// columns, lane `l` (of 32) holds four words with the mma.sync m16n8k16 B fragments of its 8 n8
+/// tiles: word `w` has tile `2w` in bits 0–15 and tile `2w+1` in bits 16–31, each tile's nibbles
+/// the codes at input channels `2q, 2q+1, 2q+8, 2q+9` (`q = l % 4`) of column `64·nb + 8j + l/4`.
+/// Words are ordered `[(k/16 · n/64 + nb) · 32 + l][4]`. Scales: `[(k/128 · n/64 + nb) · 32 +
+/// l][8]`, entry `j` the scale of that lane's column in tile `j`.
+pub fn mma_pack(q: &Int4Groups) -> (Vec<u32>, Vec<f32>) {
+    let (n, k) = (q.n, q.k);
+    let nbs = n / MMA_N;
+    let mut words = Vec::with_capacity(n * k / 8);
+    for st in 0..k / 16 {
+        for nb in 0..nbs {
+            for lane in 0..32 {
+                let (g, qd) = (lane / 4, lane % 4);
+                for w in 0..4 {
+                    let mut word = 0u32;
+                    for half in 0..2 {
+                        let col = nb * MMA_N + 8 * (2 * w + half) + g;
+                        for (i, dk) in [2 * qd, 2 * qd + 1, 2 * qd + 8, 2 * qd + 9]
+                            .into_iter()
+                            .enumerate()
+                        {
+                            let code = u32::from(q.q[col * k + st * 16 + dk] & 0xf);
+                            word |= code << (16 * half + 4 * i);
+                        }
+                    }
+                    words.push(word);
+                }
+            }
+        }
+    }
+    let mut scales = Vec::with_capacity(n * k / GROUP);
+    for gi in 0..k / GROUP {
+        for nb in 0..nbs {
+            for lane in 0..32 {
+                for j in 0..8 {
+                    scales.push(q.scales[gi * n + nb * MMA_N + 8 * j + lane / 4]);
+                }
+            }
+        }
+    }
+    (words, scales)
+}
+
+/// Codes `[n][k]` back from [`mma_pack`]'s words.
+pub fn mma_unpack(words: &[u32], n: usize, k: usize) -> Vec<u8> {
+    let nbs = n / MMA_N;
+    let mut q = vec![0u8; n * k];
+    for (i, word) in words.iter().enumerate() {
+        let (w, lane, blk) = (i % 4, (i / 4) % 32, i / 128);
+        let (nb, st) = (blk % nbs, blk / nbs);
+        let (g, qd) = (lane / 4, lane % 4);
+        for half in 0..2 {
+            let col = nb * MMA_N + 8 * (2 * w + half) + g;
+            for (j, dk) in [2 * qd, 2 * qd + 1, 2 * qd + 8, 2 * qd + 9]
+                .into_iter()
+                .enumerate()
+            {
+                q[col * k + st * 16 + dk] = ((word >> (16 * half + 4 * j)) & 0xf) as u8;
+            }
+        }
+    }
+    q
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +327,25 @@ mod tests {
                 "{b:#x} -> {v} -> {back:#x}"
             );
         }
+    }
+
+    #[test]
+    fn mma_layout_round_trips_and_puts_lane_0_tile_0_first() {
+        let (n, k) = (128, 256);
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+            .collect();
+        let q = Int4Groups::quantize(&w, n, k, true);
+        let (words, scales) = mma_pack(&q);
+        assert_eq!(words.len() * 4, n * k / 2);
+        assert_eq!(scales.len(), n * k / GROUP);
+        assert_eq!(mma_unpack(&words, n, k), q.q);
+        // lane 0, word 0: column 0, channels 0, 1, 8, 9 in bits 0-15; column 8 in bits 16-31
+        let c = |col: usize, ch: usize| u32::from(q.q[col * k + ch]);
+        let want = c(0, 0) | c(0, 1) << 4 | c(0, 8) << 8 | c(0, 9) << 12;
+        let want = want | (c(8, 0) | c(8, 1) << 4 | c(8, 8) << 8 | c(8, 9) << 12) << 16;
+        assert_eq!(words[0], want);
+        // lane 5 (column 1 of each tile, q = 1): scale of tile 2 is column 17's
+        assert_eq!(scales[5 * 8 + 2], q.scales[17]);
     }
 }

@@ -125,6 +125,13 @@ impl KernelTimer for MockTimer {
                     // bitsandbytes: its GEMV up to 4 tokens, its dequantize sequence above
                     GemmPath::Nf4Bnb if t <= 4.0 => 0.5 * n * k,
                     GemmPath::Nf4Bnb => 2.0 * n * k,
+                    GemmPath::Fp8Row
+                    | GemmPath::Fp8Tensor
+                    | GemmPath::Fp8RowGemmOnly
+                    | GemmPath::Fp8TensorGemmOnly
+                    | GemmPath::LlmInt8Bnb => n * k,
+                    GemmPath::Int4Mma => 0.5 * n * k,
+                    GemmPath::Int4DequantCublas => 2.0 * n * k,
                 };
                 let extra = match path {
                     GemmPath::Nf4DequantCublas => 2.5 * n * k,
@@ -132,10 +139,19 @@ impl KernelTimer for MockTimer {
                     GemmPath::Nf4Bnb if t > 4.0 => 2.5 * n * k + 0.5 * n * k,
                     // GemmEx a little slower than cuBLASLt here, so both paths win somewhere
                     GemmPath::Fp16CublasGemmEx => 0.1 * n * k,
+                    GemmPath::Int4DequantCublas => 2.5 * n * k,
+                    // the outlier columns' weights dequantized on every call
+                    GemmPath::LlmInt8Bnb => 0.02 * n * k,
                     _ => 0.0,
                 };
                 let rate = match path {
-                    GemmPath::Int8W8a8 | GemmPath::Int8ImmaOnly => 2.0,
+                    GemmPath::Int8W8a8
+                    | GemmPath::Int8ImmaOnly
+                    | GemmPath::LlmInt8Bnb
+                    | GemmPath::Fp8Row
+                    | GemmPath::Fp8Tensor
+                    | GemmPath::Fp8RowGemmOnly
+                    | GemmPath::Fp8TensorGemmOnly => 2.0,
                     _ => 1.0,
                 };
                 (wbytes + extra + 2.0 * t * (n + k), 2.0 * t * n * k / rate)

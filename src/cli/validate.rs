@@ -25,9 +25,12 @@ pub struct ValidateArgs {
 
 pub fn run(args: ValidateArgs) -> Result<()> {
     let rows = validate::run_all()?;
+    let ratios = validate::quant_ratio::run_all()?;
     let view = ValidationView {
         summary: validate::accuracy(&rows),
         rows: &rows,
+        quant_ratio_summary: validate::quant_ratio::summary(&ratios),
+        quant_ratio: &ratios,
     };
     if args.json {
         return print_json(&view);
@@ -36,6 +39,7 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         print!("{}", report::validate::markdown(&view));
     } else {
         print!("{}", report::validate::terminal(&view));
+        print!("{}", report::validate::ratio_terminal(&view));
     }
     Ok(())
 }

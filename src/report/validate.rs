@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::table::new_table;
+use crate::validate::quant_ratio::RatioResult;
 use crate::validate::{Accuracy, RowResult};
 
 /// Everything `validate --json` prints.
@@ -12,6 +13,9 @@ use crate::validate::{Accuracy, RowResult};
 pub struct ValidationView<'a> {
     pub rows: &'a [RowResult],
     pub summary: Accuracy,
+    /// Quantized runs against the fp16 run of the same batch: step-time ratios.
+    pub quant_ratio: &'a [RatioResult],
+    pub quant_ratio_summary: Accuracy,
 }
 
 /// Columns: (header, figure key).
@@ -125,4 +129,41 @@ fn fmt(v: f64) -> String {
     } else {
         format!("{v:.2}")
     }
+}
+
+/// The quantization ratio rows as a terminal table, with their summary.
+pub fn ratio_terminal(v: &ValidationView<'_>) -> String {
+    if v.quant_ratio.is_empty() {
+        return String::new();
+    }
+    let mut t = new_table();
+    t.set_header(vec![
+        "quantized vs fp16 (weights/KV, batch, length)",
+        "GPU",
+        "measured ms",
+        "predicted ms",
+        "ratio measured → predicted (error)",
+    ]);
+    for r in v.quant_ratio {
+        t.add_row(vec![
+            r.name.clone(),
+            r.gpu.clone(),
+            format!("{:.2} / {:.2}", r.measured_ms, r.baseline_measured_ms),
+            format!("{:.2} / {:.2}", r.predicted_ms, r.baseline_predicted_ms),
+            format!(
+                "{:.3} → {:.3} ({:+.1}%)",
+                r.measured_ratio,
+                r.predicted_ratio,
+                100.0 * r.error
+            ),
+        ]);
+    }
+    let a = v.quant_ratio_summary;
+    format!(
+        "\n{t}\nStep time of each quantized run over the fp16/fp16 run of the same batch and lengths \
+         (batch latency / output tokens). {} ratios: median |error| {:.1}%, max |error| {:.1}%.\n",
+        a.figures_compared,
+        100.0 * a.median_abs_error,
+        100.0 * a.max_abs_error
+    )
 }

@@ -68,14 +68,22 @@ fn linear_bytes_match_hand_computation_for_three_models() {
     }
     // llama-3.1-8b in full: 32 layers of fp8 linears + 2 × (2 × 128256 × 4096 + 32 × 2 × 4096 + 4096)
     let llama = catalog::model("llama-3.1-8b").unwrap();
-    assert_eq!(Quant::Fp8.weight_bytes(&llama), 6_984_826_880 + 2_101_878_784);
-    assert_eq!(Quant::Int4.weight_bytes(&llama), 3_625_975_808 + 2_101_878_784);
+    assert_eq!(
+        Quant::Fp8.weight_bytes(&llama),
+        6_984_826_880 + 2_101_878_784
+    );
+    assert_eq!(
+        Quant::Int4.weight_bytes(&llama),
+        3_625_975_808 + 2_101_878_784
+    );
 }
 
 #[test]
 fn packed_checkpoint_tensors_have_the_counted_bytes() {
     let (n, k) = (24, 384);
-    let w: Vec<f32> = (0..n * k).map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0).collect();
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
+        .collect();
     let q = Int4Groups::quantize(&w, n, k, false);
     let (qw, qz) = awq_pack(&q);
     let scales = k / GROUP * n;
@@ -99,12 +107,12 @@ fn e4m3_known_bit_patterns() {
         (0.5, 0x30),
         (448.0, 0x7e),
         (240.0, 0x77),
-        (2f32.powi(-6), 0x08),  // smallest normal
-        (2f32.powi(-9), 0x01),  // smallest subnormal
+        (2f32.powi(-6), 0x08),         // smallest normal
+        (2f32.powi(-9), 0x01),         // smallest subnormal
         (0.875 * 2f32.powi(-6), 0x07), // largest subnormal
-        (1.0625, 0x38), // halfway between 1 and 1.125: ties to even (mantissa 0)
-        (1.1875, 0x3a), // halfway between 1.125 and 1.25: ties to even (mantissa 2)
-        (1000.0, 0x7e), // saturates
+        (1.0625, 0x38),                // halfway between 1 and 1.125: ties to even (mantissa 0)
+        (1.1875, 0x3a),                // halfway between 1.125 and 1.25: ties to even (mantissa 2)
+        (1000.0, 0x7e),                // saturates
         (-1e30, 0xfe),
         (460.0, 0x7e), // above 448 rounds to 448, never to the NaN code
     ] {
@@ -127,7 +135,11 @@ fn e4m3_rows_scale_the_absmax_to_448() {
     for (i, &c) in codes.iter().enumerate() {
         let back = e4m3_decode(c) * scales[i / 4];
         // 3 mantissa bits: within 1/16 relative
-        assert!((back - x[i]).abs() <= x[i].abs() / 16.0 + 1e-7, "{i}: {back} vs {}", x[i]);
+        assert!(
+            (back - x[i]).abs() <= x[i].abs() / 16.0 + 1e-7,
+            "{i}: {back} vs {}",
+            x[i]
+        );
     }
 }
 
@@ -156,7 +168,9 @@ fn awq_and_gptq_pack_known_words_and_round_trip() {
     assert_eq!((g_idx[0], g_idx[127]), (0, 0));
     // random weights, both layouts, both grids: unpack gives the codes and zeros back
     let (n, k) = (16, 256);
-    let w: Vec<f32> = (0..n * k).map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0).collect();
+    let w: Vec<f32> = (0..n * k)
+        .map(|i| ((i * 7919 % 1000) as f32 / 500.0) - 1.0)
+        .collect();
     for sym in [false, true] {
         let q = Int4Groups::quantize(&w, n, k, sym);
         let (qw, qz) = awq_pack(&q);
@@ -168,7 +182,10 @@ fn awq_and_gptq_pack_known_words_and_round_trip() {
             for col in 0..k {
                 let s = q.scales[(col / GROUP) * n + row];
                 let err = (q.dequant(row, col) - w[row * k + col]).abs();
-                assert!(err <= 0.5 * s + 1e-6, "sym {sym} ({row},{col}): {err} > {s}/2");
+                assert!(
+                    err <= 0.5 * s + 1e-6,
+                    "sym {sym} ({row},{col}): {err} > {s}/2"
+                );
             }
         }
     }
@@ -190,13 +207,18 @@ fn each_quantization_config_kind_picks_its_scheme() {
         ("bnb-nf4.json", Quant::Nf4),
         ("bnb-int8.json", Quant::LlmInt8),
     ] {
-        let got = hf_quant::for_model_arg(&fixture(file)).unwrap().map(|c| c.quant);
+        let got = hf_quant::for_model_arg(&fixture(file))
+            .unwrap()
+            .map(|c| c.quant);
         assert_eq!(got, Some(want), "{file}");
     }
     // a config.json without quantization_config, and catalog keys: nothing
     let plain = r#"{"model_type": "llama"}"#;
     let v = serde_json::from_str(plain).unwrap();
-    assert_eq!(hf_quant::from_config(&v, Path::new("c.json")).unwrap(), None);
+    assert_eq!(
+        hf_quant::from_config(&v, Path::new("c.json")).unwrap(),
+        None
+    );
     assert_eq!(hf_quant::for_model_arg("llama-3.1-8b").unwrap(), None);
 }
 
@@ -211,10 +233,18 @@ fn unsupported_or_malformed_quantization_config_names_the_field() {
             "bad-ct-strategy.json",
             "quantization_config.config_groups.group_0.weights.strategy",
         ),
-        ("bad-bnb-fp4.json", "quantization_config.bnb_4bit_quant_type"),
-        ("bad-missing-method.json", "quantization_config.quant_method"),
+        (
+            "bad-bnb-fp4.json",
+            "quantization_config.bnb_4bit_quant_type",
+        ),
+        (
+            "bad-missing-method.json",
+            "quantization_config.quant_method",
+        ),
     ] {
-        let e = hf_quant::for_model_arg(&fixture(file)).unwrap_err().to_string();
+        let e = hf_quant::for_model_arg(&fixture(file))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains(&format!("`{field}")), "{file}: {e}");
         assert!(e.contains(file), "{file}: the error names the file: {e}");
         // and the CLI exits 3 with that one line
@@ -232,8 +262,13 @@ fn the_checkpoint_scheme_is_used_and_quant_overrides_it_with_a_note() {
     assert!(stderr(&o).contains("scheme int4 from the checkpoint's quantization_config"));
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
     let llama = catalog::model("llama-3.1-8b").unwrap();
-    assert_eq!(v["weights_bytes"].as_u64(), Some(Quant::Int4.weight_bytes(&llama)));
-    let o = cardplan(&["fit", "--gpu", "rtx3090", "--model", &awq, "--quant", "fp8", "--json"]);
+    assert_eq!(
+        v["weights_bytes"].as_u64(),
+        Some(Quant::Int4.weight_bytes(&llama))
+    );
+    let o = cardplan(&[
+        "fit", "--gpu", "rtx3090", "--model", &awq, "--quant", "fp8", "--json",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("--quant fp8 overrides the checkpoint's quantization_config"),
@@ -241,15 +276,41 @@ fn the_checkpoint_scheme_is_used_and_quant_overrides_it_with_a_note() {
         stderr(&o)
     );
     let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
-    assert_eq!(v["weights_bytes"].as_u64(), Some(Quant::Fp8.weight_bytes(&llama)));
+    assert_eq!(
+        v["weights_bytes"].as_u64(),
+        Some(Quant::Fp8.weight_bytes(&llama))
+    );
 }
 
 #[test]
 fn fp8_on_ampere_says_it_runs_weight_only() {
-    let o = cardplan(&["step", "--gpu", "a100-80g", "--quant", "fp8", "--batch", "8"]);
+    let o = cardplan(&[
+        "step", "--gpu", "a100-80g", "--quant", "fp8", "--batch", "8",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("no FP8 tensor cores"), "{}", stdout(&o));
     assert!(stdout(&o).contains("W8A16"), "{}", stdout(&o));
-    let o = cardplan(&["step", "--gpu", "h100-sxm", "--quant", "fp8", "--batch", "8"]);
-    assert!(!stdout(&o).contains("no FP8 tensor cores"), "{}", stdout(&o));
+    let o = cardplan(&[
+        "step", "--gpu", "h100-sxm", "--quant", "fp8", "--batch", "8",
+    ]);
+    assert!(
+        !stdout(&o).contains("no FP8 tensor cores"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn fp8_vs_fp16_step_time_ratios_match_vllm_on_the_h100() {
+    // acceptance: median |error| of the fp8/fp16 step-time ratio <= 10% over the 40 vLLM rows
+    let rows = cardplan::validate::quant_ratio::run_all().unwrap();
+    assert_eq!(rows.len(), 40);
+    let s = cardplan::validate::quant_ratio::summary(&rows);
+    assert!(s.median_abs_error <= 0.10, "{s:?}");
+    // the weights-and-KV fp8 rows at one sequence: a weight stream of half the bytes
+    let b1 = rows
+        .iter()
+        .find(|r| r.quant == Quant::Fp8Tensor && r.name.ends_with("B=1 L=128"))
+        .unwrap();
+    assert!((0.7..0.85).contains(&b1.predicted_ratio), "{b1:?}");
 }

@@ -75,6 +75,22 @@ impl CudaTimer {
         out.extend(self.check_decode(&mut rng)?);
         out.push(self.check_prefill(&mut rng)?);
         out.extend(self.check_elementwise(&mut rng)?);
+        // The quantized paths are new and unverified on most GPUs: a failure turns them off
+        // (their jobs are skipped with the reason) instead of aborting the whole calibration.
+        if self.quant_off.is_none() {
+            match self.check_quant(&mut rng) {
+                Ok(reports) => {
+                    if let Some(bad) = reports.iter().find(|r| !r.passed()) {
+                        self.quant_off = Some(format!(
+                            "{} failed its check: worst error {:.3}x the bound {} (max abs error {:.3e})",
+                            bad.kernel, bad.worst_ratio, bad.bound, bad.max_abs_err
+                        ));
+                    }
+                    out.extend(reports.into_iter().filter(|r| r.passed()));
+                }
+                Err(e) => self.quant_off = Some(format!("the quantized-path checks failed: {e}")),
+            }
+        }
         Ok(out)
     }
 
