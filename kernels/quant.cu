@@ -129,8 +129,8 @@ __device__ __forceinline__ unsigned int deq2(unsigned int v, half2 s) {
 #define W4_UNROLL 4
 
 // y[T x n] = x[T x k] . W^T, W as packed by lowbit::mma_pack: wp[(kb * (n/64) + nb) * 32 + lane]
-// (uint4), scales sp[(g * (n/64) + nb) * 32 + lane] (uint4 of 8 halves: tile j's scale for column
-// nb*64 + 8j + lane/4). Grid (n/64, ceil(T / (16*MT)), splits); 4 warps; the CTA's k16 steps are
+// (uint4), scales sp[(g * (n/64) + nb) * 8 + lane/4] (uint4 of 8 halves: tile j's scale for column
+// nb*64 + 8j + lane/4; the 4 lanes of a column read the same 16 bytes). Grid (n/64, ceil(T / (16*MT)), splits); 4 warps; the CTA's k16 steps are
 // dealt to warps round-robin. splits > 1: fp32 atomics into acc (zeroed before), else fp16 into y.
 template <int MT>
 __device__ void w4a16_body(const half* __restrict__ x, const uint4* __restrict__ wp, const uint4* __restrict__ sp,
@@ -162,7 +162,7 @@ __device__ void w4a16_body(const half* __restrict__ x, const uint4* __restrict__
         for (int u = 0; u < W4_UNROLL; ++u) {
             const int st = s + u * W4_WARPS;
             if (st >= s1) break;
-            const uint4 sv = sp[((size_t)(st / 8) * nbs + nb) * 32 + lane];
+            const uint4 sv = sp[((size_t)(st / 8) * nbs + nb) * 8 + (lane >> 2)];
             const half* sh = reinterpret_cast<const half*>(&sv);
             const unsigned int* ww = reinterpret_cast<const unsigned int*>(&wv[u]);
             unsigned int a[MT][4];
@@ -232,7 +232,7 @@ extern "C" __global__ void w4_dequant(const uint4* __restrict__ wp, const uint4*
         const size_t blk = i / 32;
         const int nb = (int)(blk % nbs), st = (int)(blk / nbs);
         const uint4 wv = wp[i];
-        const uint4 sv = sp[((size_t)(st / 8) * nbs + nb) * 32 + lane];
+        const uint4 sv = sp[((size_t)(st / 8) * nbs + nb) * 8 + (lane >> 2)];
         const unsigned int* ww = reinterpret_cast<const unsigned int*>(&wv);
         const half* sh = reinterpret_cast<const half*>(&sv);
         const int g = lane >> 2, q = lane & 3;

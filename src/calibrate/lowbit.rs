@@ -247,8 +247,9 @@ pub const MMA_N: usize = 64;
 /// columns, lane `l` (of 32) holds four words with the mma.sync m16n8k16 B fragments of its 8 n8
 /// tiles: word `w` has tile `2w` in bits 0–15 and tile `2w+1` in bits 16–31, each tile's nibbles
 /// the codes at input channels `2q, 2q+1, 2q+8, 2q+9` (`q = l % 4`) of column `64·nb + 8j + l/4`.
-/// Words are ordered `[(k/16 · n/64 + nb) · 32 + l][4]`. Scales: `[(k/128 · n/64 + nb) · 32 +
-/// l][8]`, entry `j` the scale of that lane's column in tile `j`.
+/// Words are ordered `[(k/16 · n/64 + nb) · 32 + l][4]`. Scales: `[(k/128 · n/64 + nb) · 8 +
+/// l/4][8]`, entry `j` the scale of column `64·nb + 8j + l/4` (the four lanes of one column read
+/// the same 16 bytes: no scale is stored twice).
 pub fn mma_pack(q: &Int4Groups) -> (Vec<u32>, Vec<f32>) {
     let (n, k) = (q.n, q.k);
     let nbs = n / MMA_N;
@@ -277,9 +278,9 @@ pub fn mma_pack(q: &Int4Groups) -> (Vec<u32>, Vec<f32>) {
     let mut scales = Vec::with_capacity(n * k / GROUP);
     for gi in 0..k / GROUP {
         for nb in 0..nbs {
-            for lane in 0..32 {
+            for c in 0..8 {
                 for j in 0..8 {
-                    scales.push(q.scales[gi * n + nb * MMA_N + 8 * j + lane / 4]);
+                    scales.push(q.scales[gi * n + nb * MMA_N + 8 * j + c]);
                 }
             }
         }
@@ -345,7 +346,9 @@ mod tests {
         let want = c(0, 0) | c(0, 1) << 4 | c(0, 8) << 8 | c(0, 9) << 12;
         let want = want | (c(8, 0) | c(8, 1) << 4 | c(8, 8) << 8 | c(8, 9) << 12) << 16;
         assert_eq!(words[0], want);
-        // lane 5 (column 1 of each tile, q = 1): scale of tile 2 is column 17's
-        assert_eq!(scales[5 * 8 + 2], q.scales[17]);
+        // lanes 4-7 (column 1 of each tile): their scale of tile 2 is column 17's
+        assert_eq!(scales[8 + 2], q.scales[17]);
+        // second group of the second block: column 64 + 8·3 + 5
+        assert_eq!(scales[(2 + 1) * 64 + 5 * 8 + 3], q.scales[n + 64 + 29]);
     }
 }

@@ -195,58 +195,13 @@ fn compressed_tensors(q: &Fields<'_>) -> Result<(Quant, String)> {
         .opt_u64("num_bits")?
         .ok_or_else(|| w.bad("num_bits", "missing"))?;
     let kind = w.str("type")?;
-    let strategy = w.str("strategy")?;
     match (kind, bits, acts) {
-        ("float", 8, Some(a)) => {
-            a.expect_u64("num_bits", 8, "FP8 W8A8 quantizes activations to 8 bits")?;
-            let a_strategy = a.str("strategy")?;
-            let quant = match strategy {
-                "channel" => Quant::Fp8,
-                "tensor" => Quant::Fp8Tensor,
-                other => {
-                    return Err(w.bad(
-                        "strategy",
-                        format!("'{other}' is not supported for FP8 (channel or tensor)"),
-                    ));
-                }
-            };
-            Ok((
-                quant,
-                format!(
-                    "compressed-tensors float-quantized, e4m3 weights per {strategy}, activations per {a_strategy}"
-                ),
-            ))
-        }
+        ("float", 8, Some(a)) => ct_fp8(&w, &a),
         ("float", 8, None) => Err(group.bad(
             "input_activations",
             "missing: weight-only FP8 is not a cardplan scheme (fp8 and fp8-tensor are W8A8)",
         )),
-        ("int", 4, None) => {
-            if strategy != "group" {
-                return Err(w.bad(
-                    "strategy",
-                    format!("'{strategy}' is not supported for int4 (group)"),
-                ));
-            }
-            w.expect_u64("group_size", INT4_GROUP, "int4 is priced at group 128")?;
-            let symmetric = w.opt_bool("symmetric")?.unwrap_or(true);
-            let quant = if symmetric {
-                Quant::Int4Gptq
-            } else {
-                Quant::Int4
-            };
-            Ok((
-                quant,
-                format!(
-                    "compressed-tensors pack-quantized, int4 group 128, {}",
-                    if symmetric {
-                        "symmetric"
-                    } else {
-                        "zero points"
-                    }
-                ),
-            ))
-        }
+        ("int", 4, None) => ct_int4(&w),
         ("int", 8, Some(a)) => {
             a.expect_u64("num_bits", 8, "W8A8 quantizes activations to 8 bits")?;
             Ok((
@@ -264,6 +219,59 @@ fn compressed_tensors(q: &Fields<'_>) -> Result<(Quant, String)> {
         )),
         (other, _, _) => Err(w.bad("type", format!("'{other}' is not supported (float or int)"))),
     }
+}
+
+/// compressed-tensors FP8 W8A8: per-channel weights are `fp8`, per-tensor ones `fp8-tensor`.
+fn ct_fp8(w: &Fields<'_>, a: &Fields<'_>) -> Result<(Quant, String)> {
+    a.expect_u64("num_bits", 8, "FP8 W8A8 quantizes activations to 8 bits")?;
+    let a_strategy = a.str("strategy")?;
+    let strategy = w.str("strategy")?;
+    let quant = match strategy {
+        "channel" => Quant::Fp8,
+        "tensor" => Quant::Fp8Tensor,
+        other => {
+            return Err(w.bad(
+                "strategy",
+                format!("'{other}' is not supported for FP8 (channel or tensor)"),
+            ));
+        }
+    };
+    Ok((
+        quant,
+        format!(
+            "compressed-tensors float-quantized, e4m3 weights per {strategy}, activations per {a_strategy}"
+        ),
+    ))
+}
+
+/// compressed-tensors W4A16 (pack-quantized, group 128): symmetric is GPTQ's grid (priced with
+/// the `int4-gptq` layout's bytes), with zero points AWQ's (`int4`).
+fn ct_int4(w: &Fields<'_>) -> Result<(Quant, String)> {
+    let strategy = w.str("strategy")?;
+    if strategy != "group" {
+        return Err(w.bad(
+            "strategy",
+            format!("'{strategy}' is not supported for int4 (group)"),
+        ));
+    }
+    w.expect_u64("group_size", INT4_GROUP, "int4 is priced at group 128")?;
+    let symmetric = w.opt_bool("symmetric")?.unwrap_or(true);
+    let quant = if symmetric {
+        Quant::Int4Gptq
+    } else {
+        Quant::Int4
+    };
+    Ok((
+        quant,
+        format!(
+            "compressed-tensors pack-quantized, int4 group 128, {}",
+            if symmetric {
+                "symmetric"
+            } else {
+                "zero points"
+            }
+        ),
+    ))
 }
 
 /// AWQ / GPTQ: 4 bits, group 128 (what cardplan prices); GPTQ's act-order keeps the same bytes.

@@ -225,7 +225,7 @@ mod tests {
         d.fp8_tflops = None;
         let ampere_like = Roofs::from_datasheet(&d);
         assert!(!ampere_like.fp8_native);
-        assert!((w.compute_s(&ampere_like) / w.compute_s(&hopper) - 2.0).abs() < 1e-9);
+        assert!((w.compute_s(&ampere_like) / w.compute_s(&hopper) - 1979.0 / 989.0).abs() < 1e-9);
         // int4 W4A16 computes in fp16 everywhere
         let i = gemm(Quant::Int4, 4096.0, 4096.0, 8192.0);
         assert!((i.compute_s(&hopper) * 989e12 - i.flops).abs() < 1e-3 * i.flops);

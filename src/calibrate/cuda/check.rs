@@ -264,25 +264,15 @@ impl CudaTimer {
         Ok(reports)
     }
 
-    /// Random KV caches for the contexts `ctx` on the device, in a shuffled block table.
-    fn decode_case(
+    /// Random K and V caches of `len` elements in `kv`, on the device, and what they hold.
+    #[allow(clippy::type_complexity)]
+    fn kv_caches(
         &mut self,
         rng: &mut StdRng,
         kv: KvDtype,
-        ctx: &[i32],
-    ) -> Result<(DecodeCase, DecodeState)> {
-        let (heads, kv_heads) = (CHECK_DECODE_HEADS.0 as usize, CHECK_DECODE_HEADS.1 as usize);
-        let b = ctx.len();
-        let max_ctx = *ctx.iter().max().unwrap_or(&1) as u32;
-        let max_blocks = max_ctx.div_ceil(16) as usize;
-        let blocks = b * max_blocks;
-        let mut table: Vec<i32> = (0..blocks as i32).collect();
-        for i in (1..table.len()).rev() {
-            table.swap(i, rng.random_range(0..=i));
-        }
-        let cache_len = blocks * kv_heads * 16 * 128;
-        let q = rand_f16(rng, b * heads * 128, 1.0);
-        let (kc_d, vc_d, kf, vf) = match kv {
+        cache_len: usize,
+    ) -> Result<(Buf, Buf, Vec<f32>, Vec<f32>)> {
+        Ok(match kv {
             KvDtype::Fp16 => {
                 let kc = rand_f16(rng, cache_len, 1.0);
                 let vc = rand_f16(rng, cache_len, 1.0);
@@ -328,7 +318,28 @@ impl CudaTimer {
                     deq(&vc),
                 )
             }
-        };
+        })
+    }
+
+    /// Random KV caches for the contexts `ctx` on the device, in a shuffled block table.
+    fn decode_case(
+        &mut self,
+        rng: &mut StdRng,
+        kv: KvDtype,
+        ctx: &[i32],
+    ) -> Result<(DecodeCase, DecodeState)> {
+        let (heads, kv_heads) = (CHECK_DECODE_HEADS.0 as usize, CHECK_DECODE_HEADS.1 as usize);
+        let b = ctx.len();
+        let max_ctx = *ctx.iter().max().unwrap_or(&1) as u32;
+        let max_blocks = max_ctx.div_ceil(16) as usize;
+        let blocks = b * max_blocks;
+        let mut table: Vec<i32> = (0..blocks as i32).collect();
+        for i in (1..table.len()).rev() {
+            table.swap(i, rng.random_range(0..=i));
+        }
+        let cache_len = blocks * kv_heads * 16 * 128;
+        let q = rand_f16(rng, b * heads * 128, 1.0);
+        let (kc_d, vc_d, kf, vf) = self.kv_caches(rng, kv, cache_len)?;
         let base = self.decode_part(b as u32, kv_heads as u32, max_ctx);
         let nparts = max_ctx.div_ceil(min_part(base).min(ODD_PART)) as usize;
         let d = DecodeState {

@@ -27,6 +27,15 @@ fn halves(v: &[f32]) -> Vec<f16> {
     v.iter().map(|&x| f16::from_f32(x)).collect()
 }
 
+/// Decoded e4m3 codes of `[rows][K]` times their row scales.
+fn dec(codes: &[u8], scales: &[f32]) -> Vec<f32> {
+    codes
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| lowbit::e4m3_decode(c) * scales[i / K])
+        .collect()
+}
+
 fn f32s(v: &[f16]) -> Vec<f32> {
     v.iter().map(|x| x.to_f32()).collect()
 }
@@ -46,12 +55,9 @@ impl CudaTimer {
     fn check_fp8(&mut self, x: &[f16], w: &[f32]) -> Result<Vec<CheckReport>> {
         let t = 37usize;
         let xf = f32s(x);
-        let (wq, ws) = lowbit::e4m3_quantize_rows(w, N, K);
-        let w_d = self.dev.upload(&wq)?;
         let x_d = self.dev.upload(x)?;
         let xq_d = self.dev.alloc(TMAX * K)?;
         let sx_d = self.dev.alloc(4 * TMAX)?;
-        let y_d = self.dev.alloc(2 * TMAX * N)?;
         let mut reports = Vec::new();
         for rowwise in [true, false] {
             let what = if rowwise { "row-wise" } else { "tensor-wise" };
@@ -66,15 +72,7 @@ impl CudaTimer {
                     .collect();
                 (codes, vec![1.0 / FP8_TENSOR_INV_SCALE; t])
             };
-            let dec = |codes: &[u8], s: &[f32]| -> Vec<f32> {
-                codes
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &c)| lowbit::e4m3_decode(c) * s[i / K])
-                    .collect()
-            };
-            let xs_cpu = dec(&cq, &cs);
-            let want: Vec<f64> = xs_cpu.iter().map(|&v| f64::from(v)).collect();
+            let want: Vec<f64> = dec(&cq, &cs).iter().map(|&v| f64::from(v)).collect();
             reports.push(cpu::compare(
                 &format!("quant_fp8 {what} T={t}"),
                 &dec(&gq, &cs),
@@ -82,51 +80,54 @@ impl CudaTimer {
                 1e-6,
                 1e-6,
             ));
-            // the GEMM on the CPU-quantized operands
-            let (ws_d, sx_use) = if rowwise {
-                (self.dev.upload(&ws)?, self.dev.upload(&cs)?)
-            } else {
-                let wmax = ws.iter().fold(0f32, |a, &b| a.max(b));
-                (self.dev.upload(&[wmax])?, self.dev.upload(&[cs[0]])?)
-            };
-            let (wq_use, ws_use) = if rowwise {
-                (wq.clone(), ws.clone())
-            } else {
-                // one scale for the tensor: requantize the weights to the largest row scale
-                let wmax = ws.iter().fold(0f32, |a, &b| a.max(b));
-                (
-                    w.iter().map(|v| lowbit::e4m3_encode(v / wmax)).collect(),
-                    vec![wmax; N],
-                )
-            };
-            let w_use = if rowwise {
-                w_d.ptr
-            } else {
-                self.dev.upload(&wq_use)?.ptr
-            };
-            let xin = self.dev.upload(&cq)?;
-            let m = Fp8Lt::new(
-                rowwise,
-                N as u32,
-                K as u32,
-                t.next_multiple_of(16) as u32,
-                ws_d.ptr,
-                sx_use.ptr,
-            )?;
-            m.algo.set(self.fp8_algos(&m)?[0]);
-            self.fp8_run(&m, w_use, xin.ptr, y_d.ptr)?;
-            let y: Vec<bf16> = self.dev.dtoh(&y_d, t * N)?;
-            let yf: Vec<f32> = y.iter().map(|v| v.to_f32()).collect();
-            let wdq = dec(&wq_use, &ws_use);
-            reports.push(cpu::compare(
-                &format!("cuBLASLt FP8 {what} scales T={t}"),
-                &yf,
-                &cpu::linear(&xs_cpu, &wdq, t, N, K),
-                1e-2,
-                1e-2,
-            ));
+            reports.push(self.check_fp8_gemm(rowwise, w, (&cq, &cs))?);
         }
         Ok(reports)
+    }
+
+    /// cuBLASLt FP8 on CPU-quantized operands (`x` codes and per-row scales), against the CPU
+    /// product of the decoded values. cuBLASLt may run the rows rounded up to 16: the operands are
+    /// padded with zero rows of scale 1.
+    fn check_fp8_gemm(
+        &mut self,
+        rowwise: bool,
+        w: &[f32],
+        (cq, cs): (&[u8], &[f32]),
+    ) -> Result<CheckReport> {
+        let t = cs.len();
+        let tp = t.next_multiple_of(16);
+        let mut cq_pad = cq.to_vec();
+        cq_pad.resize(tp * K, 0);
+        let mut cs_pad = cs.to_vec();
+        cs_pad.resize(tp, 1.0);
+        let (mut wq, mut ws) = lowbit::e4m3_quantize_rows(w, N, K);
+        let (ws_d, sx_d) = if rowwise {
+            (self.dev.upload(&ws)?, self.dev.upload(&cs_pad)?)
+        } else {
+            // one scale for the tensor: the weights requantized to the largest row scale
+            let wmax = ws.iter().fold(0f32, |a, &b| a.max(b));
+            wq = w.iter().map(|v| lowbit::e4m3_encode(v / wmax)).collect();
+            ws = vec![wmax; N];
+            (self.dev.upload(&[wmax])?, self.dev.upload(&[cs[0]])?)
+        };
+        let w_d = self.dev.upload(&wq)?;
+        let x_d = self.dev.upload(&cq_pad)?;
+        let y_d = self.dev.alloc(2 * tp * N)?;
+        let m = Fp8Lt::new(rowwise, N as u32, K as u32, tp as u32, ws_d.ptr, sx_d.ptr)?;
+        m.algo.set(self.fp8_algos(&m)?[0]);
+        self.fp8_run(&m, w_d.ptr, x_d.ptr, y_d.ptr)?;
+        let y: Vec<bf16> = self.dev.dtoh(&y_d, t * N)?;
+        let yf: Vec<f32> = y.iter().map(|v| v.to_f32()).collect();
+        Ok(cpu::compare(
+            &format!(
+                "cuBLASLt FP8 {} scales T={t}",
+                if rowwise { "row-wise" } else { "tensor-wise" }
+            ),
+            &yf,
+            &cpu::linear(&dec(cq, cs), &dec(&wq, &ws), t, N, K),
+            1e-2,
+            1e-2,
+        ))
     }
 
     /// The W4A16 kernel at 1, 2 and 4 m-tiles, with and without the split over k, and the
