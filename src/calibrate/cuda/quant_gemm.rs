@@ -261,8 +261,10 @@ impl CudaTimer {
         }
     }
 
-    /// Split over k so that small token counts still put ~8 CTAs on every SM (a weight stream
-    /// needs many loads in flight); each warp keeps at least 4 steps of 16 channels.
+    /// Split over k so that small token counts still put ~4 CTAs on every SM (a weight stream
+    /// needs many loads in flight), but none where the layer alone gives 2 per SM: a split costs
+    /// two small kernels (zero the fp32 sums, convert them), a few µs against the 12 µs weight
+    /// read of a 28672 × 4096 layer. Each warp keeps at least 4 steps of 16 channels.
     pub(super) fn w4_splits(&self, n: u32, k: u32, t: u32) -> u32 {
         let mt = if t <= 16 {
             1
@@ -272,7 +274,11 @@ impl CudaTimer {
             4
         };
         let ctas = (n / 64) * t.div_ceil(16 * mt);
-        let want = (8 * self.dev.info.sm_count).div_ceil(ctas.max(1));
+        let sms = self.dev.info.sm_count;
+        if ctas >= 2 * sms {
+            return 1;
+        }
+        let want = (4 * sms).div_ceil(ctas.max(1));
         want.clamp(1, (k / 16 / 16).max(1))
     }
 
