@@ -278,7 +278,21 @@ __device__ void paged_decode(const half* __restrict__ q, const KV* __restrict__ 
 template <typename KV> struct Lanes;
 template <> struct Lanes<half> { static constexpr int E = 8; };
 template <> struct Lanes<signed char> { static constexpr int E = 16; };
+// FP8 e4m3 KV (vLLM's --kv-cache-dtype fp8) travels as unsigned char: one byte per element like
+// int8, converted by hand (no cuda_fp8.h under NVRTC): exponent bias 7, no infinities.
+template <> struct Lanes<unsigned char> { static constexpr int E = 16; };
+__device__ __forceinline__ float e4m3_to_float(unsigned int b) {
+    const unsigned int e = (b >> 3) & 15u, m = b & 7u;
+    // normal: sign | (e - 7 + 127) << 23 | m << 20; subnormal (e == 0): m * 2^-9
+    const float mag = e ? __uint_as_float(((e + 120u) << 23) | (m << 20)) : (float)m * 0.001953125f;
+    return (b & 128u) ? -mag : mag;
+}
 __device__ __forceinline__ void cvt16(const uint4& u, float* f, const half*) { conv8(u, f); }
+__device__ __forceinline__ void cvt16(const uint4& u, float* f, const unsigned char*) {
+    const unsigned char* c = reinterpret_cast<const unsigned char*>(&u);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) f[i] = e4m3_to_float(c[i]);
+}
 __device__ __forceinline__ void cvt16(const uint4& u, float* f, const signed char*) {
     const signed char* c = reinterpret_cast<const signed char*>(&u);
 #pragma unroll
@@ -588,7 +602,10 @@ __device__ void paged_decode_stream(const half* __restrict__ q, const KV* __rest
     STREAM_KERNEL(paged_decode_s_f16_g##G##_w4a, half, G, 4, false, true, 3, ASYNC_STAGES, false) \
     STREAM_KERNEL(paged_decode_s_i8_g##G##_w4a, signed char, G, 4, false, true, 3, ASYNC_STAGES, false) \
     STREAM_KERNEL(paged_decode_s_f16_g##G##_w8a, half, G, 8, false, true, 1, ASYNC_STAGES, true) \
-    STREAM_KERNEL(paged_decode_s_i8_g##G##_w8a, signed char, G, 8, false, true, 1, ASYNC_STAGES, true)
+    STREAM_KERNEL(paged_decode_s_i8_g##G##_w8a, signed char, G, 8, false, true, 1, ASYNC_STAGES, true) \
+    STREAM_KERNEL(paged_decode_s_f8_g##G##_w8, unsigned char, G, 8, false, false, 1, 0, true)    \
+    STREAM_KERNEL(paged_decode_s_f8_g##G##_w4a, unsigned char, G, 4, false, true, 3, ASYNC_STAGES, false) \
+    STREAM_KERNEL(paged_decode_s_f8_g##G##_w8a, unsigned char, G, 8, false, true, 1, ASYNC_STAGES, true)
 // The calibrator defines DECODE_GROUPS to the GQA group sizes of the models it calibrates.
 #ifndef DECODE_GROUPS
 #define DECODE_GROUPS(X) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8)

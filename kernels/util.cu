@@ -25,6 +25,16 @@ extern "C" __global__ void fill_u8(unsigned char* p, unsigned long long n, unsig
     }
 }
 
+// Random FP8 e4m3 bytes of magnitude 2^-3 .. 2^1 (exponent field 4..8), random sign and
+// mantissa: no NaN codes (0x7f, 0xff), as a quantized KV cache holds.
+extern "C" __global__ void fill_e4m3(unsigned char* p, unsigned long long n, unsigned int seed) {
+    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
+         i += (unsigned long long)gridDim.x * blockDim.x) {
+        const unsigned int r = mix(i, seed);
+        p[i] = (unsigned char)(((r >> 8) & 128u) | ((4u + (r >> 16) % 5u) << 3) | (r & 7u));
+    }
+}
+
 // Uniform in [lo, hi).
 extern "C" __global__ void fill_f32(float* p, unsigned long long n, unsigned int seed, float lo, float hi) {
     for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;

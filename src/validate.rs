@@ -13,6 +13,8 @@ use crate::deploy::{Deployment, Target};
 use crate::error::{Error, Result};
 use crate::sim::{self, LatencySummary, Load, Metrics, Scenario, Stop, TraceLoad, TraceRequest};
 
+pub mod quant_ratio;
+
 /// Embedded validation sets: (file name, YAML text).
 pub const SETS: &[(&str, &str)] = &[
     (

@@ -8,10 +8,26 @@ use super::sweep::{self, SweepSpec};
 use crate::catalog::quant::KvDtype;
 
 /// The kernels of kernels/*.cu that are not templated per token count or GQA group.
-const KERNELS: [&str; 14] = [
+/// The kernels of kernels/quant.cu (FP8, INT4 W4A16, LLM.int8()).
+pub(crate) const QUANT_KERNELS: [&str; 11] = [
+    "quant_fp8_per_token",
+    "quant_fp8_tensor",
+    "zero_f32",
+    "f32_to_f16",
+    "w4a16_mma_m1",
+    "w4a16_mma_m2",
+    "w4a16_mma_m4",
+    "w4_dequant",
+    "quant_rows_outliers",
+    "gather_cols",
+    "dequant_cols",
+];
+
+const KERNELS: [&str; 15] = [
     "spin_ns",
     "fill_half",
     "fill_u8",
+    "fill_e4m3",
     "fill_f32",
     "nf4_dequant",
     "nf4_absmax_dequant",
@@ -79,7 +95,11 @@ impl Instances {
 
     /// Every kernel the timer loads.
     pub(super) fn kernel_names(&self) -> Vec<String> {
-        let mut v: Vec<String> = KERNELS.iter().map(|s| s.to_string()).collect();
+        let mut v: Vec<String> = KERNELS
+            .iter()
+            .chain(QUANT_KERNELS.iter())
+            .map(|s| s.to_string())
+            .collect();
         for kv in KvDtype::ALL {
             for &g in &self.groups {
                 v.extend(DecodeKernel::for_kv(kv).map(|k| k.name(kv, g)));
@@ -139,10 +159,13 @@ impl DecodeKernel {
     pub(super) fn for_kv(kv: KvDtype) -> impl Iterator<Item = DecodeKernel> {
         DecodeKernel::ALL.into_iter().filter(move |k| match kv {
             KvDtype::Fp16 => *k != DecodeKernel::TwoPassQreg,
-            KvDtype::Int8 => !matches!(
-                k,
-                DecodeKernel::Stream4Half | DecodeKernel::Tensor4 | DecodeKernel::Tensor8
-            ),
+            // fp8 KV: the one-pass CUDA-core kernels of int8 KV, e4m3 converted by hand
+            KvDtype::Int8 | KvDtype::Fp8 => {
+                !matches!(
+                    k,
+                    DecodeKernel::Stream4Half | DecodeKernel::Tensor4 | DecodeKernel::Tensor8
+                ) && (kv == KvDtype::Int8 || *k != DecodeKernel::TwoPassQreg)
+            }
         })
     }
 
@@ -150,6 +173,7 @@ impl DecodeKernel {
         let dt = match kv {
             KvDtype::Fp16 => "f16",
             KvDtype::Int8 => "i8",
+            KvDtype::Fp8 => "f8",
         };
         match self {
             DecodeKernel::TwoPassQreg => format!("paged_decode_{dt}_g{g}_r"),
@@ -180,10 +204,7 @@ impl DecodeKernel {
     /// Dynamic shared memory: the cp.async kernel's per-warp pipeline of half KV blocks (K and
     /// V, 16 tokens × 128 dims / 2 per block half).
     pub(super) fn dyn_smem(self, kv: KvDtype) -> u32 {
-        let elem = match kv {
-            KvDtype::Fp16 => 2,
-            KvDtype::Int8 => 1,
-        };
+        let elem = kv.bytes() as u32;
         match self {
             DecodeKernel::Stream4Async | DecodeKernel::Stream8Async => {
                 self.threads() / 32 * ASYNC_STAGES * 2 * (8 * 128 * elem)
@@ -265,13 +286,29 @@ mod tests {
         assert!(!att.contains("paged_decode_f16_g##G##_r"));
         assert!(!att.contains("paged_decode_s_i8_g##G##_w4h"));
         assert!(!att.contains("paged_decode_t_i8"));
+        assert!(!att.contains("paged_decode_f8_g##G##_r"));
+        assert!(!att.contains("paged_decode_t_f8"));
         let inst = Instances::for_spec(&spec(&["llama-3.1-8b"], true));
         let names = inst.kernel_names();
         assert!(names.contains(&"nf4_gemv_t7".to_string()));
         assert!(!names.contains(&"nf4_gemv_t2".to_string()));
         assert!(names.contains(&"paged_decode_s_f16_g4_w4a".to_string()));
         assert!(names.contains(&"paged_decode_i8_g4_r".to_string()));
+        assert!(names.contains(&"paged_decode_s_f8_g4_w8a".to_string()));
+        assert!(names.contains(&"fill_e4m3".to_string()));
         assert!(!names.iter().any(|n| n.contains("_g8")));
+    }
+
+    #[test]
+    fn every_quant_kernel_is_defined_in_quant_cu() {
+        let src = include_str!("../../kernels/quant.cu");
+        for name in QUANT_KERNELS {
+            let defined = src.contains(&format!("void {name}("))
+                || name
+                    .strip_prefix("w4a16_mma_m")
+                    .is_some_and(|mt| src.contains(&format!("W4A16_KERNEL({mt})")));
+            assert!(defined, "{name} not in kernels/quant.cu");
+        }
     }
 
     #[test]

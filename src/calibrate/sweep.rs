@@ -45,6 +45,46 @@ pub enum GemmPath {
     /// dequantize the 4-bit weight, then the fp16 GEMM; the 4-bit dequantize with bitsandbytes'
     /// work split, see kernels/nf4.cu).
     Nf4Bnb,
+    /// FP8 W8A8 with per-token dynamic activation scales and per-channel weight scales: our
+    /// e4m3 quantize kernel, then cuBLASLt e4m3 × e4m3 → bf16 (fp32 accumulate) with outer-vector
+    /// (row-wise) scales, as vLLM runs compressed-tensors FP8-dynamic.
+    Fp8Row,
+    /// FP8 W8A8 with one weight and one static activation scale: quantize with the scale, then
+    /// cuBLASLt with scalar scales.
+    Fp8Tensor,
+    /// The bare cuBLASLt FP8 GEMM with row-wise scales (x already e4m3): compared with
+    /// `torch._scaled_mm` only.
+    Fp8RowGemmOnly,
+    /// The bare cuBLASLt FP8 GEMM with tensor-wise scales: compared with `torch._scaled_mm` only.
+    Fp8TensorGemmOnly,
+    /// INT4 W4A16 by cardplan's Marlin-style kernel (kernels/quant.cu: dequantize in registers,
+    /// mma.sync, group-128 scales, split over k).
+    Int4Mma,
+    /// INT4 dequantized to fp16, then cublasGemmEx (vLLM's AWQ path at >= 256 tokens).
+    Int4DequantCublas,
+    /// LLM.int8() as bitsandbytes 0.50 runs it: row-wise int8 quantization with outlier columns
+    /// zeroed, cuBLASLt IMMA, dequantize, and the outlier columns through an fp16 GEMM.
+    LlmInt8Bnb,
+}
+
+/// Share of x's columns that carry outliers (|x| >= 6) in the LLM.int8() timing: 0.5%, inside the
+/// 0.1-1% the LLM.int8() paper reports for 6.7B+ models.
+pub const LLM_INT8_OUTLIER_SHARE: f64 = 0.005;
+
+/// The paths timed for the FP8, INT4 and LLM.int8() schemes (and `--quant-only` runs).
+pub const QUANT_PATHS: [GemmPath; 7] = [
+    GemmPath::Fp8Row,
+    GemmPath::Fp8Tensor,
+    GemmPath::Fp8RowGemmOnly,
+    GemmPath::Fp8TensorGemmOnly,
+    GemmPath::Int4Mma,
+    GemmPath::Int4DequantCublas,
+    GemmPath::LlmInt8Bnb,
+];
+
+/// Whether the W4A16 kernel's layout takes an `n × k` layer (64-column blocks, 128-channel groups).
+pub fn int4_shape_ok(n: u32, k: u32) -> bool {
+    n % 64 == 0 && k % 128 == 0
 }
 
 impl GemmPath {
@@ -62,6 +102,11 @@ impl GemmPath {
             GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas => &["nf4-fused"],
             GemmPath::Nf4Bnb => &["nf4"],
             GemmPath::Int8ImmaOnly => &[],
+            GemmPath::Fp8Row => &["fp8"],
+            GemmPath::Fp8Tensor => &["fp8-tensor"],
+            GemmPath::Fp8RowGemmOnly | GemmPath::Fp8TensorGemmOnly => &[],
+            GemmPath::Int4Mma | GemmPath::Int4DequantCublas => &["int4"],
+            GemmPath::LlmInt8Bnb => &["llm-int8"],
         }
     }
 
@@ -80,6 +125,13 @@ impl GemmPath {
             GemmPath::Nf4Gemv => "nf4-gemv",
             GemmPath::Nf4DequantCublas => "nf4-dequant-cublas",
             GemmPath::Nf4Bnb => "nf4-bnb",
+            GemmPath::Fp8Row => "fp8-row",
+            GemmPath::Fp8Tensor => "fp8-tensor",
+            GemmPath::Fp8RowGemmOnly => "fp8-row-gemm-only",
+            GemmPath::Fp8TensorGemmOnly => "fp8-tensor-gemm-only",
+            GemmPath::Int4Mma => "int4-mma",
+            GemmPath::Int4DequantCublas => "int4-dequant-cublas",
+            GemmPath::LlmInt8Bnb => "llm-int8-bnb",
         }
     }
 }
@@ -134,6 +186,16 @@ impl Job {
             Job::Gemm { tokens, .. } => tokens >= COMPUTE_BOUND_MIN_TOKENS,
             Job::Prefill { .. } => true,
             Job::Copy { .. } | Job::Decode { .. } | Job::Elementwise { .. } => false,
+        }
+    }
+
+    /// Whether a failure of this job skips it (with a note) rather than aborting the run: the
+    /// FP8, INT4 and LLM.int8() paths and FP8-KV decode, new and checked on few GPUs.
+    pub fn optional(&self) -> bool {
+        match *self {
+            Job::Gemm { path, .. } => QUANT_PATHS.contains(&path),
+            Job::Decode { kv, .. } => kv == KvDtype::Fp8,
+            _ => false,
         }
     }
 
@@ -204,6 +266,9 @@ pub struct SweepSpec {
     pub copy_bytes: u64,
     /// Shapes the attention kernels cannot run, with why (reported in provenance notes).
     pub skipped: Vec<String>,
+    /// Only the FP8, INT4 and LLM.int8() paths (with fp16 beside them for comparison) and FP8-KV
+    /// decode attention, to merge into a measured profile ([`SweepSpec::quant_only`]).
+    pub quant_only: bool,
 }
 
 /// Token counts 1…`max`: every power of two, and the 1.5× points between them below
@@ -292,6 +357,7 @@ impl SweepSpec {
                 imma_only_tokens: vec![4096],
                 copy_bytes: 1 << 28,
                 skipped: Vec::new(),
+                quant_only: false,
             }
         } else {
             SweepSpec {
@@ -306,8 +372,29 @@ impl SweepSpec {
                 imma_only_tokens: vec![256, 512, 1024, 2048, 4096, 8192],
                 copy_bytes: 1 << 30,
                 skipped: Vec::new(),
+                quant_only: false,
             }
         }
+    }
+
+    /// The sweep of the FP8, INT4 and LLM.int8() tables alone (fp16 beside them, for the
+    /// comparisons) and FP8-KV decode attention, on the model shapes (no grid, no LM head) at
+    /// powers of two, over a coarser decode grid: what a `--quant-only` run merges into a
+    /// measured profile in a few minutes.
+    pub fn quant_only(mut self) -> SweepSpec {
+        self.quant_only = true;
+        self.shapes
+            .retain(|(_, _, label)| !label.starts_with(GRID_LABEL));
+        self.fp16_only_shapes.clear();
+        self.tokens.retain(|t| t.is_power_of_two());
+        self.decode_batches
+            .retain(|b| [1, 4, 16, 64, 256].contains(b));
+        self.decode_contexts
+            .retain(|c| [256, 1024, 4096].contains(c));
+        self.prefill_tokens.clear();
+        self.elementwise.clear();
+        self.imma_only_tokens.clear();
+        self
     }
 
     /// Every job, grouped by shape so buffers are reused.
@@ -371,6 +458,13 @@ impl SweepSpec {
             // candidates) at every point cost ~25 s of a full run, for no table.
             let mut paths = vec![GemmPath::Fp16CublasGemmEx];
             if !fp16_only {
+                paths.extend(
+                    QUANT_PATHS
+                        .into_iter()
+                        .filter(|p| int4_shape_ok(n, k) || !p.schemes().contains(&"int4")),
+                );
+            }
+            if !fp16_only && !self.quant_only {
                 paths.extend([
                     GemmPath::Int8W8a8,
                     GemmPath::Nf4DequantCublas,
@@ -392,7 +486,12 @@ impl SweepSpec {
     /// Decode attention (both KV dtypes, every batch and context), then prefill attention, of
     /// one head configuration.
     fn push_attention_jobs(&self, jobs: &mut Vec<Job>, heads: u32, kv_heads: u32) {
-        for kv in KvDtype::ALL {
+        let kvs: &[KvDtype] = if self.quant_only {
+            &[KvDtype::Fp8]
+        } else {
+            &KvDtype::ALL
+        };
+        for &kv in kvs {
             for &batch in &self.decode_batches {
                 for &context in &self.decode_contexts {
                     jobs.push(Job::Decode {

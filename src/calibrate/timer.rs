@@ -114,32 +114,7 @@ impl KernelTimer for MockTimer {
         }
         let (bytes, flops) = match *job {
             Job::Copy { bytes } => (2.0 * bytes as f64, 0.0),
-            Job::Gemm { path, n, k, tokens } => {
-                let (n, k, t) = (f64::from(n), f64::from(k), f64::from(tokens));
-                let wbytes = match path {
-                    GemmPath::Fp16Cublas
-                    | GemmPath::Fp16CublasGemmEx
-                    | GemmPath::Nf4DequantCublas => 2.0 * n * k,
-                    GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 | GemmPath::Int8ImmaOnly => n * k,
-                    GemmPath::Nf4Gemv => 0.5 * n * k,
-                    // bitsandbytes: its GEMV up to 4 tokens, its dequantize sequence above
-                    GemmPath::Nf4Bnb if t <= 4.0 => 0.5 * n * k,
-                    GemmPath::Nf4Bnb => 2.0 * n * k,
-                };
-                let extra = match path {
-                    GemmPath::Nf4DequantCublas => 2.5 * n * k,
-                    // bitsandbytes' sequence also writes and rereads the fp32 absmax twice
-                    GemmPath::Nf4Bnb if t > 4.0 => 2.5 * n * k + 0.5 * n * k,
-                    // GemmEx a little slower than cuBLASLt here, so both paths win somewhere
-                    GemmPath::Fp16CublasGemmEx => 0.1 * n * k,
-                    _ => 0.0,
-                };
-                let rate = match path {
-                    GemmPath::Int8W8a8 | GemmPath::Int8ImmaOnly => 2.0,
-                    _ => 1.0,
-                };
-                (wbytes + extra + 2.0 * t * (n + k), 2.0 * t * n * k / rate)
-            }
+            Job::Gemm { path, n, k, tokens } => mock_gemm(path, n, k, tokens),
             Job::Decode {
                 kv,
                 kv_heads,
@@ -190,4 +165,49 @@ impl KernelTimer for MockTimer {
     fn timing(&self) -> Timing {
         self.timing
     }
+}
+
+/// Bytes and FLOPs the mock charges a GEMM path: its weight bytes, extra passes, and the int8/FP8
+/// paths at twice the fp16 rate.
+fn mock_gemm(path: GemmPath, n: u32, k: u32, tokens: u32) -> (f64, f64) {
+    let (n, k, t) = (f64::from(n), f64::from(k), f64::from(tokens));
+    let wbytes = match path {
+        GemmPath::Fp16Cublas | GemmPath::Fp16CublasGemmEx | GemmPath::Nf4DequantCublas => {
+            2.0 * n * k
+        }
+        GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 | GemmPath::Int8ImmaOnly => n * k,
+        GemmPath::Nf4Gemv => 0.5 * n * k,
+        // bitsandbytes: its GEMV up to 4 tokens, its dequantize sequence above
+        GemmPath::Nf4Bnb if t <= 4.0 => 0.5 * n * k,
+        GemmPath::Nf4Bnb => 2.0 * n * k,
+        GemmPath::Fp8Row
+        | GemmPath::Fp8Tensor
+        | GemmPath::Fp8RowGemmOnly
+        | GemmPath::Fp8TensorGemmOnly
+        | GemmPath::LlmInt8Bnb => n * k,
+        GemmPath::Int4Mma => 0.5 * n * k,
+        GemmPath::Int4DequantCublas => 2.0 * n * k,
+    };
+    let extra = match path {
+        GemmPath::Nf4DequantCublas => 2.5 * n * k,
+        // bitsandbytes' sequence also writes and rereads the fp32 absmax twice
+        GemmPath::Nf4Bnb if t > 4.0 => 2.5 * n * k + 0.5 * n * k,
+        // GemmEx a little slower than cuBLASLt here, so both paths win somewhere
+        GemmPath::Fp16CublasGemmEx => 0.1 * n * k,
+        GemmPath::Int4DequantCublas => 2.5 * n * k,
+        // the outlier columns' weights dequantized on every call
+        GemmPath::LlmInt8Bnb => 0.02 * n * k,
+        _ => 0.0,
+    };
+    let rate = match path {
+        GemmPath::Int8W8a8
+        | GemmPath::Int8ImmaOnly
+        | GemmPath::LlmInt8Bnb
+        | GemmPath::Fp8Row
+        | GemmPath::Fp8Tensor
+        | GemmPath::Fp8RowGemmOnly
+        | GemmPath::Fp8TensorGemmOnly => 2.0,
+        _ => 1.0,
+    };
+    (wbytes + extra + 2.0 * t * (n + k), 2.0 * t * n * k / rate)
 }

@@ -6,6 +6,7 @@
 pub mod engine;
 pub mod gpu;
 pub mod hf;
+pub mod hf_quant;
 pub mod interconnect;
 pub mod model;
 pub mod moe;

@@ -24,15 +24,33 @@ pub enum Quant {
     /// Same storage as `nf4`, run by cardplan's own fused dequantize-GEMM at every token count.
     /// Not what the libraries do: an upper bound on what NF4 could reach.
     Nf4Fused,
+    /// W8A8 FP8 (e4m3), per-output-channel weight scales and per-token dynamic activation scales:
+    /// compressed-tensors `FP8_DYNAMIC` checkpoints (llm-compressor), run by vLLM through
+    /// cuBLASLt/CUTLASS with row-wise scales. On GPUs without FP8 (Ampere, Turing) vLLM runs the
+    /// same weights weight-only through its FP8 Marlin (W8A16) kernel.
+    Fp8,
+    /// W8A8 FP8 (e4m3) with one weight scale and one static activation scale per layer:
+    /// `quant_method: fp8` checkpoints and compressed-tensors per-tensor FP8.
+    Fp8Tensor,
+    /// W4A16 int4, group 128, AWQ layout (asymmetric: packed 4-bit zero points, fp16 scales),
+    /// run by vLLM's Marlin kernels.
+    Int4,
+    /// W4A16 int4, group 128, GPTQ layout (packed 4-bit zero points, fp16 scales and an int32
+    /// group index per input channel), run by the same Marlin kernels as `int4`.
+    Int4Gptq,
 }
 
 impl Quant {
-    pub const ALL: [Quant; 5] = [
+    pub const ALL: [Quant; 9] = [
         Quant::Fp16,
         Quant::Int8,
         Quant::LlmInt8,
         Quant::Nf4,
         Quant::Nf4Fused,
+        Quant::Fp8,
+        Quant::Fp8Tensor,
+        Quant::Int4,
+        Quant::Int4Gptq,
     ];
 
     /// The name used on the command line and in profile tables.
@@ -43,7 +61,37 @@ impl Quant {
             Quant::LlmInt8 => "llm-int8",
             Quant::Nf4 => "nf4",
             Quant::Nf4Fused => "nf4-fused",
+            Quant::Fp8 => "fp8",
+            Quant::Fp8Tensor => "fp8-tensor",
+            Quant::Int4 => "int4",
+            Quant::Int4Gptq => "int4-gptq",
         }
+    }
+
+    /// The scheme whose kernel tables price this one: the GPTQ layout runs the same Marlin
+    /// kernel as AWQ once loaded, so both use the `int4` tables.
+    pub fn priced_as(self) -> Quant {
+        match self {
+            Quant::Int4Gptq => Quant::Int4,
+            q => q,
+        }
+    }
+
+    /// Whether the scheme multiplies in FP8 on the tensor cores (where the GPU has FP8).
+    pub fn is_fp8(self) -> bool {
+        matches!(self, Quant::Fp8 | Quant::Fp8Tensor)
+    }
+
+    /// What the scheme runs as on a GPU without FP8 tensor cores, said in the output; `None`
+    /// where it runs as named. vLLM falls back to weight-only FP8 (W8A16, its FP8 Marlin kernel)
+    /// on Ampere and older, so the weights stay 8-bit but the math is fp16.
+    pub fn hardware_note(self, gpu_key: &str, has_fp8: bool) -> Option<String> {
+        (self.is_fp8() && !has_fp8).then(|| {
+            format!(
+                "{self}: {gpu_key} has no FP8 tensor cores; priced as vLLM runs it there, weight-only \
+                 FP8 (W8A16 through its FP8 Marlin kernel: 8-bit weight reads, fp16 math)"
+            )
+        })
     }
 
     pub fn describe(self) -> &'static str {
@@ -61,6 +109,18 @@ impl Quant {
             Quant::Nf4Fused => {
                 "NF4 storage run by cardplan's fused dequantize-GEMM at every size (not a library path; an upper bound)"
             }
+            Quant::Fp8 => {
+                "W8A8 FP8 e4m3: per-channel weight scales, per-token dynamic activation scales (FP8-dynamic); W8A16 Marlin where the GPU lacks FP8"
+            }
+            Quant::Fp8Tensor => {
+                "W8A8 FP8 e4m3: one weight scale and one static activation scale per layer; W8A16 Marlin where the GPU lacks FP8"
+            }
+            Quant::Int4 => {
+                "W4A16 int4, group 128, AWQ layout (fp16 scales, packed 4-bit zero points), Marlin kernels"
+            }
+            Quant::Int4Gptq => {
+                "W4A16 int4, group 128, GPTQ layout (fp16 scales, packed zero points, int32 g_idx), Marlin kernels"
+            }
         }
     }
 
@@ -72,6 +132,13 @@ impl Quant {
             // int8 weights + one fp32 scale per output channel (row).
             Quant::Int8 | Quant::LlmInt8 => numel + 4 * n,
             Quant::Nf4 | Quant::Nf4Fused => nf4_bytes(numel),
+            // e4m3 weights + one fp32 scale per output channel, as vLLM holds them
+            Quant::Fp8 => numel + 4 * n,
+            // e4m3 weights + one fp32 weight scale and one fp32 input scale (vLLM requantizes
+            // fused shards to their largest scale at load)
+            Quant::Fp8Tensor => numel + 8,
+            Quant::Int4 => int4_awq_bytes(n, k),
+            Quant::Int4Gptq => int4_gptq_bytes(n, k),
         }
     }
 
@@ -96,6 +163,26 @@ pub fn nf4_bytes(numel: u64) -> u64 {
     let blocks = numel.div_ceil(64);
     let nested_blocks = blocks.div_ceil(256);
     numel.div_ceil(2) + blocks + 4 * nested_blocks + 256 * 4 + 4 + 16 * 4
+}
+
+/// Input channels per int4 group (the AWQ/GPTQ default, the only one cardplan prices).
+pub const INT4_GROUP: u64 = 128;
+
+/// Int4 AWQ checkpoint bytes of an `n × k` linear: `qweight` int32 `[k, n/8]` (eight 4-bit
+/// weights per word), `qzeros` int32 `[k/128, n/8]` (packed 4-bit zero points), `scales` fp16
+/// `[k/128, n]`. A ragged last group or column word is stored whole.
+pub fn int4_awq_bytes(n: u64, k: u64) -> u64 {
+    let groups = k.div_ceil(INT4_GROUP);
+    let words_n = n.div_ceil(8);
+    4 * k * words_n + 4 * groups * words_n + 2 * groups * n
+}
+
+/// Int4 GPTQ checkpoint bytes of an `n × k` linear: `qweight` int32 `[k/8, n]`, `qzeros` int32
+/// `[k/128, n/8]`, `scales` fp16 `[k/128, n]`, `g_idx` int32 `[k]` (stored even without
+/// act-order).
+pub fn int4_gptq_bytes(n: u64, k: u64) -> u64 {
+    let groups = k.div_ceil(INT4_GROUP);
+    4 * k.div_ceil(8) * n + 4 * groups * n.div_ceil(8) + 2 * groups * n + 4 * k
 }
 
 impl fmt::Display for Quant {
@@ -123,24 +210,27 @@ impl FromStr for Quant {
 pub enum KvDtype {
     #[default]
     Fp16,
-    /// 8 bits per element (vLLM's fp8/int8 KV cache); per-tensor scales are negligible.
+    /// 8-bit integers per element with per-tensor scales (negligible bytes).
     Int8,
+    /// FP8 e4m3 per element with per-tensor K and V scales (vLLM's `--kv-cache-dtype fp8`).
+    Fp8,
 }
 
 impl KvDtype {
-    pub const ALL: [KvDtype; 2] = [KvDtype::Fp16, KvDtype::Int8];
+    pub const ALL: [KvDtype; 3] = [KvDtype::Fp16, KvDtype::Int8, KvDtype::Fp8];
 
     pub fn key(self) -> &'static str {
         match self {
             KvDtype::Fp16 => "fp16",
             KvDtype::Int8 => "int8",
+            KvDtype::Fp8 => "fp8",
         }
     }
 
     pub fn bytes(self) -> u64 {
         match self {
             KvDtype::Fp16 => 2,
-            KvDtype::Int8 => 1,
+            KvDtype::Int8 | KvDtype::Fp8 => 1,
         }
     }
 

@@ -24,6 +24,7 @@ const EXAMPLES: &str = "Examples:
   cardplan calibrate --models llama-3.1-8b,qwen2.5-7b --gpu h200 --json
   cardplan calibrate --timing isolated --out h100-isolated.yaml
   cardplan calibrate --gpu h100-sxm --reassemble run1.json,run2.json,run3.json --out h100.yaml
+  cardplan calibrate --quant-only --gpu h200 --out h200.yaml --raw quant-raw.json
 
 Timing: `back-to-back` (default) times each kernel as a CUDA graph of many calls rotating over
 copies of its inputs (what a serving step pays); `isolated` times one call after an L2-evicting
@@ -93,6 +94,11 @@ pub struct CalibrateArgs {
     /// same sweep, comma-separated) give the median per point.
     #[arg(long, value_name = "RAW.json", requires = "gpu", value_delimiter = ',', num_args = 1..)]
     pub reassemble: Vec<PathBuf>,
+    /// Time only the FP8, INT4 and LLM.int8() GEMMs (fp16 beside them) and FP8-KV decode
+    /// attention on the models' shapes, and merge their tables into the measured profile of
+    /// --gpu (a key or a file), keeping its other tables.
+    #[arg(long, requires = "gpu", conflicts_with = "quick")]
+    pub quant_only: bool,
     /// Use the CPU mock timer instead of the GPU (tests the writer; the numbers are made up).
     #[arg(long, hide = true)]
     pub mock_timer: bool,
@@ -128,7 +134,10 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     if models.is_empty() {
         return Err(Error::Usage("--models needs at least one model".into()));
     }
-    let spec = SweepSpec::new(&models, args.quick, !args.no_grid);
+    let mut spec = SweepSpec::new(&models, args.quick, !args.no_grid);
+    if args.quant_only {
+        spec = spec.quant_only();
+    }
     let started = std::time::Instant::now();
     let mut timer = new_timer(&args, &spec, reps)?;
     let base = catalog::gpu(&gpu_key(&args, timer.device())?)?;
@@ -136,9 +145,15 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("{}.yaml", base.key)));
-    let cal = measure(timer.as_mut(), &spec, base, &git_rev(&args), started)?;
+    let original = base.clone();
+    let mut cal = measure(timer.as_mut(), &spec, base, &git_rev(&args), started)?;
     if let Some(raw) = &args.raw {
         calibrate::raw::write(raw, timer.device(), timer.timing(), &cal, &spec)?;
+    }
+    if args.quant_only
+        && let Some(fresh) = &cal.profile.measured
+    {
+        cal.profile = calibrate::merge::merge_quant(original, fresh)?;
     }
     cal.profile.write(&out)?;
     let device = &timer.device().name;

@@ -4,7 +4,7 @@ use clap::Args;
 
 use crate::catalog::engine::EnginePreset;
 use crate::catalog::shard::TpChoice;
-use crate::catalog::{self, quant::Quant};
+use crate::catalog::{self, hf_quant, quant::Quant};
 use crate::deploy::{Target, TpPick, pick_tp};
 use crate::error::{Error, Result};
 
@@ -17,10 +17,11 @@ pub struct TargetArgs {
     /// Model catalog key (see `cardplan list models`), a model YAML path, or a Hugging Face config.json.
     #[arg(long, value_name = "MODEL", default_value = "llama-3.1-8b")]
     pub model: String,
-    /// Weight quantization: fp16, int8, llm-int8, nf4, nf4-fused.
-    #[arg(long, value_name = "SCHEME", default_value = "fp16")]
-    pub quant: String,
-    /// KV-cache dtype: fp16 or int8.
+    /// Weight quantization: fp16, int8, llm-int8, nf4, nf4-fused, fp8, fp8-tensor, int4,
+    /// int4-gptq [default: the config.json's quantization_config, else fp16].
+    #[arg(long, value_name = "SCHEME")]
+    pub quant: Option<String>,
+    /// KV-cache dtype: fp16, int8 or fp8.
     #[arg(long, value_name = "DTYPE", default_value = "fp16")]
     pub kv: String,
     /// Tensor-parallel size: the GPUs of one server the model is split over (1, 2, 4, 8), or
@@ -55,11 +56,40 @@ impl TargetArgs {
             tp: 1,
             gpu: catalog::gpu(&self.gpu)?,
             model: catalog::model(&self.model)?,
-            quant: parse_quant(&self.quant)?,
+            quant: self.quant()?,
             kv: self
                 .kv
                 .parse()
                 .map_err(|e: String| Error::Usage(format!("--kv: {e}")))?,
+        })
+    }
+}
+
+impl TargetArgs {
+    /// `--quant`, else the checkpoint's own `quantization_config` (a config.json `--model`),
+    /// else fp16. Which one was taken, and an override, is said on stderr.
+    fn quant(&self) -> Result<Quant> {
+        let checkpoint = hf_quant::for_model_arg(&self.model)?;
+        Ok(match (&self.quant, checkpoint) {
+            (Some(q), Some(c)) => {
+                let q = parse_quant(q)?;
+                if q != c.quant {
+                    eprintln!(
+                        "note: --quant {q} overrides the checkpoint's quantization_config ({}: {})",
+                        c.summary, c.quant
+                    );
+                }
+                q
+            }
+            (Some(q), None) => parse_quant(q)?,
+            (None, Some(c)) => {
+                eprintln!(
+                    "note: scheme {} from the checkpoint's quantization_config ({})",
+                    c.quant, c.summary
+                );
+                c.quant
+            }
+            (None, None) => Quant::Fp16,
         })
     }
 }

@@ -44,13 +44,15 @@ pub fn run(args: ValidateArgs) -> Result<()> {
         check_writable(dir)?;
     }
     let sets = validate::record::run_datasets()?;
-    let view = ValidationView::new(&sets, args.leave_one_out);
+    let ratios = validate::quant_ratio::run_all()?;
+    let view = ValidationView::new(&sets, args.leave_one_out, &ratios);
     if args.json {
         print_json(&view)?;
     } else if args.markdown {
         print!("{}", report::validate::markdown(&view));
     } else {
         print!("{}", report::validate::terminal(&view));
+        print!("{}", report::validate::ratio_terminal(&view));
     }
     if let Some(dir) = &args.report {
         let doc = report::validate_doc::document(&view);

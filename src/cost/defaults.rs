@@ -58,6 +58,23 @@ const NF4_FUSED_EFF: Eff = Eff {
     bandwidth: 0.60,
     compute: 0.50,
 };
+/// FP8 W8A8 GEMM (cuBLASLt / CUTLASS with scales in the epilogue) over the datasheet FP8 rate,
+/// large sizes: torch._scaled_mm reaches ~1,300 of 1,979 dense TFLOP/s on the H100 SXM in
+/// PyTorch's and NVIDIA's published FP8 GEMM benchmarks (cardplan estimate 0.65, as int8).
+const FP8_PEAK_EFF: f64 = 0.65;
+const FP8_HALF_TOKENS: f64 = 64.0;
+/// FP8 at few tokens streams 1-byte weights plus the activation-quantization pass, as int8.
+const BW_FP8: f64 = 0.75;
+/// Weight-only FP8 on GPUs without FP8 (vLLM's FP8 Marlin, W8A16): 8-bit weights streamed and
+/// dequantized in registers. Marlin's published batch-1..16 speed-ups put it close to a copy at
+/// few tokens (0.75, cardplan estimate); at many tokens it is an fp16 tensor-core GEMM that also
+/// dequantizes every weight tile, about 0.85 of cuBLAS fp16 (Marlin's large-batch results).
+const BW_W8A16: f64 = 0.75;
+const MARLIN_COMPUTE_FACTOR: f64 = 0.85;
+/// INT4 W4A16 Marlin at few tokens: 4-bit weights plus group scales and zero points, read at
+/// ~0.70 of datasheet bandwidth (Marlin's 3.9x over fp16 at batch 1-16 on an A10 implies near
+/// the copy rate; cardplan estimate).
+const BW_INT4: f64 = 0.70;
 /// FlashAttention-2 causal fp16 forward with head_dim 128 reaches ~35–40% of the H100's fp16
 /// peak at long sequences (FlashAttention-2/3 papers: ~350 TFLOP/s on H100 for FA2); short
 /// prompts reach less (half at 512 tokens, cardplan estimate).
@@ -69,9 +86,23 @@ const BW_DECODE_ATTN: f64 = 0.70;
 /// Small fused elementwise kernels (RMSNorm, SiLU·mul, rotary): ~0.6 of bandwidth (cardplan estimate).
 const BW_ELEMENTWISE: f64 = 0.60;
 
-/// Efficiency of a linear layer under `quant` at `tokens`.
-pub fn gemm_eff(quant: Quant, tokens: f64) -> Eff {
+/// Efficiency of a linear layer under `quant` at `tokens` on a GPU with roofs `r` (FP8 depends on
+/// whether it has FP8 tensor cores).
+pub fn gemm_eff(quant: Quant, tokens: f64, r: &Roofs) -> Eff {
+    let fp16_compute = FP16_PEAK_EFF * ramp(tokens, FP16_HALF_TOKENS);
     match quant {
+        Quant::Fp8 | Quant::Fp8Tensor if r.fp8_native => Eff {
+            bandwidth: BW_FP8,
+            compute: FP8_PEAK_EFF * ramp(tokens, FP8_HALF_TOKENS),
+        },
+        Quant::Fp8 | Quant::Fp8Tensor => Eff {
+            bandwidth: BW_W8A16,
+            compute: fp16_compute * MARLIN_COMPUTE_FACTOR,
+        },
+        Quant::Int4 | Quant::Int4Gptq => Eff {
+            bandwidth: BW_INT4,
+            compute: fp16_compute * MARLIN_COMPUTE_FACTOR,
+        },
         Quant::Fp16 => Eff {
             bandwidth: BW_GEMM,
             compute: FP16_PEAK_EFF * ramp(tokens, FP16_HALF_TOKENS),
@@ -120,6 +151,8 @@ pub fn seconds(work: &Work, eff: Eff, roofs: &Roofs) -> f64 {
         bandwidth: roofs.bandwidth * eff.bandwidth,
         fp16: roofs.fp16 * eff.compute,
         int8: roofs.int8 * eff.compute,
+        fp8: roofs.fp8 * eff.compute,
+        fp8_native: roofs.fp8_native,
     };
     LAUNCH_FLOOR_S + work.seconds(&scaled)
 }
@@ -169,10 +202,10 @@ pub fn as_tables(gpu: &GpuProfile, model: &ModelArch) -> Measured {
         },
         gemm: gemm_tables(model, &tokens, &r),
         attn_prefill: vec![prefill_table(model, &r)],
-        attn_decode: vec![
-            decode_table(model, KvDtype::Fp16, &r),
-            decode_table(model, KvDtype::Int8, &r),
-        ],
+        attn_decode: KvDtype::ALL
+            .iter()
+            .map(|&kv| decode_table(model, kv, &r))
+            .collect(),
         elementwise: vec![
             elem(ElementwiseKind::RmsnormResidual, model.hidden),
             elem(ElementwiseKind::SiluMul, model.intermediate),
@@ -188,10 +221,16 @@ fn model_heads(model: &ModelArch) -> Heads {
     }
 }
 
-/// Every linear shape of `model` (and the LM head in fp16) under fp16, int8 and nf4.
+/// Every linear shape of `model` (and the LM head in fp16) under fp16, int8, nf4, fp8 and int4.
 fn gemm_tables(model: &ModelArch, tokens: &[u32], r: &Roofs) -> Vec<GemmTable> {
     let mut gemm = Vec::new();
-    for q in [Quant::Fp16, Quant::Int8, Quant::Nf4] {
+    for q in [
+        Quant::Fp16,
+        Quant::Int8,
+        Quant::Nf4,
+        Quant::Fp8,
+        Quant::Int4,
+    ] {
         let mut shapes: Vec<(u32, u32)> = model.linears().iter().map(|l| (l.n, l.k)).collect();
         if q == Quant::Fp16 {
             shapes.push((model.vocab, model.hidden));
@@ -202,7 +241,7 @@ fn gemm_tables(model: &ModelArch, tokens: &[u32], r: &Roofs) -> Vec<GemmTable> {
                 .map(|&t| {
                     let tf = f64::from(t);
                     let w = roofline::gemm(q, f64::from(n), f64::from(k), tf);
-                    (t, seconds(&w, gemm_eff(q, tf), r) * 1e3)
+                    (t, seconds(&w, gemm_eff(q, tf, r), r) * 1e3)
                 })
                 .collect();
             gemm.push(GemmTable {
@@ -276,29 +315,66 @@ mod tests {
         g.validate("defaults").expect("valid");
     }
 
+    fn h100_roofs(fp8_native: bool) -> Roofs {
+        Roofs {
+            bandwidth: 3.35e12,
+            fp16: 989e12,
+            int8: 1979e12,
+            fp8: if fp8_native { 1979e12 } else { 989e12 },
+            fp8_native,
+        }
+    }
+
     #[test]
     fn efficiencies_are_fractions() {
-        for q in Quant::ALL {
-            for t in [1.0, 16.0, 17.0, 512.0, 65536.0] {
-                let e = gemm_eff(q, t);
-                assert!(e.bandwidth > 0.0 && e.bandwidth <= 1.0, "{q} {t}");
-                assert!(e.compute > 0.0 && e.compute <= 1.0, "{q} {t}");
+        for native in [true, false] {
+            for q in Quant::ALL {
+                for t in [1.0, 16.0, 17.0, 512.0, 65536.0] {
+                    let e = gemm_eff(q, t, &h100_roofs(native));
+                    assert!(e.bandwidth > 0.0 && e.bandwidth <= 1.0, "{q} {t}");
+                    assert!(e.compute > 0.0 && e.compute <= 1.0, "{q} {t}");
+                }
             }
         }
     }
 
     #[test]
-    fn default_gemm_time_grows_with_tokens() {
-        let r = Roofs {
-            bandwidth: 3.35e12,
-            fp16: 989e12,
-            int8: 1979e12,
+    fn fp8_without_fp8_tensor_cores_is_slower_when_compute_bound_only() {
+        let (native, w8a16) = (h100_roofs(true), h100_roofs(false));
+        let at = |t: f64, r: &Roofs| {
+            seconds(
+                &gemm(Quant::Fp8, 4096.0, 4096.0, t),
+                gemm_eff(Quant::Fp8, t, r),
+                r,
+            )
         };
+        // one token: a weight stream, the same bytes either way
+        assert!((at(1.0, &native) / at(1.0, &w8a16) - 1.0).abs() < 0.01);
+        // 8192 tokens: fp16 math at 0.85 of fp16 efficiency instead of the FP8 rate
+        assert!(at(8192.0, &w8a16) > 2.0 * at(8192.0, &native));
+    }
+
+    #[test]
+    fn int4_streams_a_quarter_of_fp16_at_one_token_and_is_fp16_bound_at_many() {
+        let r = h100_roofs(true);
+        let at = |q: Quant, t: f64| {
+            seconds(&gemm(q, 4096.0, 14336.0, t), gemm_eff(q, t, &r), &r) - LAUNCH_FLOOR_S
+        };
+        let ratio = at(Quant::Int4, 1.0) / at(Quant::Fp16, 1.0);
+        // 0.26 of the bytes at 0.70 instead of 0.80 of bandwidth
+        assert!((0.28..0.33).contains(&ratio), "{ratio}");
+        let big = at(Quant::Int4, 8192.0) / at(Quant::Fp16, 8192.0);
+        assert!((big - 1.0 / MARLIN_COMPUTE_FACTOR).abs() < 0.01, "{big}");
+    }
+
+    #[test]
+    fn default_gemm_time_grows_with_tokens() {
+        let r = h100_roofs(true);
         for q in Quant::ALL {
             let mut prev = 0.0;
             for t in (1..=8192).step_by(7) {
                 let t = f64::from(t);
-                let s = seconds(&gemm(q, 4096.0, 4096.0, t), gemm_eff(q, t), &r);
+                let s = seconds(&gemm(q, 4096.0, 4096.0, t), gemm_eff(q, t, &r), &r);
                 // NF4 switches from GEMV to dequantize + GEMM at 17 tokens: a step up is expected
                 assert!(s >= prev * 0.999, "{q} at {t}: {s} < {prev}");
                 prev = s;

@@ -38,7 +38,19 @@ impl StepCost {
         out
     }
 
+    /// What the scheme runs as on this GPU where that is not what its name says (FP8 without
+    /// FP8 tensor cores), for every output that prices it.
+    pub fn scheme_notes(&self) -> Vec<String> {
+        let roofs = self.kernels.roofs();
+        self.shape
+            .quant
+            .hardware_note(&self.profile_info().gpu, roofs.fp8_native)
+            .into_iter()
+            .collect()
+    }
+
     fn explain_linear(&self, t: u32, notes: &mut Vec<String>) {
+        notes.extend(self.scheme_notes());
         let s = &self.shape;
         let lin = self.price_linear(t);
         let q = s.quant;

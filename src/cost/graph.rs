@@ -126,7 +126,9 @@ impl Composition {
         let memory = work.bytes / self.copy_bw;
         let rate = match work.rate {
             Rate::Fp16 => self.fp16_rate,
-            Rate::Int8 => self.int8_rate,
+            // FP8 runs at the int8 rate on every GPU with FP8 (Ada, Hopper); the profile's
+            // measured int8 rate is the closest measured roof
+            Rate::Int8 | Rate::Fp8 => self.int8_rate,
         };
         // the share of the kernel's DRAM time not covered by its arithmetic: 1 for a weight
         // stream, 0 at and beyond the ridge point

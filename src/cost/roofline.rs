@@ -17,16 +17,25 @@ pub struct Roofs {
     pub bandwidth: f64,
     pub fp16: f64,
     pub int8: f64,
+    /// FP8 tensor rate; the fp16 rate on GPUs without FP8, where FP8 weights are multiplied in
+    /// fp16 after dequantization (vLLM's W8A16 FP8 Marlin path).
+    pub fp8: f64,
+    /// Whether the GPU has FP8 tensor cores (Ada, Hopper, Blackwell).
+    pub fp8_native: bool,
 }
 
 impl Roofs {
     /// Datasheet roofs. `fp16` is the fp32-accumulate rate (half the fp16-accumulate rate on
     /// GeForce cards), because serving engines accumulate in fp32.
     pub fn from_datasheet(d: &Datasheet) -> Roofs {
+        let fp16 = d.fp16_tflops * 1e12;
+        let fp8 = d.fp8_tflops.filter(|r| r.is_finite() && *r > 0.0);
         Roofs {
             bandwidth: d.bandwidth_gbs * 1e9,
-            fp16: d.fp16_tflops * 1e12,
+            fp16,
             int8: d.int8_tops * 1e12,
+            fp8: fp8.map_or(fp16, |r| r * 1e12),
+            fp8_native: fp8.is_some(),
         }
     }
 }
@@ -36,6 +45,7 @@ impl Roofs {
 pub enum Rate {
     Fp16,
     Int8,
+    Fp8,
 }
 
 /// Bytes moved and operations done by one kernel call (or fixed sequence of calls).
@@ -64,6 +74,7 @@ impl Work {
         let rate = match self.rate {
             Rate::Fp16 => r.fp16,
             Rate::Int8 => r.int8,
+            Rate::Fp8 => r.fp8,
         };
         self.flops / rate
     }
@@ -99,6 +110,21 @@ pub fn gemm(quant: Quant, n: f64, k: f64, tokens: f64) -> Work {
             rate: Rate::Fp16,
         },
         Quant::Nf4 | Quant::Nf4Fused => Work {
+            bytes: weights + act,
+            flops,
+            rate: Rate::Fp16,
+        },
+        // Quantizing x to e4m3 reads it (fp16) and writes it (1 byte), which the GEMM reads; on
+        // GPUs without FP8 the W8A16 path skips this pass, a few bytes per token against n·k of
+        // weights, kept in the count so one Work serves every GPU.
+        Quant::Fp8 | Quant::Fp8Tensor => Work {
+            bytes: weights + act + 2.0 * tokens * k,
+            flops,
+            rate: Rate::Fp8,
+        },
+        // Marlin reads the 4-bit weights once per tile and dequantizes in registers: the 4-bit
+        // bytes at few tokens, fp16 tensor-core math at many.
+        Quant::Int4 | Quant::Int4Gptq => Work {
             bytes: weights + act,
             flops,
             rate: Rate::Fp16,
@@ -159,6 +185,8 @@ mod tests {
             bandwidth: bw_gbs * 1e9,
             fp16: 989e12,
             int8: 1979e12,
+            fp8: 1979e12,
+            fp8_native: true,
         }
     }
 
@@ -182,6 +210,25 @@ mod tests {
         );
         // above the GEMV range NF4 dequantizes: more bytes than fp16
         assert!(gemm(Quant::Nf4, 4096.0, 4096.0, 64.0).bytes > fp16);
+        let fp8 = gemm(Quant::Fp8, 4096.0, 4096.0, 1.0).bytes;
+        let int4 = gemm(Quant::Int4, 4096.0, 4096.0, 1.0).bytes;
+        assert!(fp8 < 0.51 * fp16 && int4 < 0.27 * fp16, "{fp8} {int4}");
+    }
+
+    #[test]
+    fn fp8_runs_at_the_fp8_rate_where_the_gpu_has_it_else_at_fp16() {
+        let mut d = crate::catalog::gpu("h100-sxm").expect("gpu").datasheet;
+        let w = gemm(Quant::Fp8, 4096.0, 4096.0, 8192.0);
+        let hopper = Roofs::from_datasheet(&d);
+        assert!(hopper.fp8_native);
+        assert!((w.compute_s(&hopper) * 1979e12 - w.flops).abs() < 1e-3 * w.flops);
+        d.fp8_tflops = None;
+        let ampere_like = Roofs::from_datasheet(&d);
+        assert!(!ampere_like.fp8_native);
+        assert!((w.compute_s(&ampere_like) / w.compute_s(&hopper) - 1979.0 / 989.0).abs() < 1e-9);
+        // int4 W4A16 computes in fp16 everywhere
+        let i = gemm(Quant::Int4, 4096.0, 4096.0, 8192.0);
+        assert!((i.compute_s(&hopper) * 989e12 - i.flops).abs() < 1e-3 * i.flops);
     }
 
     #[test]

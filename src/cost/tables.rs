@@ -208,7 +208,7 @@ impl KernelSet {
 
     /// Whether a table exists for this scheme's linear layers.
     pub fn has_gemm(&self, quant: Quant) -> bool {
-        self.gemm.iter().any(|g| g.quant == quant)
+        self.gemm.iter().any(|g| g.quant == quant.priced_as())
     }
 
     /// Measured token range of the scheme's nearest table for `(n, k)`.
@@ -226,6 +226,7 @@ impl KernelSet {
                 + ((g.n * g.k).ln() - (n * k).ln()).abs()
                 + ((g.n / g.k).ln() - (n / k).ln()).abs()
         };
+        let quant = quant.priced_as();
         self.gemm
             .iter()
             .filter(|g| g.quant == quant)
@@ -239,7 +240,7 @@ impl KernelSet {
         let Some(g) = self.nearest_gemm(quant, n, k) else {
             let s = defaults::seconds(
                 &roofline::gemm(quant, n, k, tokens),
-                defaults::gemm_eff(quant, tokens),
+                defaults::gemm_eff(quant, tokens, r),
                 r,
             );
             return Priced {
@@ -354,7 +355,14 @@ impl KernelSet {
     /// Index of the decode table nearest to (`kv`, `h`): same KV dtype first.
     pub fn nearest_decode_index(&self, kv: KvDtype, h: Heads) -> Option<usize> {
         let d = |g: &DecodeGrid| {
-            let kv_penalty = if g.kv == kv { 0.0 } else { 100.0 };
+            // another dtype of the same width (int8 for fp8) reads the same bytes: second best
+            let kv_penalty = if g.kv == kv {
+                0.0
+            } else if g.kv.bytes() == kv.bytes() {
+                50.0
+            } else {
+                100.0
+            };
             kv_penalty
                 + ((g.heads.kv_heads * g.heads.head_dim).ln() - (h.kv_heads * h.head_dim).ln())
                     .abs()

@@ -167,7 +167,7 @@ fn answer(
     let users = req.users;
     let cap = planner.capacity()?;
     let mut v = verdict(users, &cap);
-    let mut notes = Vec::new();
+    let mut notes = d.cost.scheme_notes();
     // One user (one active session) tells load-bound from latency-bound: if the SLO fails
     // without any load, more cards cannot fix it.
     let light_run = at_load(planner, 1)?;

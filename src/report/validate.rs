@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::table::new_table;
+use crate::validate::quant_ratio::RatioResult;
 use crate::validate::record::Dataset;
 use crate::validate::stats::{LeftOut, MetricStats, NOMINAL, leave_one_out, metric_stats};
 use crate::validate::{Accuracy, RowResult, accuracy};
@@ -23,6 +24,9 @@ pub struct ValidationView<'a> {
     pub leave_one_out: Option<Vec<LeftOut>>,
     #[serde(skip)]
     pub sets: &'a [Dataset],
+    /// Quantized runs against the fp16 run of the same batch: step-time ratios.
+    pub quant_ratio: &'a [RatioResult],
+    pub quant_ratio_summary: Accuracy,
 }
 
 #[derive(Serialize)]
@@ -33,7 +37,7 @@ pub struct DatasetInfo {
 }
 
 impl<'a> ValidationView<'a> {
-    pub fn new(sets: &'a [Dataset], with_leave_one_out: bool) -> Self {
+    pub fn new(sets: &'a [Dataset], with_leave_one_out: bool, ratios: &'a [RatioResult]) -> Self {
         let rows: Vec<&RowResult> = sets.iter().flat_map(|d| &d.rows).collect();
         let owned: Vec<RowResult> = rows.iter().map(|r| (*r).clone()).collect();
         ValidationView {
@@ -50,6 +54,8 @@ impl<'a> ValidationView<'a> {
             metrics: metric_stats(sets),
             leave_one_out: with_leave_one_out.then(|| leave_one_out(sets, NOMINAL)),
             sets,
+            quant_ratio: ratios,
+            quant_ratio_summary: crate::validate::quant_ratio::summary(ratios),
         }
     }
 }
@@ -321,4 +327,41 @@ fn fmt(v: f64) -> String {
     } else {
         format!("{v:.2}")
     }
+}
+
+/// The quantization ratio rows as a terminal table, with their summary.
+pub fn ratio_terminal(v: &ValidationView<'_>) -> String {
+    if v.quant_ratio.is_empty() {
+        return String::new();
+    }
+    let mut t = new_table();
+    t.set_header(vec![
+        "quantized vs fp16 (weights/KV, batch, length)",
+        "GPU",
+        "measured ms",
+        "predicted ms",
+        "ratio measured → predicted (error)",
+    ]);
+    for r in v.quant_ratio {
+        t.add_row(vec![
+            r.name.clone(),
+            r.gpu.clone(),
+            format!("{:.2} / {:.2}", r.measured_ms, r.baseline_measured_ms),
+            format!("{:.2} / {:.2}", r.predicted_ms, r.baseline_predicted_ms),
+            format!(
+                "{:.3} → {:.3} ({:+.1}%)",
+                r.measured_ratio,
+                r.predicted_ratio,
+                100.0 * r.error
+            ),
+        ]);
+    }
+    let a = v.quant_ratio_summary;
+    format!(
+        "\n{t}\nStep time of each quantized run over the fp16/fp16 run of the same batch and lengths \
+         (batch latency / output tokens). {} ratios: median |error| {:.1}%, max |error| {:.1}%.\n",
+        a.figures_compared,
+        100.0 * a.median_abs_error,
+        100.0 * a.max_abs_error
+    )
 }

@@ -109,7 +109,9 @@ fn llama_sweep_times_every_vllm_linear_in_every_scheme() {
         .count();
     assert_eq!(
         decode,
-        2 * spec.decode_batches.len() * spec.decode_contexts.len()
+        cardplan::catalog::quant::KvDtype::ALL.len()
+            * spec.decode_batches.len()
+            * spec.decode_contexts.len()
     );
     assert!(jobs.iter().any(|j| matches!(
         j,

@@ -53,10 +53,7 @@ struct DecodePoint {
 
 /// Bytes of one KV value.
 fn kv_elem(kv: KvDtype) -> usize {
-    match kv {
-        KvDtype::Fp16 => 2,
-        KvDtype::Int8 => 1,
-    }
+    kv.bytes() as usize
 }
 
 /// The smallest decode partition tried: half the base one (more CTAs for small batches), at
@@ -137,6 +134,8 @@ impl CudaTimer {
         let kv_scale = match kv {
             KvDtype::Fp16 => 1.0f32,
             KvDtype::Int8 => INT8_KV_SCALE,
+            // e4m3 values of magnitude 2^-3..2 (fill_e4m3): the per-tensor scale is 1
+            KvDtype::Fp8 => 1.0,
         };
         let name = kernel.name(kv, heads / kv_heads);
         launch!(self.dev, &name, cfg((kv_heads, batch, nparts), kernel.threads(), kernel.dyn_smem(kv));
@@ -182,6 +181,7 @@ impl CudaTimer {
             match kv {
                 KvDtype::Fp16 => self.dev.fill_half(c, 1.0)?,
                 KvDtype::Int8 => self.dev.fill_u8(c)?,
+                KvDtype::Fp8 => self.dev.fill_e4m3(c)?,
             }
         }
         let qn = u64::from(self.bounds.max_batch) * u64::from(heads) * 128;

@@ -13,6 +13,7 @@ use super::device::Buf;
 use super::gemm::{I8Weights, Int8Act, Nf4Scratch, Nf4Weights};
 use crate::calibrate::bnb::MMA_TILES;
 use crate::calibrate::kernels::{CHECK_DECODE_HEADS, CHECK_GEMV_TOKENS, DecodeKernel, PART};
+use crate::calibrate::lowbit;
 use crate::calibrate::quant::{self, Nf4Tensor};
 use crate::calibrate::reference as cpu;
 use crate::calibrate::timer::CheckReport;
@@ -74,6 +75,22 @@ impl CudaTimer {
         out.extend(self.check_decode(&mut rng)?);
         out.push(self.check_prefill(&mut rng)?);
         out.extend(self.check_elementwise(&mut rng)?);
+        // The quantized paths are new and unverified on most GPUs: a failure turns them off
+        // (their jobs are skipped with the reason) instead of aborting the whole calibration.
+        if self.quant_off.is_none() {
+            match self.check_quant(&mut rng) {
+                Ok(reports) => {
+                    if let Some(bad) = reports.iter().find(|r| !r.passed()) {
+                        self.quant_off = Some(format!(
+                            "{} failed its check: worst error {:.3}x the bound {} (max abs error {:.3e})",
+                            bad.kernel, bad.worst_ratio, bad.bound, bad.max_abs_err
+                        ));
+                    }
+                    out.extend(reports.into_iter().filter(|r| r.passed()));
+                }
+                Err(e) => self.quant_off = Some(format!("the quantized-path checks failed: {e}")),
+            }
+        }
         Ok(out)
     }
 
@@ -247,25 +264,15 @@ impl CudaTimer {
         Ok(reports)
     }
 
-    /// Random KV caches for the contexts `ctx` on the device, in a shuffled block table.
-    fn decode_case(
+    /// Random K and V caches of `len` elements in `kv`, on the device, and what they hold.
+    #[allow(clippy::type_complexity)]
+    fn kv_caches(
         &mut self,
         rng: &mut StdRng,
         kv: KvDtype,
-        ctx: &[i32],
-    ) -> Result<(DecodeCase, DecodeState)> {
-        let (heads, kv_heads) = (CHECK_DECODE_HEADS.0 as usize, CHECK_DECODE_HEADS.1 as usize);
-        let b = ctx.len();
-        let max_ctx = *ctx.iter().max().unwrap_or(&1) as u32;
-        let max_blocks = max_ctx.div_ceil(16) as usize;
-        let blocks = b * max_blocks;
-        let mut table: Vec<i32> = (0..blocks as i32).collect();
-        for i in (1..table.len()).rev() {
-            table.swap(i, rng.random_range(0..=i));
-        }
-        let cache_len = blocks * kv_heads * 16 * 128;
-        let q = rand_f16(rng, b * heads * 128, 1.0);
-        let (kc_d, vc_d, kf, vf) = match kv {
+        cache_len: usize,
+    ) -> Result<(Buf, Buf, Vec<f32>, Vec<f32>)> {
+        Ok(match kv {
             KvDtype::Fp16 => {
                 let kc = rand_f16(rng, cache_len, 1.0);
                 let vc = rand_f16(rng, cache_len, 1.0);
@@ -295,7 +302,44 @@ impl CudaTimer {
                     deq(&vc),
                 )
             }
-        };
+            KvDtype::Fp8 => {
+                // random values through the CPU e4m3 encoder; the kernel decodes by hand
+                let mut codes = || -> Vec<u8> {
+                    (0..cache_len)
+                        .map(|_| lowbit::e4m3_encode(rng.random_range(-2.0f32..2.0)))
+                        .collect()
+                };
+                let (kc, vc) = (codes(), codes());
+                let deq = |v: &[u8]| v.iter().map(|&b| lowbit::e4m3_decode(b)).collect();
+                (
+                    self.dev.upload(&kc)?,
+                    self.dev.upload(&vc)?,
+                    deq(&kc),
+                    deq(&vc),
+                )
+            }
+        })
+    }
+
+    /// Random KV caches for the contexts `ctx` on the device, in a shuffled block table.
+    fn decode_case(
+        &mut self,
+        rng: &mut StdRng,
+        kv: KvDtype,
+        ctx: &[i32],
+    ) -> Result<(DecodeCase, DecodeState)> {
+        let (heads, kv_heads) = (CHECK_DECODE_HEADS.0 as usize, CHECK_DECODE_HEADS.1 as usize);
+        let b = ctx.len();
+        let max_ctx = *ctx.iter().max().unwrap_or(&1) as u32;
+        let max_blocks = max_ctx.div_ceil(16) as usize;
+        let blocks = b * max_blocks;
+        let mut table: Vec<i32> = (0..blocks as i32).collect();
+        for i in (1..table.len()).rev() {
+            table.swap(i, rng.random_range(0..=i));
+        }
+        let cache_len = blocks * kv_heads * 16 * 128;
+        let q = rand_f16(rng, b * heads * 128, 1.0);
+        let (kc_d, vc_d, kf, vf) = self.kv_caches(rng, kv, cache_len)?;
         let base = self.decode_part(b as u32, kv_heads as u32, max_ctx);
         let nparts = max_ctx.div_ceil(min_part(base).min(ODD_PART)) as usize;
         let d = DecodeState {

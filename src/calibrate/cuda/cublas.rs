@@ -19,8 +19,8 @@ pub(super) const LT_WORKSPACE: usize = 32 << 20;
 /// The cuBLASLt and cuBLAS handles (destroyed on drop). cuBLAS (not Lt) is for `cublasGemmEx`,
 /// with a workspace of its own so that graph capture never needs an allocation.
 pub(super) struct Handles {
-    lt: ltsys::cublasLtHandle_t,
-    blas: bsys::cublasHandle_t,
+    pub(super) lt: ltsys::cublasLtHandle_t,
+    pub(super) blas: bsys::cublasHandle_t,
     _blas_ws: Buf,
 }
 
@@ -64,8 +64,8 @@ impl Drop for Handles {
 /// The GEMM libraries as the timer uses them: handles, cuBLASLt's workspace and the algorithm
 /// chosen per (fp16?, n, k, T).
 pub(super) struct Blas {
-    handles: Handles,
-    lt_ws: Buf,
+    pub(super) handles: Handles,
+    pub(super) lt_ws: Buf,
     algos: RefCell<HashMap<(bool, u32, u32, u32), ltsys::cublasLtMatmulAlgo_t>>,
 }
 

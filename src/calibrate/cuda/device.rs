@@ -13,6 +13,7 @@ use cudarc::driver::{
 use super::attention::PREFILL_SMEM;
 use super::gemm::mma_smem;
 use crate::calibrate::bnb::MMA_TILES;
+use crate::calibrate::kernels::QUANT_KERNELS;
 use crate::calibrate::kernels::{DecodeKernel, Instances};
 use crate::calibrate::nvrtc;
 use crate::calibrate::sweep::SweepSpec;
@@ -20,7 +21,7 @@ use crate::calibrate::timer::DeviceInfo;
 use crate::catalog::quant::KvDtype;
 use crate::error::{Error, Result};
 
-const SOURCES: [(&str, &str); 6] = [
+const SOURCES: [(&str, &str); 7] = [
     ("util.cu", include_str!("../../../kernels/util.cu")),
     ("nf4.cu", include_str!("../../../kernels/nf4.cu")),
     ("nf4_mma.cu", include_str!("../../../kernels/nf4_mma.cu")),
@@ -33,6 +34,7 @@ const SOURCES: [(&str, &str); 6] = [
         "elementwise.cu",
         include_str!("../../../kernels/elementwise.cu"),
     ),
+    ("quant.cu", include_str!("../../../kernels/quant.cu")),
 ];
 
 /// CUDA results as the crate's GPU error, naming what failed.
@@ -134,10 +136,12 @@ pub(super) fn event(ctx: &Arc<CudaContext>) -> Result<CudaEvent> {
 
 /// Every kernel the sweep and the checks need, compiled for this GPU's architecture and loaded,
 /// with the dynamic shared memory each asks for allowed.
+/// The kernels, and why the quantized paths are off when kernels/quant.cu did not compile (its
+/// kernels are new: the rest of a calibration goes on without them).
 pub(super) fn load_kernels(
     ctx: &Arc<CudaContext>,
     spec: &SweepSpec,
-) -> Result<HashMap<String, CudaFunction>> {
+) -> Result<(HashMap<String, CudaFunction>, Option<String>)> {
     let (major, minor) = ctx.compute_capability().gpu("compute capability")?;
     let mut include_paths = Vec::new();
     if let Ok(home) = std::env::var("CUDA_HOME") {
@@ -146,9 +150,19 @@ pub(super) fn load_kernels(
     include_paths.push("/usr/local/cuda/include".to_string());
     let inst = Instances::for_spec(spec);
     let images = compile_sources(&inst.prefix(), &include_paths, (major, minor));
-    let names = inst.kernel_names();
+    let mut names = inst.kernel_names();
     let mut f = HashMap::new();
+    let mut quant_off = None;
     for (file, image) in images {
+        if file == "quant.cu"
+            && let Err(e) = &image
+        {
+            quant_off = Some(format!(
+                "NVRTC could not compile kernels/quant.cu for sm_{major}{minor}: {e}"
+            ));
+            names.retain(|n| !QUANT_KERNELS.contains(&n.as_str()));
+            continue;
+        }
         let image = image.map_err(|e| {
             Error::Gpu(format!(
                 "NVRTC could not compile kernels/{file} for sm_{major}{minor} (include paths {include_paths:?}): {e}"
@@ -169,7 +183,7 @@ pub(super) fn load_kernels(
         )));
     }
     allow_dynamic_smem(&f, &inst)?;
-    Ok(f)
+    Ok((f, quant_off))
 }
 
 /// Each source compiled on a thread of its own; NVRTC emits SASS for this GPU, so loading needs
@@ -342,6 +356,15 @@ impl Device {
         let seed = self.next_seed();
         self.on_fill_stream(|| {
             launch!(@on self.fill_stream, self, "fill_u8", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed)
+        })
+    }
+
+    /// Random e4m3 bytes of magnitude 2^-3..2, no NaN codes.
+    pub(super) fn fill_e4m3(&mut self, b: &Buf) -> Result<()> {
+        let n = b.bytes as u64;
+        let seed = self.next_seed();
+        self.on_fill_stream(|| {
+            launch!(@on self.fill_stream, self, "fill_e4m3", cfg(grid_for(n, 256, 65_536), 256, 0); b.ptr, n, seed)
         })
     }
 

@@ -5,6 +5,7 @@
 use super::CudaTimer;
 use super::cublas::Imma;
 use super::device::{Buf, cfg, grid_for};
+use super::quant_gemm::QuantState;
 use super::timing::MAX_COPIES;
 use crate::calibrate::bnb::{self, BnbKernel, MmaTile};
 use crate::calibrate::sweep::{GEMV_MAX_TOKENS, GemmPath};
@@ -16,10 +17,12 @@ pub(super) struct GemmState {
     n: u32,
     k: u32,
     w16: Vec<Buf>,
-    x: Buf,
-    y: Buf,
-    int8: Option<(Vec<I8Weights>, Int8Act)>,
+    pub(super) x: Buf,
+    pub(super) y: Buf,
+    pub(super) int8: Option<(Vec<I8Weights>, Int8Act)>,
     nf4: Option<(Vec<Nf4Weights>, Nf4Scratch)>,
+    /// FP8, INT4 and LLM.int8() weights (`quant_gemm.rs`).
+    pub(super) quant: Option<QuantState>,
 }
 /// Scratch rewritten by every NF4 dequantize call (as in bitsandbytes): the fp16 weights, and
 /// for bitsandbytes' sequence the fp32 absmax before and after adding the offset.
@@ -178,8 +181,18 @@ impl CudaTimer {
         }
         let need_int8 = matches!(
             path,
-            GemmPath::Int8W8a16Gemv | GemmPath::Int8W8a8 | GemmPath::Int8ImmaOnly
+            GemmPath::Int8W8a16Gemv
+                | GemmPath::Int8W8a8
+                | GemmPath::Int8ImmaOnly
+                | GemmPath::LlmInt8Bnb
         );
+        let need_quant = crate::calibrate::sweep::QUANT_PATHS.contains(&path);
+        if need_quant && self.bufs.gemm.as_ref().is_some_and(|g| g.quant.is_none()) {
+            let q = self.new_quant(n, k)?;
+            if let Some(g) = self.bufs.gemm.as_mut() {
+                g.quant = Some(q);
+            }
+        }
         let need_nf4 = matches!(
             path,
             GemmPath::Nf4Gemv | GemmPath::Nf4DequantCublas | GemmPath::Nf4Bnb
@@ -222,6 +235,7 @@ impl CudaTimer {
             y,
             int8: None,
             nf4: None,
+            quant: None,
         })
     }
 
@@ -336,6 +350,13 @@ impl CudaTimer {
                 let (w, sc) = g.nf4.as_ref().ok_or_else(missing)?;
                 self.time_bnb(w, sc, offset, (x, y), (n, k, t))
             }
+            GemmPath::Fp8Row
+            | GemmPath::Fp8Tensor
+            | GemmPath::Fp8RowGemmOnly
+            | GemmPath::Fp8TensorGemmOnly
+            | GemmPath::Int4Mma
+            | GemmPath::Int4DequantCublas
+            | GemmPath::LlmInt8Bnb => self.time_quant(g, path, (n, k, t)),
         }
     }
 

@@ -37,11 +37,13 @@ macro_rules! launch {
 
 mod attention;
 mod check;
+mod check_quant;
 mod cublas;
 mod device;
 mod elementwise;
 mod gemm;
 mod method;
+mod quant_gemm;
 mod timing;
 
 pub use device::check_libraries;
@@ -70,6 +72,9 @@ pub struct CudaTimer {
     bench: Bench,
     bounds: Bounds,
     bufs: Buffers,
+    /// Why the FP8, INT4 and LLM.int8() paths are off (kernels/quant.cu did not compile, or a
+    /// check failed): their jobs then fail and are skipped with this reason, the rest is timed.
+    quant_off: Option<String>,
 }
 
 /// The sweep's largest sizes, which the per-family buffers are allocated for.
@@ -114,7 +119,7 @@ impl CudaTimer {
     pub fn new(spec: &SweepSpec, reps: usize, seed: u64, timing: Timing) -> Result<CudaTimer> {
         check_libraries()?;
         let (ctx, stream) = device::open()?;
-        let kernels = device::load_kernels(&ctx, spec)?;
+        let (kernels, quant_off) = device::load_kernels(&ctx, spec)?;
         let handles = Handles::new(&stream)?;
         let info = device::device_info(&ctx)?;
         let start = device::event(&ctx)?;
@@ -134,6 +139,7 @@ impl CudaTimer {
                 prefill: None,
                 elem: None,
             },
+            quant_off,
         };
         let map = quant::dynamic_map();
         t.dev.htod(&map, t.bufs.nf4_code.ptr)?;
