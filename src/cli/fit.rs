@@ -57,7 +57,7 @@ pub fn run(args: FitArgs) -> Result<()> {
             target.model.key
         )));
     }
-    let engine: EnginePreset = args.engine.parse().map_err(Error::Usage)?;
+    let engine: EnginePreset = EnginePreset::load(&args.engine)?;
     let mut opts = FitOptions::for_engine(&engine, target.kv);
     opts.gpu_memory_utilization = args.gpu_memory_utilization;
     if let Some(t) = args.max_num_batched_tokens {

@@ -76,7 +76,7 @@ fn check(args: &StepArgs) -> Result<()> {
 pub fn run(args: StepArgs) -> Result<()> {
     check(&args)?;
     let target = args.target.resolve()?;
-    let engine: EnginePreset = args.engine.parse().map_err(Error::Usage)?;
+    let engine: EnginePreset = EnginePreset::load(&args.engine)?;
     let cost = target.step_cost(&engine)?;
     let chunks = [PrefillChunk {
         new_tokens: args.prefill_tokens,

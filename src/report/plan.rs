@@ -304,6 +304,7 @@ pub fn assumption_lines(r: &PlanResult, per_target: bool) -> Vec<String> {
             thousands(u64::from(a.engine.max_num_batched_tokens)),
             percent(a.engine.gpu_memory_utilization)
         ),
+        prefix_caching_line(r),
     ];
     if !per_target {
         return v;
@@ -324,6 +325,18 @@ pub fn assumption_lines(r: &PlanResult, per_target: bool) -> Vec<String> {
         a.billing
     ));
     v
+}
+
+/// Whether prefix caching was on and, at the per-card load, the share of prompt tokens it served.
+fn prefix_caching_line(r: &PlanResult) -> String {
+    if !r.assumptions.engine.prefix_caching {
+        return "prefix caching off: every prompt token is computed (--no-prefix-caching, or the engine has none)".into();
+    }
+    let rate = r.at_load.as_ref().and_then(|a| a.metrics.prefix_hit_rate);
+    format!(
+        "prefix caching on (vLLM V1 default): {} of prompt tokens came from the cache at the per-card load (turns resending the conversation, shared system prompts); --no-prefix-caching compares",
+        rate.map_or("n/a".into(), percent)
+    )
 }
 
 /// The terminal rendering.

@@ -4,6 +4,7 @@
 use super::events::{EventKind, EventQueue};
 use super::load::Sources;
 use super::output::{RunEnd, sim_output};
+use super::request::Arrived;
 use super::sched::{ChunkedDecodeFirst, PrefillFirst, Scheduler, Static};
 use super::server::Server;
 use super::time::Nanos;
@@ -96,7 +97,13 @@ enum Flow {
 
 impl<'a, S: Scheduler> Run<'a, S> {
     fn new(cost: &'a dyn StepTime, cfg: &'a SimConfig, sched: S, check: bool) -> Result<Self> {
-        let mut sources = Sources::new(&cfg.load, &cfg.scenario, cfg.max_context, cfg.seed)?;
+        let mut sources = Sources::new(
+            &cfg.load,
+            &cfg.scenario,
+            cfg.max_context,
+            cfg.engine.block_size,
+            cfg.seed,
+        )?;
         let mut events = EventQueue::default();
         for (t, source) in sources.initial_events() {
             events.push(t, EventKind::Send { source });
@@ -123,6 +130,7 @@ impl<'a, S: Scheduler> Run<'a, S> {
             kv_capacity: self.srv.kv.total(),
             steps: self.srv.steps,
             at: end,
+            prefix_caching: self.srv.kv.caching(),
         };
         Ok(sim_output(self.srv.rec, self.srv.cfg, &end))
     }
@@ -188,7 +196,12 @@ impl<'a, S: Scheduler> Run<'a, S> {
             }
             return Ok(());
         }
-        self.srv.add_request(t, src, a.prompt, a.output, measured);
+        let arrived = Arrived {
+            prompt: a.prompt,
+            output: a.output,
+            prefix: a.prefix,
+        };
+        self.srv.add_request(t, src, arrived, measured);
         Ok(())
     }
 
