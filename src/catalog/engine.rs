@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 /// Embedded presets: (key, YAML text).
 pub const ENGINES: &[(&str, &str)] = &[
     ("vllm", include_str!("../../engines/vllm.yaml")),
+    ("vllm-0.15", include_str!("../../engines/vllm-0.15.yaml")),
     ("vllm-v0", include_str!("../../engines/vllm-v0.yaml")),
     ("hf-static", include_str!("../../engines/hf-static.yaml")),
 ];
@@ -67,6 +68,10 @@ pub struct EnginePreset {
     /// a step takes max(GPU, overlap × host) + (1 − overlap) × host.
     #[serde(default)]
     pub cpu_overlap: f64,
+    /// Async scheduling (vLLM V1 `--async-scheduling`): the next step is planned while the
+    /// current one runs, so a request that arrives during a step waits one more step.
+    #[serde(default)]
+    pub async_scheduling: bool,
     /// What was fitted to a validation row, if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fitted: Option<String>,
@@ -78,7 +83,7 @@ pub struct EnginePreset {
 }
 
 impl EnginePreset {
-    pub const KEYS: [&'static str; 3] = ["vllm", "vllm-v0", "hf-static"];
+    pub const KEYS: [&'static str; 4] = ["vllm", "vllm-0.15", "vllm-v0", "hf-static"];
 
     /// The built-in preset named `key`.
     pub fn builtin(key: &str) -> Option<EnginePreset> {
@@ -153,6 +158,12 @@ impl EnginePreset {
             return Err(format!(
                 "cpu_overlap: must be in [0, 1], got {}",
                 self.cpu_overlap
+            ));
+        }
+        if self.async_scheduling && self.policy != Policy::ChunkedDecodeFirst {
+            return Err(format!(
+                "async_scheduling: modelled for the chunked-decode-first (vLLM V1) policy only, not {}",
+                self.policy
             ));
         }
         if self.prefix_caching && self.policy != Policy::ChunkedDecodeFirst {

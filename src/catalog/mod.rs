@@ -29,6 +29,7 @@ macro_rules! embedded {
 pub const MODELS: &[(&str, &str)] = embedded!("models";
     "llama-3.1-8b", "llama-3-8b", "llama-3.1-70b", "mistral-7b", "phi-2", "phi-4",
     "qwen2.5-1.5b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b", "gemma-2-9b",
+    "llama-2-7b",
 );
 
 /// Embedded GPU profiles: (key, YAML text).

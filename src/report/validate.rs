@@ -15,10 +15,12 @@ pub struct ValidationView<'a> {
 }
 
 /// Columns: (header, figure key).
-const COLUMNS: [(&str, &str); 5] = [
+const COLUMNS: [(&str, &str); 7] = [
     ("req/s", "requests_per_s"),
     ("E2E mean s", "e2e_s.mean"),
     ("TTFT mean ms", "ttft_ms.mean"),
+    ("TPOT mean ms", "tpot_ms.mean"),
+    ("out tok/s", "output_tok_s"),
     ("tok/s mean", "request_tok_s.mean"),
     ("tok/s p01", "request_tok_s.p01"),
 ];
@@ -33,8 +35,12 @@ fn header() -> Vec<&'static str> {
 fn body(rows: &[RowResult]) -> Vec<Vec<String>> {
     rows.iter()
         .map(|r| {
-            let name = if r.fitted.is_some() {
+            let name = if r.fitted.is_some() && r.overloaded {
+                format!("{} (overloaded, fitted)", r.name)
+            } else if r.fitted.is_some() {
                 format!("{} (fitted)", r.name)
+            } else if r.overloaded {
+                format!("{} (overloaded)", r.name)
             } else {
                 r.name.clone()
             };
@@ -55,6 +61,19 @@ fn footer(v: &ValidationView<'_>) -> String {
         100.0 * a.median_abs_error,
         100.0 * a.max_abs_error
     );
+    let overloaded: Vec<&str> = v
+        .rows
+        .iter()
+        .filter(|r| r.overloaded && r.fitted.is_none())
+        .map(|r| r.name.as_str())
+        .collect();
+    if !overloaded.is_empty() {
+        let _ = write!(
+            out,
+            "\nOverloaded (the measured server's queue grew all run; judged on their own targets, left out of the summary): {}.",
+            overloaded.join(", ")
+        );
+    }
     for r in v.rows.iter().filter(|r| r.fitted.is_some()) {
         let what = r.fitted.as_deref().unwrap_or_default();
         let _ = write!(

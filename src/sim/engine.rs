@@ -87,6 +87,8 @@ struct Run<'a, S> {
     now: Nanos,
     /// When the step in flight ends, if one is.
     busy_until: Option<Nanos>,
+    /// When the last step started and ended (async scheduling planned the next one at its start).
+    last_step: (Nanos, Nanos),
     check: bool,
 }
 
@@ -118,6 +120,7 @@ impl<'a, S: Scheduler> Run<'a, S> {
             warmup,
             now: Nanos::ZERO,
             busy_until: None,
+            last_step: (Nanos::ZERO, Nanos::ZERO),
             check,
         })
     }
@@ -241,12 +244,22 @@ impl<'a, S: Scheduler> Run<'a, S> {
 
     /// Plan and start the next step at `now`; `Stop` when nothing will ever run again.
     fn start_step(&mut self) -> Result<Flow> {
-        let scheduled = self.srv.plan_step(&mut self.sched, self.now);
+        // With async scheduling, a step that follows another back to back was planned when
+        // that one started.
+        let (started, ended) = self.last_step;
+        let visible = if self.srv.cfg.engine.async_scheduling && ended == self.now {
+            started
+        } else {
+            self.now
+        };
+        let scheduled = self.srv.plan_step(&mut self.sched, self.now, visible);
         if self.check {
             self.srv.verify(&self.sched)?;
         }
         if scheduled {
-            self.busy_until = Some(self.now + self.srv.step_time(&self.sched)?);
+            let end = self.now + self.srv.step_time(&self.sched)?;
+            self.busy_until = Some(end);
+            self.last_step = (self.now, end);
             return Ok(Flow::Continue);
         }
         if !self.events.is_empty() {

@@ -41,6 +41,9 @@ pub(crate) struct Server<'a> {
     consecutive_rejects: u64,
     /// Whether a step's time needs the engine's per-token or overlapped host time.
     extra_host: bool,
+    /// Requests that arrived after this instant are not seen by the step being planned (with
+    /// async scheduling, it was planned while the previous step ran).
+    pub(crate) visible_until: Nanos,
 }
 
 impl<'a> Server<'a> {
@@ -66,6 +69,7 @@ impl<'a> Server<'a> {
             ended: Vec::new(),
             consecutive_rejects: 0,
             extra_host: cfg.engine.extra_host_time(),
+            visible_until: Nanos::HORIZON,
         }
     }
 
@@ -218,10 +222,17 @@ impl<'a> Server<'a> {
 
     // ---- the step -------------------------------------------------------------------------
 
-    /// Plan the step that starts at `now`; false when there is nothing to run.
-    pub fn plan_step(&mut self, sched: &mut impl Scheduler, now: Nanos) -> bool {
+    /// Plan the step that starts at `now`, seeing the requests that arrived by `visible`;
+    /// false when there is nothing to run.
+    pub fn plan_step(&mut self, sched: &mut impl Scheduler, now: Nanos, visible: Nanos) -> bool {
         self.plan.clear();
+        self.visible_until = visible;
         sched.schedule(self, now);
+        if self.plan.is_empty() && visible < now && !self.waiting.is_empty() {
+            // An idle engine plans at once: nothing runs to hide the planning behind.
+            self.visible_until = now;
+            sched.schedule(self, now);
+        }
         !self.plan.is_empty()
     }
 

@@ -14,6 +14,7 @@ mod fuzz;
 mod layering;
 mod plan_acceptance;
 mod plan_cli;
+mod prefix_cache;
 mod report_cli;
 mod report_write;
 mod sim_cli;

@@ -82,6 +82,9 @@ fn admit_waiting(srv: &mut Server<'_>, mut budget: u64) {
             break;
         };
         let r = srv.reqs.get(id);
+        if r.arrival > srv.visible_until {
+            break;
+        }
         let target = u64::from(r.target);
         // At least the last prompt token is computed, as in vLLM.
         let (hits, reused_free) = match srv.kv.caching() {
