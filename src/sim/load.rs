@@ -259,7 +259,7 @@ impl<'a> Sources<'a> {
                 } else {
                     prompt += u64::from(ids.system_tokens());
                     if !sc.session.context_growth {
-                        prefix = ids.conversation(s.sys);
+                        prefix = ids.single(s.sys);
                     }
                 }
                 Arrival {

@@ -34,6 +34,9 @@ pub(crate) struct Prefix {
     pub conv_blocks: u32,
     /// This request alone: the answer to a repeated question is its own.
     pub own: u64,
+    /// Blocks from this one on can only ever be reused by this request itself (after a
+    /// preemption): they are named only then, which spares the hashing of every private block.
+    pub private_from: u32,
 }
 
 impl Prefix {
@@ -118,7 +121,17 @@ impl Identities {
         Prefix {
             conv: CONV | self.fresh(),
             conv_blocks: u32::MAX,
+            private_from: u32::MAX,
             ..self.base(sys)
+        }
+    }
+
+    /// A request under system prompt `sys` whose tokens after the system prompt nobody resends.
+    pub fn single(&mut self, sys: u32) -> Prefix {
+        let p = self.conversation(sys);
+        Prefix {
+            private_from: p.sys_blocks,
+            ..p
         }
     }
 
@@ -135,13 +148,14 @@ impl Identities {
     /// scenario's repeated set if it has one, else a new conversation.
     pub fn request(&mut self, sys: u32, prompt: u32, rng: &mut Rng) -> Prefix {
         let Some(q) = self.questions else {
-            return self.conversation(sys);
+            return self.single(sys);
         };
         let question = rng.range_inclusive(0, u64::from(q.max(1)) - 1);
         Prefix {
             conv: QUESTION | (u64::from(sys) << 32) | question,
             conv_blocks: prompt / self.block_size,
             own: CONV | self.fresh(),
+            private_from: prompt / self.block_size,
             ..self.base(sys)
         }
     }
@@ -375,6 +389,7 @@ mod tests {
         Prefix {
             conv: CONV | id,
             conv_blocks: u32::MAX,
+            private_from: u32::MAX,
             ..Prefix::default()
         }
     }

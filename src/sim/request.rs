@@ -38,6 +38,10 @@ pub(crate) struct Req {
     pub named: u32,
     /// Whether its prompt has been looked up in the prefix cache (counted once for the hit rate).
     pub looked_up: bool,
+    /// The last prefix-cache lookup that found too few free blocks to admit it: (hits, free
+    /// blocks among them), or None. While free blocks stay short of what it showed, the request
+    /// waits without another lookup (O(prompt blocks) each step otherwise).
+    pub probe: Option<(u32, u64)>,
     /// Admission order: the largest is the newest, evicted first.
     pub order: u64,
     /// Decode-step counter, token count and emitted tokens when it joined the decode set.
@@ -70,6 +74,7 @@ impl Req {
             prefix: a.prefix,
             named: 0,
             looked_up: false,
+            probe: None,
             order: 0,
             g_join: 0,
             n_join: 0,

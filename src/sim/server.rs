@@ -141,7 +141,7 @@ impl<'a> Server<'a> {
             State::Prefill => self.stop_prefilling(id),
             State::Free | State::Waiting => {}
         }
-        self.release_blocks(id);
+        self.release_blocks(id, false);
         let r = self.reqs.get_mut(id);
         r.state = State::Waiting;
         r.target = r.prompt + r.generated;
@@ -167,9 +167,10 @@ impl<'a> Server<'a> {
         }
     }
 
-    /// `id` gives back its KV blocks (its full blocks stay cached with prefix caching on).
+    /// `id` gives back its KV blocks: with prefix caching on, its full blocks stay cached,
+    /// except, once it is `done`, the private ones nobody can reuse.
     #[inline]
-    fn release_blocks(&mut self, id: u32) {
+    fn release_blocks(&mut self, id: u32, done: bool) {
         let r = self.reqs.get_mut(id);
         if self.kv.caching() {
             // Tokens whose KV was computed: a decoding sequence's last token is not in it yet.
@@ -177,7 +178,10 @@ impl<'a> Server<'a> {
                 State::Decode => r.prompt + r.generated.saturating_sub(1),
                 _ => r.computed,
             };
-            let full = u64::from(computed) / self.kv.block_size();
+            let mut full = u64::from(computed) / self.kv.block_size();
+            if done {
+                full = full.min(u64::from(r.prefix.private_from));
+            }
             self.kv
                 .release_request(&r.prefix, r.named, r.blocks, full.min(r.blocks));
         } else {
@@ -210,7 +214,8 @@ impl<'a> Server<'a> {
     pub fn name_full_blocks(&mut self, id: u32, end: u32) {
         let bs = self.kv.block_size() as u32;
         let r = self.reqs.get_mut(id);
-        r.named = self.kv.register(&r.prefix, r.named, end / bs);
+        let end = (end / bs).min(r.prefix.private_from);
+        r.named = self.kv.register(&r.prefix, r.named, end);
     }
 
     #[inline]
@@ -343,7 +348,7 @@ impl<'a> Server<'a> {
     #[inline]
     fn complete(&mut self, id: u32, t: Nanos) {
         self.running.remove(&self.reqs.get(id).order);
-        self.release_blocks(id);
+        self.release_blocks(id, true);
         let r = self.reqs.get_mut(id);
         r.state = State::Free;
         r.last_token = Some(t);

@@ -86,20 +86,32 @@ fn admit_waiting(srv: &mut Server<'_>, mut budget: u64) {
             break;
         }
         let target = u64::from(r.target);
+        let room = |(hits, reused_free): (u32, u64)| {
+            let cached = u64::from(hits) * bs;
+            let chunk = (target - cached).min(budget);
+            let need = srv.kv.blocks_for(cached + chunk) - u64::from(hits);
+            (srv.kv.free() >= need + reused_free, cached, chunk, need)
+        };
+        if r.probe.is_some_and(|p| !room(p).0) {
+            break;
+        }
         // At least the last prompt token is computed, as in vLLM.
-        let (hits, reused_free) = match srv.kv.caching() {
+        let probe = match srv.kv.caching() {
             true => srv.kv.lookup(&r.prefix, ((target - 1) / bs) as u32),
             false => (0, 0),
         };
-        let cached = u64::from(hits) * bs;
-        let chunk = (target - cached).min(budget);
-        let need = srv.kv.blocks_for(cached + chunk) - u64::from(hits);
-        if srv.kv.free() < need + reused_free {
+        let (fits, cached, chunk, need) = room(probe);
+        if !fits {
+            if srv.kv.caching() {
+                srv.reqs.get_mut(id).probe = Some(probe);
+            }
             break;
         }
+        let hits = probe.0;
         srv.waiting.pop_front();
         srv.admit(id);
         srv.prefilling.push(id);
+        srv.reqs.get_mut(id).probe = None;
         if srv.kv.caching() {
             srv.reuse_prefix(id, hits);
         }
