@@ -158,3 +158,45 @@ fn with_prefix_caching_off_the_results_equal_the_golden_outputs() {
         }
     }
 }
+
+/// A step of 10 ms on the GPU plus the engine's per-step host time, as the cost model charges it.
+struct GpuPlusHost(f64);
+
+impl StepTime for GpuPlusHost {
+    fn step_seconds(&self, _: &BatchShape<'_>) -> f64 {
+        0.010 + self.0
+    }
+}
+
+#[test]
+fn host_time_runs_after_the_gpu_or_hides_behind_it() {
+    // One request alone, 3 output tokens: a prefill step and 2 decode steps, each emitting one
+    // token; host time 5 or 30 ms per step + 1 ms per output token.
+    let e2e = |per_step: f64, overlap: f64| {
+        let mut sc = Scenario::load("sharegpt").unwrap();
+        sc.prompt_tokens = fixed(10);
+        sc.output_tokens = fixed(3);
+        let mut e = engine_before();
+        e.step_overhead_s = per_step;
+        e.per_seq_overhead_s = 0.0;
+        e.per_output_token_s = 0.001;
+        e.cpu_overlap = overlap;
+        let cfg = config(e, Load::Concurrency(1), sc, Stop::Requests(1));
+        let m = sim::run_checked(&GpuPlusHost(per_step), &cfg)
+            .unwrap()
+            .metrics;
+        m.e2e_s.unwrap().mean / 3.0
+    };
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    // In series: GPU + host.
+    assert!(close(e2e(0.005, 0.0), 0.016), "{}", e2e(0.005, 0.0));
+    // Hidden: max(GPU, host).
+    assert!(close(e2e(0.005, 1.0), 0.010), "{}", e2e(0.005, 1.0));
+    assert!(close(e2e(0.030, 1.0), 0.031), "{}", e2e(0.030, 1.0));
+    // Half hidden: max(GPU, host / 2) + host / 2.
+    assert!(
+        close(e2e(0.030, 0.5), 0.0155 + 0.0155),
+        "{}",
+        e2e(0.030, 0.5)
+    );
+}
