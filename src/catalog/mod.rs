@@ -33,7 +33,7 @@ macro_rules! embedded {
 pub const MODELS: &[(&str, &str)] = embedded!("models";
     "llama-3.1-8b", "llama-3-8b", "llama-3.1-70b", "mistral-7b", "phi-2", "phi-4",
     "qwen2.5-1.5b", "qwen2.5-7b", "qwen2.5-14b", "qwen2.5-32b", "gemma-2-9b",
-    "llama-3.3-70b", "llama-2-70b", "codellama-34b", "qwen3-8b", "qwen3-32b", "gemma-3-27b",
+    "llama-3.3-70b", "llama-2-7b", "llama-2-70b", "codellama-34b", "qwen3-8b", "qwen3-32b", "gemma-3-27b",
     "mistral-small-24b", "mixtral-8x7b", "qwen3-30b-a3b", "qwen3-235b-a22b", "gpt-oss-20b",
     "gpt-oss-120b", "llama-4-scout",
 );

@@ -54,6 +54,17 @@ pub struct Scenario {
     pub output_tokens: Dist,
     /// How users behave under `--users`.
     pub session: Session,
+    /// Tokens of a system prompt every request (every session's first turn) starts with, on top
+    /// of `prompt_tokens`; requests with the same one share its KV blocks under prefix caching.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub system_prompt_tokens: u32,
+    /// Distinct system prompts; each session (or single request) uses one, uniformly at random.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub system_prompts: u32,
+    /// Repeated questions (benchmarks' shared-prefix generators): each system prompt comes with
+    /// this many questions and every request asks one of them. Absent: every question is new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub questions_per_system_prompt: Option<u32>,
     /// Closed loop (`--concurrency`): time from a response's last token to the client's next
     /// request, and from the start to each client's first request (client and HTTP overhead,
     /// API-server tokenization). None = 0: every client sends at once, in lockstep.
@@ -120,6 +131,18 @@ pub struct Session {
 
 fn yes() -> bool {
     true
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_zero(x: &u32) -> bool {
+    *x == 0
+}
+
+fn is_one(x: &u32) -> bool {
+    *x == 1
 }
 
 /// A distribution of a positive quantity (token counts are rounded and at least 1).
@@ -294,6 +317,17 @@ impl Scenario {
         }
         if let Some(g) = &self.client_gap_s {
             g.validate("client_gap_s")?;
+        }
+        if self.system_prompt_tokens > 1_000_000 {
+            return Err("system_prompt_tokens: must be at most 1000000".into());
+        }
+        if !(1..=1_000_000).contains(&self.system_prompts) {
+            return Err("system_prompts: must be 1..=1000000".into());
+        }
+        if let Some(q) = self.questions_per_system_prompt
+            && !(1..=1_000_000).contains(&q)
+        {
+            return Err("questions_per_system_prompt: must be 1..=1000000".into());
         }
         let share = self.session.active_share;
         if !(share > 0.0 && share <= 1.0) {

@@ -45,7 +45,7 @@ pub struct FitArgs {
 }
 
 pub fn run(args: FitArgs) -> Result<()> {
-    let engine: EnginePreset = args.engine.parse().map_err(Error::Usage)?;
+    let engine: EnginePreset = EnginePreset::load(&args.engine)?;
     let (target, pick) = args.target.resolve_tp(&engine, TpChoice::Fixed(1))?;
     check_range(
         "--gpu-memory-utilization",

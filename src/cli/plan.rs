@@ -37,9 +37,12 @@ pub struct PlanOptions {
     /// Workload scenario (see `cardplan list scenarios`) or a scenario YAML path.
     #[arg(long, value_name = "SCENARIO", default_value = "chat")]
     pub scenario: String,
-    /// Engine preset: vllm, vllm-v0, hf-static.
+    /// Engine preset: vllm, vllm-v0, hf-static, or an engine YAML path.
     #[arg(long, value_name = "ENGINE", default_value = "vllm")]
     pub engine: String,
+    /// Turn the engine's automatic prefix caching off (to compare).
+    #[arg(long)]
+    pub no_prefix_caching: bool,
     /// Share of users in a session at the peak hour (overrides the scenario's).
     #[arg(long, value_name = "SHARE")]
     pub active_share: Option<f64>,
@@ -108,7 +111,10 @@ pub struct Common {
 
 impl PlanOptions {
     pub fn resolve(&self) -> Result<Common> {
-        let engine: EnginePreset = self.engine.parse().map_err(Error::Usage)?;
+        let mut engine: EnginePreset = EnginePreset::load(&self.engine)?;
+        if self.no_prefix_caching {
+            engine.prefix_caching = false;
+        }
         let mut scenario = Scenario::load(&self.scenario)?;
         if let Some(s) = self.active_share {
             check_range("--active-share", s, 1e-6, 1.0)?;

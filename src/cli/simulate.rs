@@ -30,9 +30,13 @@ A trace line is {\"arrival_s\": 0.5, \"prompt_tokens\": 812, \"output_tokens\": 
 pub struct SimulateArgs {
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Engine preset: vllm (chunked prefill, decodes first), vllm-v0 (prefill first), hf-static.
+    /// Engine preset: vllm (chunked prefill, decodes first), vllm-v0 (prefill first), hf-static,
+    /// or an engine YAML path (see engines/*.yaml).
     #[arg(long, value_name = "ENGINE", default_value = "vllm")]
     pub engine: String,
+    /// Turn the engine's automatic prefix caching off (to compare).
+    #[arg(long)]
+    pub no_prefix_caching: bool,
     /// Closed loop: N clients (at most 1,000,000), each sends its next request when its last
     /// one ends.
     #[arg(long, value_name = "N")]
@@ -96,7 +100,10 @@ pub struct SimulateArgs {
 }
 
 fn engine_with_overrides(args: &SimulateArgs) -> Result<EnginePreset> {
-    let mut e: EnginePreset = args.engine.parse().map_err(Error::Usage)?;
+    let mut e: EnginePreset = EnginePreset::load(&args.engine)?;
+    if args.no_prefix_caching {
+        e.prefix_caching = false;
+    }
     if let Some(n) = args.max_num_seqs {
         if n == 0 || n > 1 << 20 {
             return Err(Error::BadInput(format!(

@@ -78,7 +78,7 @@ fn check(args: &StepArgs) -> Result<()> {
 
 pub fn run(args: StepArgs) -> Result<()> {
     check(&args)?;
-    let engine: EnginePreset = args.engine.parse().map_err(Error::Usage)?;
+    let engine: EnginePreset = EnginePreset::load(&args.engine)?;
     let (target, _) = args.target.resolve_tp(&engine, TpChoice::Fixed(1))?;
     let cost = target.step_cost(&engine)?;
     let chunks = [PrefillChunk {

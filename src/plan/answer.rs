@@ -101,6 +101,8 @@ fn assumptions(req: &PlanRequest) -> Assumptions {
             max_num_seqs: e.max_num_seqs,
             max_num_batched_tokens: e.max_num_batched_tokens,
             gpu_memory_utilization: e.gpu_memory_utilization,
+            prefix_caching: e.prefix_caching,
+            host: e.host_summary(),
             source: e.source.clone(),
         },
         kv_blocks: None,

@@ -157,6 +157,8 @@ mod tests {
             output_tok_s: 100.0,
             requests_per_s: 1.0,
             preemptions: 0,
+            prefix_caching: false,
+            prefix_hit_rate: None,
             kv_peak_util: 0.5,
             kv_mean_util: 0.3,
             queue_peak: 0,

@@ -96,6 +96,10 @@ pub struct EngineInfo {
     pub max_num_seqs: u32,
     pub max_num_batched_tokens: u32,
     pub gpu_memory_utilization: f64,
+    /// Automatic prefix caching on (vLLM V1's default).
+    pub prefix_caching: bool,
+    /// The host-time model in words.
+    pub host: String,
     pub source: String,
 }
 

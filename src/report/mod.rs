@@ -7,6 +7,7 @@ pub mod fit;
 pub mod format;
 pub mod list;
 pub mod plan;
+mod plan_cards;
 pub mod plan_interval;
 pub mod scatter;
 pub mod server;

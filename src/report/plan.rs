@@ -3,7 +3,7 @@
 use super::chart::{ChartSpec, RefLine, Series};
 use super::doc::Document;
 use super::format::{
-    percent, seconds, sig_str, thousands, tok_s, usd, usd_per_hour, users_with_interval,
+    percent, seconds, sig_str, thousands, tok_s, usd_per_hour, users_with_interval,
 };
 use super::table::new_table;
 use crate::catalog::scenario::RateMetric;
@@ -61,8 +61,8 @@ pub fn verdict_rows(r: &PlanResult) -> Vec<(String, String)> {
         };
         rows.push(("limited by".into(), format!("{at}{}", l.detail)));
     }
-    rows.extend(cards_rows(r));
-    rows.extend(cost_rows(r));
+    rows.extend(super::plan_cards::cards_rows(r));
+    rows.extend(super::plan_cards::cost_rows(r));
     rows
 }
 
@@ -91,63 +91,6 @@ fn does_not_fit_rows(r: &PlanResult) -> Vec<(String, String)> {
             "none: the model does not fit on this GPU".into(),
         ),
     ]
-}
-
-fn cards_rows(r: &PlanResult) -> Vec<(String, String)> {
-    let (Some(c), Some(s)) = (r.cards_needed, r.cards_with_spare) else {
-        return vec![(
-            "cards needed".into(),
-            "none is enough: one card misses the SLO even for one user".into(),
-        )];
-    };
-    let mut rows = vec![("cards needed".into(), format!("{c} ({s} with one spare)"))];
-    if let (Some((_, conservative)), Some(u)) = (r.cards_range, &r.users_per_card)
-        && conservative > c
-    {
-        rows.push((
-            "conservative".into(),
-            format!(
-                "{conservative} cards if every card's capacity is at the interval's low end ({} \
-                 users per card)",
-                users_with_interval(u.estimate as f64, u.low as f64, u.high as f64)
-                    .1
-                    .split('–')
-                    .next()
-                    .unwrap_or_default()
-            ),
-        ));
-    }
-    if let Some(a) = &r.at_load {
-        rows.push((
-            "load per card".into(),
-            format!(
-                "{} users on each of the {c} cards ({} in a session at the peak)",
-                thousands(a.users.div_ceil(u64::from(r.tp.max(1)))),
-                thousands(a.active_sessions.div_ceil(u64::from(r.tp.max(1))))
-            ),
-        ));
-    }
-    rows
-}
-
-fn cost_rows(r: &PlanResult) -> Vec<(String, String)> {
-    let Some(c) = &r.cost else {
-        return Vec::new();
-    };
-    let mut rows = vec![(
-        "cost".into(),
-        format!(
-            "{}/month ({}/month with the spare) at {} per card, 730 h/month",
-            usd(c.per_month),
-            usd(c.per_month_with_spare),
-            usd_per_hour(c.price_per_hour)
-        ),
-    )];
-    if let Some(p) = c.per_user_month {
-        rows.push(("per user".into(), format!("{} per user per month", usd(p))));
-    }
-    rows.push(("price source".into(), c.price_source.clone()));
-    rows
 }
 
 /// Rows of the metrics table at the per-card load: metric, typical, tail, SLO.
@@ -307,6 +250,7 @@ pub fn assumption_lines(r: &PlanResult, per_target: bool) -> Vec<String> {
             thousands(u64::from(a.engine.max_num_batched_tokens)),
             percent(a.engine.gpu_memory_utilization)
         ),
+        prefix_caching_line(r),
     ];
     v.extend(super::server::tp_line(r));
     v.extend(r.fit.moe.as_ref().map(|m| m.note.clone()));
@@ -329,6 +273,18 @@ pub fn assumption_lines(r: &PlanResult, per_target: bool) -> Vec<String> {
         a.billing
     ));
     v
+}
+
+/// Whether prefix caching was on and, at the per-card load, the share of prompt tokens it served.
+fn prefix_caching_line(r: &PlanResult) -> String {
+    if !r.assumptions.engine.prefix_caching {
+        return "prefix caching off: every prompt token is computed (--no-prefix-caching, or the engine has none)".into();
+    }
+    let rate = r.at_load.as_ref().and_then(|a| a.metrics.prefix_hit_rate);
+    format!(
+        "prefix caching on (vLLM V1 default): {} of prompt tokens came from the cache at the per-card load (turns resending the conversation, shared system prompts); --no-prefix-caching compares",
+        rate.map_or("n/a".into(), percent)
+    )
 }
 
 /// The terminal rendering.

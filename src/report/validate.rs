@@ -72,10 +72,11 @@ const COLUMNS: [(&str, &str); 7] = [
 ];
 
 fn row_name(r: &RowResult) -> String {
-    if r.fitted.is_some() {
-        format!("{} (fitted)", r.name)
-    } else {
-        r.name.clone()
+    match (r.fitted.is_some(), r.overloaded) {
+        (true, true) => format!("{} (overloaded, fitted)", r.name),
+        (true, false) => format!("{} (fitted)", r.name),
+        (false, true) => format!("{} (overloaded)", r.name),
+        (false, false) => r.name.clone(),
     }
 }
 
@@ -96,6 +97,19 @@ pub fn footer(v: &ValidationView<'_>) -> String {
         100.0 * a.median_abs_error,
         100.0 * a.max_abs_error
     );
+    let overloaded: Vec<&str> = v
+        .rows
+        .iter()
+        .filter(|r| r.overloaded && r.fitted.is_none())
+        .map(|r| r.name.as_str())
+        .collect();
+    if !overloaded.is_empty() {
+        let _ = write!(
+            out,
+            "\nOverloaded (the measured server's queue grew all run; judged on their own targets, left out of the summary): {}.",
+            overloaded.join(", ")
+        );
+    }
     for r in v.rows.iter().filter(|r| r.fitted.is_some()) {
         let what = r.fitted.as_deref().unwrap_or_default();
         let _ = write!(

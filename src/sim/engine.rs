@@ -4,6 +4,7 @@
 use super::events::{EventKind, EventQueue};
 use super::load::Sources;
 use super::output::{RunEnd, sim_output};
+use super::request::Arrived;
 use super::sched::{ChunkedDecodeFirst, PrefillFirst, Scheduler, Static};
 use super::server::Server;
 use super::time::Nanos;
@@ -86,6 +87,8 @@ struct Run<'a, S> {
     now: Nanos,
     /// When the step in flight ends, if one is.
     busy_until: Option<Nanos>,
+    /// When the last step started and ended (async scheduling planned the next one at its start).
+    last_step: (Nanos, Nanos),
     check: bool,
 }
 
@@ -96,7 +99,13 @@ enum Flow {
 
 impl<'a, S: Scheduler> Run<'a, S> {
     fn new(cost: &'a dyn StepTime, cfg: &'a SimConfig, sched: S, check: bool) -> Result<Self> {
-        let mut sources = Sources::new(&cfg.load, &cfg.scenario, cfg.max_context, cfg.seed)?;
+        let mut sources = Sources::new(
+            &cfg.load,
+            &cfg.scenario,
+            cfg.max_context,
+            cfg.engine.block_size,
+            cfg.seed,
+        )?;
         let mut events = EventQueue::default();
         for (t, source) in sources.initial_events() {
             events.push(t, EventKind::Send { source });
@@ -111,6 +120,7 @@ impl<'a, S: Scheduler> Run<'a, S> {
             warmup,
             now: Nanos::ZERO,
             busy_until: None,
+            last_step: (Nanos::ZERO, Nanos::ZERO),
             check,
         })
     }
@@ -123,6 +133,7 @@ impl<'a, S: Scheduler> Run<'a, S> {
             kv_capacity: self.srv.kv.total(),
             steps: self.srv.steps,
             at: end,
+            prefix_caching: self.srv.kv.caching(),
         };
         Ok(sim_output(self.srv.rec, self.srv.cfg, &end))
     }
@@ -188,7 +199,12 @@ impl<'a, S: Scheduler> Run<'a, S> {
             }
             return Ok(());
         }
-        self.srv.add_request(t, src, a.prompt, a.output, measured);
+        let arrived = Arrived {
+            prompt: a.prompt,
+            output: a.output,
+            prefix: a.prefix,
+        };
+        self.srv.add_request(t, src, arrived, measured);
         Ok(())
     }
 
@@ -228,12 +244,22 @@ impl<'a, S: Scheduler> Run<'a, S> {
 
     /// Plan and start the next step at `now`; `Stop` when nothing will ever run again.
     fn start_step(&mut self) -> Result<Flow> {
-        let scheduled = self.srv.plan_step(&mut self.sched, self.now);
+        // With async scheduling, a step that follows another back to back was planned when
+        // that one started.
+        let (started, ended) = self.last_step;
+        let visible = if self.srv.cfg.engine.async_scheduling && ended == self.now {
+            started
+        } else {
+            self.now
+        };
+        let scheduled = self.srv.plan_step(&mut self.sched, self.now, visible);
         if self.check {
             self.srv.verify(&self.sched)?;
         }
         if scheduled {
-            self.busy_until = Some(self.now + self.srv.step_time(&self.sched)?);
+            let end = self.now + self.srv.step_time(&self.sched)?;
+            self.busy_until = Some(end);
+            self.last_step = (self.now, end);
             return Ok(Flow::Continue);
         }
         if !self.events.is_empty() {

@@ -4,6 +4,7 @@
 use rand_distr::Gamma;
 use serde::{Serialize, Serializer};
 
+use super::prefix::{Identities, Prefix};
 use super::rng::Rng;
 use super::sample::Sample;
 use super::time::Nanos;
@@ -90,6 +91,8 @@ impl Load {
 pub(crate) struct Arrival {
     pub prompt: u32,
     pub output: u32,
+    /// Where the prompt's tokens come from (for prefix caching).
+    pub prefix: Prefix,
     pub next: Option<Nanos>,
 }
 
@@ -97,6 +100,7 @@ pub(crate) struct Arrival {
 pub(crate) struct Sources<'a> {
     scenario: &'a Scenario,
     max_context: u32,
+    ids: Identities,
     kind: Kind<'a>,
 }
 
@@ -127,6 +131,9 @@ struct Slot {
     turns: u32,
     /// Tokens of the conversation so far (prompts and answers), resent with the next turn.
     history: u64,
+    /// The session's system prompt and conversation.
+    sys: u32,
+    conv: Prefix,
 }
 
 impl<'a> Sources<'a> {
@@ -134,8 +141,10 @@ impl<'a> Sources<'a> {
         load: &'a Load,
         scenario: &'a Scenario,
         max_context: u32,
+        block_size: u32,
         seed: u64,
     ) -> Result<Self> {
+        let mut ids = Identities::new(scenario, block_size);
         let kind = match load {
             Load::Concurrency(n) => Kind::Closed {
                 clients: (0..u64::from(*n))
@@ -155,11 +164,14 @@ impl<'a> Sources<'a> {
                     .map(|i| {
                         let mut rng = Rng::stream(seed, 2 + i);
                         let turns = scenario.session.turns.sample_count(&mut rng);
+                        let sys = ids.pick_system(&mut rng);
                         Slot {
                             rng,
                             turn: 0,
                             turns,
                             history: 0,
+                            sys,
+                            conv: ids.conversation(sys),
                         }
                     })
                     .collect(),
@@ -172,6 +184,7 @@ impl<'a> Sources<'a> {
         Ok(Sources {
             scenario,
             max_context,
+            ids,
             kind,
         })
     }
@@ -209,16 +222,11 @@ impl<'a> Sources<'a> {
     /// Source `src` sends a request at `now`.
     pub fn arrive(&mut self, now: Nanos, src: u32) -> Arrival {
         let sc = self.scenario;
+        let ids = &mut self.ids;
         match &mut self.kind {
             Kind::Closed { clients } => {
                 let rng = &mut clients[src as usize];
-                let prompt = sc.prompt_tokens.sample_count(rng);
-                let output = sc.output_tokens.sample_count(rng);
-                Arrival {
-                    prompt,
-                    output,
-                    next: None,
-                }
+                single(sc, ids, rng, None)
             }
             Kind::Open {
                 gaps,
@@ -226,31 +234,38 @@ impl<'a> Sources<'a> {
                 gap,
                 t,
             } => {
-                let prompt = sc.prompt_tokens.sample_count(lengths);
-                let output = sc.output_tokens.sample_count(lengths);
+                let mut a = single(sc, ids, lengths, None);
                 *t += gaps.sample(gap);
-                Arrival {
-                    prompt,
-                    output,
-                    next: Some(Nanos::from_secs(*t).max(now)),
-                }
+                a.next = Some(Nanos::from_secs(*t).max(now));
+                a
             }
             Kind::Users { slots } => {
                 let s = &mut slots[src as usize];
                 let new = sc.prompt_tokens.sample_count(&mut s.rng);
                 let output = sc.output_tokens.sample_count(&mut s.rng);
                 let mut prompt = u64::from(new);
-                if sc.session.context_growth {
+                // The first turn starts with the system prompt; later ones resend it in the history.
+                let mut prefix = s.conv;
+                if sc.session.context_growth && s.turn > 0 {
                     prompt += s.history;
-                    // Front-ends truncate the oldest history to fit the model's context.
+                    // Front-ends truncate the oldest history to fit the model's context: the
+                    // conversation's tokens shift, and nothing after the system prompt is reused.
                     let room = u64::from(self.max_context.saturating_sub(output));
                     if prompt > room {
                         prompt = room.max(u64::from(new));
+                        s.conv = ids.conversation(s.sys);
+                        prefix = s.conv;
+                    }
+                } else {
+                    prompt += u64::from(ids.system_tokens());
+                    if !sc.session.context_growth {
+                        prefix = ids.single(s.sys);
                     }
                 }
                 Arrival {
                     prompt: prompt.min(u64::from(u32::MAX)) as u32,
                     output,
+                    prefix,
                     next: None,
                 }
             }
@@ -260,6 +275,7 @@ impl<'a> Sources<'a> {
                 Arrival {
                     prompt: r.prompt_tokens,
                     output: r.output_tokens,
+                    prefix: ids.unique(),
                     next: requests
                         .get(*next)
                         .map(|n| Nanos::from_secs(n.arrival_s).max(now)),
@@ -300,6 +316,8 @@ impl<'a> Sources<'a> {
                 s.turn = 0;
                 s.history = 0;
                 s.turns = session.turns.sample_count(&mut s.rng);
+                s.sys = self.ids.pick_system(&mut s.rng);
+                s.conv = self.ids.conversation(s.sys);
                 let gap = match &session.gap_s {
                     Some(g) => g.sample(&mut s.rng),
                     None => session.think_time_s.sample(&mut s.rng),
@@ -312,5 +330,20 @@ impl<'a> Sources<'a> {
     /// Whether sources can never send another request (a trace that has been replayed).
     pub fn exhausted(&self) -> bool {
         matches!(&self.kind, Kind::Trace { requests, next } if *next >= requests.len())
+    }
+}
+
+/// A request of a single-request source (closed or open loop): its lengths, its system prompt
+/// and, if the scenario repeats questions, its question.
+fn single(sc: &Scenario, ids: &mut Identities, rng: &mut Rng, next: Option<Nanos>) -> Arrival {
+    let new = sc.prompt_tokens.sample_count(rng);
+    let output = sc.output_tokens.sample_count(rng);
+    let sys = ids.pick_system(rng);
+    let prompt = new.saturating_add(ids.system_tokens());
+    Arrival {
+        prompt,
+        output,
+        prefix: ids.request(sys, prompt, rng),
+        next,
     }
 }

@@ -104,6 +104,11 @@ pub struct Metrics {
     pub requests_per_s: f64,
     /// Preemptions by recompute (KV cache full) while measuring.
     pub preemptions: u64,
+    /// Whether the engine cached prefixes (vLLM's automatic prefix caching).
+    pub prefix_caching: bool,
+    /// Share of the measured requests' prompt tokens found in the prefix cache when they were
+    /// first admitted (vLLM's prefix cache hit rate); absent with prefix caching off.
+    pub prefix_hit_rate: Option<f64>,
     /// Largest share of KV blocks in use while measuring.
     pub kv_peak_util: f64,
     /// Time-averaged share of KV blocks in use while measuring.

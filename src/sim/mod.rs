@@ -22,6 +22,7 @@ mod kv;
 pub mod load;
 pub mod metrics;
 mod output;
+mod prefix;
 mod recorder;
 mod request;
 mod rng;

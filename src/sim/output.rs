@@ -13,6 +13,7 @@ pub(crate) struct RunEnd {
     pub steps: u64,
     /// Simulated time at the end.
     pub at: Nanos,
+    pub prefix_caching: bool,
 }
 
 pub(crate) fn sim_output(rec: Recorder, cfg: &SimConfig, end: &RunEnd) -> SimOutput {
@@ -111,6 +112,9 @@ fn metrics(
         output_tok_s: per_s(o.output_tokens as f64),
         requests_per_s: per_s(o.requests as f64),
         preemptions: o.preemptions,
+        prefix_caching: end.prefix_caching,
+        prefix_hit_rate: (end.prefix_caching && o.prefix_queried > 0)
+            .then(|| o.prefix_hits as f64 / o.prefix_queried as f64),
         kv_peak_util: occ.kv_peak_blocks as f64 / capacity,
         kv_mean_util: occ.kv_block_ns / held / capacity,
         queue_peak: occ.queue_peak,

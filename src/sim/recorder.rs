@@ -23,6 +23,9 @@ pub(crate) struct Outcomes {
     pub first_send: Option<Nanos>,
     pub last_token: Nanos,
     pub preemptions: u64,
+    /// Prompt tokens of measured requests looked up in the prefix cache, and those found.
+    pub prefix_queried: u64,
+    pub prefix_hits: u64,
 }
 
 impl Outcomes {
@@ -239,6 +242,16 @@ impl Recorder {
     pub fn preempted(&mut self, now: Nanos) {
         if self.measuring(now) {
             self.outcomes.preemptions += 1;
+        }
+    }
+
+    /// A request's prompt of `tokens` tokens was looked up in the prefix cache at its first
+    /// admission and `hits` of them were found.
+    #[inline]
+    pub fn prefix_lookup(&mut self, measured: bool, tokens: u32, hits: u32) {
+        if measured {
+            self.outcomes.prefix_queried += u64::from(tokens);
+            self.outcomes.prefix_hits += u64::from(hits);
         }
     }
 

@@ -1,6 +1,7 @@
 //! Requests inside the server: their state and a slab that reuses the slots of finished ones,
 //! so memory follows the requests in flight, not the requests simulated.
 
+use super::prefix::Prefix;
 use super::time::Nanos;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +32,16 @@ pub(crate) struct Req {
     pub computed: u32,
     /// KV blocks held.
     pub blocks: u64,
+    /// Where its tokens come from (block identities for prefix caching).
+    pub prefix: Prefix,
+    /// Leading blocks held through the prefix cache (reused or named by this request).
+    pub named: u32,
+    /// Whether its prompt has been looked up in the prefix cache (counted once for the hit rate).
+    pub looked_up: bool,
+    /// The last prefix-cache lookup that found too few free blocks to admit it: (hits, free
+    /// blocks among them), or None. While free blocks stay short of what it showed, the request
+    /// waits without another lookup (O(prompt blocks) each step otherwise).
+    pub probe: Option<(u32, u64)>,
     /// Admission order: the largest is the newest, evicted first.
     pub order: u64,
     /// Decode-step counter, token count and emitted tokens when it joined the decode set.
@@ -48,18 +59,22 @@ pub(crate) struct Req {
 impl Req {
     /// A request just arrived, waiting for admission.
     #[inline]
-    pub fn waiting(arrival: Nanos, source: u32, prompt: u32, output: u32, measured: bool) -> Req {
+    pub fn waiting(arrival: Nanos, source: u32, a: Arrived, measured: bool) -> Req {
         Req {
             state: State::Waiting,
             source,
             measured,
             arrival,
-            prompt,
-            output,
+            prompt: a.prompt,
+            output: a.output,
             generated: 0,
-            target: prompt,
+            target: a.prompt,
             computed: 0,
             blocks: 0,
+            prefix: a.prefix,
+            named: 0,
+            looked_up: false,
+            probe: None,
             order: 0,
             g_join: 0,
             n_join: 0,
@@ -70,6 +85,14 @@ impl Req {
             version: 0,
         }
     }
+}
+
+/// What a source sends: lengths and where the prompt's tokens come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Arrived {
+    pub prompt: u32,
+    pub output: u32,
+    pub prefix: Prefix,
 }
 
 /// A request that ended: what its source must hear.

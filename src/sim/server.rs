@@ -10,7 +10,7 @@ use super::SimConfig;
 use super::decode::DecodeSet;
 use super::kv::KvBlocks;
 use super::recorder::{Recorder, ServerState};
-use super::request::{Finished, Req, Requests, State};
+use super::request::{Arrived, Finished, Req, Requests, State};
 use super::sched::{Chunk, Plan, Scheduler};
 use super::time::Nanos;
 use crate::error::{Error, Result};
@@ -39,6 +39,11 @@ pub(crate) struct Server<'a> {
     /// Requests completed in the last step, for their sources.
     pub(crate) ended: Vec<Finished>,
     consecutive_rejects: u64,
+    /// Whether a step's time needs the engine's per-token or overlapped host time.
+    extra_host: bool,
+    /// Requests that arrived after this instant are not seen by the step being planned (with
+    /// async scheduling, it was planned while the previous step ran).
+    pub(crate) visible_until: Nanos,
 }
 
 impl<'a> Server<'a> {
@@ -47,7 +52,11 @@ impl<'a> Server<'a> {
         Server {
             cfg,
             cost,
-            kv: KvBlocks::new(cfg.kv_blocks, bs, S::WATERMARK_SHARE),
+            kv: if cfg.engine.prefix_caching {
+                KvBlocks::with_prefix_caching(cfg.kv_blocks, bs, S::WATERMARK_SHARE)
+            } else {
+                KvBlocks::new(cfg.kv_blocks, bs, S::WATERMARK_SHARE)
+            },
             reqs: Requests::default(),
             waiting: VecDeque::new(),
             running: BTreeMap::new(),
@@ -59,6 +68,8 @@ impl<'a> Server<'a> {
             steps: 0,
             ended: Vec::new(),
             consecutive_rejects: 0,
+            extra_host: cfg.engine.extra_host_time(),
+            visible_until: Nanos::HORIZON,
         }
     }
 
@@ -101,17 +112,8 @@ impl<'a> Server<'a> {
     }
 
     #[inline]
-    pub fn add_request(
-        &mut self,
-        now: Nanos,
-        source: u32,
-        prompt: u32,
-        output: u32,
-        measured: bool,
-    ) {
-        let id = self
-            .reqs
-            .insert(Req::waiting(now, source, prompt, output, measured));
+    pub fn add_request(&mut self, now: Nanos, source: u32, a: Arrived, measured: bool) {
+        let id = self.reqs.insert(Req::waiting(now, source, a, measured));
         self.waiting.push_back(id);
     }
 
@@ -139,9 +141,8 @@ impl<'a> Server<'a> {
             State::Prefill => self.stop_prefilling(id),
             State::Free | State::Waiting => {}
         }
+        self.release_blocks(id, false);
         let r = self.reqs.get_mut(id);
-        self.kv.release(r.blocks);
-        r.blocks = 0;
         r.state = State::Waiting;
         r.target = r.prompt + r.generated;
         r.computed = 0;
@@ -166,6 +167,57 @@ impl<'a> Server<'a> {
         }
     }
 
+    /// `id` gives back its KV blocks: with prefix caching on, its full blocks stay cached,
+    /// except, once it is `done`, the private ones nobody can reuse.
+    #[inline]
+    fn release_blocks(&mut self, id: u32, done: bool) {
+        let r = self.reqs.get_mut(id);
+        if self.kv.caching() {
+            // Tokens whose KV was computed: a decoding sequence's last token is not in it yet.
+            let computed = match r.state {
+                State::Decode => r.prompt + r.generated.saturating_sub(1),
+                _ => r.computed,
+            };
+            let mut full = u64::from(computed) / self.kv.block_size();
+            if done {
+                full = full.min(u64::from(r.prefix.private_from));
+            }
+            self.kv
+                .release_request(&r.prefix, r.named, r.blocks, full.min(r.blocks));
+        } else {
+            self.kv.release(r.blocks);
+        }
+        r.blocks = 0;
+        r.named = 0;
+    }
+
+    /// Reuse `id`'s cached prefix as it is admitted (the prompt's last token is always
+    /// computed, as in vLLM); returns the prompt tokens found in the cache.
+    #[inline]
+    pub fn reuse_prefix(&mut self, id: u32, hits: u32) -> u32 {
+        let bs = self.kv.block_size() as u32;
+        let r = self.reqs.get_mut(id);
+        self.kv.acquire(&r.prefix, hits);
+        r.named = hits;
+        r.blocks = u64::from(hits);
+        r.computed = hits * bs;
+        if !r.looked_up {
+            r.looked_up = true;
+            self.rec.prefix_lookup(r.measured, r.target, hits * bs);
+        }
+        hits * bs
+    }
+
+    /// Name the blocks that the chunk ending at `end` tokens fills, so later requests reuse
+    /// them.
+    #[inline]
+    pub fn name_full_blocks(&mut self, id: u32, end: u32) {
+        let bs = self.kv.block_size() as u32;
+        let r = self.reqs.get_mut(id);
+        let end = (end / bs).min(r.prefix.private_from);
+        r.named = self.kv.register(&r.prefix, r.named, end);
+    }
+
     #[inline]
     fn stop_prefilling(&mut self, id: u32) {
         if let Some(i) = self.prefilling.iter().position(|&p| p == id) {
@@ -175,10 +227,17 @@ impl<'a> Server<'a> {
 
     // ---- the step -------------------------------------------------------------------------
 
-    /// Plan the step that starts at `now`; false when there is nothing to run.
-    pub fn plan_step(&mut self, sched: &mut impl Scheduler, now: Nanos) -> bool {
+    /// Plan the step that starts at `now`, seeing the requests that arrived by `visible`;
+    /// false when there is nothing to run.
+    pub fn plan_step(&mut self, sched: &mut impl Scheduler, now: Nanos, visible: Nanos) -> bool {
         self.plan.clear();
+        self.visible_until = visible;
         sched.schedule(self, now);
+        if self.plan.is_empty() && visible < now && !self.waiting.is_empty() {
+            // An idle engine plans at once: nothing runs to hide the planning behind.
+            self.visible_until = now;
+            sched.schedule(self, now);
+        }
         !self.plan.is_empty()
     }
 
@@ -191,7 +250,10 @@ impl<'a> Server<'a> {
             decode_context_tokens: ctx,
             prefills: &self.plan.shape,
         };
-        let s = self.cost.step_seconds(&shape);
+        let mut s = self.cost.step_seconds(&shape);
+        if self.extra_host {
+            s = self.host_time(s, &shape);
+        }
         if !(s.is_finite() && s >= 0.0) {
             return Err(Error::Internal(format!(
                 "step time {s} s for {decode_seqs} decodes and {} prefill chunks",
@@ -199,6 +261,30 @@ impl<'a> Server<'a> {
             )));
         }
         Ok(Nanos::from_secs(s).max(Nanos(1)))
+    }
+
+    /// The step time with the engine's whole host-time model, from `s`, the cost model's time
+    /// (GPU plus the per-step and per-sequence host time, run one after the other): per-token
+    /// host time is added, and the `cpu_overlap` share of the host time runs while the GPU
+    /// computes, so the step takes max(GPU, overlap × host) + (1 − overlap) × host.
+    fn host_time(&self, s: f64, shape: &BatchShape<'_>) -> f64 {
+        let e = &self.cfg.engine;
+        let sampled = shape.decode_seqs as usize
+            + self
+                .plan
+                .chunks
+                .iter()
+                .filter(|c| {
+                    let r = self.reqs.get(c.id);
+                    r.computed + c.tokens >= r.target
+                })
+                .count();
+        let per_step = e.step_overhead_s + e.per_seq_overhead_s * f64::from(shape.seqs());
+        let per_token = e.per_prefill_token_s * self.plan.prefill_tokens() as f64
+            + e.per_output_token_s * sampled as f64;
+        let f = e.cpu_overlap;
+        let host = per_step + per_token;
+        (s - f * per_step + (1.0 - f) * per_token).max(host)
     }
 
     /// The planned step ended at `t`: hand out its tokens and complete whoever is done.
@@ -261,10 +347,9 @@ impl<'a> Server<'a> {
     /// `id` emitted its last token at `t`.
     #[inline]
     fn complete(&mut self, id: u32, t: Nanos) {
+        self.running.remove(&self.reqs.get(id).order);
+        self.release_blocks(id, true);
         let r = self.reqs.get_mut(id);
-        self.running.remove(&r.order);
-        self.kv.release(r.blocks);
-        r.blocks = 0;
         r.state = State::Free;
         r.last_token = Some(t);
         let r = self.reqs.get(id);

@@ -34,6 +34,8 @@ impl Server<'_> {
             }
         }
         used += sched.reserved_blocks();
+        // A cached block reused by several requests is one block in the pool.
+        used -= self.kv.shared();
         if used > self.kv.total() {
             return fail(format!(
                 "{used} KV blocks in use, capacity {}",

@@ -153,8 +153,9 @@ pub fn sample(d: &Dataset, r: &RowResult, log_error: f64) -> ErrorSample {
     }
 }
 
-/// Errors of the rows not marked fitted, by `error` (a metric's, or the step time's), from the
-/// datasets `keep` accepts.
+/// Errors of the rows not marked fitted and not overloaded (a measured server whose queue grew
+/// all run reports on the requests that survived, not on the model), by `error` (a metric's, or
+/// the step time's), from the datasets `keep` accepts.
 pub fn samples(
     datasets: &[Dataset],
     error: &dyn Fn(&RowResult) -> Option<f64>,
@@ -166,7 +167,7 @@ pub fn samples(
         .flat_map(|d| {
             d.rows
                 .iter()
-                .filter(|r| r.fitted.is_none())
+                .filter(|r| r.fitted.is_none() && !r.overloaded)
                 .filter_map(move |r| error(r).map(|e| sample(d, r, e)))
         })
         .collect()

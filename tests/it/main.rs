@@ -17,6 +17,7 @@ mod layering;
 mod moe;
 mod plan_acceptance;
 mod plan_cli;
+mod prefix_cache;
 mod quant_schemes;
 mod report_cli;
 mod report_write;

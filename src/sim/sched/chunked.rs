@@ -61,6 +61,9 @@ fn continue_prefills(srv: &mut Server<'_>, now: Nanos, budget: &mut u64) -> bool
         let r = srv.reqs.get_mut(id);
         r.blocks += need;
         let cached = r.computed;
+        if srv.kv.caching() {
+            srv.name_full_blocks(id, cached + chunk as u32);
+        }
         srv.plan.prefill(id, chunk as u32, chunk as u32, cached);
         *budget -= chunk;
         i += 1;
@@ -69,23 +72,56 @@ fn continue_prefills(srv: &mut Server<'_>, now: Nanos, budget: &mut u64) -> bool
 }
 
 /// Admit waiting requests while the token budget, the sequence limit and the KV cache allow,
-/// each with the first chunk of its prompt.
+/// each with the first chunk of its prompt; with prefix caching, the cached part of the prompt
+/// is reused and only the rest is computed (and counted against the budget).
 fn admit_waiting(srv: &mut Server<'_>, mut budget: u64) {
     let max_seqs = u64::from(srv.cfg.engine.max_num_seqs);
+    let bs = srv.kv.block_size();
     while budget > 0 && (srv.running.len() as u64) < max_seqs {
         let Some(&id) = srv.waiting.front() else {
             break;
         };
-        let chunk = u64::from(srv.reqs.get(id).target).min(budget);
-        let need = srv.kv.blocks_for(chunk);
-        if !srv.kv.try_take(need) {
+        let r = srv.reqs.get(id);
+        if r.arrival > srv.visible_until {
             break;
         }
+        let target = u64::from(r.target);
+        let room = |(hits, reused_free): (u32, u64)| {
+            let cached = u64::from(hits) * bs;
+            let chunk = (target - cached).min(budget);
+            let need = srv.kv.blocks_for(cached + chunk) - u64::from(hits);
+            (srv.kv.free() >= need + reused_free, cached, chunk, need)
+        };
+        if r.probe.is_some_and(|p| !room(p).0) {
+            break;
+        }
+        // At least the last prompt token is computed, as in vLLM.
+        let probe = match srv.kv.caching() {
+            true => srv.kv.lookup(&r.prefix, ((target - 1) / bs) as u32),
+            false => (0, 0),
+        };
+        let (fits, cached, chunk, need) = room(probe);
+        if !fits {
+            if srv.kv.caching() {
+                srv.reqs.get_mut(id).probe = Some(probe);
+            }
+            break;
+        }
+        let hits = probe.0;
         srv.waiting.pop_front();
         srv.admit(id);
         srv.prefilling.push(id);
-        srv.reqs.get_mut(id).blocks = need;
-        srv.plan.prefill(id, chunk as u32, chunk as u32, 0);
+        srv.reqs.get_mut(id).probe = None;
+        if srv.kv.caching() {
+            srv.reuse_prefix(id, hits);
+        }
+        srv.kv.take(need);
+        srv.reqs.get_mut(id).blocks = u64::from(hits) + need;
+        if srv.kv.caching() {
+            srv.name_full_blocks(id, (cached + chunk) as u32);
+        }
+        srv.plan
+            .prefill(id, chunk as u32, chunk as u32, cached as u32);
         budget -= chunk;
     }
 }
