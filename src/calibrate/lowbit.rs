@@ -63,7 +63,10 @@ pub fn e4m3_quantize_rows(x: &[f32], rows: usize, cols: usize) -> (Vec<u8>, Vec<
     for r in x.chunks(cols).take(rows) {
         let absmax = r.iter().fold(0f32, |a, v| a.max(v.abs()));
         let s = if absmax > 0.0 { absmax / E4M3_MAX } else { 1.0 };
-        codes.extend(r.iter().map(|v| e4m3_encode(v / s)));
+        // multiply by the reciprocal, as the GPU kernel (and vLLM's) does: dividing rounds a
+        // value that sits on a rounding tie to the other code
+        let inv = 1.0 / s;
+        codes.extend(r.iter().map(|v| e4m3_encode(v * inv)));
         scales.push(s);
     }
     (codes, scales)

@@ -73,12 +73,14 @@ impl CudaTimer {
                 (codes, vec![1.0 / FP8_TENSOR_INV_SCALE; t])
             };
             let want: Vec<f64> = dec(&cq, &cs).iter().map(|&v| f64::from(v)).collect();
+            // at most one e4m3 step (1/8 of the value) apart: a value within float rounding of a
+            // tie may take the neighbouring code on the GPU (fused multiply, fast reciprocal)
             reports.push(cpu::compare(
                 &format!("quant_fp8 {what} T={t}"),
                 &dec(&gq, &cs),
                 &want,
                 1e-6,
-                1e-6,
+                0.126,
             ));
             reports.push(self.check_fp8_gemm(rowwise, w, (&cq, &cs))?);
         }
