@@ -35,6 +35,18 @@ pub const SETS: &[(&str, &str)] = &[
         "vllm015-h100-blis.yaml",
         include_str!("../profiles/validation/vllm015-h100-blis.yaml"),
     ),
+    (
+        "vllm015-h100-blis-codellama-34b-tp2.yaml",
+        include_str!("../profiles/validation/vllm015-h100-blis-codellama-34b-tp2.yaml"),
+    ),
+    (
+        "vllm015-h100-blis-llama-2-70b-tp4.yaml",
+        include_str!("../profiles/validation/vllm015-h100-blis-llama-2-70b-tp4.yaml"),
+    ),
+    (
+        "vllm015-h100-blis-mixtral-8x7b-tp2.yaml",
+        include_str!("../profiles/validation/vllm015-h100-blis-mixtral-8x7b-tp2.yaml"),
+    ),
 ];
 
 /// Embedded request traces that rows replay: (file name, JSONL text).
