@@ -16,7 +16,9 @@ use crate::fsutil::check_writable;
 use crate::plan::result::PlanWork;
 use crate::plan::{PlanRequest, plan};
 use crate::report::doc::write_report;
-use crate::report::whatif::{Comparison, document, terminal};
+use crate::report::whatif::{
+    Comparison, SHARD_FORMAT, ShardEntry, ShardOutput, document, terminal,
+};
 
 const EXAMPLES: &str = "Examples:
   cardplan whatif --gpu rtx3090,rtx4090,l40s --quant fp16,int8,nf4 --users 5000
@@ -60,8 +62,39 @@ pub struct WhatifArgs {
         value_parser = super::common::parse_tp
     )]
     pub tp: Vec<TpChoice>,
+    /// Compute only shard K of N (1-based: K is 1..=N): the configurations at grid positions
+    /// K-1, K-1+N, K-1+2N, ... Prints that shard's JSON; join the N files with `cardplan merge`.
+    #[arg(long, value_name = "K/N", value_parser = parse_shard)]
+    pub shard: Option<Shard>,
     #[command(flatten)]
     pub opts: PlanOptions,
+}
+
+/// One shard of the whatif grid: `index` is 1-based, `1 <= index <= count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// Whether grid position `i` (0-based) belongs to this shard.
+    pub fn owns(&self, i: usize) -> bool {
+        i % self.count == self.index - 1
+    }
+}
+
+/// `K/N` with `1 <= K <= N` (1-based, as Slurm arrays usually count; add 1 to a Kubernetes
+/// `JOB_COMPLETION_INDEX`).
+pub fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
+    let bad = || format!("expected K/N with 1 <= K <= N (shards are numbered from 1), got '{s}'");
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let k: usize = k.trim().parse().map_err(|_| bad())?;
+    let n: usize = n.trim().parse().map_err(|_| bad())?;
+    if n == 0 || k == 0 || k > n {
+        return Err(bad());
+    }
+    Ok(Shard { index: k, count: n })
 }
 
 pub fn run(args: WhatifArgs) -> Result<()> {
@@ -81,8 +114,21 @@ pub fn run(args: WhatifArgs) -> Result<()> {
     if let Some(dir) = &args.opts.report {
         check_writable(dir)?;
     }
+    if args.shard.is_some() && (!args.opts.json || args.opts.report.is_some()) {
+        return Err(Error::Usage(
+            "--shard prints the shard's JSON: give --json and no --report; join the shards with \
+             `cardplan merge` (which writes the report)"
+                .into(),
+        ));
+    }
     let common = args.opts.resolve()?;
-    let targets = targets(&args, &common.engine)?;
+    let grid = targets(&args, &common.engine)?;
+    let labels: Vec<String> = grid.iter().map(|(t, _)| grid_label(t)).collect();
+    let (indices, targets): (Vec<usize>, Vec<_>) = grid
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| args.shard.is_none_or(|s| s.owns(*i)))
+        .unzip();
     let bar = progress(targets.len());
     let work = PlanWork {
         at_load: false,
@@ -111,19 +157,67 @@ pub fn run(args: WhatifArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>();
     bar.finish_and_clear();
-    let cmp = Comparison::new(args.users, results?);
+    let plans = results?;
+    if let Some(shard) = args.shard {
+        return print_json(&ShardOutput {
+            format: SHARD_FORMAT.into(),
+            shard: shard.index,
+            of: shard.count,
+            users: args.users,
+            settings: settings(&args),
+            grid: labels,
+            entries: indices
+                .into_iter()
+                .zip(plans)
+                .map(|(index, plan)| ShardEntry { index, plan })
+                .collect(),
+        });
+    }
+    let o = &args.opts;
+    emit(
+        &Comparison::new(args.users, plans),
+        o.json,
+        o.report.as_deref(),
+        o.png,
+    )
+}
+
+/// Print the comparison (JSON or table) and write the report when asked: shared by `whatif`
+/// and `merge`, so that a merged run prints exactly what a single run prints.
+pub(super) fn emit(
+    cmp: &Comparison,
+    json: bool,
+    report: Option<&std::path::Path>,
+    png: bool,
+) -> Result<()> {
     // The answer first: a report that fails to write (the folder was checked up front) leaves
     // no partial files and does not take the answer with it.
-    if args.opts.json {
-        print_json(&cmp)?;
+    if json {
+        print_json(cmp)?;
     } else {
-        print!("{}", terminal(&cmp));
+        print!("{}", terminal(cmp));
     }
-    if let Some(dir) = &args.opts.report {
-        let w = write_report(dir, &document(&cmp), args.opts.png)?;
+    if let Some(dir) = report {
+        let w = write_report(dir, &document(cmp), png)?;
         eprintln!("report written to {}", w.html.display());
     }
     Ok(())
+}
+
+/// One grid position in words, the same in every shard of one command.
+fn grid_label(t: &Target) -> String {
+    format!("{} {} kv {} tp {}", t.gpu.key, t.quant, t.kv, t.tp)
+}
+
+/// The flags that change the numbers, so that `merge` refuses shards of different commands.
+fn settings(args: &WhatifArgs) -> String {
+    let mut o = args.opts.clone();
+    (o.json, o.report, o.png) = (false, None, false);
+    format!(
+        "cardplan {} · model {} · {o:?}",
+        env!("CARGO_PKG_VERSION"),
+        args.model
+    )
 }
 
 /// Every GPU × scheme × TP the flags name, in the order given; `auto` resolved per GPU and

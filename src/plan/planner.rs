@@ -7,7 +7,7 @@
 //! arrivals. The capacity search ([`super::search`]) sees only pass/fail per (users, seed).
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::search::{Capacity, SearchOptions, replication_seed, search};
 use super::slo::{Slo, SloStats, slo_stats};
@@ -30,7 +30,7 @@ pub struct PlanSpec {
 }
 
 /// How long each simulated peak window measures.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Window {
     /// The first N requests sent after the warm-up: the same precision at every load.
@@ -190,7 +190,7 @@ impl Planner {
 }
 
 /// Metrics at one load over several seeds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AtLoad {
     /// Users on each card.
     pub users: u64,
@@ -241,7 +241,7 @@ pub fn at_load(p: &Planner, users: u64) -> Result<AtLoad> {
 }
 
 /// One point of a load sweep (for charts).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SweepPoint {
     pub users: u64,
     pub metrics: Metrics,

@@ -1,7 +1,7 @@
 //! `cardplan whatif` rendered: the comparison table with the best of each column marked, and
 //! the report with users-per-card and users-per-dollar bars.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::chart::{Bar, ChartSpec};
 use super::doc::Document;
@@ -52,6 +52,33 @@ pub struct Comparison {
     pub assumptions: Option<crate::plan::result::Assumptions>,
     /// Every combination's full plan.
     pub plans: Vec<PlanResult>,
+}
+
+/// Marks a `whatif --shard` output, so that `merge` refuses any other JSON.
+pub const SHARD_FORMAT: &str = "cardplan-whatif-shard/1";
+
+/// What `whatif --shard K/N --json` prints: that shard's plans with their grid positions, and
+/// enough of the command to check that shards belong together.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardOutput {
+    pub format: String,
+    /// This shard, 1-based.
+    pub shard: usize,
+    /// Shards in all.
+    pub of: usize,
+    pub users: u64,
+    /// The flags that change the numbers (and the cardplan version), compared verbatim.
+    pub settings: String,
+    /// Every grid position in words, in grid order: the same in every shard of one command.
+    pub grid: Vec<String>,
+    pub entries: Vec<ShardEntry>,
+}
+
+/// One computed configuration and its 0-based position in the grid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardEntry {
+    pub index: usize,
+    pub plan: PlanResult,
 }
 
 /// Indices of the rows whose `key` is best (largest or smallest); equal values all count.

@@ -22,3 +22,4 @@ mod sim_cli;
 mod sim_props;
 mod tensor_parallel;
 mod validate;
+mod whatif_shard;
