@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::SimConfig;
 use super::decode::DecodeSet;
 use super::kv::KvBlocks;
+use super::memo::StepMemo;
 use super::recorder::{Recorder, ServerState};
 use super::request::{Finished, Req, Requests, State};
 use super::sched::{Chunk, Plan, Scheduler};
@@ -22,6 +23,8 @@ const MAX_CONSECUTIVE_REJECTS: u64 = 1_000_000;
 pub(crate) struct Server<'a> {
     pub(crate) cfg: &'a SimConfig,
     cost: &'a dyn StepTime,
+    /// Decode-only step times already computed (bit-identical to `cost`'s).
+    memo: StepMemo,
     pub(crate) kv: KvBlocks,
     pub(crate) reqs: Requests,
     pub(crate) waiting: VecDeque<u32>,
@@ -47,6 +50,7 @@ impl<'a> Server<'a> {
         Server {
             cfg,
             cost,
+            memo: StepMemo::new(),
             kv: KvBlocks::new(cfg.kv_blocks, bs, S::WATERMARK_SHARE),
             reqs: Requests::default(),
             waiting: VecDeque::new(),
@@ -184,14 +188,14 @@ impl<'a> Server<'a> {
 
     /// How long the planned step takes.
     #[inline]
-    pub fn step_time(&self, sched: &impl Scheduler) -> Result<Nanos> {
+    pub fn step_time(&mut self, sched: &impl Scheduler) -> Result<Nanos> {
         let (decode_seqs, ctx) = sched.decode_shape(self);
         let shape = BatchShape {
             decode_seqs: decode_seqs as u32,
             decode_context_tokens: ctx,
             prefills: &self.plan.shape,
         };
-        let s = self.cost.step_seconds(&shape);
+        let s = self.memo.step_seconds(self.cost, &shape);
         if !(s.is_finite() && s >= 0.0) {
             return Err(Error::Internal(format!(
                 "step time {s} s for {decode_seqs} decodes and {} prefill chunks",
