@@ -15,7 +15,7 @@ use super::error_bars::{
     Bounds, ErrorBasis, ErrorInterval, ErrorRecord, Subject, basis, combine, error_interval,
 };
 use super::planner::Planner;
-use super::search::{Capacity, SearchOptions, search_one};
+use super::search::{Capacity, NEAR_GROWTH, SearchOptions, search_one};
 use super::slo::slo_stats;
 use crate::error::Result;
 use crate::sim;
@@ -195,8 +195,9 @@ where
             .par_iter()
             .map(|r| {
                 let o = SearchOptions {
-                    // capacity scales about inversely with step time: start just below that
-                    start: ((r.capacity as f64 / k * 0.9) as u64).max(1),
+                    // capacity scales about inversely with step time: a close start
+                    start: ((r.capacity as f64 / k) as u64).max(1),
+                    growth: NEAR_GROWTH,
                     ..*opts
                 };
                 search_one(&|n, seed| pass(n, seed, k), r.seed, &o).map(|x| x.capacity)

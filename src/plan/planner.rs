@@ -174,6 +174,7 @@ impl Planner {
     pub fn capacity_from(&self, start: Option<u64>) -> Result<Capacity> {
         let opts = SearchOptions {
             start: start.unwrap_or_else(|| self.start_guess()),
+            pilot: true,
             ..self.spec.search
         };
         search(&|n, seed| self.passes(n, seed), &opts)

@@ -59,14 +59,14 @@ fn slot((seqs, ctx): (u32, u64)) -> usize {
 mod tests {
     use super::*;
     use crate::step::PrefillChunk;
-    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
     /// A model that counts its calls and whose time identifies the shape.
-    struct Counting(Cell<u64>);
+    struct Counting(AtomicU64);
 
     impl StepTime for Counting {
         fn step_seconds(&self, b: &BatchShape<'_>) -> f64 {
-            self.0.set(self.0.get() + 1);
+            self.0.fetch_add(1, Relaxed);
             f64::from(b.decode_seqs) * 1e-3
                 + b.decode_context_tokens as f64 * 1e-9
                 + b.prefills.len() as f64
@@ -83,7 +83,7 @@ mod tests {
 
     #[test]
     fn cached_times_equal_the_model_s_and_repeats_are_not_recomputed() {
-        let (model, reference) = (Counting(Cell::new(0)), Counting(Cell::new(0)));
+        let (model, reference) = (Counting(AtomicU64::new(0)), Counting(AtomicU64::new(0)));
         let mut memo = StepMemo::new();
         // more distinct shapes than slots, each asked twice in a row and again later
         let shapes: Vec<(u32, u64)> = (0..3 * SLOTS as u64)
@@ -95,7 +95,7 @@ mod tests {
             assert_eq!(memo.step_seconds(&model, &decode(s, c)).to_bits(), want);
         }
         // the repeat was a hit every time
-        assert_eq!(model.0.get(), shapes.len() as u64);
+        assert_eq!(model.0.load(Relaxed), shapes.len() as u64);
         // evicted or not, every answer is still the model's
         for &(s, c) in shapes.iter().rev() {
             let want = reference.step_seconds(&decode(s, c)).to_bits();
@@ -105,7 +105,7 @@ mod tests {
 
     #[test]
     fn steps_with_prefill_are_never_cached() {
-        let model = Counting(Cell::new(0));
+        let model = Counting(AtomicU64::new(0));
         let mut memo = StepMemo::new();
         let chunk = [PrefillChunk {
             new_tokens: 10,
@@ -119,6 +119,6 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(memo.step_seconds(&model, &b), model.step_seconds(&b));
         }
-        assert_eq!(model.0.get(), 6);
+        assert_eq!(model.0.load(Relaxed), 6);
     }
 }
