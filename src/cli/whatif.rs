@@ -5,7 +5,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 
 use super::common::{parse_quant, print_json};
-use super::plan::PlanOptions;
+use super::plan::{Common, PlanOptions};
 use crate::catalog;
 use crate::catalog::engine::EnginePreset;
 use crate::catalog::quant::KvDtype;
@@ -25,9 +25,13 @@ const EXAMPLES: &str = "Examples:
   cardplan whatif --gpu l4,a10g --quant fp16,nf4 --model qwen2.5-7b --users 20000 --report out/
   cardplan whatif --gpu h100-sxm,a100-80g --model llama-3.1-70b --quant int8,nf4 --users 50000 --json
   cardplan whatif --gpu h200,h100-sxm,rtx4090,l40s --model llama-3.1-70b --tp auto,8 --users 5000
+  cardplan whatif --gpu l40s --model llama-3.1-8b,qwen2.5-7b --scenario chat,code-assist --users 5000
+  cardplan whatif --gpu l4,l40s --quant fp16,nf4 --users 5000 --shard 1/2 --json > s1.json
+  cardplan merge s1.json s2.json   # after shard 2/2: what one run prints (docs/SHARDING.md)
 
-Every combination runs the same search as `cardplan plan` (in parallel); combinations whose
-weights do not fit are listed as not fitting. The best value of each column is marked with *.";
+Every combination (scenario × model × GPU × scheme × TP, in that order) runs the same search as
+`cardplan plan` (in parallel); combinations whose weights do not fit are listed as not fitting.
+The best value of each column is marked with *.";
 
 #[derive(Debug, Args)]
 #[command(after_help = EXAMPLES)]
@@ -46,9 +50,14 @@ pub struct WhatifArgs {
         default_value = "fp16"
     )]
     pub quant: Vec<String>,
-    /// Model catalog key or path.
-    #[arg(long, value_name = "MODEL", default_value = "llama-3.1-8b")]
-    pub model: String,
+    /// Models to compare, comma-separated catalog keys or paths.
+    #[arg(
+        long,
+        value_name = "MODEL,...",
+        value_delimiter = ',',
+        default_value = "llama-3.1-8b"
+    )]
+    pub model: Vec<String>,
     /// KV-cache dtype: fp16 or int8.
     #[arg(long, value_name = "DTYPE", default_value = "fp16")]
     pub kv: String,
@@ -121,9 +130,33 @@ pub fn run(args: WhatifArgs) -> Result<()> {
                 .into(),
         ));
     }
-    let common = args.opts.resolve()?;
-    let grid = targets(&args, &common.engine)?;
-    let labels: Vec<String> = grid.iter().map(|(t, _)| grid_label(t)).collect();
+    // `--scenario a,b` compares scenarios too: each resolves its own SLO defaults.
+    let mut names: Vec<&str> = args.opts.scenario.split(',').map(str::trim).collect();
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(*n));
+    let commons = names
+        .iter()
+        .map(|n| {
+            let mut o = args.opts.clone();
+            o.scenario = (*n).to_string();
+            o.resolve()
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let engine = &commons[0].engine;
+    let per_scenario = targets(&args, engine)?;
+    // scenarios outermost, then models, GPUs, schemes and TP sizes (see `targets`)
+    let grid: Vec<(&Common, Target, TpPick)> = commons
+        .iter()
+        .flat_map(|c| {
+            per_scenario
+                .iter()
+                .map(move |(t, p)| (c, t.clone(), p.clone()))
+        })
+        .collect();
+    let labels: Vec<String> = grid
+        .iter()
+        .map(|(c, t, _)| grid_label(&c.spec.scenario.key, t))
+        .collect();
     let (indices, targets): (Vec<usize>, Vec<_>) = grid
         .into_iter()
         .enumerate()
@@ -137,7 +170,7 @@ pub fn run(args: WhatifArgs) -> Result<()> {
     };
     let results = targets
         .into_par_iter()
-        .map(|(target, pick)| {
+        .map(|(common, target, pick)| {
             let (price_per_hour, price_source) = args.opts.price(&target.gpu);
             let r = plan(PlanRequest {
                 users: args.users,
@@ -205,23 +238,22 @@ pub(super) fn emit(
 }
 
 /// One grid position in words, the same in every shard of one command.
-fn grid_label(t: &Target) -> String {
-    format!("{} {} kv {} tp {}", t.gpu.key, t.quant, t.kv, t.tp)
+fn grid_label(scenario: &str, t: &Target) -> String {
+    format!(
+        "{scenario} {} {} {} kv {} tp {}",
+        t.model.key, t.gpu.key, t.quant, t.kv, t.tp
+    )
 }
 
 /// The flags that change the numbers, so that `merge` refuses shards of different commands.
 fn settings(args: &WhatifArgs) -> String {
     let mut o = args.opts.clone();
     (o.json, o.report, o.png) = (false, None, false);
-    format!(
-        "cardplan {} · model {} · {o:?}",
-        env!("CARGO_PKG_VERSION"),
-        args.model
-    )
+    format!("cardplan {} · {o:?}", env!("CARGO_PKG_VERSION"))
 }
 
-/// Every GPU × scheme × TP the flags name, in the order given; `auto` resolved per GPU and
-/// scheme, and a size two choices land on computed once.
+/// Every model × GPU × scheme × TP the flags name, in the order given; `auto` resolved per
+/// model, GPU and scheme, and a size two choices land on computed once.
 fn targets(args: &WhatifArgs, engine: &EnginePreset) -> Result<Vec<(Target, TpPick)>> {
     // each GPU and scheme once, in the order first given
     let mut gpus = args
@@ -238,30 +270,38 @@ fn targets(args: &WhatifArgs, engine: &EnginePreset) -> Result<Vec<(Target, TpPi
         .collect::<Result<Vec<_>>>()?;
     let mut seen = std::collections::HashSet::new();
     quants.retain(|q| seen.insert(*q));
-    let model = catalog::model(&args.model)?;
+    let mut models = args
+        .model
+        .iter()
+        .map(|m| catalog::model(m.trim()))
+        .collect::<Result<Vec<_>>>()?;
+    let mut seen = std::collections::HashSet::new();
+    models.retain(|m| seen.insert(m.key.clone()));
     let kv: KvDtype = args
         .kv
         .parse()
         .map_err(|e: String| Error::Usage(format!("--kv: {e}")))?;
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for g in &gpus {
-        for &quant in &quants {
-            let base = Target {
-                gpu: g.clone(),
-                model: model.clone(),
-                quant,
-                kv,
-                tp: 1,
-            };
-            for &choice in &args.tp {
-                let pick = pick_tp(&base, engine, choice)?;
-                if seen.insert((g.key.clone(), quant, pick.tp)) {
-                    let target = Target {
-                        tp: pick.tp,
-                        ..base.clone()
-                    };
-                    out.push((target, pick));
+    for model in &models {
+        for g in &gpus {
+            for &quant in &quants {
+                let base = Target {
+                    gpu: g.clone(),
+                    model: model.clone(),
+                    quant,
+                    kv,
+                    tp: 1,
+                };
+                for &choice in &args.tp {
+                    let pick = pick_tp(&base, engine, choice)?;
+                    if seen.insert((model.key.clone(), g.key.clone(), quant, pick.tp)) {
+                        let target = Target {
+                            tp: pick.tp,
+                            ..base.clone()
+                        };
+                        out.push((target, pick));
+                    }
                 }
             }
         }
@@ -272,9 +312,9 @@ fn targets(args: &WhatifArgs, engine: &EnginePreset) -> Result<Vec<(Target, TpPi
 /// A progress bar over the combinations, on stderr (hidden when stderr is not a terminal).
 fn progress(n: usize) -> ProgressBar {
     let bar = ProgressBar::new(n as u64);
-    if let Ok(style) =
-        ProgressStyle::with_template("{spinner} {wide_bar} {pos}/{len} combinations {msg}")
-    {
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} {wide_bar} {pos}/{len} combinations, ETA {eta} {msg}",
+    ) {
         bar.set_style(style);
     }
     bar

@@ -168,3 +168,62 @@ fn merge_refuses_missing_repeated_and_foreign_shards() {
     cleanup(&paths);
     cleanup(&other);
 }
+
+#[test]
+fn models_and_scenarios_extend_the_grid_and_shard_like_the_rest() {
+    let grid = [
+        "whatif",
+        "--users",
+        "3000",
+        "--gpu",
+        "rtx3090",
+        "--quant",
+        "nf4",
+        "--model",
+        "llama-3.1-8b,qwen2.5-7b",
+        "--scenario",
+        "chat,code-assist",
+        "--replications",
+        "2",
+        "--window-requests",
+        "300",
+    ];
+    let mut json_args = grid.to_vec();
+    json_args.push("--json");
+    let one: serde_json::Value = serde_json::from_str(&run_ok(&json_args)).unwrap();
+    // scenarios outermost, then models
+    let order: Vec<(String, String)> = one["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap().to_string();
+            (s("scenario"), s("model"))
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("chat", "llama-3.1-8b"),
+        ("chat", "qwen2.5-7b"),
+        ("code-assist", "llama-3.1-8b"),
+        ("code-assist", "qwen2.5-7b"),
+    ]
+    .iter()
+    .map(|(s, m)| (s.to_string(), m.to_string()))
+    .collect();
+    assert_eq!(order, want);
+    let table = run_ok(&grid);
+    assert!(table.contains("SLO for code-assist"), "{table}");
+    let mut paths = Vec::new();
+    for k in 1..=3 {
+        let spec = format!("{k}/3");
+        let mut args = grid.to_vec();
+        args.extend_from_slice(&["--shard", &spec, "--json"]);
+        let path = scratch(&format!("ms-{k}.json"));
+        std::fs::write(&path, run_ok(&args)).unwrap();
+        paths.push(path.to_string_lossy().into_owned());
+    }
+    let m = merge(&paths, &[]);
+    assert_eq!(m.status.code(), Some(0), "{}", stderr(&m));
+    assert_eq!(stdout(&m), table);
+    cleanup(&paths);
+}
