@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Whole-command A/B timing, in the manner of hyperfine: each case runs A, B, A, B, ... (after one
 # warm-up of each) so that drift in a shared machine's speed hits both alike; prints the median
-# wall time and peak RSS of each, and the median of the per-pair ratios B/A.
+# wall time, CPU time (user + sys: the work, whatever else the machine runs) and peak RSS of
+# each, and the median of the per-pair wall ratios B/A.
 #
 #   benches/commands.sh BIN_A [BIN_B]     # B defaults to A (a plain timing)
 #   RUNS=7 CASES=plan benches/commands.sh target/release/cardplan /tmp/new/cardplan
@@ -25,31 +26,32 @@ args_for() {
   esac
 }
 
-# One run: "wall_s max_rss_kb" on stdout; the command's own output is discarded.
+# One run: "wall_s max_rss_kb cpu_s" on stdout; the command's own output is discarded.
 once() {
   local bin="$1"; shift
   local f; f=$(mktemp)
-  /usr/bin/time -f "%e %M" -o "$f" "$bin" "$@" >/dev/null 2>&1 || { echo "failed: $bin $*" >&2; rm -f "$f"; exit 1; }
-  tail -n 1 "$f"; rm -f "$f"
+  /usr/bin/time -f "%e %M %U %S" -o "$f" "$bin" "$@" >/dev/null 2>&1 || { echo "failed: $bin $*" >&2; rm -f "$f"; exit 1; }
+  tail -n 1 "$f" | awk '{print $1, $2, $3 + $4}'; rm -f "$f"
 }
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 echo "machine: $(nproc) cores, $(uname -sr); load average: $(cut -d' ' -f1-3 /proc/loadavg); runs: $RUNS"
 echo "A=$A"; echo "B=$B"
-printf '%-10s %10s %10s %10s %10s %8s\n' case "A wall s" "B wall s" "A RSS MB" "B RSS MB" "B/A"
+printf '%-10s %9s %9s %9s %9s %9s %9s %7s\n' case "A wall s" "B wall s" "A cpu s" "B cpu s" "A RSS MB" "B RSS MB" "B/A"
 for c in $CASES; do
   read -r -a args <<<"$(args_for "$c")"
   once "$A" "${args[@]}" >/dev/null; once "$B" "${args[@]}" >/dev/null
-  wa=(); wb=(); ra=(); rb=(); ratio=()
+  wa=(); wb=(); ra=(); rb=(); ca=(); cb=(); ratio=()
   for _ in $(seq "$RUNS"); do
-    read -r ta ma < <(once "$A" "${args[@]}")
-    read -r tb mb < <(once "$B" "${args[@]}")
-    wa+=("$ta"); wb+=("$tb"); ra+=("$ma"); rb+=("$mb")
+    read -r ta ma ua < <(once "$A" "${args[@]}")
+    read -r tb mb ub < <(once "$B" "${args[@]}")
+    wa+=("$ta"); wb+=("$tb"); ra+=("$ma"); rb+=("$mb"); ca+=("$ua"); cb+=("$ub")
     ratio+=("$(awk -v a="$ta" -v b="$tb" 'BEGIN {print (a > 0 ? b / a : 0)}')")
   done
-  printf '%-10s %10s %10s %10.1f %10.1f %8.3f\n' "$c" \
+  printf '%-10s %9s %9s %9s %9s %9.1f %9.1f %7.3f\n' "$c" \
     "$(printf '%s\n' "${wa[@]}" | median)" "$(printf '%s\n' "${wb[@]}" | median)" \
+    "$(printf '%s\n' "${ca[@]}" | median)" "$(printf '%s\n' "${cb[@]}" | median)" \
     "$(printf '%s\n' "${ra[@]}" | median | awk '{print $1/1024}')" \
     "$(printf '%s\n' "${rb[@]}" | median | awk '{print $1/1024}')" \
     "$(printf '%s\n' "${ratio[@]}" | median)"
