@@ -7,17 +7,19 @@
 #   benches/commands.sh BIN_A [BIN_B]     # B defaults to A (a plain timing)
 #   RUNS=7 CASES=plan benches/commands.sh target/release/cardplan /tmp/new/cardplan
 #
-# CASES selects by name: plan, whatif70b, sim1e5, sim1e6 (default: all). Uses /usr/bin/time -f.
+# CASES selects by name: plan, whatif3x3, whatif70b, sim1e5, sim1e6 (default: all but whatif70b,
+# which takes minutes a run). Uses /usr/bin/time -f.
 set -euo pipefail
 A="${1:?usage: benches/commands.sh BIN_A [BIN_B]}"
 B="${2:-$A}"
 RUNS="${RUNS:-5}"
-CASES="${CASES:-plan whatif70b sim1e5 sim1e6}"
+CASES="${CASES:-plan whatif3x3 sim1e5 sim1e6}"
 GPUS12="rtx3090,rtx4090,rtx-a4000,t4,a10g,l4,l40s,a100-40g,a100-80g,h100-pcie,h100-sxm,h200"  # the first 12 of `cardplan list gpus`
 
 args_for() {
   case "$1" in
     plan) echo "plan --users 5000 --gpu rtx3090" ;;
+    whatif3x3) echo "whatif --gpu rtx3090,rtx4090,l40s --quant fp16,int8,nf4 --users 5000" ;;
     whatif70b) echo "whatif --gpu $GPUS12 --quant fp16,int8,nf4 --model llama-3.1-70b --tp auto --users 5000" ;;
     # open loop (Poisson arrivals at a rate the H100 sustains), 10^5 and 10^6 measured requests
     sim1e5) echo "simulate --gpu h100-sxm --rate 20 --scenario sharegpt --requests 100000" ;;
