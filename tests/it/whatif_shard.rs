@@ -160,7 +160,7 @@ fn merge_refuses_missing_repeated_and_foreign_shards() {
     std::fs::write(&plain, "{\"users\": 1}").unwrap();
     let p = plain.to_string_lossy().into_owned();
     for f in [p.clone(), format!("{p}.nope")] {
-        let out = merge(&[f.clone()], &[]);
+        let out = merge(std::slice::from_ref(&f), &[]);
         assert_eq!(out.status.code(), Some(3));
         assert!(stderr(&out).contains(&f), "{}", stderr(&out));
     }
