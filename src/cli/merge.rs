@@ -64,17 +64,57 @@ fn read_shard(path: &Path) -> Result<ShardOutput> {
 
 /// The comparison of the whole grid from all of its shards (in any order).
 pub fn merge(shards: Vec<(PathBuf, ShardOutput)>) -> Result<Comparison> {
-    let Some((first_path, first)) = shards.first() else {
+    let Some((_, first)) = shards.first() else {
         return Err(Error::Usage("merge needs at least one shard file".into()));
     };
     let (of, users, grid) = (first.of, first.users, first.grid.clone());
+    check_shards(&shards)?;
+    let mut plans = vec![None; grid.len()];
+    for (path, s) in shards {
+        for e in s.entries {
+            let own = e.index % of == s.shard - 1;
+            match plans.get_mut(e.index) {
+                Some(slot @ None) if own => *slot = Some(e.plan),
+                _ => {
+                    return Err(Error::file(
+                        &path,
+                        format!(
+                            "grid position {} does not belong to shard {}/{of} or is repeated",
+                            e.index, s.shard
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let plans = plans
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            p.ok_or_else(|| {
+                Error::BadInput(format!(
+                    "grid position {i} ({}) is in no shard",
+                    grid.get(i).map_or("?", |s| s.as_str())
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Comparison::new(users, plans))
+}
+
+/// Every shard of one command, each once: the same grid, settings and shard count as the first.
+fn check_shards(shards: &[(PathBuf, ShardOutput)]) -> Result<()> {
+    let Some((first_path, first)) = shards.first() else {
+        return Ok(());
+    };
+    let (of, users, grid) = (first.of, first.users, &first.grid);
     let mut owner: Vec<Option<&Path>> = vec![None; of];
-    for (path, s) in &shards {
+    for (path, s) in shards {
         let differs = if s.of != of {
             Some(format!("{} shards, not {of}", s.of))
         } else if s.users != users {
             Some(format!("{} users, not {users}", s.users))
-        } else if s.grid != grid {
+        } else if &s.grid != grid {
             Some("another grid of GPUs, schemes and TP sizes".to_string())
         } else if s.settings != first.settings {
             Some(format!("other settings ({})", s.settings))
@@ -115,35 +155,5 @@ pub fn merge(shards: Vec<(PathBuf, ShardOutput)>) -> Result<Comparison> {
             missing.join(", ")
         )));
     }
-    let mut plans = vec![None; grid.len()];
-    for (path, s) in shards {
-        for e in s.entries {
-            let own = e.index % of == s.shard - 1;
-            match plans.get_mut(e.index) {
-                Some(slot @ None) if own => *slot = Some(e.plan),
-                _ => {
-                    return Err(Error::file(
-                        &path,
-                        format!(
-                            "grid position {} does not belong to shard {}/{of} or is repeated",
-                            e.index, s.shard
-                        ),
-                    ));
-                }
-            }
-        }
-    }
-    let plans = plans
-        .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
-            p.ok_or_else(|| {
-                Error::BadInput(format!(
-                    "grid position {i} ({}) is in no shard",
-                    grid.get(i).map_or("?", |s| s.as_str())
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Comparison::new(users, plans))
+    Ok(())
 }

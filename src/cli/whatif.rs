@@ -107,41 +107,8 @@ pub fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
 }
 
 pub fn run(args: WhatifArgs) -> Result<()> {
-    if args.users == 0 || args.users > 1_000_000_000 {
-        return Err(Error::BadInput(format!(
-            "--users must be 1..=1000000000, got {}",
-            args.users
-        )));
-    }
-    if args.opts.price_per_hour.is_some() && args.gpu.len() > 1 {
-        return Err(Error::Usage(
-            "--price-per-hour applies one price to every GPU; compare GPUs at their datasheet prices \
-             or run one GPU at a time"
-                .into(),
-        ));
-    }
-    if let Some(dir) = &args.opts.report {
-        check_writable(dir)?;
-    }
-    if args.shard.is_some() && (!args.opts.json || args.opts.report.is_some()) {
-        return Err(Error::Usage(
-            "--shard prints the shard's JSON: give --json and no --report; join the shards with \
-             `cardplan merge` (which writes the report)"
-                .into(),
-        ));
-    }
-    // `--scenario a,b` compares scenarios too: each resolves its own SLO defaults.
-    let mut names: Vec<&str> = args.opts.scenario.split(',').map(str::trim).collect();
-    let mut seen = std::collections::HashSet::new();
-    names.retain(|n| seen.insert(*n));
-    let commons = names
-        .iter()
-        .map(|n| {
-            let mut o = args.opts.clone();
-            o.scenario = (*n).to_string();
-            o.resolve()
-        })
-        .collect::<Result<Vec<_>>>()?;
+    check_flags(&args)?;
+    let commons = scenarios(&args.opts)?;
     let engine = &commons[0].engine;
     let per_scenario = targets(&args, engine)?;
     // scenarios outermost, then models, GPUs, schemes and TP sizes (see `targets`)
@@ -213,6 +180,50 @@ pub fn run(args: WhatifArgs) -> Result<()> {
         o.report.as_deref(),
         o.png,
     )
+}
+
+/// Flags that cannot work together, before anything runs. `--shard` prints JSON for `merge`:
+/// a table or a report of one shard is refused.
+fn check_flags(args: &WhatifArgs) -> Result<()> {
+    if args.users == 0 || args.users > 1_000_000_000 {
+        return Err(Error::BadInput(format!(
+            "--users must be 1..=1000000000, got {}",
+            args.users
+        )));
+    }
+    if args.opts.price_per_hour.is_some() && args.gpu.len() > 1 {
+        return Err(Error::Usage(
+            "--price-per-hour applies one price to every GPU; compare GPUs at their datasheet prices \
+             or run one GPU at a time"
+                .into(),
+        ));
+    }
+    if let Some(dir) = &args.opts.report {
+        check_writable(dir)?;
+    }
+    if args.shard.is_some() && (!args.opts.json || args.opts.report.is_some()) {
+        return Err(Error::Usage(
+            "--shard prints the shard's JSON: give --json and no --report; join the shards with \
+             `cardplan merge` (which writes the report)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The settings of each scenario `--scenario a,b` names (each resolves its own SLO defaults).
+fn scenarios(opts: &PlanOptions) -> Result<Vec<Common>> {
+    let mut names: Vec<&str> = opts.scenario.split(',').map(str::trim).collect();
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(*n));
+    names
+        .iter()
+        .map(|n| {
+            let mut o = opts.clone();
+            o.scenario = (*n).to_string();
+            o.resolve()
+        })
+        .collect()
 }
 
 /// Print the comparison (JSON or table) and write the report when asked: shared by `whatif`

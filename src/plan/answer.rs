@@ -186,21 +186,8 @@ fn answer(
         };
     }
     notes.extend(search_notes(planner, &cap, &v, light, &limit));
-    // The three follow-ups depend on the search only, not on each other: run them together.
     let mut interval_notes = Vec::new();
-    let (at, (sens, interval)) = rayon::join(
-        || match v.users_per_card_at_load {
-            Some(u) if req.work.at_load && u > 0 => at_load(planner, u).map(Some),
-            _ => Ok(None),
-        },
-        || {
-            rayon::join(
-                || sensitivity_per_card(req, planner, &cap),
-                || interval(req, planner, &cap, &limit, &mut interval_notes),
-            )
-        },
-    );
-    let (at, sens, interval) = (at?, sens?, interval?);
+    let (at, sens, interval) = follow_ups(req, planner, &cap, &v, &limit, &mut interval_notes)?;
     let tp = d.target.tp;
     notes.extend(
         at.as_ref()
@@ -243,6 +230,36 @@ fn answer(
         notes,
         load_sweep,
     })
+}
+
+/// What the three follow-ups of the search give: the metrics at the verdict's load, the
+/// sensitivity cases and the interval with model error. They depend on the search only, not on
+/// each other, so they run together.
+fn follow_ups(
+    req: &PlanRequest,
+    planner: &Planner,
+    cap: &Capacity,
+    v: &Verdict,
+    limit: &Limit,
+    notes: &mut Vec<String>,
+) -> Result<(
+    Option<AtLoad>,
+    Vec<crate::plan::sensitivity::Sensitivity>,
+    Option<PlanInterval>,
+)> {
+    let (at, (sens, interval)) = rayon::join(
+        || match v.users_per_card_at_load {
+            Some(u) if req.work.at_load && u > 0 => at_load(planner, u).map(Some),
+            _ => Ok(None),
+        },
+        || {
+            rayon::join(
+                || sensitivity_per_card(req, planner, cap),
+                || interval(req, planner, cap, limit, notes),
+            )
+        },
+    );
+    Ok((at?, sens?, interval?))
 }
 
 /// Sensitivity, simulated per server and reported per card like the capacity.
