@@ -1,8 +1,14 @@
-//! Simulator speed: simulated output tokens per wall-clock second, on one core.
+//! Simulator speed on one core: simulated output tokens and events per wall-clock second.
 //!
-//! `cargo bench --bench sim_speed` (release build). The headline case is the library path of
-//! `cardplan simulate --users 5000 --gpu rtx3090 --duration 3600`; the others stress long
-//! runs (10^6 requests), an overloaded server with preemptions, and prefill-first scheduling.
+//! `cargo bench --bench sim_speed` (release build). The headline cases are the library path of
+//! `cardplan simulate --users 5000 --gpu rtx3090 --duration 3600` and an open-loop (Poisson)
+//! run of 10^5 and 10^6 requests; the others stress long runs, an overloaded server with
+//! preemptions, and prefill-first scheduling. `CASES=open` keeps the cases whose name holds it.
+//!
+//! Events are engine steps + arrivals + completions (completions counted as arrivals not
+//! refused: at the end at most one batch of unmeasured requests is still running, which is
+//! noise at these sizes). Peak memory of a whole command: `/usr/bin/time -v` (see
+//! `benches/commands.sh`).
 
 use std::time::Instant;
 
@@ -23,6 +29,28 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = catalog::model("llama-3.1-8b")?;
     let quant = "fp16".parse().map_err(|e: String| e)?;
     let cases = [
+        Case {
+            name: "simulate --gpu h100-sxm --rate 20 --scenario sharegpt --requests 100000 (open loop)",
+            gpu: "h100-sxm",
+            engine: "vllm",
+            scenario: "sharegpt",
+            load: Load::Rate {
+                rate: 20.0,
+                burstiness: 1.0,
+            },
+            stop: Stop::Requests(100_000),
+        },
+        Case {
+            name: "simulate --gpu h100-sxm --rate 20 --scenario sharegpt --requests 1000000 (open loop)",
+            gpu: "h100-sxm",
+            engine: "vllm",
+            scenario: "sharegpt",
+            load: Load::Rate {
+                rate: 20.0,
+                burstiness: 1.0,
+            },
+            stop: Stop::Requests(1_000_000),
+        },
         Case {
             name: "simulate --users 5000 --gpu rtx3090 --duration 3600",
             gpu: "rtx3090",
@@ -67,11 +95,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stop: Stop::Requests(1_000_000),
         },
     ];
+    let only = std::env::var("CASES").unwrap_or_default();
     println!(
-        "{:>9} {:>12} {:>10} {:>9}  case",
-        "wall s", "sim tokens", "M tok/s", "steps"
+        "{:>9} {:>12} {:>10} {:>9} {:>10} {:>10}  case",
+        "wall s", "sim tokens", "M tok/s", "steps", "events", "M ev/s"
     );
-    for c in cases {
+    for c in cases.into_iter().filter(|c| c.name.contains(only.as_str())) {
         let gpu = catalog::gpu(c.gpu)?;
         let engine = EnginePreset::builtin(c.engine).ok_or("engine")?;
         let scenario = Scenario::load(c.scenario)?;
@@ -96,12 +125,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let o = out.ok_or("no run")?;
         let tokens = o.load.simulated_output_tokens;
+        let events = o.metrics.steps + 2 * o.load.sent - o.metrics.rejected;
         println!(
-            "{:>9.3} {:>12} {:>10.1} {:>9}  {}",
+            "{:>9.3} {:>12} {:>10.1} {:>9} {:>10} {:>10.2}  {}",
             best,
             tokens,
             tokens as f64 / best / 1e6,
             o.metrics.steps,
+            events,
+            events as f64 / best / 1e6,
             c.name
         );
     }

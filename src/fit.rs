@@ -1,6 +1,6 @@
 //! Does the model fit? Weights, runtime reserve and KV-cache capacity on one GPU.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::engine::{EnginePreset, Policy};
 use crate::catalog::model::ModelArch;
@@ -50,7 +50,7 @@ impl FitOptions {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FitReport {
     pub fits: bool,
     /// GPUs the model is split over; every byte figure below is per GPU.
@@ -85,7 +85,7 @@ pub struct FitReport {
 
 /// What a mixture-of-experts model costs in memory (every expert) and in time (the experts a
 /// step touches).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MoeSummary {
     pub total_params: u64,
     /// Parameters one token multiplies by (embedding and LM head included).

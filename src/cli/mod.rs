@@ -6,6 +6,7 @@ mod calibrate;
 mod common;
 mod fit;
 mod list;
+mod merge;
 mod plan;
 mod progress;
 mod simulate;
@@ -44,6 +45,8 @@ pub enum Command {
     Simulate(Box<simulate::SimulateArgs>),
     /// Compare GPUs × quantization schemes for the same user population.
     Whatif(whatif::WhatifArgs),
+    /// Join the shard outputs of `whatif --shard K/N --json` into the whole comparison.
+    Merge(merge::MergeArgs),
     /// Time of one serving step, with its breakdown.
     Step(step::StepArgs),
     /// Time the real kernels on this machine's GPU and write a measured profile.
@@ -62,6 +65,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Plan(a) => plan::run(a),
         Command::Simulate(a) => simulate::run(*a),
         Command::Whatif(a) => whatif::run(a),
+        Command::Merge(a) => merge::run(a),
         Command::Step(a) => step::run(a),
         Command::Calibrate(a) => calibrate::run(a),
         Command::Validate(a) => validate::run(a),

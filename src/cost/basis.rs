@@ -3,13 +3,13 @@
 //! Resolved once from the target and the measured profiles the caller supplies (the deployment
 //! layer passes the catalog's), so the cost model never looks anything up.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::transfer;
 use crate::profile::GpuProfile;
 
 /// Where a profile's kernel tables come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProfileKind {
     /// Timed on this GPU by `cardplan calibrate`.
@@ -37,7 +37,7 @@ impl std::fmt::Display for ProfileKind {
 }
 
 /// Which profile a prediction rests on, in words.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileInfo {
     /// GPU key of the target.
     pub gpu: String,

@@ -167,12 +167,13 @@ fn answer(
     assumptions.kv_tokens = Some(d.kv_tokens());
     assumptions.max_context = Some(d.max_context);
     let users = req.users;
-    let cap = planner.capacity()?;
+    // One user (one active session) tells load-bound from latency-bound: if the SLO fails
+    // without any load, more cards cannot fix it. It needs no capacity, so it runs alongside
+    // the search (both cores busy while the search's slowest replication finishes).
+    let (cap, light_run) = rayon::join(|| planner.capacity(), || at_load(planner, 1));
+    let (cap, light_run) = (cap?, light_run?);
     let mut v = verdict(users, &cap);
     let mut notes = d.cost.scheme_notes();
-    // One user (one active session) tells load-bound from latency-bound: if the SLO fails
-    // without any load, more cards cannot fix it.
-    let light_run = at_load(planner, 1)?;
     let light = LightLoad {
         slo_met: light_run.slo_met,
         windows: light_run.slo_stats.len(),
@@ -187,18 +188,15 @@ fn answer(
         };
     }
     notes.extend(search_notes(planner, &cap, &v, light, &limit));
-    let at = match v.users_per_card_at_load {
-        Some(u) if req.work.at_load && u > 0 => Some(at_load(planner, u)?),
-        _ => None,
-    };
+    let mut interval_notes = Vec::new();
+    let (at, sens, interval) = follow_ups(req, planner, &cap, &v, &limit, &mut interval_notes)?;
     let tp = d.target.tp;
     notes.extend(
         at.as_ref()
             .map(|a| at_load_notes(a, tp))
             .unwrap_or_default(),
     );
-    let sens = sensitivity_per_card(req, planner, &cap)?;
-    let interval = interval(req, planner, &cap, &limit, &mut notes)?;
+    notes.extend(interval_notes);
     let profile = planner.profile_info().clone();
     let users_per_server = UsersPerCard::from(&cap);
     let load_sweep = match req.work.sweep_points {
@@ -234,6 +232,36 @@ fn answer(
         notes,
         load_sweep,
     })
+}
+
+/// What the three follow-ups of the search give: the metrics at the verdict's load, the
+/// sensitivity cases and the interval with model error. They depend on the search only, not on
+/// each other, so they run together.
+fn follow_ups(
+    req: &PlanRequest,
+    planner: &Planner,
+    cap: &Capacity,
+    v: &Verdict,
+    limit: &Limit,
+    notes: &mut Vec<String>,
+) -> Result<(
+    Option<AtLoad>,
+    Vec<crate::plan::sensitivity::Sensitivity>,
+    Option<PlanInterval>,
+)> {
+    let (at, (sens, interval)) = rayon::join(
+        || match v.users_per_card_at_load {
+            Some(u) if req.work.at_load && u > 0 => at_load(planner, u).map(Some),
+            _ => Ok(None),
+        },
+        || {
+            rayon::join(
+                || sensitivity_per_card(req, planner, cap),
+                || interval(req, planner, cap, limit, notes),
+            )
+        },
+    );
+    Ok((at?, sens?, interval?))
 }
 
 /// Sensitivity, simulated per server and reported per card like the capacity.

@@ -1,6 +1,6 @@
 //! Cards needed and what they cost: plain arithmetic, kept apart so it is easy to check.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Hours in an average month (8760 h / 12), the convention cloud price sheets use.
 pub const HOURS_PER_MONTH: f64 = 730.0;
@@ -20,7 +20,7 @@ pub fn users_per_card_at(users: u64, cards: u64) -> u64 {
 }
 
 /// Monthly cost of the cards, and per user.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CostEstimate {
     /// USD per GPU-hour.
     pub price_per_hour: f64,

@@ -7,7 +7,7 @@
 //! scheme or model family is not in the record — and [`combine`] folds the capacity that
 //! interval implies into the traffic interval.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use super::search::prediction_interval;
@@ -29,7 +29,7 @@ pub const WIDEN_SCHEME: f64 = 0.10;
 pub const WIDEN_FAMILY: f64 = 0.05;
 
 /// One validation row's step-time error and what it ran on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorSample {
     pub dataset: String,
     pub row: String,
@@ -42,7 +42,7 @@ pub struct ErrorSample {
 }
 
 /// The step-time errors of the validation rows that count (not fitted).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorRecord {
     /// Which published figure each error comes from, in words.
     pub metric: String,
@@ -59,7 +59,7 @@ pub struct Subject {
 }
 
 /// One reason the interval was widened.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Widening {
     pub reason: String,
     /// Extra log-scale error, one standard deviation.
@@ -67,7 +67,7 @@ pub struct Widening {
 }
 
 /// Rows of the record on one GPU.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuRows {
     pub gpu: String,
     pub profile: ProfileKind,
@@ -75,7 +75,7 @@ pub struct GpuRows {
 }
 
 /// What the model-error interval rests on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBasis {
     pub metric: String,
     pub rows: usize,
@@ -90,7 +90,7 @@ pub struct ErrorBasis {
 }
 
 /// A prediction interval for one more deployment's ln(predicted / measured) step time.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ErrorInterval {
     pub confidence: f64,
     /// Mean log error of the record.
@@ -214,7 +214,7 @@ pub fn error_interval(
 }
 
 /// Users per card between two bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Bounds {
     pub low: f64,
     pub high: f64,

@@ -3,7 +3,7 @@
 //! the streaming rate. A buyer needs the cause, not only the number: a faster GPU fixes latency,
 //! more memory fixes KV capacity, and nothing but a longer context fixes refused requests.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::slo::{Slo, slo_stats};
 use crate::error::Result;
@@ -13,7 +13,7 @@ use crate::sim::Metrics;
 const PREEMPTION_STORM: f64 = 0.05;
 
 /// Why one card cannot serve more users within the SLO.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// Requests longer than the server accepts (model context or KV cache) were refused.
@@ -31,7 +31,7 @@ pub enum Cause {
 }
 
 /// The cause, the load it was seen at, and the numbers behind it in words.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Limit {
     pub cause: Cause,
     /// Users per card at the load examined.

@@ -1,7 +1,7 @@
 //! The whole answer to "N users on this GPU": the structure printed as JSON and rendered by
 //! the terminal and report writers.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::cards::CostEstimate;
 use super::limit::Limit;
@@ -14,7 +14,7 @@ use crate::cost::ProfileInfo;
 use crate::fit::FitReport;
 
 /// What was asked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Question {
     pub users: u64,
     pub gpu: String,
@@ -27,7 +27,7 @@ pub struct Question {
 }
 
 /// Users one card serves within the SLO.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UsersPerCard {
     pub estimate: u64,
     pub low: u64,
@@ -41,7 +41,7 @@ pub struct UsersPerCard {
 }
 
 /// A server of several GPUs: what it serves and how many are needed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ServerVerdict {
     pub gpus: u32,
     pub users_per_server: UsersPerCard,
@@ -79,7 +79,7 @@ impl UsersPerCard {
 }
 
 /// The SLO and where it came from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SloInfo {
     #[serde(flatten)]
     pub slo: Slo,
@@ -89,7 +89,7 @@ pub struct SloInfo {
 }
 
 /// The engine limits the simulation used.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EngineInfo {
     pub key: String,
     pub policy: String,
@@ -104,7 +104,7 @@ pub struct EngineInfo {
 }
 
 /// Everything the number rests on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Assumptions {
     pub scenario: String,
     pub scenario_description: String,
@@ -137,7 +137,7 @@ pub struct Assumptions {
 }
 
 /// The full answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlanResult {
     pub question: Question,
     pub fits: bool,
@@ -177,7 +177,7 @@ pub struct PlanResult {
 }
 
 /// The SLO with a single active session, per simulated window.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct LightLoad {
     pub slo_met: usize,
     pub windows: usize,

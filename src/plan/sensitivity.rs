@@ -2,7 +2,7 @@
 //! of users active at the peak, and outputs twice as long.
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::planner::{PlanSpec, Planner};
 use super::search::SearchOptions;
@@ -11,7 +11,7 @@ use crate::sim::Dist;
 use crate::units::percent;
 
 /// Capacity under one changed assumption.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sensitivity {
     /// What changed, in words.
     pub change: String,

@@ -5,14 +5,14 @@
 //! least 10) and 95% of requests see their first token within 2 s. A scenario may hold the rate
 //! end to end instead (Backprop's definition), where TTFT counts against the rate too.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::scenario::RateMetric;
 use crate::error::{Error, Result, check_range};
 use crate::sim::{Metrics, RateSummary, Scenario};
 
 /// What "serving a user well" means.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Slo {
     /// Minimum per-request rate, tokens/s, by `rate`.
     pub tok_s: f64,
@@ -36,7 +36,7 @@ impl Default for Slo {
 }
 
 /// The two numbers an SLO is checked against, taken from one simulated window.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct SloStats {
     /// Per-request rate at the slow tail: the `(1 − quantile)` quantile, tokens/s.
     pub tok_s_tail: f64,

@@ -1,7 +1,7 @@
 //! `cardplan whatif` rendered: the comparison table with the best of each column marked, and
 //! the report with users-per-card and users-per-dollar bars.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::chart::{Bar, ChartSpec};
 use super::doc::Document;
@@ -13,6 +13,8 @@ use crate::plan::result::PlanResult;
 /// One row of the comparison.
 #[derive(Debug, Clone, Serialize)]
 pub struct Row {
+    pub model: String,
+    pub scenario: String,
     pub gpu: String,
     /// GPUs per server; `users_per_card` and `cards_needed` count single GPUs.
     pub tp: u32,
@@ -52,6 +54,33 @@ pub struct Comparison {
     pub assumptions: Option<crate::plan::result::Assumptions>,
     /// Every combination's full plan.
     pub plans: Vec<PlanResult>,
+}
+
+/// Marks a `whatif --shard` output, so that `merge` refuses any other JSON.
+pub const SHARD_FORMAT: &str = "cardplan-whatif-shard/1";
+
+/// What `whatif --shard K/N --json` prints: that shard's plans with their grid positions, and
+/// enough of the command to check that shards belong together.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardOutput {
+    pub format: String,
+    /// This shard, 1-based.
+    pub shard: usize,
+    /// Shards in all.
+    pub of: usize,
+    pub users: u64,
+    /// The flags that change the numbers (and the cardplan version), compared verbatim.
+    pub settings: String,
+    /// Every grid position in words, in grid order: the same in every shard of one command.
+    pub grid: Vec<String>,
+    pub entries: Vec<ShardEntry>,
+}
+
+/// One computed configuration and its 0-based position in the grid.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShardEntry {
+    pub index: usize,
+    pub plan: PlanResult,
 }
 
 /// Indices of the rows whose `key` is best (largest or smallest); equal values all count.
@@ -103,6 +132,8 @@ impl Comparison {
                 };
                 let per_user = p.cost.as_ref().and_then(|c| c.per_user_month);
                 Row {
+                    model: p.question.model.clone(),
+                    scenario: p.question.scenario.clone(),
                     gpu: p.question.gpu.clone(),
                     tp: p.tp,
                     quant: p.question.quant.clone(),
@@ -136,8 +167,78 @@ impl Comparison {
         }
     }
 
+    /// Whether the rows span several models, and several scenarios (then they get a column).
+    pub fn varies(&self) -> (bool, bool) {
+        let differs = |f: fn(&Row) -> &str| self.rows.iter().any(|r| f(r) != f(&self.rows[0]));
+        (differs(|r| &r.model), differs(|r| &r.scenario))
+    }
+
+    /// The SLO, once per scenario when scenarios vary (each brings its own defaults).
+    pub fn slo_lines(&self) -> Vec<String> {
+        if !self.varies().1 {
+            return self
+                .slo
+                .iter()
+                .map(|s| format!("SLO: {} ({})", s.text, s.source))
+                .collect();
+        }
+        let mut lines: Vec<String> = Vec::new();
+        for p in &self.plans {
+            let l = format!(
+                "SLO for {}: {} ({})",
+                p.question.scenario, p.slo.text, p.slo.source
+            );
+            if !lines.contains(&l) {
+                lines.push(l);
+            }
+        }
+        lines
+    }
+
+    /// A row's name in charts and notes: GPU and scheme, with model and scenario when they vary.
+    pub fn label(&self, r: &Row) -> String {
+        let (models, scenarios) = self.varies();
+        let mut parts = Vec::new();
+        if scenarios {
+            parts.push(r.scenario.as_str());
+        }
+        if models {
+            parts.push(r.model.as_str());
+        }
+        parts.extend([r.gpu.as_str(), r.quant.as_str()]);
+        parts.join(" ")
+    }
+
     /// Table cells (header, rows), the best of each column marked with `*`.
     pub fn cells(&self) -> (Vec<String>, Vec<Vec<String>>) {
+        let (models, scenarios) = self.varies();
+        let (h, rows) = self.base_cells();
+        let lead = |scenario: &str, model: &str| {
+            let mut v: Vec<String> = Vec::new();
+            if scenarios {
+                v.push(scenario.to_string());
+            }
+            if models {
+                v.push(model.to_string());
+            }
+            v
+        };
+        let mut header = lead("scenario", "model");
+        header.extend(h);
+        let rows = self
+            .rows
+            .iter()
+            .zip(rows)
+            .map(|(r, cells)| {
+                let mut v = lead(&r.scenario, &r.model);
+                v.extend(cells);
+                v
+            })
+            .collect();
+        (header, rows)
+    }
+
+    fn base_cells(&self) -> (Vec<String>, Vec<Vec<String>>) {
         let header = vec![
             "GPU".into(),
             "quant".into(),
@@ -195,18 +296,26 @@ impl Comparison {
 
 pub fn terminal(c: &Comparison) -> String {
     let mut out = format!("{} users", thousands(c.users));
+    let (models, scenarios) = c.varies();
     if let Some(a) = &c.assumptions {
-        out.push_str(&format!(
-            " · scenario {} · engine {}",
-            a.scenario, a.engine.key
-        ));
+        let scenario = if scenarios {
+            "scenarios in the table".to_string()
+        } else {
+            format!("scenario {}", a.scenario)
+        };
+        out.push_str(&format!(" · {scenario} · engine {}", a.engine.key));
     }
     if let Some(p) = c.plans.first() {
-        out.push_str(&format!(" · {} (KV {})", p.question.model, p.question.kv));
+        let model = if models {
+            "models in the table"
+        } else {
+            &p.question.model
+        };
+        out.push_str(&format!(" · {model} (KV {})", p.question.kv));
     }
     out.push('\n');
-    if let Some(s) = &c.slo {
-        out.push_str(&format!("SLO: {} ({})\n", s.text, s.source));
+    for line in c.slo_lines() {
+        out.push_str(&format!("{line}\n"));
     }
     let (h, rows) = c.cells();
     let mut t = new_table();
@@ -237,7 +346,7 @@ pub fn terminal(c: &Comparison) -> String {
 
 /// Bars of users per card and users per dollar (fitting combinations only).
 pub fn charts(c: &Comparison) -> Vec<(String, ChartSpec)> {
-    let label = |r: &Row| format!("{} {}", r.gpu, r.quant);
+    let label = |r: &Row| c.label(r);
     let upc: Vec<Bar> = c
         .rows
         .iter()
@@ -288,8 +397,8 @@ pub fn charts(c: &Comparison) -> Vec<(String, ChartSpec)> {
 
 pub fn document(c: &Comparison) -> Document {
     let mut d = Document::new(format!("cardplan whatif: {} users", thousands(c.users)));
-    if let Some(s) = &c.slo {
-        d.para(format!("SLO: {} ({}).", s.text, s.source));
+    for line in c.slo_lines() {
+        d.para(format!("{line}."));
     }
     d.heading("Comparison");
     let (h, rows) = c.cells();
@@ -304,8 +413,8 @@ pub fn document(c: &Comparison) -> Document {
     }
     // The same caveat for several combinations is listed once, with the combinations it covers.
     let mut grouped: Vec<(String, Vec<String>)> = Vec::new();
-    for p in &c.plans {
-        let who = format!("{} {}", p.question.gpu, p.question.quant);
+    for (p, r) in c.plans.iter().zip(&c.rows) {
+        let who = c.label(r);
         for n in &p.notes {
             let n = n.replace(&p.question.gpu, "this GPU");
             match grouped.iter_mut().find(|(text, _)| *text == n) {
@@ -344,6 +453,8 @@ mod tests {
 
     fn row(upc: Option<u64>, cost: Option<f64>) -> Row {
         Row {
+            model: "m".into(),
+            scenario: "s".into(),
             gpu: "g".into(),
             tp: 1,
             quant: "q".into(),

@@ -213,11 +213,14 @@ impl<'a, S: Scheduler> Run<'a, S> {
         self.now = t;
         self.srv.hold(t);
         self.srv.finish_step(t, &mut self.sched);
-        for e in std::mem::take(&mut self.srv.ended) {
+        // Taken and handed back, so the buffer is reused: no allocation per step.
+        let mut ended = std::mem::take(&mut self.srv.ended);
+        for e in ended.drain(..) {
             if let Some(next) = self.sources.done(t, e.source, e.prompt, e.output, false) {
                 self.events.push(next, EventKind::Send { source: e.source });
             }
         }
+        self.srv.ended = ended;
     }
 
     /// The share of the measured requests sent so far (or of the measured window passed).

@@ -9,12 +9,12 @@
 //!
 //! Everything is aggregated in [`Sketch`]es: bounded memory, no record per request.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::sketch::Sketch;
 
 /// Latency summary: exact mean, sketch quantiles. (Not `Summary`: the crate has several.)
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct LatencySummary {
     pub mean: f64,
     pub p50: f64,
@@ -45,7 +45,7 @@ impl LatencySummary {
 
 /// Rate summary with the slow tail named honestly: `p05` is the 5th percentile of the rate
 /// (what Backprop calls "p95").
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 pub struct RateSummary {
     pub mean: f64,
     pub p50: f64,
@@ -72,7 +72,7 @@ impl RateSummary {
 }
 
 /// The result of one run, over the measured requests.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Measured requests that completed.
     pub requests: u64,

@@ -20,6 +20,7 @@ mod engine;
 mod events;
 mod kv;
 pub mod load;
+mod memo;
 pub mod metrics;
 mod output;
 mod prefix;

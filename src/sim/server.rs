@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use super::SimConfig;
 use super::decode::DecodeSet;
 use super::kv::KvBlocks;
+use super::memo::StepMemo;
 use super::recorder::{Recorder, ServerState};
 use super::request::{Arrived, Finished, Req, Requests, State};
 use super::sched::{Chunk, Plan, Scheduler};
@@ -22,6 +23,8 @@ const MAX_CONSECUTIVE_REJECTS: u64 = 1_000_000;
 pub(crate) struct Server<'a> {
     pub(crate) cfg: &'a SimConfig,
     cost: &'a dyn StepTime,
+    /// Decode-only step times already computed (bit-identical to `cost`'s).
+    memo: StepMemo,
     pub(crate) kv: KvBlocks,
     pub(crate) reqs: Requests,
     pub(crate) waiting: VecDeque<u32>,
@@ -52,6 +55,7 @@ impl<'a> Server<'a> {
         Server {
             cfg,
             cost,
+            memo: StepMemo::new(),
             kv: if cfg.engine.prefix_caching {
                 KvBlocks::with_prefix_caching(cfg.kv_blocks, bs, S::WATERMARK_SHARE)
             } else {
@@ -243,14 +247,14 @@ impl<'a> Server<'a> {
 
     /// How long the planned step takes.
     #[inline]
-    pub fn step_time(&self, sched: &impl Scheduler) -> Result<Nanos> {
+    pub fn step_time(&mut self, sched: &impl Scheduler) -> Result<Nanos> {
         let (decode_seqs, ctx) = sched.decode_shape(self);
         let shape = BatchShape {
             decode_seqs: decode_seqs as u32,
             decode_context_tokens: ctx,
             prefills: &self.plan.shape,
         };
-        let mut s = self.cost.step_seconds(&shape);
+        let mut s = self.memo.step_seconds(self.cost, &shape);
         if self.extra_host {
             s = self.host_time(s, &shape);
         }

@@ -25,3 +25,4 @@ mod sim_cli;
 mod sim_props;
 mod tensor_parallel;
 mod validate;
+mod whatif_shard;
