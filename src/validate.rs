@@ -228,7 +228,13 @@ impl RowResult {
 
 /// Parse every embedded validation set.
 pub fn sets() -> Result<Vec<ValidationSet>> {
-    SETS.iter()
+    parse_embedded(SETS)
+}
+
+/// Parse embedded `profiles/validation/` files `(name, YAML)`, each error naming its file.
+pub fn parse_embedded<T: serde::de::DeserializeOwned>(files: &[(&str, &str)]) -> Result<Vec<T>> {
+    files
+        .iter()
         .map(|(name, text)| {
             crate::yaml::from_str(
                 text,

@@ -3,8 +3,6 @@
 //! the same batch and lengths. A ratio cancels what both runs share (the engine's CPU time, the
 //! GPU's clocks and form factor), so it tests the quantized kernels' prices on their own.
 
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, engine::EnginePreset, quant::KvDtype, quant::Quant};
@@ -63,14 +61,7 @@ pub struct RatioResult {
 
 /// Parse every embedded ratio set.
 pub fn sets() -> Result<Vec<RatioSet>> {
-    SETS.iter()
-        .map(|(name, text)| {
-            crate::yaml::from_str(
-                text,
-                Path::new(&format!("<embedded profiles/validation/{name}>")),
-            )
-        })
-        .collect()
+    super::parse_embedded(SETS)
 }
 
 /// Rerun every row of every embedded ratio set.

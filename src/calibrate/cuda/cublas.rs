@@ -312,8 +312,20 @@ impl CudaTimer {
     /// (at::cuda::blas::gemm<at::Half>): column-major C(n×T) = op(A)·B with A = W seen as k×n
     /// (transposed, lda = k), B = x seen as k×T (ldb = k), fp32 compute, default algorithm.
     pub(super) fn gemmex_run(&self, w: u64, x: u64, y: u64, n: u32, k: u32, t: u32) -> Result<()> {
+        self.gemmex_beta(w, x, y, (n, k, t), 0.0)
+    }
+
+    /// [`Self::gemmex_run`] accumulating into `y` with `beta` (torch's addmm; 0 overwrites).
+    pub(super) fn gemmex_beta(
+        &self,
+        w: u64,
+        x: u64,
+        y: u64,
+        (n, k, t): (u32, u32, u32),
+        beta: f32,
+    ) -> Result<()> {
         use bsys::cudaDataType_t as dt;
-        let (alpha, beta) = (1f32, 0f32);
+        let alpha = 1f32;
         let (n, k, t) = (n as i32, k as i32, t as i32);
         // SAFETY: w holds n×k, x T×k and y T×n halves; the handle is bound to our stream.
         unsafe {

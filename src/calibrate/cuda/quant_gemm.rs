@@ -358,46 +358,6 @@ impl CudaTimer {
         self.gemmex_beta(q.ws.ptr, q.xs.ptr, y, (n, nc, t), 1.0)
     }
 
-    /// `cublasGemmEx` as [`Self::gemmex_run`], accumulating into y with `beta` (torch's addmm).
-    pub(super) fn gemmex_beta(
-        &self,
-        w: u64,
-        x: u64,
-        y: u64,
-        (n, k, t): (u32, u32, u32),
-        beta: f32,
-    ) -> Result<()> {
-        use bsys::cudaDataType_t as dt;
-        let alpha = 1f32;
-        let (n, k, t) = (n as i32, k as i32, t as i32);
-        // SAFETY: w holds n×k, x T×k and y T×n halves; the handle is bound to our stream.
-        unsafe {
-            bsys::cublasGemmEx(
-                self.blas.handles.blas,
-                bsys::cublasOperation_t::CUBLAS_OP_T,
-                bsys::cublasOperation_t::CUBLAS_OP_N,
-                n,
-                t,
-                k,
-                (&alpha) as *const f32 as *const _,
-                w as *const _,
-                dt::CUDA_R_16F,
-                k,
-                x as *const _,
-                dt::CUDA_R_16F,
-                k,
-                (&beta) as *const f32 as *const _,
-                y as *mut _,
-                dt::CUDA_R_16F,
-                n,
-                bsys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
-                bsys::cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT_TENSOR_OP,
-            )
-        }
-        .result()
-        .gpu("cublasGemmEx (beta)")
-    }
-
     /// The quantized weights of an `n × k` layer, in as many copies as the timer rotates over.
     pub(super) fn new_quant(&mut self, n: u32, k: u32) -> Result<QuantState> {
         let (nu, ku) = (n as usize, k as usize);
