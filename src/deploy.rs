@@ -180,6 +180,7 @@ impl Deployment {
     }
 
     fn build(target: Target, engine: EnginePreset, fit: FitReport, kv_blocks: u64) -> Result<Self> {
+        let engine = engine.for_tp(target.tp);
         let cost = target.step_cost(&engine)?;
         let kv_tokens = kv_blocks.saturating_mul(u64::from(engine.block_size));
         let max_context = u64::from(target.model.max_context).min(kv_tokens) as u32;

@@ -68,6 +68,10 @@ pub struct EnginePreset {
     /// a step takes max(GPU, overlap × host) + (1 − overlap) × host.
     #[serde(default)]
     pub cpu_overlap: f64,
+    /// `cpu_overlap` when the model is split over several GPUs (TP > 1), if it differs: the
+    /// engine then runs its workers in their own processes, beside the scheduler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tp_cpu_overlap: Option<f64>,
     /// Async scheduling (vLLM V1 `--async-scheduling`): the next step is planned while the
     /// current one runs, so a request that arrives during a step waits one more step.
     #[serde(default)]
@@ -154,11 +158,15 @@ impl EnginePreset {
                 ));
             }
         }
-        if !(0.0..=1.0).contains(&self.cpu_overlap) {
-            return Err(format!(
-                "cpu_overlap: must be in [0, 1], got {}",
-                self.cpu_overlap
-            ));
+        for (name, v) in [
+            ("cpu_overlap", Some(self.cpu_overlap)),
+            ("tp_cpu_overlap", self.tp_cpu_overlap),
+        ] {
+            if let Some(v) = v
+                && !(0.0..=1.0).contains(&v)
+            {
+                return Err(format!("{name}: must be in [0, 1], got {v}"));
+            }
         }
         if self.async_scheduling && self.policy != Policy::ChunkedDecodeFirst {
             return Err(format!(
@@ -173,6 +181,17 @@ impl EnginePreset {
             ));
         }
         Ok(())
+    }
+
+    /// The preset as it runs a model split over `tp` GPUs: `tp_cpu_overlap` replaces
+    /// `cpu_overlap` when there is more than one.
+    pub fn for_tp(mut self, tp: u32) -> EnginePreset {
+        if tp > 1
+            && let Some(f) = self.tp_cpu_overlap
+        {
+            self.cpu_overlap = f;
+        }
+        self
     }
 
     /// Whether the step time needs more than the cost model's per-step and per-sequence terms.

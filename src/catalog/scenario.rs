@@ -127,6 +127,15 @@ pub struct Session {
     /// seconds (keeps the number of users in a session constant at the peak).
     #[serde(default)]
     pub gap_s: Option<Dist>,
+    /// Share of each new prompt that repeats the start of the session's context (0–1): code
+    /// assistants resend the file around the cursor, which changes little between requests of
+    /// one burst, so with prefix caching only the rest is prefilled. 0 (default): nothing.
+    #[serde(default, skip_serializing_if = "is_zero_f64")]
+    pub prompt_reuse: f64,
+}
+
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
 }
 
 fn yes() -> bool {
@@ -312,6 +321,19 @@ impl Scenario {
         self.output_tokens.validate("output_tokens")?;
         self.session.turns.validate("session.turns")?;
         self.session.think_time_s.validate("session.think_time_s")?;
+        let reuse = self.session.prompt_reuse;
+        if !(0.0..=1.0).contains(&reuse) {
+            return Err(format!(
+                "session.prompt_reuse: {reuse} is not a share in 0..=1"
+            ));
+        }
+        if reuse > 0.0 && self.session.context_growth {
+            return Err(
+                "session.prompt_reuse: only for sessions without context_growth (a growing \
+                 conversation already reuses its history)"
+                    .into(),
+            );
+        }
         if let Some(g) = &self.session.gap_s {
             g.validate("session.gap_s")?;
         }

@@ -89,6 +89,7 @@ fn assumptions(req: &PlanRequest) -> Assumptions {
         prompt_tokens_mean: sc.prompt_tokens.mean(),
         output_tokens_mean: sc.output_tokens.mean(),
         context_growth: sc.session.context_growth,
+        prompt_reuse: sc.session.prompt_reuse,
         scenario_assumptions: sc.assumptions.clone(),
         slo: req.spec.slo.describe(),
         window: req.spec.window,

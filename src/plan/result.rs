@@ -117,6 +117,9 @@ pub struct Assumptions {
     pub prompt_tokens_mean: f64,
     pub output_tokens_mean: f64,
     pub context_growth: bool,
+    /// Share of each prompt repeating the start of its session (prefix caching reuses it).
+    #[serde(default)]
+    pub prompt_reuse: f64,
     /// The scenario's assumptions in words, with their sources.
     pub scenario_assumptions: Vec<String>,
     pub slo: String,

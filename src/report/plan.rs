@@ -225,9 +225,14 @@ pub fn assumption_lines(r: &PlanResult, per_target: bool) -> Vec<String> {
             sig_str(a.prompt_tokens_mean, 3),
             sig_str(a.output_tokens_mean, 3),
             if a.context_growth {
-                "; each turn resends the conversation so far"
+                "; each turn resends the conversation so far".to_string()
+            } else if a.prompt_reuse > 0.0 {
+                format!(
+                    "; {}% of each prompt repeats the start of its session",
+                    sig_str(a.prompt_reuse * 100.0, 2)
+                )
             } else {
-                ""
+                String::new()
             }
         ),
         "users are spread evenly over the cards; each card holds a fixed number of session \

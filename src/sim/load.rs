@@ -258,7 +258,10 @@ impl<'a> Sources<'a> {
                     }
                 } else {
                     prompt += u64::from(ids.system_tokens());
-                    if !sc.session.context_growth {
+                    let reuse = sc.session.prompt_reuse;
+                    if reuse > 0.0 {
+                        prefix = ids.reuse(s.conv, (f64::from(new) * reuse) as u32);
+                    } else if !sc.session.context_growth {
                         prefix = ids.single(s.sys);
                     }
                 }

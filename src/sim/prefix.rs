@@ -144,6 +144,19 @@ impl Identities {
         }
     }
 
+    /// A request of session `session` (from [`Identities::conversation`]) whose first `shared`
+    /// tokens after the system prompt repeat the start of the session's context: requests of
+    /// one session share blocks up to the shorter of their two shared parts.
+    pub fn reuse(&mut self, session: Prefix, shared: u32) -> Prefix {
+        let blocks = (self.sys_tokens.saturating_add(shared)) / self.block_size;
+        Prefix {
+            conv_blocks: blocks,
+            own: CONV | self.fresh(),
+            private_from: blocks,
+            ..session
+        }
+    }
+
     /// A single request of `prompt` tokens under system prompt `sys`: a question drawn from the
     /// scenario's repeated set if it has one, else a new conversation.
     pub fn request(&mut self, sys: u32, prompt: u32, rng: &mut Rng) -> Prefix {

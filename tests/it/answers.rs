@@ -168,6 +168,28 @@ fn the_interval_holds_a_rerun_and_the_conservative_figure_is_its_low_end() {
 }
 
 #[test]
+fn code_completions_on_a_24_gb_card_serve_users_limited_by_latency_under_load() {
+    // The embedded code-assist scenario (prompts within a 1,024-token client budget, TTFT p95
+    // <= 1 s): an RTX 3090 serves some users, and the limit named is a latency under load.
+    let v = plan_json(&[
+        "--users",
+        "1000",
+        "--gpu",
+        "rtx3090",
+        "--scenario",
+        "code-assist",
+    ]);
+    let served = v["users_per_card"]["estimate"].as_u64().unwrap();
+    assert!(served > 0, "{}", v["limit"]);
+    let cause = v["limit"]["cause"].as_str().unwrap_or_default();
+    assert!(
+        ["ttft", "streaming_rate", "ttft_and_streaming_rate"].contains(&cause),
+        "{}",
+        v["limit"]
+    );
+}
+
+#[test]
 fn short_answers_are_judged_on_their_streaming_rate() {
     // 8-token answers after a 3,000-token prompt: ~7 tok/s end to end on an RTX 3090 (TTFT weighs
     // on them), ~45 tok/s once streaming; the SLO's ">= 10 tok/s each" is the streaming rate

@@ -101,6 +101,49 @@ fn a_shared_system_prompt_is_computed_once_while_its_blocks_stay_cached() {
     assert!((rate - 320.0 / 600.0).abs() < 1e-12, "{rate}");
 }
 
+/// One user, three requests of a session whose prompts repeat `reuse` of their start.
+fn reused_prompts(reuse: f64) -> Vec<Vec<PrefillChunk>> {
+    let mut sc = Scenario::load("code-assist").unwrap();
+    sc.prompt_tokens = fixed(200);
+    sc.output_tokens = fixed(8);
+    sc.session.active_share = 1.0;
+    sc.session.turns = fixed(3);
+    sc.session.think_time_s = fixed(5);
+    sc.session.prompt_reuse = reuse;
+    let rec = Recording::default();
+    let engine = EnginePreset::builtin("vllm").unwrap();
+    let cfg = config(engine, Load::Users(1), sc, Stop::Requests(3));
+    let out = sim::run_checked(&rec, &cfg).unwrap();
+    assert_eq!(out.metrics.requests, 3);
+    rec.prefills()
+}
+
+#[test]
+fn a_prompt_that_repeats_its_sessions_start_prefills_only_the_rest() {
+    // Half of 200 tokens repeat: 6 full blocks of 16 (96 tokens) are reused from the second
+    // request on; the first request has nothing to reuse.
+    assert_eq!(
+        reused_prompts(0.5),
+        vec![chunk(200, 0), chunk(104, 96), chunk(104, 96)]
+    );
+    // Without reuse every prompt is new, as the embedded scenario assumes.
+    assert_eq!(reused_prompts(0.0), vec![chunk(200, 0); 3]);
+}
+
+#[test]
+fn prompt_reuse_outside_a_share_or_with_a_growing_conversation_is_refused() {
+    let mut sc = Scenario::load("code-assist").unwrap();
+    for bad in [-0.1, 1.5, f64::NAN] {
+        sc.session.prompt_reuse = bad;
+        let e = sc.validate().unwrap_err();
+        assert!(e.contains("session.prompt_reuse"), "{e}");
+    }
+    let mut chat = Scenario::load("chat").unwrap();
+    chat.session.prompt_reuse = 0.5;
+    let e = chat.validate().unwrap_err();
+    assert!(e.contains("context_growth"), "{e}");
+}
+
 /// The engine of the golden outputs: today's `vllm` numbers, caching and async scheduling off.
 fn engine_before() -> EnginePreset {
     let mut e = EnginePreset::builtin("vllm").unwrap();

@@ -69,6 +69,29 @@ fn tp_one_prices_and_fits_exactly_as_one_card() {
 }
 
 #[test]
+fn a_split_model_runs_the_engines_host_time_as_its_tp_overlap_says() {
+    // vllm-0.15 runs host time after the GPU step on one card and beside it at TP > 1.
+    let engine = EnginePreset::builtin("vllm-0.15").unwrap();
+    assert_eq!(engine.tp_cpu_overlap, Some(1.0));
+    let place = |tp| {
+        cardplan::deploy::Deployment::require(
+            target("h100-sxm", "codellama-34b", tp),
+            engine.clone(),
+            None,
+        )
+        .unwrap()
+        .engine
+        .cpu_overlap
+    };
+    assert_eq!(place(1), 0.0);
+    assert_eq!(place(2), 1.0);
+    // A preset without the field keeps its overlap at every TP.
+    let v = vllm();
+    assert_eq!(v.tp_cpu_overlap, None);
+    assert_eq!(v.clone().for_tp(4).cpu_overlap, v.cpu_overlap);
+}
+
+#[test]
 fn more_gpus_hold_less_each_and_talk_more() {
     let mut last_weights = u64::MAX;
     let mut last_tokens = 0;
