@@ -32,6 +32,14 @@ pub const SETS: &[(&str, &str)] = &[
         include_str!("../profiles/validation/vllm019-rtx4090.yaml"),
     ),
     (
+        "vllm019-rtxpro6000.yaml",
+        include_str!("../profiles/validation/vllm019-rtxpro6000.yaml"),
+    ),
+    (
+        "vllm019-rtxpro6000-qwen3-32b-tp2.yaml",
+        include_str!("../profiles/validation/vllm019-rtxpro6000-qwen3-32b-tp2.yaml"),
+    ),
+    (
         "vllm015-h100-blis.yaml",
         include_str!("../profiles/validation/vllm015-h100-blis.yaml"),
     ),
