@@ -15,6 +15,7 @@
 //! simulated hour, and without the hints the split into modules (and codegen units) cost about
 //! 4% more instructions than the single-file loop it replaced.
 
+mod cached_runs;
 mod decode;
 mod engine;
 mod events;
