@@ -124,88 +124,133 @@ fn prefixes() -> Vec<Prefix> {
     v
 }
 
+/// The two pools driven alike, with what the driver knows of them.
+struct Pair {
+    runs: RunCache,
+    blocks: PrefixCache,
+    free: u64,
+    running: Vec<Running>,
+    /// (blocks reused, reused from the free queue, evicted while cached, shared at some point)
+    seen: (u64, u64, u64, u64),
+}
+
+fn pick(rng: &mut Rng, n: usize) -> usize {
+    rng.range_inclusive(0, n as u64 - 1) as usize
+}
+
+impl Pair {
+    /// A request under `p` is admitted (if it fits): reuse, new blocks, naming some of them.
+    fn admit(&mut self, rng: &mut Rng, p: Prefix, ctx: &str) {
+        let max = rng.range_inclusive(0, 30) as u32;
+        let probe = self.runs.lookup(&p, max);
+        assert_eq!(probe, self.blocks.lookup(&p, max), "{ctx}");
+        let need = rng.range_inclusive(0, 6);
+        if self.free < need + probe.1 {
+            return;
+        }
+        let got = self.runs.acquire(&p, probe.0);
+        assert_eq!(got, self.blocks.acquire(&p, probe.0), "{ctx}");
+        self.seen.0 += u64::from(probe.0);
+        self.seen.1 += got;
+        self.free -= got + need;
+        let before = self.runs.cached();
+        self.runs.take(need);
+        self.blocks.take(need);
+        self.seen.2 += (before - self.runs.cached()) as u64;
+        let n = probe.0 + need as u32;
+        let to = rng.range_inclusive(u64::from(probe.0), u64::from(n)) as u32;
+        let named = self.runs.register(&p, probe.0, to);
+        assert_eq!(named, self.blocks.register(&p, probe.0, to), "{ctx}");
+        self.running.push(Running {
+            p,
+            named,
+            blocks: n,
+        });
+    }
+
+    /// Running request `i` grows by a few blocks and names some of its blocks.
+    fn grow(&mut self, rng: &mut Rng, i: usize, ctx: &str) {
+        let k = rng.range_inclusive(0, 3);
+        if self.free >= k {
+            self.free -= k;
+            self.runs.take(k);
+            self.blocks.take(k);
+            self.running[i].blocks += k as u32;
+        }
+        let r = &mut self.running[i];
+        if r.named < r.blocks {
+            let to = rng.range_inclusive(u64::from(r.named), u64::from(r.blocks)) as u32;
+            let a = self.runs.register(&r.p, r.named, to);
+            assert_eq!(a, self.blocks.register(&r.p, r.named, to), "{ctx}");
+            r.named = a;
+        }
+    }
+
+    /// Running request `i` ends (or is preempted) with some of its blocks full.
+    fn release(&mut self, rng: &mut Rng, i: usize, ctx: &str) {
+        let r = self.running.swap_remove(i);
+        let full = rng.range_inclusive(0, u64::from(r.blocks)) as u32;
+        let got = self.runs.release(&r.p, r.named, r.blocks, full);
+        assert_eq!(
+            got,
+            self.blocks.release(&r.p, r.named, r.blocks, full),
+            "{ctx}"
+        );
+        self.free += got;
+    }
+}
+
 #[test]
 fn runs_answer_exactly_as_the_per_block_pool_does() {
     let pool = prefixes();
-    // (blocks reused, reused from the free queue, evicted while cached, shared at some point)
     let mut seen = (0u64, 0u64, 0u64, 0u64);
     for seed in 0..40u64 {
         let total = [12u32, 40, 150][seed as usize % 3];
         let mut rng = Rng::stream(seed, 7);
-        let (mut runs, mut blocks) = (RunCache::new(total.into()), PrefixCache::new(total.into()));
-        let mut free = u64::from(total);
-        let mut running: Vec<Running> = Vec::new();
-        let pick = |rng: &mut Rng, n: usize| rng.range_inclusive(0, n as u64 - 1) as usize;
+        let mut pair = Pair {
+            runs: RunCache::new(total.into()),
+            blocks: PrefixCache::new(total.into()),
+            free: u64::from(total),
+            running: Vec::new(),
+            seen,
+        };
         for step in 0..3000 {
             let ctx = format!("seed {seed} step {step}");
-            match rng.range_inclusive(0, 9) {
+            let busy = !pair.running.is_empty();
+            let (op, i) = (
+                rng.range_inclusive(0, 9),
+                pick(&mut rng, pair.running.len().max(1)),
+            );
+            match op {
                 0..=2 => {
                     let p = pool[pick(&mut rng, pool.len())];
-                    let max = rng.range_inclusive(0, 30) as u32;
-                    let probe = runs.lookup(&p, max);
-                    assert_eq!(probe, blocks.lookup(&p, max), "{ctx}");
-                    let need = rng.range_inclusive(0, 6);
-                    if free < need + probe.1 {
-                        continue;
-                    }
-                    let got = runs.acquire(&p, probe.0);
-                    assert_eq!(got, blocks.acquire(&p, probe.0), "{ctx}");
-                    seen.0 += u64::from(probe.0);
-                    seen.1 += got;
-                    free -= got + need;
-                    let before = runs.cached();
-                    runs.take(need);
-                    blocks.take(need);
-                    seen.2 += (before - runs.cached()) as u64;
-                    let n = probe.0 + need as u32;
-                    let to = rng.range_inclusive(u64::from(probe.0), u64::from(n)) as u32;
-                    let named = runs.register(&p, probe.0, to);
-                    assert_eq!(named, blocks.register(&p, probe.0, to), "{ctx}");
-                    running.push(Running {
-                        p,
-                        named,
-                        blocks: n,
-                    });
+                    pair.admit(&mut rng, p, &ctx);
                 }
-                3..=5 if !running.is_empty() => {
-                    let i = pick(&mut rng, running.len());
-                    let k = rng.range_inclusive(0, 3);
-                    if free >= k {
-                        free -= k;
-                        runs.take(k);
-                        blocks.take(k);
-                        running[i].blocks += k as u32;
-                    }
-                    let r = &mut running[i];
-                    if r.named < r.blocks {
-                        let to =
-                            rng.range_inclusive(u64::from(r.named), u64::from(r.blocks)) as u32;
-                        let a = runs.register(&r.p, r.named, to);
-                        assert_eq!(a, blocks.register(&r.p, r.named, to), "{ctx}");
-                        r.named = a;
-                    }
-                }
-                6..=8 if !running.is_empty() => {
-                    let r = running.swap_remove(pick(&mut rng, running.len()));
-                    let full = rng.range_inclusive(0, u64::from(r.blocks)) as u32;
-                    let got = runs.release(&r.p, r.named, r.blocks, full);
-                    assert_eq!(got, blocks.release(&r.p, r.named, r.blocks, full), "{ctx}");
-                    free += got;
-                }
+                3..=5 if busy => pair.grow(&mut rng, i, &ctx),
+                6..=8 if busy => pair.release(&mut rng, i, &ctx),
                 _ => {
                     let p = pool[pick(&mut rng, pool.len())];
                     let max = rng.range_inclusive(0, 40) as u32;
-                    assert_eq!(runs.lookup(&p, max), blocks.lookup(&p, max), "{ctx}");
+                    assert_eq!(
+                        pair.runs.lookup(&p, max),
+                        pair.blocks.lookup(&p, max),
+                        "{ctx}"
+                    );
                 }
             }
-            assert_eq!(runs.shared, blocks.shared, "{ctx}");
-            seen.3 += runs.shared.min(1);
-            assert_eq!(runs.cached(), blocks.cached(), "{ctx}");
+            assert_eq!(pair.runs.shared, pair.blocks.shared, "{ctx}");
+            pair.seen.3 += pair.runs.shared.min(1);
+            assert_eq!(pair.runs.cached(), pair.blocks.cached(), "{ctx}");
         }
         // every prefix still sees the same cache at the end
         for p in &pool {
-            assert_eq!(runs.lookup(p, 40), blocks.lookup(p, 40), "seed {seed}");
+            assert_eq!(
+                pair.runs.lookup(p, 40),
+                pair.blocks.lookup(p, 40),
+                "seed {seed}"
+            );
         }
+        seen = pair.seen;
     }
     // the sequences exercised reuse, reuse of free blocks, eviction and sharing, often
     assert!(
