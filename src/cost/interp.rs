@@ -20,6 +20,21 @@ pub fn rescale(t: f64, floor: f64, ratio: f64) -> f64 {
     f + (t - f) * ratio
 }
 
+/// Up to this many points a forward scan finds the bracket faster than a binary search (the
+/// simulator's queries move slowly, so its branches predict well).
+const SCAN_MAX: usize = 16;
+
+/// The first index with `xs[i] >= x` (`xs` ascending; `xs.len()` if none), as
+/// `partition_point` gives it.
+#[inline]
+fn first_at_least(xs: &[f64], x: f64) -> usize {
+    if xs.len() <= SCAN_MAX {
+        xs.iter().position(|&v| v >= x).unwrap_or(xs.len())
+    } else {
+        xs.partition_point(|&v| v < x)
+    }
+}
+
 /// A measured series `size → seconds`, sizes strictly ascending and positive.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Curve {
@@ -66,6 +81,19 @@ impl Curve {
     /// Time at `x`. Inside the range: log–log interpolation. Outside: the nearest end point
     /// scaled by `roof(x) / roof(end)` above `floor` (the end point's efficiency carried over).
     pub fn eval(&self, x: f64, roof: impl Fn(f64) -> f64, floor: f64) -> (f64, Side) {
+        self.eval_ln(x, f64::ln, roof, floor)
+    }
+
+    /// [`Curve::eval`] with `ln(x)` given by `ln_x`, called only when needed: the rows of a
+    /// [`Grid`] share one logarithm of the column (the same number, computed once).
+    #[inline]
+    fn eval_ln(
+        &self,
+        x: f64,
+        ln_x: impl FnOnce(f64) -> f64,
+        roof: impl Fn(f64) -> f64,
+        floor: f64,
+    ) -> (f64, Side) {
         let n = self.x.len();
         let (lo, hi) = self.range();
         if x < lo {
@@ -77,12 +105,11 @@ impl Curve {
                 Side::Above,
             );
         }
-        // first index with x_i >= x
-        let i = self.x.partition_point(|&v| v < x);
+        let i = first_at_least(&self.x, x);
         if self.x[i] == x {
             return (self.t[i], Side::Inside);
         }
-        let w = (x.ln() - self.ln_x[i - 1]) / (self.ln_x[i] - self.ln_x[i - 1]);
+        let w = (ln_x(x) - self.ln_x[i - 1]) / (self.ln_x[i] - self.ln_x[i - 1]);
         let t = (self.ln_t[i - 1] + w * (self.ln_t[i] - self.ln_t[i - 1])).exp();
         // keep within the bracketing points despite rounding, so monotonicity holds exactly
         let (a, b) = (self.t[i - 1], self.t[i]);
@@ -95,6 +122,8 @@ impl Curve {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grid {
     rows: Vec<(f64, Curve)>,
+    /// `ln` of each row's value, computed once (the simulator prices millions of steps).
+    ln_rows: Vec<f64>,
 }
 
 impl Grid {
@@ -111,7 +140,8 @@ impl Grid {
             rows.push((r, curve));
             i = j;
         }
-        (!rows.is_empty()).then_some(Grid { rows })
+        let ln_rows = rows.iter().map(|(r, _)| r.ln()).collect();
+        (!rows.is_empty()).then_some(Grid { rows, ln_rows })
     }
 
     pub fn row_range(&self) -> (f64, f64) {
@@ -137,9 +167,17 @@ impl Grid {
         floor: f64,
     ) -> (f64, Side, Side) {
         let n = self.rows.len();
-        let at_row = |k: usize| {
+        // ln(c), taken at most once for both rows
+        let mut ln_c = f64::NAN;
+        let mut at_row = |k: usize| {
             let (rk, curve) = &self.rows[k];
-            curve.eval(c, |cc| roof(*rk, cc), floor)
+            let ln = |x: f64| {
+                if ln_c.is_nan() {
+                    ln_c = x.ln();
+                }
+                ln_c
+            };
+            curve.eval_ln(c, ln, |cc| roof(*rk, cc), floor)
         };
         let (lo, hi) = self.row_range();
         if r <= lo || r >= hi {
@@ -155,15 +193,18 @@ impl Grid {
             };
             return (rescale(t, floor, roof(r, c) / roof(rk, c)), side_r, side_c);
         }
-        let i = self.rows.partition_point(|(v, _)| *v < r);
+        let i = match self.rows.len() {
+            n if n <= SCAN_MAX => self.rows.iter().position(|(v, _)| *v >= r).unwrap_or(n),
+            _ => self.rows.partition_point(|(v, _)| *v < r),
+        };
         if self.rows[i].0 == r {
             let (t, s) = at_row(i);
             return (t, Side::Inside, s);
         }
         let (t0, s0) = at_row(i - 1);
         let (t1, s1) = at_row(i);
-        let (r0, r1) = (self.rows[i - 1].0, self.rows[i].0);
-        let w = (r.ln() - r0.ln()) / (r1.ln() - r0.ln());
+        let (ln_r0, ln_r1) = (self.ln_rows[i - 1], self.ln_rows[i]);
+        let w = (r.ln() - ln_r0) / (ln_r1 - ln_r0);
         let t = (t0.ln() + w * (t1.ln() - t0.ln())).exp();
         let side_c = if s0 != Side::Inside { s0 } else { s1 };
         (t.clamp(t0.min(t1), t0.max(t1)), Side::Inside, side_c)
@@ -173,6 +214,21 @@ impl Grid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scan_finds_the_binary_search_s_bracket() {
+        for n in [1usize, 2, 7, 16, 17, 40] {
+            let xs: Vec<f64> = (0..n).map(|i| (i * i + 1) as f64).collect();
+            for k in 0..(n * n + 3) * 4 {
+                let x = k as f64 / 4.0;
+                assert_eq!(
+                    first_at_least(&xs, x),
+                    xs.partition_point(|&v| v < x),
+                    "{n} {x}"
+                );
+            }
+        }
+    }
 
     fn curve() -> Curve {
         Curve::new([

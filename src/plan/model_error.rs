@@ -16,9 +16,7 @@ use super::error_bars::{
 };
 use super::planner::Planner;
 use super::search::{Capacity, SearchOptions, search_one};
-use super::slo::slo_stats;
 use crate::error::Result;
-use crate::sim;
 use crate::step::{BatchShape, StepTime};
 
 /// Another step-time model's times multiplied by `k`.
@@ -159,18 +157,11 @@ pub fn fold(
 
 /// Whether `users` meet the SLO with step times scaled by `k` in the window of `seed`.
 fn passes_scaled(p: &Planner, users: u64, seed: u64, k: f64) -> Result<bool> {
-    if users == 0 {
-        return Ok(true);
-    }
     let cost = Scaled {
         inner: &p.deployment.cost,
         k,
     };
-    let out = sim::run(&cost, &p.config(users, seed))?;
-    if let Some(t) = &p.tick {
-        (t.0)();
-    }
-    Ok(p.spec.slo.met_by(&slo_stats(&out.metrics, &p.spec.slo)?))
+    p.passes_with(&cost, users, seed)
 }
 
 /// Capacity at step scales `(k_low, k_high)` (the slow end gives the low capacity): the main

@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::search::{Capacity, SearchOptions, replication_seed, search};
-use super::slo::{Slo, SloStats, slo_stats};
+use super::slo::{SUPPORTED_QUANTILES, Slo, SloStats, slo_stats};
 use crate::catalog::engine::EnginePreset;
 use crate::cost::ProfileInfo;
 use crate::deploy::{Deployment, Placement, Target};
@@ -121,12 +121,26 @@ impl Planner {
         out
     }
 
-    /// Whether `users` users meet the SLO in the window simulated with `seed`.
+    /// Whether `users` users meet the SLO in the window simulated with `seed`. The window ends
+    /// as soon as its TTFT quantile is sure to miss the SLO (see [`give_up`]): the verdict is
+    /// the one the whole window gives, in less time (overloaded windows fail early).
     pub fn passes(&self, users: u64, seed: u64) -> Result<bool> {
+        self.passes_with(&self.deployment.cost, users, seed)
+    }
+
+    /// [`Planner::passes`] with step times from `cost` (e.g. scaled for the model's error).
+    pub fn passes_with(&self, cost: &dyn StepTime, users: u64, seed: u64) -> Result<bool> {
         if users == 0 {
             return Ok(true);
         }
-        let out = self.simulate(users, seed)?;
+        let cfg = self.config(users, seed);
+        let out = match give_up(&self.spec) {
+            Some(g) => sim::run_giving_up(cost, &cfg, g),
+            None => sim::run(cost, &cfg),
+        }?;
+        if let Some(t) = &self.tick {
+            (t.0)();
+        }
         Ok(self
             .spec
             .slo
@@ -193,6 +207,31 @@ impl Planner {
     pub fn profile_info(&self) -> &ProfileInfo {
         self.deployment.cost.profile_info()
     }
+}
+
+/// When a window of a fixed number of requests may stop: once so many measured requests had a
+/// slow first token that the TTFT quantile the SLO judges is above its limit however the
+/// window ends. The sketch's quantile at `q` over `n` values is the value of rank
+/// `⌊q(n − 1)⌋`; it lies above the limit when at least `n − ⌊q(n − 1)⌋` values sit in buckets
+/// above the limit's (those buckets' values, and the clamp to the exact maximum, are above
+/// it). That count grows with `n`, and `n` is at most the window's requests, so the count at
+/// the full window is enough at every `n` (a window that stops early fails on the same rule).
+/// `None` for windows of fixed seconds (their request count is open).
+fn give_up(spec: &PlanSpec) -> Option<sim::GiveUp> {
+    let Window::Requests(n) = spec.window else {
+        return None;
+    };
+    // the quantile `slo_stats` reads: the supported one the SLO names, else p99
+    let q = SUPPORTED_QUANTILES
+        .iter()
+        .copied()
+        .find(|s| (s - spec.slo.quantile).abs() < 1e-9)
+        .unwrap_or(0.99);
+    let rank = (q * n.saturating_sub(1) as f64).floor() as u64;
+    Some(sim::GiveUp {
+        ttft_ms: spec.slo.ttft_s * 1000.0,
+        count: n.saturating_sub(rank).max(1),
+    })
 }
 
 /// Metrics at one load over several seeds.

@@ -8,23 +8,26 @@ use super::request::Arrived;
 use super::sched::{ChunkedDecodeFirst, PrefillFirst, Scheduler, Static};
 use super::server::Server;
 use super::time::Nanos;
-use super::{SimConfig, SimOutput, Stop};
+use super::{GiveUp, SimConfig, SimOutput, Stop};
 use crate::catalog::engine::Policy;
 use crate::error::{Error, Result};
 use crate::step::StepTime;
 
 /// Run the simulation described by `cfg`; with `check`, verify the server's bookkeeping after
-/// every scheduling decision.
+/// every scheduling decision; with `give_up`, end early once it says the SLO verdict is lost.
 pub(crate) fn simulate(
     cost: &dyn StepTime,
     cfg: &SimConfig,
     check: bool,
     progress: &dyn Fn(f64),
+    give_up: Option<GiveUp>,
 ) -> Result<SimOutput> {
     match cfg.engine.policy {
-        Policy::ChunkedDecodeFirst => Run::new(cost, cfg, ChunkedDecodeFirst, check)?.run(progress),
-        Policy::PrefillFirst => Run::new(cost, cfg, PrefillFirst, check)?.run(progress),
-        Policy::Static => Run::new(cost, cfg, Static::default(), check)?.run(progress),
+        Policy::ChunkedDecodeFirst => {
+            Run::new(cost, cfg, ChunkedDecodeFirst, check, give_up)?.run(progress)
+        }
+        Policy::PrefillFirst => Run::new(cost, cfg, PrefillFirst, check, give_up)?.run(progress),
+        Policy::Static => Run::new(cost, cfg, Static::default(), check, give_up)?.run(progress),
     }
 }
 
@@ -98,7 +101,13 @@ enum Flow {
 }
 
 impl<'a, S: Scheduler> Run<'a, S> {
-    fn new(cost: &'a dyn StepTime, cfg: &'a SimConfig, sched: S, check: bool) -> Result<Self> {
+    fn new(
+        cost: &'a dyn StepTime,
+        cfg: &'a SimConfig,
+        sched: S,
+        check: bool,
+        give_up: Option<GiveUp>,
+    ) -> Result<Self> {
         let mut sources = Sources::new(
             &cfg.load,
             &cfg.scenario,
@@ -111,8 +120,12 @@ impl<'a, S: Scheduler> Run<'a, S> {
             events.push(t, EventKind::Send { source });
         }
         let warmup = Nanos::from_secs(cfg.warmup_s);
+        let mut srv = Server::new::<S>(cost, cfg);
+        if let Some(g) = give_up {
+            srv.rec.give_up(g);
+        }
         Ok(Run {
-            srv: Server::new::<S>(cost, cfg),
+            srv,
             sched,
             sources,
             events,
@@ -243,6 +256,7 @@ impl<'a, S: Scheduler> Run<'a, S> {
         (sent_all && drained && (self.now >= self.warmup || exhausted))
             || self.stop.past_limit(self.now)
             || self.now >= Nanos::HORIZON
+            || self.srv.rec.gave_up()
     }
 
     /// Plan and start the next step at `now`; `Stop` when nothing will ever run again.

@@ -1,8 +1,9 @@
 //! The paged KV-cache block manager: a pool of fixed-size blocks, counted, not tracked one by
 //! one (which block a sequence holds never changes a step's time), unless prefix caching is on:
-//! then [`PrefixCache`] also tracks which blocks hold which cached content.
+//! then [`RunCache`] also tracks which blocks hold which cached content.
 
-use super::prefix::{Prefix, PrefixCache};
+use super::cached_runs::RunCache;
+use super::prefix::Prefix;
 
 /// KV blocks of `block_size` tokens, with vLLM V0's admission watermark.
 #[derive(Debug, Clone)]
@@ -14,7 +15,7 @@ pub(crate) struct KvBlocks {
     /// (vLLM V0's block manager keeps 1%; V1 and static batching keep none).
     watermark: u64,
     /// The cached blocks, with prefix caching on.
-    cache: Option<PrefixCache>,
+    cache: Option<RunCache>,
 }
 
 impl KvBlocks {
@@ -32,7 +33,7 @@ impl KvBlocks {
     /// [`KvBlocks::new`] with automatic prefix caching.
     pub fn with_prefix_caching(total: u64, block_size: u64, watermark_share: f64) -> KvBlocks {
         KvBlocks {
-            cache: Some(PrefixCache::new(total)),
+            cache: Some(RunCache::new(total)),
             ..KvBlocks::new(total, block_size, watermark_share)
         }
     }

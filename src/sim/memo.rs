@@ -7,6 +7,10 @@
 //! independent of the run's length, and a miss costs one compare. [`StepTime`] is a pure
 //! function of the shape, so a cached time is the time the model would give: results are
 //! bit-identical with or without it.
+//!
+//! Heavy loads almost never repeat a shape (the context sum moves every step), and there a
+//! lookup is a cache miss that costs more than it saves: after [`PROBE`] lookups with fewer
+//! than one hit in [`MIN_HIT_SHARE`], the memo steps aside for the rest of the run.
 
 use crate::step::{BatchShape, StepTime};
 
@@ -16,9 +20,20 @@ const SLOTS: usize = 1 << 12;
 /// Key of an empty slot: no decode-only step has 0 sequences and u64::MAX context tokens.
 const EMPTY: (u32, u64) = (0, u64::MAX);
 
+/// Lookups per verdict on whether the memo pays.
+const PROBE: u32 = 1 << 14;
+
+/// The memo stays on while at least one lookup in this many hits.
+const MIN_HIT_SHARE: u32 = 8;
+
 pub(crate) struct StepMemo {
     keys: Box<[(u32, u64)]>,
     times: Box<[f64]>,
+    /// Lookups and hits since the last verdict.
+    lookups: u32,
+    hits: u32,
+    /// Set once the hit rate was too low: every time comes from the model.
+    off: bool,
 }
 
 impl StepMemo {
@@ -26,18 +41,27 @@ impl StepMemo {
         StepMemo {
             keys: vec![EMPTY; SLOTS].into_boxed_slice(),
             times: vec![0.0; SLOTS].into_boxed_slice(),
+            lookups: 0,
+            hits: 0,
+            off: false,
         }
     }
 
     /// `cost`'s time for `shape`, from the cache when this decode-only shape was seen before.
     #[inline]
     pub fn step_seconds(&mut self, cost: &dyn StepTime, shape: &BatchShape<'_>) -> f64 {
-        if !shape.prefills.is_empty() {
+        if self.off || !shape.prefills.is_empty() {
             return cost.step_seconds(shape);
+        }
+        self.lookups += 1;
+        if self.lookups == PROBE {
+            self.off = self.hits < PROBE / MIN_HIT_SHARE;
+            (self.lookups, self.hits) = (0, 0);
         }
         let key = (shape.decode_seqs, shape.decode_context_tokens);
         let i = slot(key);
         if self.keys[i] == key {
+            self.hits += 1;
             return self.times[i];
         }
         let t = cost.step_seconds(shape);
@@ -101,6 +125,29 @@ mod tests {
             let want = reference.step_seconds(&decode(s, c)).to_bits();
             assert_eq!(memo.step_seconds(&model, &decode(s, c)).to_bits(), want);
         }
+    }
+
+    #[test]
+    fn a_memo_that_rarely_hits_steps_aside_and_one_that_hits_stays() {
+        let (model, reference) = (Counting(AtomicU64::new(0)), Counting(AtomicU64::new(0)));
+        let mut memo = StepMemo::new();
+        // never the same shape twice: off after one probe, still the model's times
+        for i in 0..3 * u64::from(PROBE) {
+            let want = reference.step_seconds(&decode(3, 1000 + i)).to_bits();
+            assert_eq!(
+                memo.step_seconds(&model, &decode(3, 1000 + i)).to_bits(),
+                want
+            );
+        }
+        assert!(memo.off);
+        // one session at batch 1 through the same 500 contexts, again and again: stays on
+        let mut memo = StepMemo::new();
+        let model = Counting(AtomicU64::new(0));
+        for i in 0..4 * u64::from(PROBE) {
+            memo.step_seconds(&model, &decode(1, 100 + i % 500));
+        }
+        assert!(!memo.off);
+        assert_eq!(model.0.load(Relaxed), 500);
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //! simulated hour, and without the hints the split into modules (and codegen units) cost about
 //! 4% more instructions than the single-file loop it replaced.
 
+mod cached_runs;
 mod decode;
 mod engine;
 mod events;
@@ -132,14 +133,31 @@ pub fn run_with_progress(
     progress: &dyn Fn(f64),
 ) -> Result<SimOutput> {
     validate(cfg)?;
-    engine::simulate(cost, cfg, false, progress)
+    engine::simulate(cost, cfg, false, progress, None)
+}
+
+/// When a run may end before its window is measured: once `count` measured requests had a time
+/// to first token above `ttft_ms` (by at least the sketch's resolution). A caller that only
+/// needs "is the TTFT quantile above `ttft_ms`" picks `count` so that the answer is then yes
+/// whatever the rest of the window would have done (see `plan::planner`); the output's
+/// metrics describe the part that ran.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GiveUp {
+    pub ttft_ms: f64,
+    pub count: u64,
+}
+
+/// [`run`], ending early as `give_up` says.
+pub fn run_giving_up(cost: &dyn StepTime, cfg: &SimConfig, give_up: GiveUp) -> Result<SimOutput> {
+    validate(cfg)?;
+    engine::simulate(cost, cfg, false, &|_| {}, Some(give_up))
 }
 
 /// [`run`], re-checking the server's bookkeeping (KV blocks, decode context, limits) from
 /// scratch after every scheduling decision: O(running) per step, for tests.
 pub fn run_checked(cost: &dyn StepTime, cfg: &SimConfig) -> Result<SimOutput> {
     validate(cfg)?;
-    engine::simulate(cost, cfg, true, &|_| {})
+    engine::simulate(cost, cfg, true, &|_| {}, None)
 }
 
 /// Check a configuration before running it.

@@ -21,6 +21,7 @@ pub(crate) fn sim_output(rec: Recorder, cfg: &SimConfig, end: &RunEnd) -> SimOut
         mut outcomes,
         occupancy,
         traffic,
+        ..
     } = rec;
     let measured = describe_measurement(cfg, traffic.measured_sent);
     let unsent = match cfg.stop {

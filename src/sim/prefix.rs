@@ -11,13 +11,17 @@
 //! Physical blocks are tracked one by one only here, in fixed arrays sized once per run: the
 //! hot path allocates nothing.
 
+#[cfg(test)]
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+#[cfg(test)]
+use std::hash::BuildHasherDefault;
+use std::hash::Hasher;
 
 use super::rng::Rng;
 use crate::catalog::scenario::Scenario;
 
 /// No block / end of the free queue.
+#[cfg(test)]
 const NIL: u32 = u32::MAX;
 
 /// Where a request's tokens come from, for block identities.
@@ -40,7 +44,8 @@ pub(crate) struct Prefix {
 }
 
 impl Prefix {
-    /// The identity of block `i` (never 0).
+    /// The identity of block `i` (never 0), as the per-block reference pool names it.
+    #[cfg(test)]
     #[inline]
     pub fn key(&self, i: u32) -> u64 {
         let id = if i < self.sys_blocks {
@@ -201,6 +206,7 @@ impl Hasher for KeyHasher {
     }
 }
 
+#[cfg(test)]
 #[derive(Debug, Clone, Copy)]
 struct Node {
     /// Identity of the cached content (0: none).
@@ -212,7 +218,9 @@ struct Node {
 }
 
 /// The physical blocks: a free queue in eviction order, the cached identities, and the blocks
-/// running requests hold without an identity.
+/// running requests hold without an identity. The simulator uses [`super::cached_runs::RunCache`],
+/// which keeps them as runs; this one-by-one pool is the reference its tests compare with.
+#[cfg(test)]
 #[derive(Debug, Clone)]
 pub(crate) struct PrefixCache {
     nodes: Vec<Node>,
@@ -226,6 +234,7 @@ pub(crate) struct PrefixCache {
     pub shared: u64,
 }
 
+#[cfg(test)]
 impl PrefixCache {
     pub fn new(total: u64) -> PrefixCache {
         let n = u32::try_from(total).unwrap_or(NIL - 1).min(NIL - 1);
@@ -388,7 +397,6 @@ impl PrefixCache {
     }
 
     /// Blocks that hold a cached identity (referenced or not).
-    #[cfg(test)]
     pub fn cached(&self) -> usize {
         self.map.len()
     }

@@ -184,6 +184,10 @@ pub(crate) struct Recorder {
     pub outcomes: Outcomes,
     pub occupancy: Occupancy,
     pub traffic: Traffic,
+    /// With [`super::GiveUp`]: (TTFT bucket, how many measured requests above it end the run).
+    give_up: Option<(i64, u64)>,
+    /// Measured requests whose TTFT fell above that bucket.
+    slow_ttfts: u64,
 }
 
 impl Recorder {
@@ -193,7 +197,26 @@ impl Recorder {
             outcomes: Outcomes::default(),
             occupancy: Occupancy::new(warmup),
             traffic: Traffic::default(),
+            give_up: None,
+            slow_ttfts: 0,
         }
+    }
+
+    /// End the run once `g.count` measured requests had a TTFT two sketch buckets or more above
+    /// `g.ttft_ms`'s bucket (so above `g.ttft_ms` by at least the sketch's resolution).
+    pub fn give_up(&mut self, g: super::GiveUp) {
+        let bucket = self
+            .outcomes
+            .ttft
+            .bucket_of(g.ttft_ms)
+            .unwrap_or(i64::MIN / 2);
+        self.give_up = Some((bucket + 1, g.count));
+    }
+
+    /// Whether enough slow first tokens were seen to end the run.
+    #[inline]
+    pub fn gave_up(&self) -> bool {
+        self.give_up.is_some_and(|(_, n)| self.slow_ttfts >= n)
     }
 
     #[inline]
@@ -228,6 +251,12 @@ impl Recorder {
             let first = r.first_token.unwrap_or(last);
             self.outcomes
                 .complete(r.arrival, first, last, r.prompt, r.output);
+            if let Some((bucket, _)) = self.give_up {
+                // the value the TTFT sketch was just given, in its bucket
+                let ttft_ms = (first - r.arrival).secs() * 1e3;
+                let b = self.outcomes.ttft.bucket_of(ttft_ms);
+                self.slow_ttfts += u64::from(b.is_some_and(|b| b > bucket));
+            }
             self.traffic.outstanding -= 1;
         }
     }

@@ -13,6 +13,7 @@ mod cost_step_cli;
 mod error_bars;
 mod foundation;
 mod fuzz;
+mod give_up;
 mod layering;
 mod moe;
 mod plan_acceptance;
