@@ -7,6 +7,8 @@ use crate::catalog::model::ModelArch;
 use crate::catalog::quant::KvDtype;
 use crate::profile::ElementwiseKind;
 
+use super::moe::{MoeCase, MoeDtype, MoePath};
+
 /// Token counts at and below which the GEMV paths (one warp per output row) are tried.
 pub const GEMV_MAX_TOKENS: u32 = 16;
 /// The only head size the attention kernels are built for.
@@ -168,6 +170,17 @@ pub enum Job {
         width: u32,
         tokens: u32,
     },
+    /// The routed experts' GEMMs of one MoE layer's linear at `tokens` tokens
+    /// ([`super::moe`]: routing and paths).
+    Moe {
+        path: MoePath,
+        dtype: MoeDtype,
+        experts: u32,
+        top_k: u32,
+        n: u32,
+        k: u32,
+        tokens: u32,
+    },
 }
 
 /// The token sweep has 1.5× points only below this count.
@@ -185,6 +198,16 @@ impl Job {
         match *self {
             Job::Gemm { tokens, .. } => tokens >= COMPUTE_BOUND_MIN_TOKENS,
             Job::Prefill { .. } => true,
+            // the busiest expert's rows decide, as the tokens of a dense GEMM do
+            Job::Moe {
+                experts,
+                top_k,
+                tokens,
+                ..
+            } => {
+                let d = super::moe::distinct_experts(experts, top_k, tokens);
+                tokens * top_k / d.max(1) >= COMPUTE_BOUND_MIN_TOKENS
+            }
             Job::Copy { .. } | Job::Decode { .. } | Job::Elementwise { .. } => false,
         }
     }
@@ -195,6 +218,8 @@ impl Job {
         match *self {
             Job::Gemm { path, .. } => QUANT_PATHS.contains(&path),
             Job::Decode { kv, .. } => kv == KvDtype::Fp8,
+            // new: a path cuBLAS lacks here is skipped, the others still fill the table
+            Job::Moe { .. } => true,
             _ => false,
         }
     }
@@ -207,6 +232,7 @@ impl Job {
             Job::Decode { .. } => "decode attention",
             Job::Prefill { .. } => "prefill attention",
             Job::Elementwise { .. } => "elementwise",
+            Job::Moe { .. } => "moe gemm",
         }
     }
 
@@ -224,6 +250,19 @@ impl Job {
                 width,
                 tokens,
             } => format!("{kind:?} w={width} T={tokens}"),
+            Job::Moe {
+                path,
+                dtype,
+                experts,
+                top_k,
+                n,
+                k,
+                tokens,
+            } => format!(
+                "{} {} E={experts} k={top_k} {n}x{k} T={tokens}",
+                path.key(),
+                dtype.key()
+            ),
         }
     }
 
@@ -236,6 +275,22 @@ impl Job {
         Some(match *self {
             Job::Gemm { n, k, tokens, .. } => Job::Gemm {
                 path: GemmPath::Fp16CublasGemmEx,
+                n,
+                k,
+                tokens,
+            },
+            Job::Moe {
+                experts,
+                top_k,
+                n,
+                k,
+                tokens,
+                ..
+            } => Job::Moe {
+                path: MoePath::Grouped,
+                dtype: MoeDtype::Bf16,
+                experts,
+                top_k,
                 n,
                 k,
                 tokens,
@@ -269,6 +324,11 @@ pub struct SweepSpec {
     /// Only the FP8, INT4 and LLM.int8() paths (with fp16 beside them for comparison) and FP8-KV
     /// decode attention, to merge into a measured profile ([`SweepSpec::quant_only`]).
     pub quant_only: bool,
+    /// Expert linears of the MoE models, timed as grouped GEMMs ([`super::moe`]).
+    pub moe: Vec<MoeCase>,
+    /// Only the grouped MoE GEMMs (and the roof jobs every profile needs), to merge into a
+    /// measured profile ([`SweepSpec::moe_only`]).
+    pub moe_only: bool,
 }
 
 /// Token counts 1…`max`: every power of two, and the 1.5× points between them below
@@ -333,6 +393,7 @@ impl SweepSpec {
             ok
         });
         SweepSpec {
+            moe: super::moe::cases(models),
             shapes,
             fp16_only_shapes: fp16_only,
             attn,
@@ -358,6 +419,8 @@ impl SweepSpec {
                 copy_bytes: 1 << 28,
                 skipped: Vec::new(),
                 quant_only: false,
+                moe: Vec::new(),
+                moe_only: false,
             }
         } else {
             SweepSpec {
@@ -373,6 +436,8 @@ impl SweepSpec {
                 copy_bytes: 1 << 30,
                 skipped: Vec::new(),
                 quant_only: false,
+                moe: Vec::new(),
+                moe_only: false,
             }
         }
     }
@@ -383,6 +448,7 @@ impl SweepSpec {
     /// measured profile in a few minutes.
     pub fn quant_only(mut self) -> SweepSpec {
         self.quant_only = true;
+        self.moe.clear();
         self.shapes
             .retain(|(_, _, label)| !label.starts_with(GRID_LABEL));
         self.fp16_only_shapes.clear();
@@ -397,11 +463,29 @@ impl SweepSpec {
         self
     }
 
+    /// The grouped MoE GEMMs alone, at powers of two (the roof jobs stay: a profile needs
+    /// them): what a `--moe-only` run merges into a measured profile.
+    pub fn moe_only(mut self) -> SweepSpec {
+        self.moe_only = true;
+        self.shapes.clear();
+        self.fp16_only_shapes.clear();
+        self.attn.clear();
+        self.elementwise.clear();
+        self.imma_only_tokens.clear();
+        self.prefill_tokens.clear();
+        self.tokens.retain(|t| t.is_power_of_two());
+        self
+    }
+
     /// Every job, grouped by shape so buffers are reused.
     pub fn jobs(&self) -> Vec<Job> {
         let mut jobs = vec![Job::Copy {
             bytes: self.copy_bytes,
         }];
+        if self.moe_only {
+            // the MoE jobs first: a run cut short still has them
+            jobs.extend(super::moe::jobs(&self.moe, &self.tokens));
+        }
         let all_shapes = self
             .shapes
             .iter()
@@ -434,6 +518,9 @@ impl SweepSpec {
                     tokens,
                 });
             }
+        }
+        if !self.moe_only {
+            jobs.extend(super::moe::jobs(&self.moe, &self.tokens));
         }
         jobs
     }

@@ -25,6 +25,7 @@ const EXAMPLES: &str = "Examples:
   cardplan calibrate --timing isolated --out h100-isolated.yaml
   cardplan calibrate --gpu h100-sxm --reassemble run1.json,run2.json,run3.json --out h100.yaml
   cardplan calibrate --quant-only --gpu h200 --out h200.yaml --raw quant-raw.json
+  cardplan calibrate --moe-only --models mixtral-8x7b,qwen3-30b-a3b --gpu h200 --out h200.yaml
 
 Timing: `back-to-back` (default) times each kernel as a CUDA graph of many calls rotating over
 copies of its inputs (what a serving step pays); `isolated` times one call after an L2-evicting
@@ -99,6 +100,10 @@ pub struct CalibrateArgs {
     /// --gpu (a key or a file), keeping its other tables.
     #[arg(long, requires = "gpu", conflicts_with = "quick")]
     pub quant_only: bool,
+    /// Time only the grouped MoE GEMMs of the MoE models in --models (their expert linears at
+    /// 1..8192 tokens) and merge the `moe_gemm` tables into the measured profile of --gpu.
+    #[arg(long, requires = "gpu", conflicts_with_all = ["quick", "quant_only"])]
+    pub moe_only: bool,
     /// Use the CPU mock timer instead of the GPU (tests the writer; the numbers are made up).
     #[arg(long, hide = true)]
     pub mock_timer: bool,
@@ -138,6 +143,15 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     if args.quant_only {
         spec = spec.quant_only();
     }
+    if args.moe_only {
+        spec = spec.moe_only();
+        if spec.moe.is_empty() {
+            return Err(Error::Usage(format!(
+                "--moe-only needs a mixture-of-experts model in --models (got {})",
+                args.models.join(",")
+            )));
+        }
+    }
     let started = std::time::Instant::now();
     let mut timer = new_timer(&args, &spec, reps)?;
     let base = catalog::gpu(&gpu_key(&args, timer.device())?)?;
@@ -154,6 +168,10 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         && let Some(fresh) = &cal.profile.measured
     {
         cal.profile = calibrate::merge::merge_quant(original, fresh)?;
+    } else if args.moe_only
+        && let Some(fresh) = &cal.profile.measured
+    {
+        cal.profile = calibrate::moe::merge_moe(original, fresh)?;
     }
     cal.profile.write(&out)?;
     let device = &timer.device().name;

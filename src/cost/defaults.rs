@@ -181,6 +181,7 @@ pub fn as_tables(gpu: &GpuProfile, model: &ModelArch) -> Measured {
     };
     Measured {
         allreduce: vec![],
+        moe_gemm: vec![],
         provenance: Provenance {
             device: format!("{} (default efficiency set, NOT measured)", gpu.name),
             sm_count: gpu.datasheet.sm_count,

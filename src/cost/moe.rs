@@ -12,14 +12,106 @@
 //! distinct experts are touched (fewer weight bytes) while the busiest expert's GEMM, which the
 //! grouped kernel waits on, is longer. Uniform routing is the stated assumption on both counts.
 //!
-//! The grouped expert GEMM is priced from the scheme's dense GEMM tables, as one kernel over all
-//! touched experts (a fused MoE kernel launches once and streams every touched expert's
-//! weights); a measured grouped-GEMM table is a later calibrator step.
+//! The grouped expert GEMM is priced from the profile's measured `moe_gemm` table (one grouped
+//! call over the touched experts, timed by `calibrate --moe-only` under the same uniform, even
+//! routing) where the profile has one and the experts run in 16 bits; otherwise from the
+//! scheme's dense GEMM tables, as one kernel over all touched experts (a fused MoE kernel
+//! launches once and streams every touched expert's weights).
 
+use super::interp::{Curve, rescale};
+use super::roofline::{Rate, Work};
 use super::tables::{Flags, KernelSet, Priced};
 use crate::catalog::model::ModelArch;
 use crate::catalog::quant::Quant;
-use crate::profile::ElementwiseKind;
+use crate::profile::{ElementwiseKind, MoeGemmTable};
+
+/// Roofline work of the grouped expert GEMM of one linear (`experts` of `n × k`, `top_k` per
+/// token) at `tokens` tokens in 16 bits: the expected distinct experts' weights read once, the
+/// `T·k` rows' activations read and written.
+pub fn grouped_work(n: f64, k: f64, experts: f64, top_k: f64, tokens: f64) -> Work {
+    let d = expected_distinct(experts, top_k, tokens).max(1.0);
+    let rows = tokens * top_k;
+    Work {
+        bytes: 2.0 * d * n * k + 2.0 * rows * (n + k),
+        flops: 2.0 * rows * n * k,
+        rate: Rate::Fp16,
+    }
+}
+
+/// One measured `moe_gemm` table, ready to price.
+#[derive(Debug, Clone)]
+pub struct MoeCurve {
+    bf16: bool,
+    experts: f64,
+    top_k: f64,
+    n: f64,
+    k: f64,
+    curve: Curve,
+}
+
+/// The profile's `moe_gemm` tables (invalid ones ignored).
+pub(super) fn curves(tables: &[MoeGemmTable]) -> Vec<MoeCurve> {
+    tables
+        .iter()
+        .filter_map(|t| {
+            let pts = t.points.iter().map(|&(x, ms)| (f64::from(x), ms * 1e-3));
+            Some(MoeCurve {
+                bf16: t.dtype == "bf16",
+                experts: f64::from(t.experts),
+                top_k: f64::from(t.top_k),
+                n: f64::from(t.n),
+                k: f64::from(t.k),
+                curve: Curve::new(pts)?,
+            })
+        })
+        .collect()
+}
+
+impl KernelSet {
+    /// The measured table nearest to (`experts`, `top_k`, `n × k`): the same routing first
+    /// (experts and top-k), then log size and log aspect ratio as for dense GEMMs, bf16 before
+    /// fp16 at equal distance (MoE checkpoints are bf16).
+    fn nearest_moe(&self, experts: f64, top_k: f64, n: f64, k: f64) -> Option<&MoeCurve> {
+        let d = |c: &MoeCurve| {
+            10.0 * ((c.experts.ln() - experts.ln()).abs() + (c.top_k.ln() - top_k.ln()).abs())
+                + ((c.n * c.k).ln() - (n * k).ln()).abs()
+                + ((c.n / c.k).ln() - (n / k).ln()).abs()
+                + if c.bf16 { 0.0 } else { 1e-6 }
+        };
+        self.moe.iter().min_by(|a, b| d(a).total_cmp(&d(b)))
+    }
+
+    /// The grouped expert GEMM of one linear from the measured `moe_gemm` tables, the nearest
+    /// table scaled by roofline where the shape differs; `None` without tables.
+    pub fn moe_gemm(
+        &self,
+        (n, k): (f64, f64),
+        experts: f64,
+        top_k: f64,
+        tokens: f64,
+    ) -> Option<Priced> {
+        let c = self.nearest_moe(experts, top_k, n, k)?;
+        let r = self.roofs();
+        let fixed = self.fixed_s();
+        let work = grouped_work(n, k, experts, top_k, tokens);
+        let roof = |x: f64| grouped_work(c.n, c.k, c.experts, c.top_k, x).seconds(r);
+        let (t, side) = c.curve.eval(tokens, roof, fixed);
+        let mut flags = Flags::MOE_TABLE
+            | match side {
+                super::interp::Side::Inside => Flags::default(),
+                super::interp::Side::Below => Flags::BELOW,
+                super::interp::Side::Above => Flags::ABOVE,
+            };
+        if (c.n, c.k, c.experts, c.top_k) != (n, k, experts, top_k) {
+            flags |= Flags::SHAPE;
+        }
+        let iso = rescale(t, fixed, work.seconds(r) / roof(tokens));
+        Some(Priced {
+            s: self.composition().in_graph(iso, &work),
+            flags,
+        })
+    }
+}
 
 /// Expected number of distinct experts touched when each of `tokens` tokens picks `top_k` of
 /// `experts` uniformly at random: `E·(1 − (1 − k/E)^T)`.
@@ -132,6 +224,19 @@ impl MoeShape {
     /// the same arithmetic intensity, with the dequantization itself free (an optimistic stated
     /// assumption until a measured MXFP4 kernel exists).
     fn experts_step(&self, kernels: &KernelSet, quant: Quant, t: f64) -> Priced {
+        if self.uses_table(kernels, quant) {
+            let mut out = Priced {
+                s: 0.0,
+                flags: Flags::default(),
+            };
+            for &nk in &self.expert {
+                if let Some(p) = kernels.moe_gemm(nk, self.experts, self.top_k, t) {
+                    out.s += p.s;
+                    out.flags |= p.flags;
+                }
+            }
+            return out;
+        }
         let distinct = expected_distinct(self.experts, self.top_k, t).max(1.0);
         let rows = t * self.top_k / distinct;
         let (q, shrink) = match self.expert_bits {
@@ -148,6 +253,50 @@ impl MoeShape {
             out.flags |= p.flags;
         }
         out
+    }
+
+    /// Whether the routed experts are priced from the measured `moe_gemm` tables: the profile
+    /// has one, and the experts run in 16 bits (the table's own type; quantized experts keep
+    /// the dense tables of their scheme).
+    fn uses_table(&self, kernels: &KernelSet, quant: Quant) -> bool {
+        !kernels.moe.is_empty() && self.expert_bits.is_none() && quant.priced_as() == Quant::Fp16
+    }
+
+    /// Where the routed experts' time comes from at `t` tokens, for `step`'s notes.
+    pub(super) fn source_note(&self, kernels: &KernelSet, quant: Quant, t: f64) -> String {
+        let distinct = expected_distinct(self.experts, self.top_k, t);
+        let routing = format!(
+            "{t} tokens × top-{} over {} experts: {distinct:.1} distinct expected (uniform routing)",
+            self.top_k, self.experts
+        );
+        if self.uses_table(kernels, quant) {
+            let p = self.experts_step(kernels, quant, t);
+            let how = if p.flags.has(Flags::SHAPE) {
+                "the nearest measured table scaled by roofline (this expert shape or routing was not measured)"
+            } else if p.flags.has(Flags::ABOVE) || p.flags.has(Flags::BELOW) {
+                "the measured table extrapolated by roofline (token count outside its range)"
+            } else {
+                "the measured table"
+            };
+            return format!(
+                "moe experts: grouped MoE GEMM from the profile's moe_gemm table, {how}; {routing}"
+            );
+        }
+        let why = if self.expert_bits.is_some() {
+            "the experts keep the checkpoint's own low-bit format (weight-only path)"
+        } else if kernels.moe.is_empty() {
+            "the profile has no moe_gemm table"
+        } else {
+            "the moe_gemm tables are 16-bit and the experts are quantized"
+        };
+        format!(
+            "moe experts: priced from the dense {} GEMM tables as one kernel over the touched experts ({why}); {routing}",
+            if self.expert_bits.is_some() {
+                Quant::Fp16
+            } else {
+                quant
+            }
+        )
     }
 }
 

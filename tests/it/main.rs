@@ -3,6 +3,7 @@
 mod common;
 
 mod answers;
+mod calibrate_moe;
 mod calibrate_profiles;
 mod calibrate_quant;
 mod calibrate_quant_paths;
