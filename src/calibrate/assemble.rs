@@ -112,7 +112,7 @@ impl Tally {
                 tokens,
             } => group(&mut self.elem, (kind, width)).push((tokens, t.ms)),
             // tabled by `moe::tables`
-            Job::Moe { .. } => {}
+            Job::Moe(_) => {}
         }
     }
 

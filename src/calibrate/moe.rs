@@ -61,6 +61,64 @@ impl MoeDtype {
     }
 }
 
+/// One timed grouped call: one MoE layer's expert linear at `tokens` tokens by `path`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MoeJob {
+    pub path: MoePath,
+    pub dtype: MoeDtype,
+    pub experts: u32,
+    pub top_k: u32,
+    pub n: u32,
+    pub k: u32,
+    pub tokens: u32,
+}
+
+impl MoeJob {
+    /// Compute-bound when the experts' average rows are (as the tokens of a dense GEMM are).
+    pub fn compute_bound(&self) -> bool {
+        let d = distinct_experts(self.experts, self.top_k, self.tokens);
+        self.tokens * self.top_k / d.max(1) >= super::sweep::COMPUTE_BOUND_MIN_TOKENS
+    }
+
+    /// Every path and dtype of one point share a heat-up.
+    pub fn sustain_group(self) -> MoeJob {
+        MoeJob {
+            path: MoePath::Grouped,
+            dtype: MoeDtype::Bf16,
+            ..self
+        }
+    }
+
+    pub fn label(&self) -> String {
+        format!(
+            "{} {} E={} k={} {}x{} T={}",
+            self.path.key(),
+            self.dtype.key(),
+            self.experts,
+            self.top_k,
+            self.n,
+            self.k,
+            self.tokens
+        )
+    }
+}
+
+impl super::sweep::SweepSpec {
+    /// The grouped MoE GEMMs alone, at powers of two (the roof jobs stay: a profile needs
+    /// them): what a `--moe-only` run merges into a measured profile.
+    pub fn moe_only(mut self) -> Self {
+        self.moe_only = true;
+        self.shapes.clear();
+        self.fp16_only_shapes.clear();
+        self.attn.clear();
+        self.elementwise.clear();
+        self.imma_only_tokens.clear();
+        self.prefill_tokens.clear();
+        self.tokens.retain(|t| t.is_power_of_two());
+        self
+    }
+}
+
 /// One expert linear of one model: `E` experts of `n × k` weights, `top_k` per token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MoeCase {
@@ -137,7 +195,7 @@ pub fn jobs(cases: &[MoeCase], tokens: &[u32]) -> Vec<Job> {
         for (dtype, paths) in runs {
             for &t in tokens {
                 for &path in paths {
-                    v.push(Job::Moe {
+                    v.push(Job::Moe(MoeJob {
                         path,
                         dtype,
                         experts: c.experts,
@@ -145,7 +203,7 @@ pub fn jobs(cases: &[MoeCase], tokens: &[u32]) -> Vec<Job> {
                         n: c.n,
                         k: c.k,
                         tokens: t,
-                    });
+                    }));
                 }
             }
         }
@@ -160,7 +218,7 @@ pub fn tables(timed: &[Timed], notes: &mut Vec<String>) -> Vec<MoeGemmTable> {
     let mut best: std::collections::BTreeMap<Key, std::collections::BTreeMap<u32, (f64, MoePath)>> =
         Default::default();
     for t in timed {
-        let Job::Moe {
+        let Job::Moe(MoeJob {
             path,
             dtype,
             experts,
@@ -168,7 +226,7 @@ pub fn tables(timed: &[Timed], notes: &mut Vec<String>) -> Vec<MoeGemmTable> {
             n,
             k,
             tokens,
-        } = t.job
+        }) = t.job
         else {
             continue;
         };

@@ -7,7 +7,7 @@ use crate::catalog::model::ModelArch;
 use crate::catalog::quant::KvDtype;
 use crate::profile::ElementwiseKind;
 
-use super::moe::{MoeCase, MoeDtype, MoePath};
+use super::moe::{MoeCase, MoeJob};
 
 /// Token counts at and below which the GEMV paths (one warp per output row) are tried.
 pub const GEMV_MAX_TOKENS: u32 = 16;
@@ -170,17 +170,8 @@ pub enum Job {
         width: u32,
         tokens: u32,
     },
-    /// The routed experts' GEMMs of one MoE layer's linear at `tokens` tokens
-    /// ([`super::moe`]: routing and paths).
-    Moe {
-        path: MoePath,
-        dtype: MoeDtype,
-        experts: u32,
-        top_k: u32,
-        n: u32,
-        k: u32,
-        tokens: u32,
-    },
+    /// The routed experts' GEMMs of one MoE layer's linear ([`super::moe`]: routing and paths).
+    Moe(MoeJob),
 }
 
 /// The token sweep has 1.5× points only below this count.
@@ -198,16 +189,7 @@ impl Job {
         match *self {
             Job::Gemm { tokens, .. } => tokens >= COMPUTE_BOUND_MIN_TOKENS,
             Job::Prefill { .. } => true,
-            // the busiest expert's rows decide, as the tokens of a dense GEMM do
-            Job::Moe {
-                experts,
-                top_k,
-                tokens,
-                ..
-            } => {
-                let d = super::moe::distinct_experts(experts, top_k, tokens);
-                tokens * top_k / d.max(1) >= COMPUTE_BOUND_MIN_TOKENS
-            }
+            Job::Moe(m) => m.compute_bound(),
             Job::Copy { .. } | Job::Decode { .. } | Job::Elementwise { .. } => false,
         }
     }
@@ -250,19 +232,7 @@ impl Job {
                 width,
                 tokens,
             } => format!("{kind:?} w={width} T={tokens}"),
-            Job::Moe {
-                path,
-                dtype,
-                experts,
-                top_k,
-                n,
-                k,
-                tokens,
-            } => format!(
-                "{} {} E={experts} k={top_k} {n}x{k} T={tokens}",
-                path.key(),
-                dtype.key()
-            ),
+            Job::Moe(m) => m.label(),
         }
     }
 
@@ -279,22 +249,7 @@ impl Job {
                 k,
                 tokens,
             },
-            Job::Moe {
-                experts,
-                top_k,
-                n,
-                k,
-                tokens,
-                ..
-            } => Job::Moe {
-                path: MoePath::Grouped,
-                dtype: MoeDtype::Bf16,
-                experts,
-                top_k,
-                n,
-                k,
-                tokens,
-            },
+            Job::Moe(m) => Job::Moe(m.sustain_group()),
             other => other,
         })
     }
@@ -460,20 +415,6 @@ impl SweepSpec {
         self.prefill_tokens.clear();
         self.elementwise.clear();
         self.imma_only_tokens.clear();
-        self
-    }
-
-    /// The grouped MoE GEMMs alone, at powers of two (the roof jobs stay: a profile needs
-    /// them): what a `--moe-only` run merges into a measured profile.
-    pub fn moe_only(mut self) -> SweepSpec {
-        self.moe_only = true;
-        self.shapes.clear();
-        self.fp16_only_shapes.clear();
-        self.attn.clear();
-        self.elementwise.clear();
-        self.imma_only_tokens.clear();
-        self.prefill_tokens.clear();
-        self.tokens.retain(|t| t.is_power_of_two());
         self
     }
 

@@ -143,15 +143,7 @@ impl KernelTimer for MockTimer {
             Job::Elementwise { width, tokens, .. } => {
                 (6.0 * f64::from(width) * f64::from(tokens), 0.0)
             }
-            Job::Moe {
-                path,
-                experts,
-                top_k,
-                n,
-                k,
-                tokens,
-                ..
-            } => mock_moe(path, (experts, top_k), n, k, tokens),
+            Job::Moe(m) => mock_moe(m.path, (m.experts, m.top_k), m.n, m.k, m.tokens),
         };
         let launch = match self.timing {
             Timing::Isolated => MOCK_LAUNCH_S,

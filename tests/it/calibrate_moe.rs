@@ -30,15 +30,7 @@ fn moe_only_times_every_expert_shape_at_powers_of_two_and_the_roofs() {
     let moe: Vec<_> = jobs
         .iter()
         .filter_map(|j| match *j {
-            Job::Moe {
-                path,
-                dtype,
-                experts,
-                n,
-                k,
-                tokens,
-                ..
-            } => Some((path, dtype, experts, n, k, tokens)),
+            Job::Moe(m) => Some((m.path, m.dtype, m.experts, m.n, m.k, m.tokens)),
             _ => None,
         })
         .collect();
@@ -50,16 +42,13 @@ fn moe_only_times_every_expert_shape_at_powers_of_two_and_the_roofs() {
     }
     assert!(moe.iter().any(|m| m.1 == MoeDtype::Fp16));
     // nothing else but the copy and the three roof GEMMs a profile needs
-    let others = jobs
-        .iter()
-        .filter(|j| !matches!(j, Job::Moe { .. }))
-        .count();
+    let others = jobs.iter().filter(|j| !matches!(j, Job::Moe(_))).count();
     assert_eq!(others, 4, "{jobs:?}");
     // a dense model has no expert shapes, and --quant-only never times MoE
     let dense = SweepSpec::new(&[catalog::model("llama-3.1-8b").unwrap()], false, true);
     assert!(dense.moe.is_empty());
     let q = SweepSpec::new(&[catalog::model("mixtral-8x7b").unwrap()], false, true).quant_only();
-    assert!(!q.jobs().iter().any(|j| matches!(j, Job::Moe { .. })));
+    assert!(!q.jobs().iter().any(|j| matches!(j, Job::Moe(_))));
 }
 
 #[test]
@@ -82,7 +71,7 @@ fn moe_tables_take_the_fastest_path_per_point() {
             .timed
             .iter()
             .filter(|x| {
-                matches!(x.job, Job::Moe { dtype: MoeDtype::Bf16, experts: 128, top_k: 8, n: 1536, tokens: tt, .. } if tt == tokens)
+                matches!(x.job, Job::Moe(m) if m.dtype == MoeDtype::Bf16 && m.experts == 128 && m.top_k == 8 && m.n == 1536 && m.tokens == tokens)
             })
             .map(|x| x.ms)
             .collect();

@@ -185,15 +185,7 @@ impl KernelTimer for CudaTimer {
                 width,
                 tokens,
             } => self.time_elementwise(kind, width, tokens),
-            Job::Moe {
-                path,
-                dtype,
-                experts,
-                top_k,
-                n,
-                k,
-                tokens,
-            } => self.time_moe(path, dtype, (experts, top_k), n, k, tokens),
+            Job::Moe(m) => self.time_moe(m),
         }
         .map_err(|e| Error::Gpu(format!("timing {job:?}: {e}")))
     }

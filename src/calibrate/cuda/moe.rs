@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 
 use super::CudaTimer;
 use super::device::{Buf, GpuErr, cfg, grid_for};
-use crate::calibrate::moe::{self, MoeDtype, MoePath};
+use crate::calibrate::moe::{self, MoeDtype, MoeJob, MoePath};
 use crate::calibrate::reference as cpu;
 use crate::calibrate::timer::CheckReport;
 use crate::error::{Error, Result};
@@ -173,16 +173,16 @@ impl CudaTimer {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn time_moe(
-        &mut self,
-        path: MoePath,
-        dtype: MoeDtype,
-        (experts, top_k): (u32, u32),
-        n: u32,
-        k: u32,
-        tokens: u32,
-    ) -> Result<f64> {
+    pub(super) fn time_moe(&mut self, job: MoeJob) -> Result<f64> {
+        let MoeJob {
+            path,
+            dtype,
+            experts,
+            top_k,
+            n,
+            k,
+            tokens,
+        } = job;
         if let Some(why) = self.moe.off.get(&(path, dtype)) {
             return Err(Error::Gpu(format!(
                 "{} {} is off: {why}",
