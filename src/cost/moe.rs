@@ -22,6 +22,7 @@ use super::interp::{Curve, rescale};
 use super::roofline::{Rate, Work};
 use super::tables::{Flags, KernelSet, Priced};
 use crate::catalog::model::ModelArch;
+use crate::catalog::moe::ExpertFormat;
 use crate::catalog::quant::Quant;
 use crate::profile::{ElementwiseKind, MoeGemmTable};
 
@@ -142,6 +143,9 @@ pub(super) struct MoeShape {
     /// Bits per expert weight where the checkpoint fixes them whatever the scheme (gpt-oss's
     /// MXFP4): the experts are then priced as a weight-only path, see [`MoeShape::experts_step`].
     expert_bits: Option<f64>,
+    /// The checkpoint's own expert format (gpt-oss: MXFP4), multiplied at the GPU's FP4 rate
+    /// where it has FP4 tensor cores.
+    format: Option<ExpertFormat>,
 }
 
 impl MoeShape {
@@ -167,7 +171,8 @@ impl MoeShape {
             shared: side.iter().filter(|l| l.name != "router").map(nk).collect(),
             router,
             dense: dense.iter().map(nk).collect(),
-            expert_bits: m.expert_weight_bits.filter(|&b| b < 16.0),
+            expert_bits: m.expert_bits().filter(|&b| b < 16.0),
+            format: m.expert_format,
         })
     }
 
@@ -222,7 +227,9 @@ impl MoeShape {
     /// fp16 tables at the shape with the same weight bytes and the same FLOPs: reduction
     /// dimension × b/16 and tokens × 16/b. That is a weight-only kernel as efficient as cuBLAS at
     /// the same arithmetic intensity, with the dequantization itself free (an optimistic stated
-    /// assumption until a measured MXFP4 kernel exists).
+    /// assumption until a measured MXFP4 kernel exists). On a GPU with FP4 tensor cores
+    /// (Blackwell) MXFP4 experts multiply at its datasheet FP4 rate: tokens also ÷ (fp4 / fp16
+    /// rate), the same weight bytes and the FLOPs' time at the FP4 roof.
     fn experts_step(&self, kernels: &KernelSet, quant: Quant, t: f64) -> Priced {
         if self.uses_table(kernels, quant) {
             let mut out = Priced {
@@ -239,20 +246,30 @@ impl MoeShape {
         }
         let distinct = expected_distinct(self.experts, self.top_k, t).max(1.0);
         let rows = t * self.top_k / distinct;
-        let (q, shrink) = match self.expert_bits {
-            Some(b) => (Quant::Fp16, b / 16.0),
-            None => (quant, 1.0),
+        let (q, shrink, fast) = match self.expert_bits {
+            Some(b) => (Quant::Fp16, b / 16.0, self.fp4_speedup(kernels)),
+            None => (quant, 1.0, 1.0),
         };
         let mut out = Priced {
             s: 0.0,
             flags: Flags::default(),
         };
         for &(n, k) in &self.expert {
-            let p = kernels.gemm(q, n, k * distinct * shrink, rows / shrink);
+            let p = kernels.gemm(q, n, k * distinct * shrink, rows / shrink / fast);
             out.s += p.s;
             out.flags |= p.flags;
         }
         out
+    }
+
+    /// FP4 ÷ fp16 tensor rate for MXFP4 experts on a GPU with FP4 tensor cores; 1 elsewhere
+    /// (the W4A16 path multiplies in fp16).
+    fn fp4_speedup(&self, kernels: &KernelSet) -> f64 {
+        let r = kernels.roofs();
+        match (self.format, r.fp4) {
+            (Some(ExpertFormat::Mxfp4), Some(fp4)) => (fp4 / r.fp16).max(1.0),
+            _ => 1.0,
+        }
     }
 
     /// Whether the routed experts are priced from the measured `moe_gemm` tables: the profile
@@ -280,6 +297,20 @@ impl MoeShape {
             };
             return format!(
                 "moe experts: grouped MoE GEMM from the profile's moe_gemm table, {how}; {routing}"
+            );
+        }
+        if let Some(f) = self.format {
+            let how = if self.fp4_speedup(kernels) > 1.0 {
+                "multiplied at this GPU's FP4 tensor rate (datasheet)".to_string()
+            } else {
+                "a W4A16 path on this GPU without FP4 tensor cores: dequantized in the kernel, fp16 \
+                 tensor cores, priced from the fp16 tables at the same weight bytes and FLOPs"
+                    .to_string()
+            };
+            return format!(
+                "moe experts: the checkpoint's own low-bit format {} ({} bits a weight), {how}; {routing}",
+                f.key(),
+                f.bits()
             );
         }
         let why = if self.expert_bits.is_some() {

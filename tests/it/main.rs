@@ -16,6 +16,7 @@ mod foundation;
 mod fuzz;
 mod layering;
 mod moe;
+mod mxfp4;
 mod plan_acceptance;
 mod plan_cli;
 mod prefix_cache;
