@@ -39,6 +39,17 @@ pub fn grouped_work(n: f64, k: f64, experts: f64, top_k: f64, tokens: f64) -> Wo
     }
 }
 
+/// Each point of `tables` through `scale(ms, work)` (a derived GPU's roofline scaling).
+pub(super) fn scale_tables(tables: &mut [MoeGemmTable], scale: &dyn Fn(f64, Work) -> f64) {
+    for t in tables {
+        let (e, k) = (f64::from(t.experts), f64::from(t.top_k));
+        let (n, kk) = (f64::from(t.n), f64::from(t.k));
+        for p in &mut t.points {
+            p.1 = scale(p.1, grouped_work(n, kk, e, k, f64::from(p.0)));
+        }
+    }
+}
+
 /// One measured `moe_gemm` table, ready to price.
 #[derive(Debug, Clone)]
 pub struct MoeCurve {

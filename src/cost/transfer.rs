@@ -62,13 +62,7 @@ pub fn derive(source: &GpuProfile, target: &GpuProfile) -> Option<GpuProfile> {
             p.1 = scale(p.1, roofline::gemm(q, n, k, f64::from(p.0)));
         }
     }
-    for t in &mut out.moe_gemm {
-        let (e, k) = (f64::from(t.experts), f64::from(t.top_k));
-        let (n, kk) = (f64::from(t.n), f64::from(t.k));
-        for p in &mut t.points {
-            p.1 = scale(p.1, super::moe::grouped_work(n, kk, e, k, f64::from(p.0)));
-        }
-    }
+    super::moe::scale_tables(&mut out.moe_gemm, &scale);
     for t in &mut out.attn_prefill {
         let h = heads(t.heads, t.kv_heads, t.head_dim);
         for p in &mut t.points {

@@ -417,6 +417,11 @@ impl CudaTimer {
         dtype: MoeDtype,
         name: &str,
     ) -> Result<CheckReport> {
+        if path == MoePath::Grouped && !has_grouped_gemm() {
+            return Err(Error::Gpu(
+                "the loaded cuBLAS has no cublasGemmGroupedBatchedEx (CUDA 12.5 or later)".into(),
+            ));
+        }
         // poison y (0xffff is a NaN in both types): an unwritten element fails the check
         let poison = vec![0xffffu16; yd.bytes / 2];
         self.dev.htod(&poison, yd.ptr)?;
@@ -434,6 +439,16 @@ impl CudaTimer {
             MoeDtype::Fp16 => (5e-3, 1e-2),
         };
         Ok(cpu::compare(name, &got, want, atol, rtol))
+    }
+}
+
+/// Whether the loaded cuBLAS exports the grouped GEMM (cudarc panics on a missing symbol).
+fn has_grouped_gemm() -> bool {
+    // SAFETY: only looks the symbol up; the library is the one cuBLAS calls go to.
+    unsafe {
+        bsys::culib()
+            .get::<unsafe extern "C" fn()>(b"cublasGemmGroupedBatchedEx")
+            .is_ok()
     }
 }
 
