@@ -312,6 +312,48 @@ pub fn merge_moe(base: GpuProfile, fresh: &crate::profile::Measured) -> Result<G
     Ok(out)
 }
 
+/// `base` (a measured profile) with its `moe_gemm` tables rebuilt from the MoE jobs of `timed`
+/// (a `--moe-only` run's raw timings, on `device`), everything else kept: for merging a GPU run
+/// into a profile that changed since the binary was built. Nothing is re-measured.
+pub fn reassemble(
+    base: GpuProfile,
+    timed: &[Timed],
+    source: &str,
+    device: &str,
+) -> Result<GpuProfile> {
+    let mut out = base;
+    let key = out.key.clone();
+    let m = out.measured.as_mut().ok_or_else(|| {
+        Error::BadInput(format!(
+            "--moe-only --reassemble merges into a measured profile; {key} has no measured block"
+        ))
+    })?;
+    let mut notes = Vec::new();
+    let tables = tables(timed, &mut notes);
+    if tables.is_empty() {
+        return Err(Error::BadInput(format!(
+            "{source} holds no MoE timings (write them with `calibrate --moe-only --raw`)"
+        )));
+    }
+    m.moe_gemm = tables;
+    m.provenance
+        .notes
+        .retain(|n| !n.starts_with("moe tables merged from") && !n.starts_with("moe-only: "));
+    m.provenance.notes.push(format!(
+        "moe tables merged from {source} (a --moe-only run on {device}) on {} by cardplan {}; the tables' notes \
+         follow, prefixed 'moe-only:'",
+        super::now_rfc3339(),
+        env!("CARGO_PKG_VERSION")
+    ));
+    notes.push(MOE_NOTE.into());
+    m.provenance
+        .notes
+        .extend(notes.iter().map(|n| format!("moe-only: {n}")));
+    out.validate("merged profile")
+        .map_err(|e| Error::Internal(format!("merging produced an invalid profile: {e}")))?;
+    Ok(out)
+}
+
 /// CPU reference of one grouped call: for each touched expert `j` (weights `w[e_j]`, row-major
 /// `n × k`, `e_j = first + j`), its rows of `x` (expert order, row-major `· × k`) times
 /// `w[e_j]ᵀ`; output row-major `rows × n`, f64 accumulation.

@@ -26,6 +26,7 @@ const EXAMPLES: &str = "Examples:
   cardplan calibrate --gpu h100-sxm --reassemble run1.json,run2.json,run3.json --out h100.yaml
   cardplan calibrate --quant-only --gpu h200 --out h200.yaml --raw quant-raw.json
   cardplan calibrate --moe-only --models mixtral-8x7b,qwen3-30b-a3b --gpu h200 --out h200.yaml
+  cardplan calibrate --moe-only --gpu profiles/gpus/h200.yaml --reassemble moe-raw.json --out h200.yaml
 
 Timing: `back-to-back` (default) times each kernel as a CUDA graph of many calls rotating over
 copies of its inputs (what a serving step pays); `isolated` times one call after an L2-evicting
@@ -101,7 +102,8 @@ pub struct CalibrateArgs {
     #[arg(long, requires = "gpu", conflicts_with = "quick")]
     pub quant_only: bool,
     /// Time only the grouped MoE GEMMs of the MoE models in --models (their expert linears at
-    /// 1..8192 tokens) and merge the `moe_gemm` tables into the measured profile of --gpu.
+    /// 1..8192 tokens) and merge the `moe_gemm` tables into the measured profile of --gpu; with
+    /// --reassemble, merge them from a --moe-only run's raw timings instead (no GPU needed).
     #[arg(long, requires = "gpu", conflicts_with_all = ["quick", "quant_only"])]
     pub moe_only: bool,
     /// Use the CPU mock timer instead of the GPU (tests the writer; the numbers are made up).
@@ -296,7 +298,16 @@ fn reassemble(args: &CalibrateArgs, raws: &[PathBuf]) -> Result<()> {
             ),
         )
     };
-    let profile = calibrate::reassemble(base, &timed, &source, &git_rev(args))?;
+    let profile = if args.moe_only {
+        let device = first_text
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .and_then(|v| v["device"]["name"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "an unnamed device".into());
+        calibrate::moe::reassemble(base, &timed, &source, &device)?
+    } else {
+        calibrate::reassemble(base, &timed, &source, &git_rev(args))?
+    };
     let out = args
         .out
         .clone()

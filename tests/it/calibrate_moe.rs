@@ -248,3 +248,86 @@ fn derived_profiles_scale_the_moe_tables() {
     // routing used by both: one row per expert at one token
     assert_eq!(routing(128, 8, 1), vec![1; 8]);
 }
+
+#[test]
+fn moe_raw_timings_merge_offline_into_a_profile() {
+    let dir = temp_dir("moe-reassemble");
+    let (first, raw, again) = (
+        dir.join("a.yaml"),
+        dir.join("moe-raw.json"),
+        dir.join("b.yaml"),
+    );
+    let o = cardplan(&[
+        "calibrate",
+        "--mock-timer",
+        "--moe-only",
+        "--models",
+        "mixtral-8x7b",
+        "--gpu",
+        "h200",
+        "--out",
+        first.to_str().unwrap(),
+        "--raw",
+        raw.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cardplan(&[
+        "calibrate",
+        "--moe-only",
+        "--gpu",
+        "h200",
+        "--reassemble",
+        raw.to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (a, b) = (
+        GpuProfile::read(&first).unwrap(),
+        GpuProfile::read(&again).unwrap(),
+    );
+    let (ma, mb) = (a.measured.unwrap(), b.measured.unwrap());
+    assert_eq!(ma.moe_gemm, mb.moe_gemm);
+    assert_eq!(
+        mb.gemm,
+        catalog::gpu("h200").unwrap().measured.unwrap().gemm
+    );
+    assert!(
+        mb.provenance
+            .notes
+            .iter()
+            .any(|n| n.contains("a --moe-only run on Mock GPU (no device)")),
+        "{:?}",
+        mb.provenance.notes
+    );
+    // raw timings without MoE jobs are refused, naming the file
+    let o = cardplan(&[
+        "calibrate",
+        "--mock-timer",
+        "--quick",
+        "--gpu",
+        "h200",
+        "--out",
+        dir.join("q.yaml").to_str().unwrap(),
+        "--raw",
+        dir.join("q.json").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = cardplan(&[
+        "calibrate",
+        "--moe-only",
+        "--gpu",
+        "h200",
+        "--reassemble",
+        dir.join("q.json").to_str().unwrap(),
+        "--out",
+        again.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("holds no MoE timings"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
