@@ -118,12 +118,17 @@ impl MoeSummary {
             b(active),
             most
         );
-        let note = match m.expert_weight_bits {
-            Some(bits) => format!(
+        let note = match (m.expert_format, m.expert_bits()) {
+            (Some(f), Some(bits)) => format!(
+                "{note}; experts stored in {} ({bits} bits per weight) as the checkpoint ships \
+                 them, whatever the scheme",
+                f.key()
+            ),
+            (None, Some(bits)) => format!(
                 "{note}; experts stored at {bits} bits per weight as the checkpoint ships them, \
                  whatever the scheme"
             ),
-            None => note,
+            (_, None) => note,
         };
         Some(MoeSummary {
             total_params: total,

@@ -54,6 +54,9 @@ pub struct Measured {
     /// NCCL all-reduce over this GPU model's server (machines with two or more GPUs only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allreduce: Vec<AllReduceTable>,
+    /// Grouped mixture-of-experts GEMMs (`calibrate --moe-only`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moe_gemm: Vec<MoeGemmTable>,
 }
 
 /// Where, when and with what a profile was measured.
@@ -168,6 +171,22 @@ pub struct GemmTable {
     pub points: Vec<(u32, f64)>,
 }
 
+/// The routed experts' GEMMs of one MoE layer's linear (`experts` experts of `n × k` weights,
+/// `top_k` per token) at `tokens` tokens, as one grouped call: token count → ms. Routing is
+/// uniform and even (src/calibrate/moe.rs says how the rows are split).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoeGemmTable {
+    /// `bf16` or `fp16` weights and activations (fp32 accumulate).
+    pub dtype: String,
+    pub experts: u32,
+    pub top_k: u32,
+    pub n: u32,
+    pub k: u32,
+    /// `(tokens, ms)`, tokens ascending.
+    pub points: Vec<(u32, f64)>,
+}
+
 /// Causal prefill attention for one head configuration: prompt tokens → ms.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -258,9 +277,26 @@ impl GpuProfile {
                     format!("elementwise {:?} width={}", t.kind, t.width),
                     &t.points,
                 )
+            }))
+            .chain(m.moe_gemm.iter().map(|t| {
+                (
+                    format!(
+                        "moe_gemm {} experts={} top_k={} n={} k={}",
+                        t.dtype, t.experts, t.top_k, t.n, t.k
+                    ),
+                    &t.points,
+                )
             }));
         for (what, points) in series {
             check_points(origin, &what, points)?;
+        }
+        if let Some(t) = m.moe_gemm.iter().find(|t| {
+            t.top_k == 0 || t.top_k > t.experts || !["bf16", "fp16"].contains(&t.dtype.as_str())
+        }) {
+            return Err(format!(
+                "{origin}: moe_gemm table ({} experts, top_k {}, dtype '{}') needs 1 <= top_k <= experts and dtype bf16 or fp16",
+                t.experts, t.top_k, t.dtype
+            ));
         }
         for t in &m.attn_decode {
             if t.points.is_empty() {

@@ -32,8 +32,13 @@ pub fn measured(timed: &[Timed], provenance: Provenance) -> Result<Measured> {
         ));
     }
     let gemm = gemm_tables(&tally.best, &mut provenance.notes);
+    let moe_gemm = super::moe::tables(timed, &mut provenance.notes);
+    if !moe_gemm.is_empty() {
+        provenance.notes.push(super::moe::MOE_NOTE.into());
+    }
     Ok(Measured {
         allreduce: vec![],
+        moe_gemm,
         provenance,
         roofs: tally.roofs,
         gemm,
@@ -106,6 +111,8 @@ impl Tally {
                 width,
                 tokens,
             } => group(&mut self.elem, (kind, width)).push((tokens, t.ms)),
+            // tabled by `moe::tables`
+            Job::Moe(_) => {}
         }
     }
 

@@ -11,6 +11,7 @@ pub mod cuda;
 mod kernels;
 pub mod lowbit;
 pub mod merge;
+pub mod moe;
 pub mod nccl;
 mod nvrtc;
 pub mod quant;
@@ -313,7 +314,9 @@ pub fn reassemble(
     let mut provenance = old.provenance.clone();
     // Notes derived from the tables are written anew by `assemble::measured`.
     provenance.notes.retain(|n| {
-        !n.starts_with("fp16 = ") && !n.contains(" was fastest at some shape for token counts ")
+        !n.starts_with("fp16 = ")
+            && !n.starts_with("moe_gemm = ")
+            && !n.contains(" was fastest at some shape for token counts ")
     });
     provenance.notes.push(FP16_NOTE.into());
     provenance.notes.push(format!(

@@ -7,6 +7,8 @@ use crate::catalog::model::ModelArch;
 use crate::catalog::quant::KvDtype;
 use crate::profile::ElementwiseKind;
 
+use super::moe::{MoeCase, MoeJob};
+
 /// Token counts at and below which the GEMV paths (one warp per output row) are tried.
 pub const GEMV_MAX_TOKENS: u32 = 16;
 /// The only head size the attention kernels are built for.
@@ -168,6 +170,8 @@ pub enum Job {
         width: u32,
         tokens: u32,
     },
+    /// The routed experts' GEMMs of one MoE layer's linear ([`super::moe`]: routing and paths).
+    Moe(MoeJob),
 }
 
 /// The token sweep has 1.5× points only below this count.
@@ -185,6 +189,7 @@ impl Job {
         match *self {
             Job::Gemm { tokens, .. } => tokens >= COMPUTE_BOUND_MIN_TOKENS,
             Job::Prefill { .. } => true,
+            Job::Moe(m) => m.compute_bound(),
             Job::Copy { .. } | Job::Decode { .. } | Job::Elementwise { .. } => false,
         }
     }
@@ -195,6 +200,8 @@ impl Job {
         match *self {
             Job::Gemm { path, .. } => QUANT_PATHS.contains(&path),
             Job::Decode { kv, .. } => kv == KvDtype::Fp8,
+            // new: a path cuBLAS lacks here is skipped, the others still fill the table
+            Job::Moe { .. } => true,
             _ => false,
         }
     }
@@ -207,6 +214,7 @@ impl Job {
             Job::Decode { .. } => "decode attention",
             Job::Prefill { .. } => "prefill attention",
             Job::Elementwise { .. } => "elementwise",
+            Job::Moe { .. } => "moe gemm",
         }
     }
 
@@ -224,6 +232,7 @@ impl Job {
                 width,
                 tokens,
             } => format!("{kind:?} w={width} T={tokens}"),
+            Job::Moe(m) => m.label(),
         }
     }
 
@@ -240,6 +249,7 @@ impl Job {
                 k,
                 tokens,
             },
+            Job::Moe(m) => Job::Moe(m.sustain_group()),
             other => other,
         })
     }
@@ -269,6 +279,11 @@ pub struct SweepSpec {
     /// Only the FP8, INT4 and LLM.int8() paths (with fp16 beside them for comparison) and FP8-KV
     /// decode attention, to merge into a measured profile ([`SweepSpec::quant_only`]).
     pub quant_only: bool,
+    /// Expert linears of the MoE models, timed as grouped GEMMs ([`super::moe`]).
+    pub moe: Vec<MoeCase>,
+    /// Only the grouped MoE GEMMs (and the roof jobs every profile needs), to merge into a
+    /// measured profile ([`SweepSpec::moe_only`]).
+    pub moe_only: bool,
 }
 
 /// Token counts 1…`max`: every power of two, and the 1.5× points between them below
@@ -333,6 +348,7 @@ impl SweepSpec {
             ok
         });
         SweepSpec {
+            moe: super::moe::cases(models),
             shapes,
             fp16_only_shapes: fp16_only,
             attn,
@@ -358,6 +374,8 @@ impl SweepSpec {
                 copy_bytes: 1 << 28,
                 skipped: Vec::new(),
                 quant_only: false,
+                moe: Vec::new(),
+                moe_only: false,
             }
         } else {
             SweepSpec {
@@ -373,6 +391,8 @@ impl SweepSpec {
                 copy_bytes: 1 << 30,
                 skipped: Vec::new(),
                 quant_only: false,
+                moe: Vec::new(),
+                moe_only: false,
             }
         }
     }
@@ -383,6 +403,7 @@ impl SweepSpec {
     /// measured profile in a few minutes.
     pub fn quant_only(mut self) -> SweepSpec {
         self.quant_only = true;
+        self.moe.clear();
         self.shapes
             .retain(|(_, _, label)| !label.starts_with(GRID_LABEL));
         self.fp16_only_shapes.clear();
@@ -402,6 +423,10 @@ impl SweepSpec {
         let mut jobs = vec![Job::Copy {
             bytes: self.copy_bytes,
         }];
+        if self.moe_only {
+            // the MoE jobs first: a run cut short still has them
+            jobs.extend(super::moe::jobs(&self.moe, &self.tokens));
+        }
         let all_shapes = self
             .shapes
             .iter()
@@ -434,6 +459,9 @@ impl SweepSpec {
                     tokens,
                 });
             }
+        }
+        if !self.moe_only {
+            jobs.extend(super::moe::jobs(&self.moe, &self.tokens));
         }
         jobs
     }

@@ -143,6 +143,7 @@ impl KernelTimer for MockTimer {
             Job::Elementwise { width, tokens, .. } => {
                 (6.0 * f64::from(width) * f64::from(tokens), 0.0)
             }
+            Job::Moe(m) => mock_moe(m.path, (m.experts, m.top_k), m.n, m.k, m.tokens),
         };
         let launch = match self.timing {
             Timing::Isolated => MOCK_LAUNCH_S,
@@ -165,6 +166,27 @@ impl KernelTimer for MockTimer {
     fn timing(&self) -> Timing {
         self.timing
     }
+}
+
+/// Bytes and FLOPs the mock charges a grouped MoE GEMM: the touched experts' weights, the rows'
+/// activations, and a launch per expert on the loop path (as bytes, so the grouped call wins).
+fn mock_moe(
+    path: super::moe::MoePath,
+    (experts, top_k): (u32, u32),
+    n: u32,
+    k: u32,
+    tokens: u32,
+) -> (f64, f64) {
+    let d = f64::from(super::moe::distinct_experts(experts, top_k, tokens));
+    let (n, k, rows) = (f64::from(n), f64::from(k), f64::from(tokens * top_k));
+    let launches = match path {
+        super::moe::MoePath::Loop => d * MOCK_LAUNCH_S * MOCK_BW,
+        _ => 0.0,
+    };
+    (
+        2.0 * d * n * k + 2.0 * rows * (n + k) + launches,
+        2.0 * rows * n * k,
+    )
 }
 
 /// Bytes and FLOPs the mock charges a GEMM path: its weight bytes, extra passes, and the int8/FP8

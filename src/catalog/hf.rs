@@ -28,9 +28,6 @@ pub const SUPPORTED: [&str; 15] = [
     "llama4_text",
 ];
 
-/// MXFP4 storage: a 4-bit e2m1 value per weight and one 8-bit shared scale per 32 weights.
-pub const MXFP4_BITS: f64 = 4.0 + 8.0 / 32.0;
-
 /// Read `path` as a Hugging Face `config.json`.
 pub fn import(path: &Path) -> Result<ModelArch> {
     let text = std::fs::read_to_string(path)
@@ -197,6 +194,7 @@ fn moe_block(model_type: &str, c: &Config<'_>) -> Result<Option<Moe>> {
         step: 1,
         dense_layers: Vec::new(),
         expert_weight_bits: None,
+        expert_format: None,
     };
     let moe = match model_type {
         "mixtral" => base(
@@ -227,7 +225,7 @@ fn moe_block(model_type: &str, c: &Config<'_>) -> Result<Option<Moe>> {
             Moe {
                 expert_bias: true,
                 router_bias: true,
-                expert_weight_bits: mxfp4.then_some(MXFP4_BITS),
+                expert_format: mxfp4.then_some(super::moe::ExpertFormat::Mxfp4),
                 ..base(
                     c.get("num_local_experts")?,
                     c.either("num_experts_per_tok", "experts_per_token")?,

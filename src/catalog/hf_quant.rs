@@ -11,7 +11,14 @@ use super::quant::{INT4_GROUP, Quant};
 use crate::error::{Error, Result};
 
 /// `quant_method` values understood, for the error on any other.
-pub const METHODS: [&str; 5] = ["fp8", "compressed-tensors", "awq", "gptq", "bitsandbytes"];
+pub const METHODS: [&str; 6] = [
+    "fp8",
+    "compressed-tensors",
+    "awq",
+    "gptq",
+    "bitsandbytes",
+    "mxfp4",
+];
 
 /// The scheme a checkpoint's `quantization_config` asks for, and what it said, in words.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,6 +65,7 @@ pub fn from_config(config: &Value, origin: &Path) -> Result<Option<CheckpointQua
         "awq" => int4(&q, Quant::Int4, "awq")?,
         "gptq" => int4(&q, Quant::Int4Gptq, "gptq")?,
         "bitsandbytes" => bitsandbytes(&q)?,
+        "mxfp4" => mxfp4(config, &q)?,
         other => {
             return Err(q.bad(
                 "quant_method",
@@ -70,6 +78,33 @@ pub fn from_config(config: &Value, origin: &Path) -> Result<Option<CheckpointQua
         }
     };
     Ok(Some(CheckpointQuant { quant, summary }))
+}
+
+/// `quant_method: mxfp4` (gpt-oss): the routed experts in MXFP4, which the model import
+/// records on the model (`moe.expert_format`); every other layer (attention, router,
+/// embeddings, LM head: `modules_to_not_convert`) stays in bf16, so the scheme is fp16.
+fn mxfp4(config: &Value, q: &Fields<'_>) -> Result<(Quant, String)> {
+    let model_type = config.get("model_type").and_then(Value::as_str);
+    if model_type != Some("gpt_oss") {
+        return Err(q.bad(
+            "quant_method",
+            format!(
+                "'mxfp4' is read for gpt-oss's routed experts only (model_type gpt_oss), not for \
+                 model_type {}",
+                model_type.unwrap_or("(missing)")
+            ),
+        ));
+    }
+    match q.get("modules_to_not_convert") {
+        None | Some(Value::Array(_)) => {}
+        Some(v) => return Err(q.bad("modules_to_not_convert", format!("must be a list, got {v}"))),
+    }
+    Ok((
+        Quant::Fp16,
+        "mxfp4: routed experts in MXFP4 (4-bit e2m1 values, one e8m0 scale per 32: 4.25 bits), \
+         attention, router, embeddings and LM head in bf16"
+            .into(),
+    ))
 }
 
 /// One JSON object of the config and its dotted path, for errors that name the exact field.

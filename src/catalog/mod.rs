@@ -10,6 +10,7 @@ pub mod hf_quant;
 pub mod interconnect;
 pub mod model;
 pub mod moe;
+pub mod mxfp4;
 pub mod quant;
 pub mod scenario;
 pub mod shard;

@@ -48,6 +48,40 @@ pub struct Moe {
     /// 8-bit scale per 32 = 4.25). Absent: experts are stored in the chosen scheme.
     #[serde(default)]
     pub expert_weight_bits: Option<f64>,
+    /// The format the checkpoint stores its routed experts in, whatever the scheme (gpt-oss:
+    /// `mxfp4`): sets their exact bytes and how they are multiplied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expert_format: Option<ExpertFormat>,
+}
+
+/// A storage format a checkpoint fixes for its routed experts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExpertFormat {
+    /// OCP MXFP4: 4-bit e2m1 values with an e8m0 scale per 32 ([`super::mxfp4`]).
+    Mxfp4,
+}
+
+impl ExpertFormat {
+    pub fn key(self) -> &'static str {
+        match self {
+            ExpertFormat::Mxfp4 => "mxfp4",
+        }
+    }
+
+    /// Bits a weight, scales included.
+    pub fn bits(self) -> f64 {
+        match self {
+            ExpertFormat::Mxfp4 => super::mxfp4::BITS,
+        }
+    }
+
+    /// Exact bytes of one `n × k` expert weight.
+    pub fn bytes(self, n: u64, k: u64) -> u64 {
+        match self {
+            ExpertFormat::Mxfp4 => super::mxfp4::bytes(n, k),
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -93,8 +127,25 @@ impl Moe {
                     "{origin}: `moe.expert_weight_bits` must be in (0, 32], got {b}"
                 ));
             }
+            if let Some(f) = self.expert_format
+                && f.bits() != b
+            {
+                return Err(format!(
+                    "{origin}: `moe.expert_weight_bits` ({b}) contradicts `moe.expert_format` ({}, {} bits); give one",
+                    f.key(),
+                    f.bits()
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// Bits a routed-expert weight takes where the checkpoint fixes them (its format's, else
+    /// `expert_weight_bits`); `None`: the experts follow the scheme.
+    pub fn expert_bits(&self) -> Option<f64> {
+        self.expert_format
+            .map(ExpertFormat::bits)
+            .or(self.expert_weight_bits)
     }
 
     /// Number of MoE layers among `layers`.
@@ -254,9 +305,10 @@ impl ModelArch {
             .iter()
             .map(|l| {
                 let (n, k) = (u64::from(l.n), u64::from(l.k));
-                match m.expert_weight_bits {
-                    Some(bits) => ((n * k) as f64 * bits / 8.0).ceil() as u64,
-                    None => quant.linear_bytes(n, k),
+                match (m.expert_format, m.expert_weight_bits) {
+                    (Some(f), _) => f.bytes(n, k),
+                    (None, Some(bits)) => ((n * k) as f64 * bits / 8.0).ceil() as u64,
+                    (None, None) => quant.linear_bytes(n, k),
                 }
             })
             .sum::<u64>()

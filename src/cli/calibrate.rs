@@ -25,6 +25,8 @@ const EXAMPLES: &str = "Examples:
   cardplan calibrate --timing isolated --out h100-isolated.yaml
   cardplan calibrate --gpu h100-sxm --reassemble run1.json,run2.json,run3.json --out h100.yaml
   cardplan calibrate --quant-only --gpu h200 --out h200.yaml --raw quant-raw.json
+  cardplan calibrate --moe-only --models mixtral-8x7b,qwen3-30b-a3b --gpu h200 --out h200.yaml
+  cardplan calibrate --moe-only --gpu profiles/gpus/h200.yaml --reassemble moe-raw.json --out h200.yaml
 
 Timing: `back-to-back` (default) times each kernel as a CUDA graph of many calls rotating over
 copies of its inputs (what a serving step pays); `isolated` times one call after an L2-evicting
@@ -99,6 +101,11 @@ pub struct CalibrateArgs {
     /// --gpu (a key or a file), keeping its other tables.
     #[arg(long, requires = "gpu", conflicts_with = "quick")]
     pub quant_only: bool,
+    /// Time only the grouped MoE GEMMs of the MoE models in --models (their expert linears at
+    /// 1..8192 tokens) and merge the `moe_gemm` tables into the measured profile of --gpu; with
+    /// --reassemble, merge them from a --moe-only run's raw timings instead (no GPU needed).
+    #[arg(long, requires = "gpu", conflicts_with_all = ["quick", "quant_only"])]
+    pub moe_only: bool,
     /// Use the CPU mock timer instead of the GPU (tests the writer; the numbers are made up).
     #[arg(long, hide = true)]
     pub mock_timer: bool,
@@ -138,6 +145,15 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     if args.quant_only {
         spec = spec.quant_only();
     }
+    if args.moe_only {
+        spec = spec.moe_only();
+        if spec.moe.is_empty() {
+            return Err(Error::Usage(format!(
+                "--moe-only needs a mixture-of-experts model in --models (got {})",
+                args.models.join(",")
+            )));
+        }
+    }
     let started = std::time::Instant::now();
     let mut timer = new_timer(&args, &spec, reps)?;
     let base = catalog::gpu(&gpu_key(&args, timer.device())?)?;
@@ -154,6 +170,10 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
         && let Some(fresh) = &cal.profile.measured
     {
         cal.profile = calibrate::merge::merge_quant(original, fresh)?;
+    } else if args.moe_only
+        && let Some(fresh) = &cal.profile.measured
+    {
+        cal.profile = calibrate::moe::merge_moe(original, fresh)?;
     }
     cal.profile.write(&out)?;
     let device = &timer.device().name;
@@ -278,7 +298,16 @@ fn reassemble(args: &CalibrateArgs, raws: &[PathBuf]) -> Result<()> {
             ),
         )
     };
-    let profile = calibrate::reassemble(base, &timed, &source, &git_rev(args))?;
+    let profile = if args.moe_only {
+        let device = first_text
+            .as_deref()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .and_then(|v| v["device"]["name"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "an unnamed device".into());
+        calibrate::moe::reassemble(base, &timed, &source, &device)?
+    } else {
+        calibrate::reassemble(base, &timed, &source, &git_rev(args))?
+    };
     let out = args
         .out
         .clone()

@@ -153,6 +153,7 @@ pub fn seconds(work: &Work, eff: Eff, roofs: &Roofs) -> f64 {
         int8: roofs.int8 * eff.compute,
         fp8: roofs.fp8 * eff.compute,
         fp8_native: roofs.fp8_native,
+        fp4: roofs.fp4.map(|r| r * eff.compute),
     };
     LAUNCH_FLOOR_S + work.seconds(&scaled)
 }
@@ -181,6 +182,7 @@ pub fn as_tables(gpu: &GpuProfile, model: &ModelArch) -> Measured {
     };
     Measured {
         allreduce: vec![],
+        moe_gemm: vec![],
         provenance: Provenance {
             device: format!("{} (default efficiency set, NOT measured)", gpu.name),
             sm_count: gpu.datasheet.sm_count,
@@ -322,6 +324,7 @@ mod tests {
             int8: 1979e12,
             fp8: if fp8_native { 1979e12 } else { 989e12 },
             fp8_native,
+            fp4: None,
         }
     }
 

@@ -28,6 +28,9 @@ impl StepCost {
         let t = u32::try_from(t).unwrap_or(u32::MAX);
         let notes = &mut out.notes;
         self.explain_linear(t, notes);
+        if let Some(moe) = &self.shape.moe {
+            notes.push(moe.source_note(&self.kernels, self.shape.quant, f64::from(t)));
+        }
         self.explain_lm_head(batch, notes);
         if batch.decode_seqs > 0 {
             self.explain_decode(batch, notes);

@@ -156,6 +156,7 @@ mod tests {
     fn measured(smallest_ms: f64) -> Measured {
         Measured {
             allreduce: vec![],
+            moe_gemm: vec![],
             provenance: Provenance {
                 device: "t".into(),
                 sm_count: 1,

@@ -22,6 +22,9 @@ pub struct Roofs {
     pub fp8: f64,
     /// Whether the GPU has FP8 tensor cores (Ada, Hopper, Blackwell).
     pub fp8_native: bool,
+    /// FP4 tensor rate where the GPU has FP4 tensor cores (Blackwell): MXFP4 experts multiply
+    /// at it; elsewhere they run as a W4A16 path at the fp16 rate.
+    pub fp4: Option<f64>,
 }
 
 impl Roofs {
@@ -36,6 +39,10 @@ impl Roofs {
             int8: d.int8_tops * 1e12,
             fp8: fp8.map_or(fp16, |r| r * 1e12),
             fp8_native: fp8.is_some(),
+            fp4: d
+                .fp4_tflops
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .map(|r| r * 1e12),
         }
     }
 }
@@ -187,6 +194,7 @@ mod tests {
             int8: 1979e12,
             fp8: 1979e12,
             fp8_native: true,
+            fp4: None,
         }
     }
 

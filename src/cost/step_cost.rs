@@ -63,7 +63,7 @@ pub(super) struct Shape {
     kv_width: f64,
     block: f64,
     /// The MoE feed-forward stack (`None` for a dense model).
-    moe: Option<super::moe::MoeShape>,
+    pub(super) moe: Option<super::moe::MoeShape>,
 }
 
 impl Shape {

@@ -26,6 +26,8 @@ impl Flags {
     pub const OTHER_KV: Flags = Flags(16);
     /// The measured prefill table was slower than the FlashAttention-based default, which won.
     pub const FA_DEFAULT: Flags = Flags(32);
+    /// Priced from a measured grouped MoE GEMM table.
+    pub const MOE_TABLE: Flags = Flags(64);
 
     pub fn has(self, f: Flags) -> bool {
         self.0 & f.0 != 0
@@ -107,6 +109,8 @@ pub struct KernelSet {
     prefill: Vec<PrefillCurve>,
     decode: Vec<DecodeGrid>,
     elem: Vec<ElemCurve>,
+    /// Grouped MoE GEMM tables ([`super::moe`]).
+    pub(super) moe: Vec<super::moe::MoeCurve>,
 }
 
 /// Tables in profiles are milliseconds; the cost model works in seconds.
@@ -129,6 +133,7 @@ impl KernelSet {
             prefill: Vec::new(),
             decode: Vec::new(),
             elem: Vec::new(),
+            moe: Vec::new(),
         };
         let Some(m) = measured else {
             return set;
@@ -137,6 +142,7 @@ impl KernelSet {
         // applies the correction only to tables timed in isolation
         set.comp = Composition::for_profile(m, measured_l2_bytes);
         set.timing = Some(m.provenance.timing);
+        set.moe = super::moe::curves(&m.moe_gemm);
         for t in &m.gemm {
             let (Ok(quant), Some(curve)) = (t.scheme.parse::<Quant>(), Curve::new(to_s(&t.points)))
             else {
@@ -186,6 +192,11 @@ impl KernelSet {
 
     pub fn roofs(&self) -> &Roofs {
         &self.roofs
+    }
+
+    /// Fixed (non-scaling) part of the tables' isolated times, seconds.
+    pub(super) fn fixed_s(&self) -> f64 {
+        self.fixed
     }
 
     /// Price kernels as the tables measured them, one call at a time: no CUDA-graph correction,

@@ -62,6 +62,7 @@ pub fn derive(source: &GpuProfile, target: &GpuProfile) -> Option<GpuProfile> {
             p.1 = scale(p.1, roofline::gemm(q, n, k, f64::from(p.0)));
         }
     }
+    super::moe::scale_tables(&mut out.moe_gemm, &scale);
     for t in &mut out.attn_prefill {
         let h = heads(t.heads, t.kv_heads, t.head_dim);
         for p in &mut t.points {

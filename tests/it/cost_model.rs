@@ -109,6 +109,7 @@ fn synthetic_measured(gpu: &GpuProfile) -> Measured {
     };
     Measured {
         allreduce: vec![],
+        moe_gemm: vec![],
         provenance: Provenance {
             device: format!("synthetic {}", gpu.name),
             sm_count: gpu.datasheet.sm_count,

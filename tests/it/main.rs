@@ -3,6 +3,7 @@
 mod common;
 
 mod answers;
+mod calibrate_moe;
 mod calibrate_profiles;
 mod calibrate_quant;
 mod calibrate_quant_paths;
@@ -16,6 +17,7 @@ mod fuzz;
 mod give_up;
 mod layering;
 mod moe;
+mod mxfp4;
 mod plan_acceptance;
 mod plan_cli;
 mod prefix_cache;

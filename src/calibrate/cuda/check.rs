@@ -75,6 +75,8 @@ impl CudaTimer {
         out.extend(self.check_decode(&mut rng)?);
         out.push(self.check_prefill(&mut rng)?);
         out.extend(self.check_elementwise(&mut rng)?);
+        // MoE paths that fail are turned off one by one inside (their jobs are skipped)
+        out.extend(self.check_moe(&mut rng)?);
         // The quantized paths are new and unverified on most GPUs: a failure turns them off
         // (their jobs are skipped with the reason) instead of aborting the whole calibration.
         if self.quant_off.is_none() {

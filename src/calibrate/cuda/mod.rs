@@ -43,6 +43,7 @@ mod device;
 mod elementwise;
 mod gemm;
 mod method;
+mod moe;
 mod quant_gemm;
 mod timing;
 
@@ -75,6 +76,8 @@ pub struct CudaTimer {
     /// Why the FP8, INT4 and LLM.int8() paths are off (kernels/quant.cu did not compile, or a
     /// check failed): their jobs then fail and are skipped with this reason, the rest is timed.
     quant_off: Option<String>,
+    /// The grouped MoE GEMM's kernels, buffers and the paths turned off.
+    moe: moe::MoeCtx,
 }
 
 /// The sweep's largest sizes, which the per-family buffers are allocated for.
@@ -140,6 +143,7 @@ impl CudaTimer {
                 elem: None,
             },
             quant_off,
+            moe: Default::default(),
         };
         let map = quant::dynamic_map();
         t.dev.htod(&map, t.bufs.nf4_code.ptr)?;
@@ -181,6 +185,7 @@ impl KernelTimer for CudaTimer {
                 width,
                 tokens,
             } => self.time_elementwise(kind, width, tokens),
+            Job::Moe(m) => self.time_moe(m),
         }
         .map_err(|e| Error::Gpu(format!("timing {job:?}: {e}")))
     }
