@@ -60,10 +60,16 @@ pub enum GemmPath {
     /// INT4 W4A16 by cardplan's Marlin-style kernel (kernels/quant.cu: dequantize in registers,
     /// mma.sync, group-128 scales, split over k).
     Int4Mma,
+    /// INT4 W4A16 by cardplan's memory-bound GEMV (kernels/quant.cu `w4a16_gemv`: 16-byte
+    /// streamed loads of the same packed layout, mma.sync tiles, split over k with an in-kernel
+    /// reduction), at most [`INT4_GEMV_MAX_TOKENS`] tokens.
+    Int4Gemv,
     /// INT4 dequantized to fp16, then cublasGemmEx (vLLM's AWQ path at >= 256 tokens).
     Int4DequantCublas,
-    /// LLM.int8() as bitsandbytes 0.50 runs it: row-wise int8 quantization with outlier columns
-    /// zeroed, cuBLASLt IMMA, dequantize, and the outlier columns through an fp16 GEMM.
+    /// LLM.int8() as bitsandbytes 0.50.2 runs it, launch for launch: the outlier search (|x| >=
+    /// 6, read back to the host twice), row-wise int8 quantization with the outlier columns
+    /// zeroed, cuBLASLt IMMA, dequantize, and the outlier columns through an fp16 addmm; timed
+    /// by the host wall clock per call, its syncs included (src/calibrate/cuda/llm_int8.rs).
     LlmInt8Bnb,
 }
 
@@ -72,15 +78,19 @@ pub enum GemmPath {
 pub const LLM_INT8_OUTLIER_SHARE: f64 = 0.005;
 
 /// The paths timed for the FP8, INT4 and LLM.int8() schemes (and `--quant-only` runs).
-pub const QUANT_PATHS: [GemmPath; 7] = [
+pub const QUANT_PATHS: [GemmPath; 8] = [
     GemmPath::Fp8Row,
     GemmPath::Fp8Tensor,
     GemmPath::Fp8RowGemmOnly,
     GemmPath::Fp8TensorGemmOnly,
     GemmPath::Int4Mma,
+    GemmPath::Int4Gemv,
     GemmPath::Int4DequantCublas,
     GemmPath::LlmInt8Bnb,
 ];
+
+/// Most tokens the W4A16 GEMV path is timed at (four m16 tiles).
+pub const INT4_GEMV_MAX_TOKENS: u32 = 64;
 
 /// Whether the W4A16 kernel's layout takes an `n × k` layer (64-column blocks, 128-channel groups).
 pub fn int4_shape_ok(n: u32, k: u32) -> bool {
@@ -105,7 +115,7 @@ impl GemmPath {
             GemmPath::Fp8Row => &["fp8"],
             GemmPath::Fp8Tensor => &["fp8-tensor"],
             GemmPath::Fp8RowGemmOnly | GemmPath::Fp8TensorGemmOnly => &[],
-            GemmPath::Int4Mma | GemmPath::Int4DequantCublas => &["int4"],
+            GemmPath::Int4Mma | GemmPath::Int4Gemv | GemmPath::Int4DequantCublas => &["int4"],
             GemmPath::LlmInt8Bnb => &["llm-int8"],
         }
     }
@@ -130,6 +140,7 @@ impl GemmPath {
             GemmPath::Fp8RowGemmOnly => "fp8-row-gemm-only",
             GemmPath::Fp8TensorGemmOnly => "fp8-tensor-gemm-only",
             GemmPath::Int4Mma => "int4-mma",
+            GemmPath::Int4Gemv => "int4-gemv",
             GemmPath::Int4DequantCublas => "int4-dequant-cublas",
             GemmPath::LlmInt8Bnb => "llm-int8-bnb",
         }
@@ -269,6 +280,9 @@ pub struct SweepSpec {
     /// Only the FP8, INT4 and LLM.int8() paths (with fp16 beside them for comparison) and FP8-KV
     /// decode attention, to merge into a measured profile ([`SweepSpec::quant_only`]).
     pub quant_only: bool,
+    /// With `quant_only`: only the paths of these schemes (`fp8`, `fp8-tensor`, `int4`,
+    /// `llm-int8`; `fp8-kv` for FP8-KV decode attention); empty: all of them.
+    pub quant_schemes: Vec<String>,
 }
 
 /// Token counts 1…`max`: every power of two, and the 1.5× points between them below
@@ -358,6 +372,7 @@ impl SweepSpec {
                 copy_bytes: 1 << 28,
                 skipped: Vec::new(),
                 quant_only: false,
+                quant_schemes: Vec::new(),
             }
         } else {
             SweepSpec {
@@ -373,6 +388,7 @@ impl SweepSpec {
                 copy_bytes: 1 << 30,
                 skipped: Vec::new(),
                 quant_only: false,
+                quant_schemes: Vec::new(),
             }
         }
     }
@@ -395,6 +411,22 @@ impl SweepSpec {
         self.elementwise.clear();
         self.imma_only_tokens.clear();
         self
+    }
+
+    /// Whether `path` belongs to a scheme [`Self::quant_schemes`] asks for (the measurement-only
+    /// FP8 GEMMs go with their scheme).
+    fn quant_family_wanted(&self, path: GemmPath) -> bool {
+        if self.quant_schemes.is_empty() {
+            return true;
+        }
+        let family: &[&str] = match path {
+            GemmPath::Fp8RowGemmOnly => &["fp8"],
+            GemmPath::Fp8TensorGemmOnly => &["fp8-tensor"],
+            p => p.schemes(),
+        };
+        family
+            .iter()
+            .any(|f| self.quant_schemes.iter().any(|s| s == f))
     }
 
     /// Every job, grouped by shape so buffers are reused.
@@ -423,7 +455,12 @@ impl SweepSpec {
                 tokens: 8192,
             });
         }
+        let fp8_kv =
+            self.quant_schemes.is_empty() || self.quant_schemes.iter().any(|s| s == "fp8-kv");
         for &(heads, kv_heads) in &self.attn {
+            if self.quant_only && !fp8_kv {
+                continue;
+            }
             self.push_attention_jobs(&mut jobs, heads, kv_heads);
         }
         for &(kind, width) in &self.elementwise {
@@ -458,11 +495,11 @@ impl SweepSpec {
             // candidates) at every point cost ~25 s of a full run, for no table.
             let mut paths = vec![GemmPath::Fp16CublasGemmEx];
             if !fp16_only {
-                paths.extend(
-                    QUANT_PATHS
-                        .into_iter()
-                        .filter(|p| int4_shape_ok(n, k) || !p.schemes().contains(&"int4")),
-                );
+                paths.extend(QUANT_PATHS.into_iter().filter(|&p| {
+                    (int4_shape_ok(n, k) || !p.schemes().contains(&"int4"))
+                        && (p != GemmPath::Int4Gemv || tokens <= INT4_GEMV_MAX_TOKENS)
+                        && self.quant_family_wanted(p)
+                }));
             }
             if !fp16_only && !self.quant_only {
                 paths.extend([
