@@ -60,16 +60,13 @@ pub enum GemmPath {
     /// INT4 W4A16 by cardplan's Marlin-style kernel (kernels/quant.cu: dequantize in registers,
     /// mma.sync, group-128 scales, split over k).
     Int4Mma,
-    /// INT4 W4A16 by cardplan's memory-bound GEMV (kernels/quant.cu `w4a16_gemv`: 16-byte
-    /// streamed loads of the same packed layout, mma.sync tiles, split over k with an in-kernel
-    /// reduction), at most [`INT4_GEMV_MAX_TOKENS`] tokens.
+    /// INT4 W4A16 by cardplan's memory-bound GEMV (kernels/quant.cu `w4a16_gemv`, same layout,
+    /// one launch), up to [`INT4_GEMV_MAX_TOKENS`] tokens.
     Int4Gemv,
     /// INT4 dequantized to fp16, then cublasGemmEx (vLLM's AWQ path at >= 256 tokens).
     Int4DequantCublas,
-    /// LLM.int8() as bitsandbytes 0.50.2 runs it, launch for launch: the outlier search (|x| >=
-    /// 6, read back to the host twice), row-wise int8 quantization with the outlier columns
-    /// zeroed, cuBLASLt IMMA, dequantize, and the outlier columns through an fp16 addmm; timed
-    /// by the host wall clock per call, its syncs included (src/calibrate/cuda/llm_int8.rs).
+    /// LLM.int8() as bitsandbytes 0.50.2 runs it, launch for launch, its two host syncs included
+    /// (host wall clock per call; src/calibrate/cuda/llm_int8.rs).
     LlmInt8Bnb,
 }
 
@@ -91,7 +88,6 @@ pub const QUANT_PATHS: [GemmPath; 8] = [
 
 /// Most tokens the W4A16 GEMV path is timed at (four m16 tiles).
 pub const INT4_GEMV_MAX_TOKENS: u32 = 64;
-
 /// Whether the W4A16 kernel's layout takes an `n × k` layer (64-column blocks, 128-channel groups).
 pub fn int4_shape_ok(n: u32, k: u32) -> bool {
     n % 64 == 0 && k % 128 == 0
@@ -280,8 +276,7 @@ pub struct SweepSpec {
     /// Only the FP8, INT4 and LLM.int8() paths (with fp16 beside them for comparison) and FP8-KV
     /// decode attention, to merge into a measured profile ([`SweepSpec::quant_only`]).
     pub quant_only: bool,
-    /// With `quant_only`: only the paths of these schemes (`fp8`, `fp8-tensor`, `int4`,
-    /// `llm-int8`; `fp8-kv` for FP8-KV decode attention); empty: all of them.
+    /// With `quant_only`: only these schemes' paths (`fp8-kv`: FP8-KV decode); empty: all.
     pub quant_schemes: Vec<String>,
 }
 
@@ -413,8 +408,7 @@ impl SweepSpec {
         self
     }
 
-    /// Whether `path` belongs to a scheme [`Self::quant_schemes`] asks for (the measurement-only
-    /// FP8 GEMMs go with their scheme).
+    /// Whether `path` is of a scheme [`Self::quant_schemes`] asks for (bare FP8 GEMMs: theirs).
     fn quant_family_wanted(&self, path: GemmPath) -> bool {
         if self.quant_schemes.is_empty() {
             return true;
@@ -424,9 +418,11 @@ impl SweepSpec {
             GemmPath::Fp8TensorGemmOnly => &["fp8-tensor"],
             p => p.schemes(),
         };
-        family
-            .iter()
-            .any(|f| self.quant_schemes.iter().any(|s| s == f))
+        family.iter().any(|f| self.wants(f))
+    }
+
+    fn wants(&self, scheme: &str) -> bool {
+        self.quant_schemes.iter().any(|s| s == scheme)
     }
 
     /// Every job, grouped by shape so buffers are reused.
@@ -455,12 +451,8 @@ impl SweepSpec {
                 tokens: 8192,
             });
         }
-        let fp8_kv =
-            self.quant_schemes.is_empty() || self.quant_schemes.iter().any(|s| s == "fp8-kv");
-        for &(heads, kv_heads) in &self.attn {
-            if self.quant_only && !fp8_kv {
-                continue;
-            }
+        let attn = !self.quant_only || self.quant_schemes.is_empty() || self.wants("fp8-kv");
+        for &(heads, kv_heads) in self.attn.iter().filter(|_| attn) {
             self.push_attention_jobs(&mut jobs, heads, kv_heads);
         }
         for &(kind, width) in &self.elementwise {
