@@ -167,6 +167,11 @@ pub struct GemmTable {
     pub scheme: String,
     pub n: u32,
     pub k: u32,
+    /// Host time per call on top of the table, µs: what a library's Python dispatch costs that no
+    /// kernel timing sees (`llm-int8`: bitsandbytes' ~20 torch ops per call). Measured apart (the
+    /// provenance notes say how) and added by the cost model to every call; absent: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_us_per_call: Option<f64>,
     /// `(tokens, ms)`, tokens ascending.
     pub points: Vec<(u32, f64)>,
 }
@@ -257,6 +262,16 @@ impl GpuProfile {
         ] {
             if !(v.is_finite() && v > 0.0) {
                 return Err(format!("{origin}: `{name}` must be a positive number"));
+            }
+        }
+        for t in &m.gemm {
+            if let Some(us) = t.host_us_per_call
+                && !(us.is_finite() && us >= 0.0)
+            {
+                return Err(format!(
+                    "{origin}: gemm {} n={} k={}: `host_us_per_call` must be a non-negative number",
+                    t.scheme, t.n, t.k
+                ));
             }
         }
         let series = m

@@ -16,11 +16,11 @@ for name, col, verdict in [("fp8.tsv", "ratio", "within_10pct"), ("llm_int8.tsv"
         print(f"{name}: missing")
         continue
     rows = list(csv.DictReader(open(path), delimiter="\t"))
-    judged = [r for r in rows if r[verdict]]
+    judged = [r for r in rows if r[verdict] and r[verdict] != "probe"]
     ok = sum(r[verdict] == "ok" for r in judged)
     print(f"{name}: {ok} of {len(judged)} judged points within the acceptance band")
     if col:
-        vals = [float(r[col]) for r in rows if r[col]]
+        vals = [float(r[col]) for r in judged if r.get(col)]
         if vals:
             print(f"  ratio cardplan/reference: min {min(vals):.3f}, median {sorted(vals)[len(vals) // 2]:.3f}, max {max(vals):.3f}")
     for r in judged:

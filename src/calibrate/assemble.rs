@@ -151,6 +151,7 @@ fn gemm_tables(best: &Best, notes: &mut Vec<String>) -> Vec<GemmTable> {
             scheme: (*scheme).to_string(),
             n: *n,
             k: *k,
+            host_us_per_call: None,
             points: pts.iter().map(|(&tok, &(ms, _))| (tok, ms)).collect(),
         });
     }

@@ -9,7 +9,7 @@ use crate::catalog::quant::KvDtype;
 
 /// The kernels of kernels/*.cu that are not templated per token count or GQA group.
 /// The kernels of kernels/quant.cu (FP8, INT4 W4A16, LLM.int8()).
-pub(crate) const QUANT_KERNELS: [&str; 11] = [
+pub(crate) const QUANT_KERNELS: [&str; 24] = [
     "quant_fp8_per_token",
     "quant_fp8_tensor",
     "zero_f32",
@@ -17,10 +17,23 @@ pub(crate) const QUANT_KERNELS: [&str; 11] = [
     "w4a16_mma_m1",
     "w4a16_mma_m2",
     "w4a16_mma_m4",
+    "w4a16_gemv_m1",
+    "w4a16_gemv_m2",
+    "w4a16_gemv_m4",
     "w4_dequant",
-    "quant_rows_outliers",
+    "bnb_abs",
+    "bnb_ge",
+    "bnb_any",
+    "bnb_any_dim0",
+    "bnb_count",
+    "bnb_select",
+    "bnb_vector_quant",
+    "bnb_zero_cols",
     "gather_cols",
-    "dequant_cols",
+    "bnb_gather_i8",
+    "bnb_mul_rows",
+    "bnb_scale",
+    "bnb_plant_outliers",
 ];
 
 const KERNELS: [&str; 15] = [
@@ -306,7 +319,10 @@ mod tests {
             let defined = src.contains(&format!("void {name}("))
                 || name
                     .strip_prefix("w4a16_mma_m")
-                    .is_some_and(|mt| src.contains(&format!("W4A16_KERNEL({mt})")));
+                    .is_some_and(|mt| src.contains(&format!("W4A16_KERNEL({mt})")))
+                || name
+                    .strip_prefix("w4a16_gemv_m")
+                    .is_some_and(|mt| src.contains(&format!("W4A16_GEMV_KERNEL({mt})")));
             assert!(defined, "{name} not in kernels/quant.cu");
         }
     }

@@ -9,8 +9,27 @@ use crate::profile::{GpuProfile, Measured};
 /// Schemes whose GEMM tables a `--quant-only` run provides.
 pub const QUANT_SCHEMES: [&str; 4] = ["fp8", "fp8-tensor", "int4", "llm-int8"];
 
-/// `base` (a measured profile) with the quantized tables of `fresh` merged in.
-pub fn merge_quant(base: GpuProfile, fresh: &Measured) -> Result<GpuProfile> {
+/// `--quant-schemes` checked against the schemes a quant-only run can time (`fp8-kv`: FP8-KV
+/// decode attention).
+pub fn check_quant_schemes(schemes: &[String]) -> Result<Vec<String>> {
+    for s in schemes {
+        if !QUANT_SCHEMES.contains(&s.as_str()) && s != "fp8-kv" {
+            return Err(Error::Usage(format!(
+                "--quant-schemes: unknown scheme '{s}' (expected {} or fp8-kv)",
+                QUANT_SCHEMES.join(", ")
+            )));
+        }
+    }
+    Ok(schemes.to_vec())
+}
+
+/// `base` (a measured profile) with the quantized tables of `fresh` merged in: all of them, or
+/// with `schemes` (a `--quant-schemes` run) only those schemes' tables and, with `fp8-kv`, the
+/// FP8-KV decode tables; the base keeps the rest, and its notes of the earlier run about them.
+pub fn merge_quant(base: GpuProfile, fresh: &Measured, schemes: &[String]) -> Result<GpuProfile> {
+    let all: Vec<String> = QUANT_SCHEMES.iter().map(|s| s.to_string()).collect();
+    let redo: &[String] = if schemes.is_empty() { &all } else { schemes };
+    let fp8_kv = schemes.is_empty() || schemes.iter().any(|s| s == "fp8-kv");
     let mut out = base;
     let key = out.key.clone();
     let m = out.measured.as_mut().ok_or_else(|| {
@@ -18,26 +37,34 @@ pub fn merge_quant(base: GpuProfile, fresh: &Measured) -> Result<GpuProfile> {
             "--quant-only merges into a measured profile; {key} has no measured block (calibrate it in full first)"
         ))
     })?;
-    let quant = |s: &str| QUANT_SCHEMES.contains(&s);
+    let quant = |s: &str| redo.iter().any(|r| r == s);
     m.gemm.retain(|t| !quant(&t.scheme));
     m.gemm
         .extend(fresh.gemm.iter().filter(|t| quant(&t.scheme)).cloned());
-    m.attn_decode.retain(|t| t.kv != KvDtype::Fp8);
-    m.attn_decode.extend(
-        fresh
-            .attn_decode
-            .iter()
-            .filter(|t| t.kv == KvDtype::Fp8)
-            .cloned(),
-    );
+    if fp8_kv {
+        m.attn_decode.retain(|t| t.kv != KvDtype::Fp8);
+        m.attn_decode.extend(
+            fresh
+                .attn_decode
+                .iter()
+                .filter(|t| t.kv == KvDtype::Fp8)
+                .cloned(),
+        );
+    }
     let p = &fresh.provenance;
-    m.provenance
-        .notes
-        .retain(|n| !n.starts_with("quantized tables merged from"));
+    let partial = !schemes.is_empty();
+    // A partial run keeps the earlier run's header and its notes about the other schemes.
+    let stale = |n: &str| !partial || redo.iter().any(|s| n.contains(s.as_str()));
+    if !partial {
+        m.provenance
+            .notes
+            .retain(|n| !n.starts_with("quantized tables merged from"));
+    }
     m.provenance.notes.push(format!(
-        "quantized tables merged from a --quant-only run ({} GEMM tables, fp8-KV decode) on {} ({} SMs, \
+        "quantized tables merged from a --quant-only run ({} GEMM tables{}) on {} ({} SMs, \
          driver {}, CUDA {}) at {}, cardplan {} {}, timing {}; that run's notes follow, prefixed 'quant-only:'",
-        QUANT_SCHEMES.join(", "),
+        redo.join(", "),
+        if fp8_kv { ", fp8-KV decode" } else { "" },
         p.device,
         p.sm_count,
         p.driver,
@@ -49,7 +76,7 @@ pub fn merge_quant(base: GpuProfile, fresh: &Measured) -> Result<GpuProfile> {
     ));
     m.provenance
         .notes
-        .retain(|n| !n.starts_with("quant-only: "));
+        .retain(|n| !(n.starts_with("quant-only: ") && stale(n)));
     m.provenance
         .notes
         .extend(p.notes.iter().map(|n| format!("quant-only: {n}")));

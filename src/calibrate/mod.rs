@@ -234,17 +234,21 @@ pub fn quant_notes() -> Vec<String> {
          fp8-tensor = static per-tensor quantize + cuBLASLt with scalar scales; token counts cuBLASLt \
          has no FP8 kernel for run padded to a multiple of 16"
             .into(),
-        "int4 = min(cardplan's Marlin-style W4A16 kernel (kernels/quant.cu: 4-bit weights dequantized in \
-         registers, mma.sync m16n8k16, fp16 scales per group of 128, split over k), dequantize to fp16 + \
-         cublasGemmEx (vLLM's AWQ path at >= 256 tokens)) per token count; symmetric weights (zero 8): \
-         AWQ's zero points cost one more small load per group, not timed"
+        "int4 = min(cardplan's W4A16 GEMV up to 64 tokens (kernels/quant.cu w4a16_gemv: 16-byte streamed \
+         loads of the Marlin-style packed weights, 8 in flight per lane, dequantized in registers, mma.sync \
+         m16n8k16, fp16 scales per group of 128, split over k with the reduction in the same launch), its \
+         Marlin-style mma kernel, dequantize to fp16 (coalesced through shared memory) + cublasGemmEx \
+         (vLLM's AWQ path at >= 256 tokens)) per token count; symmetric weights (zero 8): AWQ's zero \
+         points cost one more small load per group, not timed"
             .into(),
         format!(
-            "llm-int8 = bitsandbytes 0.50's Linear8bitLt forward (threshold 6.0) on the device: row-wise int8 \
-             quantize with the outlier columns zeroed, cuBLASLt IMMA, dequantize, x's outlier columns \
-             gathered, the int8 weights' outlier columns dequantized (every call, as bitsandbytes does) \
-             and an fp16 cublasGemmEx accumulating into y; {:.1}% of x's columns are outliers; \
-             bitsandbytes' host-side outlier search (a device-to-host sync per layer) is not timed",
+            "llm-int8 = bitsandbytes 0.50's Linear8bitLt forward (threshold 6.0), launch for launch: |x| >= 6 \
+             (two elementwise kernels), any() read back to the host, the outlier columns by a column \
+             reduction and nonzero (its count read back to the host), row-wise int8 quantize, the outlier \
+             columns zeroed, cuBLASLt IMMA, dequantize, the int8 weights' outlier columns gathered and \
+             dequantized (three kernels, every call), x's outlier columns gathered and addmm (a copy and an \
+             fp16 cublasGemmEx with beta 1); {:.1}% of x's columns are outliers; timed by the host wall \
+             clock per call, the two syncs included; Python's dispatch of these ops is not in the table",
             100.0 * sweep::LLM_INT8_OUTLIER_SHARE
         ),
         "decode attention with fp8 KV: the one-pass CUDA-core kernels of int8 KV, e4m3 decoded by hand"

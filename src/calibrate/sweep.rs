@@ -62,10 +62,13 @@ pub enum GemmPath {
     /// INT4 W4A16 by cardplan's Marlin-style kernel (kernels/quant.cu: dequantize in registers,
     /// mma.sync, group-128 scales, split over k).
     Int4Mma,
+    /// INT4 W4A16 by cardplan's memory-bound GEMV (kernels/quant.cu `w4a16_gemv`, same layout,
+    /// one launch), up to [`INT4_GEMV_MAX_TOKENS`] tokens.
+    Int4Gemv,
     /// INT4 dequantized to fp16, then cublasGemmEx (vLLM's AWQ path at >= 256 tokens).
     Int4DequantCublas,
-    /// LLM.int8() as bitsandbytes 0.50 runs it: row-wise int8 quantization with outlier columns
-    /// zeroed, cuBLASLt IMMA, dequantize, and the outlier columns through an fp16 GEMM.
+    /// LLM.int8() as bitsandbytes 0.50.2 runs it, launch for launch, its two host syncs included
+    /// (host wall clock per call; src/calibrate/cuda/llm_int8.rs).
     LlmInt8Bnb,
 }
 
@@ -74,16 +77,19 @@ pub enum GemmPath {
 pub const LLM_INT8_OUTLIER_SHARE: f64 = 0.005;
 
 /// The paths timed for the FP8, INT4 and LLM.int8() schemes (and `--quant-only` runs).
-pub const QUANT_PATHS: [GemmPath; 7] = [
+pub const QUANT_PATHS: [GemmPath; 8] = [
     GemmPath::Fp8Row,
     GemmPath::Fp8Tensor,
     GemmPath::Fp8RowGemmOnly,
     GemmPath::Fp8TensorGemmOnly,
     GemmPath::Int4Mma,
+    GemmPath::Int4Gemv,
     GemmPath::Int4DequantCublas,
     GemmPath::LlmInt8Bnb,
 ];
 
+/// Most tokens the W4A16 GEMV path is timed at (four m16 tiles).
+pub const INT4_GEMV_MAX_TOKENS: u32 = 64;
 /// Whether the W4A16 kernel's layout takes an `n × k` layer (64-column blocks, 128-channel groups).
 pub fn int4_shape_ok(n: u32, k: u32) -> bool {
     n % 64 == 0 && k % 128 == 0
@@ -107,7 +113,7 @@ impl GemmPath {
             GemmPath::Fp8Row => &["fp8"],
             GemmPath::Fp8Tensor => &["fp8-tensor"],
             GemmPath::Fp8RowGemmOnly | GemmPath::Fp8TensorGemmOnly => &[],
-            GemmPath::Int4Mma | GemmPath::Int4DequantCublas => &["int4"],
+            GemmPath::Int4Mma | GemmPath::Int4Gemv | GemmPath::Int4DequantCublas => &["int4"],
             GemmPath::LlmInt8Bnb => &["llm-int8"],
         }
     }
@@ -132,6 +138,7 @@ impl GemmPath {
             GemmPath::Fp8RowGemmOnly => "fp8-row-gemm-only",
             GemmPath::Fp8TensorGemmOnly => "fp8-tensor-gemm-only",
             GemmPath::Int4Mma => "int4-mma",
+            GemmPath::Int4Gemv => "int4-gemv",
             GemmPath::Int4DequantCublas => "int4-dequant-cublas",
             GemmPath::LlmInt8Bnb => "llm-int8-bnb",
         }
@@ -284,6 +291,8 @@ pub struct SweepSpec {
     /// Only the grouped MoE GEMMs (and the roof jobs every profile needs), to merge into a
     /// measured profile ([`SweepSpec::moe_only`]).
     pub moe_only: bool,
+    /// With `quant_only`: only these schemes' paths (`fp8-kv`: FP8-KV decode); empty: all.
+    pub quant_schemes: Vec<String>,
 }
 
 /// Token counts 1…`max`: every power of two, and the 1.5× points between them below
@@ -376,6 +385,7 @@ impl SweepSpec {
                 quant_only: false,
                 moe: Vec::new(),
                 moe_only: false,
+                quant_schemes: Vec::new(),
             }
         } else {
             SweepSpec {
@@ -393,6 +403,7 @@ impl SweepSpec {
                 quant_only: false,
                 moe: Vec::new(),
                 moe_only: false,
+                quant_schemes: Vec::new(),
             }
         }
     }
@@ -416,6 +427,23 @@ impl SweepSpec {
         self.elementwise.clear();
         self.imma_only_tokens.clear();
         self
+    }
+
+    /// Whether `path` is of a scheme [`Self::quant_schemes`] asks for (bare FP8 GEMMs: theirs).
+    fn quant_family_wanted(&self, path: GemmPath) -> bool {
+        if self.quant_schemes.is_empty() {
+            return true;
+        }
+        let family: &[&str] = match path {
+            GemmPath::Fp8RowGemmOnly => &["fp8"],
+            GemmPath::Fp8TensorGemmOnly => &["fp8-tensor"],
+            p => p.schemes(),
+        };
+        family.iter().any(|f| self.wants(f))
+    }
+
+    fn wants(&self, scheme: &str) -> bool {
+        self.quant_schemes.iter().any(|s| s == scheme)
     }
 
     /// Every job, grouped by shape so buffers are reused.
@@ -448,7 +476,8 @@ impl SweepSpec {
                 tokens: 8192,
             });
         }
-        for &(heads, kv_heads) in &self.attn {
+        let attn = !self.quant_only || self.quant_schemes.is_empty() || self.wants("fp8-kv");
+        for &(heads, kv_heads) in self.attn.iter().filter(|_| attn) {
             self.push_attention_jobs(&mut jobs, heads, kv_heads);
         }
         for &(kind, width) in &self.elementwise {
@@ -486,11 +515,11 @@ impl SweepSpec {
             // candidates) at every point cost ~25 s of a full run, for no table.
             let mut paths = vec![GemmPath::Fp16CublasGemmEx];
             if !fp16_only {
-                paths.extend(
-                    QUANT_PATHS
-                        .into_iter()
-                        .filter(|p| int4_shape_ok(n, k) || !p.schemes().contains(&"int4")),
-                );
+                paths.extend(QUANT_PATHS.into_iter().filter(|&p| {
+                    (int4_shape_ok(n, k) || !p.schemes().contains(&"int4"))
+                        && (p != GemmPath::Int4Gemv || tokens <= INT4_GEMV_MAX_TOKENS)
+                        && self.quant_family_wanted(p)
+                }));
             }
             if !fp16_only && !self.quant_only {
                 paths.extend([

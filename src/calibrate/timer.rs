@@ -207,7 +207,7 @@ fn mock_gemm(path: GemmPath, n: u32, k: u32, tokens: u32) -> (f64, f64) {
         | GemmPath::Fp8RowGemmOnly
         | GemmPath::Fp8TensorGemmOnly
         | GemmPath::LlmInt8Bnb => n * k,
-        GemmPath::Int4Mma => 0.5 * n * k,
+        GemmPath::Int4Mma | GemmPath::Int4Gemv => 0.5 * n * k,
         GemmPath::Int4DequantCublas => 2.0 * n * k,
     };
     let extra = match path {

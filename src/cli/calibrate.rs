@@ -106,6 +106,15 @@ pub struct CalibrateArgs {
     /// --reassemble, merge them from a --moe-only run's raw timings instead (no GPU needed).
     #[arg(long, requires = "gpu", conflicts_with_all = ["quick", "quant_only"])]
     pub moe_only: bool,
+    /// With --quant-only: only these schemes' paths (fp8, fp8-tensor, int4, llm-int8; fp8-kv for
+    /// FP8-KV decode attention); the merged profile keeps its tables of the others.
+    #[arg(
+        long,
+        requires = "quant_only",
+        value_delimiter = ',',
+        value_name = "SCHEMES"
+    )]
+    pub quant_schemes: Vec<String>,
     /// Use the CPU mock timer instead of the GPU (tests the writer; the numbers are made up).
     #[arg(long, hide = true)]
     pub mock_timer: bool,
@@ -144,6 +153,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     let mut spec = SweepSpec::new(&models, args.quick, !args.no_grid);
     if args.quant_only {
         spec = spec.quant_only();
+        spec.quant_schemes = calibrate::merge::check_quant_schemes(&args.quant_schemes)?;
     }
     if args.moe_only {
         spec = spec.moe_only();
@@ -169,7 +179,7 @@ pub fn run(args: CalibrateArgs) -> Result<()> {
     if args.quant_only
         && let Some(fresh) = &cal.profile.measured
     {
-        cal.profile = calibrate::merge::merge_quant(original, fresh)?;
+        cal.profile = calibrate::merge::merge_quant(original, fresh, &spec.quant_schemes)?;
     } else if args.moe_only
         && let Some(fresh) = &cal.profile.measured
     {

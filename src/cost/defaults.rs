@@ -250,6 +250,7 @@ fn gemm_tables(model: &ModelArch, tokens: &[u32], r: &Roofs) -> Vec<GemmTable> {
                 scheme: q.key().into(),
                 n,
                 k,
+                host_us_per_call: None,
                 points,
             });
         }

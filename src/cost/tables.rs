@@ -68,6 +68,8 @@ struct GemmCurve {
     n: f64,
     k: f64,
     curve: Curve,
+    /// Host time per call the table does not hold (its `host_us_per_call`), s.
+    host_s: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -148,11 +150,16 @@ impl KernelSet {
             else {
                 continue;
             };
+            let host_s = t
+                .host_us_per_call
+                .filter(|us| us.is_finite() && *us > 0.0)
+                .map_or(0.0, |us| us * 1e-6);
             set.gemm.push(GemmCurve {
                 quant,
                 n: f64::from(t.n),
                 k: f64::from(t.k),
                 curve,
+                host_s,
             });
         }
         for t in &m.attn_prefill {
@@ -269,7 +276,8 @@ impl KernelSet {
         Priced {
             s: self
                 .comp
-                .in_graph(iso, &roofline::gemm(quant, n, k, tokens)),
+                .in_graph(iso, &roofline::gemm(quant, n, k, tokens))
+                + g.host_s,
             flags,
         }
     }

@@ -41,12 +41,20 @@ fn quant_only_times_the_quantized_paths_fp16_beside_them_and_fp8_kv_decode() {
     for p in QUANT_PATHS {
         assert!(paths.contains(&p), "{p:?} never timed");
     }
-    // 4 llama shapes x 14 token counts x (7 quantized paths + fp16)
+    // 4 llama shapes x (14 token counts x (7 quantized paths + fp16) + the GEMV at 1..64)
     let gemms = jobs
         .iter()
         .filter(|j| matches!(j, Job::Gemm { .. }))
         .count();
-    assert_eq!(gemms, 4 * 14 * 8 + 3);
+    assert_eq!(gemms, 4 * (14 * 8 + 7) + 3);
+    assert!(jobs.iter().all(|j| match *j {
+        Job::Gemm {
+            path: GemmPath::Int4Gemv,
+            tokens,
+            ..
+        } => tokens <= 64,
+        _ => true,
+    }));
     assert_eq!(
         jobs.iter()
             .filter(|j| matches!(j, Job::Decode { .. }))
@@ -94,7 +102,10 @@ fn mock_calibration_assembles_quant_tables_and_int4_takes_the_faster_path() {
                 .map(|x| x.ms)
                 .unwrap()
         };
-        let want = time(GemmPath::Int4Mma).min(time(GemmPath::Int4DequantCublas));
+        let mut want = time(GemmPath::Int4Mma).min(time(GemmPath::Int4DequantCublas));
+        if tokens <= 64 {
+            want = want.min(time(GemmPath::Int4Gemv));
+        }
         assert_eq!(ms, want, "T={tokens}");
     }
     let notes = m.provenance.notes.join("\n");
@@ -203,5 +214,69 @@ fn quant_only_run_merges_into_the_measured_profile_and_prices_int4_from_it() {
     ]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("no measured block"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn quant_schemes_run_times_only_int4_and_llm_int8_and_keeps_the_other_tables() {
+    let mut s = spec();
+    s.quant_schemes = vec!["int4".into(), "llm-int8".into()];
+    for j in s.jobs() {
+        match j {
+            Job::Gemm { path, n, k, tokens } if !(n == 8192 && k == 8192 && tokens == 8192) => {
+                let ok = path == GemmPath::Fp16CublasGemmEx
+                    || path.schemes().contains(&"int4")
+                    || path.schemes().contains(&"llm-int8");
+                assert!(ok, "{j:?}");
+            }
+            Job::Decode { .. } => panic!("fp8-kv not asked for: {j:?}"),
+            _ => {}
+        }
+    }
+    let dir = temp_dir("quant-schemes");
+    let out = dir.join("h200.yaml");
+    let o = cardplan(&[
+        "calibrate",
+        "--mock-timer",
+        "--quant-only",
+        "--quant-schemes",
+        "int4,llm-int8",
+        "--gpu",
+        "h200",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (mm, mb) = (
+        GpuProfile::read(&out).unwrap().measured.unwrap(),
+        catalog::gpu("h200").unwrap().measured.unwrap(),
+    );
+    // fp8 tables and fp8-KV decode stay as shipped; int4 and llm-int8 come from this run
+    for t in mb
+        .gemm
+        .iter()
+        .filter(|t| t.scheme != "int4" && t.scheme != "llm-int8")
+    {
+        assert!(mm.gemm.contains(t), "{} {}x{} changed", t.scheme, t.n, t.k);
+    }
+    assert_eq!(mm.attn_decode, mb.attn_decode);
+    for q in ["int4", "llm-int8"] {
+        assert_eq!(mm.gemm.iter().filter(|t| t.scheme == q).count(), 4, "{q}");
+    }
+    let o = cardplan(&[
+        "calibrate",
+        "--mock-timer",
+        "--quant-only",
+        "--quant-schemes",
+        "int3",
+        "--gpu",
+        "h200",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--quant-schemes: unknown scheme 'int3'"),
+        "{}",
+        stderr(&o)
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -60,6 +60,7 @@ fn synthetic_measured(gpu: &GpuProfile) -> Measured {
                 scheme: scheme.into(),
                 n,
                 k,
+                host_us_per_call: None,
                 points,
             });
         }

@@ -6,8 +6,10 @@ use rand::RngExt;
 use rand::rngs::StdRng;
 
 use super::CudaTimer;
+use super::device::Buf;
 use super::gemm::{I8Weights, Int8Act};
-use super::quant_gemm::{FP8_TENSOR_INV_SCALE, Fp8Lt};
+use super::llm_int8::BnbInt8;
+use super::quant_gemm::{FP8_TENSOR_INV_SCALE, Fp8Lt, GEMV_MAX_T};
 use crate::calibrate::lowbit::{self, Int4Groups};
 use crate::calibrate::quant;
 use crate::calibrate::reference as cpu;
@@ -168,6 +170,7 @@ impl CudaTimer {
                 ));
             }
         }
+        reports.extend(self.check_int4_gemv((&wp, &sp, &x_d, &y_d), &xf, &wdq)?);
         let wdq_d = self.dev.alloc(2 * N * K)?;
         self.w4_dequant(wp.ptr, sp.ptr, wdq_d.ptr, n, k)?;
         let g: Vec<f16> = self.dev.dtoh(&wdq_d, N * K)?;
@@ -185,10 +188,51 @@ impl CudaTimer {
         Ok(reports)
     }
 
-    /// LLM.int8(): x with outlier columns (|x| = 8 > 6); the int8 part on the other columns
+    /// The W4A16 GEMV at 1, 7, 16, 29 and 61 tokens (each m-tile count), in one CTA along k and
+    /// split 4 and 2 ways (uneven), each twice: the second call checks that the first left its
+    /// split-k sums and counters zeroed.
+    fn check_int4_gemv(
+        &mut self,
+        (wp, sp, x_d, y_d): (&Buf, &Buf, &Buf, &Buf),
+        xf: &[f32],
+        wdq: &[f32],
+    ) -> Result<Vec<CheckReport>> {
+        let acc = self.dev.alloc(4 * GEMV_MAX_T as usize * N)?;
+        let cnt = self.dev.alloc(4 * N / 64)?;
+        self.zero_words(&acc)?;
+        self.zero_words(&cnt)?;
+        let (n, k) = (N as u32, K as u32);
+        let mut reports = Vec::new();
+        for t in [1usize, 7, 16, 29, 61] {
+            // groups per CTA: all 4 (one CTA), 1 (four), 3 (two: 3 + 1)
+            for gps in [4u32, 1, 3] {
+                let plan = (gps, (K as u32 / 128).div_ceil(gps));
+                for call in 0..2 {
+                    self.dev.fill_half(y_d, 1.0)?;
+                    self.w4a16_gemv(
+                        plan,
+                        (wp.ptr, sp.ptr, acc.ptr, cnt.ptr),
+                        (x_d.ptr, y_d.ptr),
+                        (n, k, t as u32),
+                    )?;
+                    let y: Vec<f16> = self.dev.dtoh(y_d, t * N)?;
+                    reports.push(cpu::compare(
+                        &format!("w4a16_gemv T={t} {} split(s) call {}", plan.1, call + 1),
+                        &f32s(&y),
+                        &cpu::linear(xf, wdq, t, N, K),
+                        5e-3,
+                        1e-2,
+                    ));
+                }
+            }
+        }
+        Ok(reports)
+    }
+
+    /// LLM.int8() as bitsandbytes runs it, at 1 and 37 tokens: x with outlier columns (|x| = 8,
+    /// over the threshold 6) that the kernels must find; the int8 part on the other columns
     /// (exact integer dot, dequantized) plus the outlier columns in fp16.
     fn check_llm_int8(&mut self, rng: &mut StdRng, w: &[f32]) -> Result<Vec<CheckReport>> {
-        let t = 37usize;
         let cols: Vec<i32> = vec![3, 130, 131, 400];
         let mut xf = rand_vec(rng, TMAX * K, 1.0);
         for r in 0..TMAX {
@@ -208,53 +252,63 @@ impl CudaTimer {
             sx: self.dev.alloc(4 * TMAX)?,
             acc: self.dev.alloc(4 * TMAX * N)?,
         };
-        let mut mask = vec![0u8; K];
-        for &c in &cols {
-            mask[c as usize] = 1;
-        }
-        let q = self.outlier_state(&mask, &cols, N)?;
+        let s = BnbInt8::new(&mut self.dev, TMAX as u32, N as u32, K as u32, &[])?;
         let x_d = self.dev.upload(&x)?;
         let y_d = self.dev.alloc(2 * TMAX * N)?;
         let (n, k) = (N as u32, K as u32);
-        let m = self.imma_prepare(
-            false,
-            n,
-            k,
-            t as u32,
-            (&[st.wq.ptr], act.xq.ptr, act.acc.ptr),
-        )?;
-        self.llm_int8(&m, &st, &act, &q, (x_d.ptr, y_d.ptr), (n, k, t as u32))?;
-        let y: Vec<f16> = self.dev.dtoh(&y_d, t * N)?;
-        let mut want = vec![0f64; t * N];
-        for r in 0..t {
-            let row = &xf[r * K..(r + 1) * K];
-            let absmax = row
-                .iter()
-                .enumerate()
-                .filter(|(i, _)| mask[*i] == 0)
-                .fold(0f32, |a, (_, v)| a.max(v.abs()));
-            let s = if absmax > 0.0 { absmax / 127.0 } else { 1.0 };
-            for j in 0..N {
-                let mut dot = 0i64;
-                let mut outl = 0f64;
-                for i in 0..K {
-                    let wv = i64::from(wq.q[j * K + i]);
-                    if mask[i] == 0 {
-                        let xq = (row[i] / s).round().clamp(-127.0, 127.0) as i64;
-                        dot += xq * wv;
-                    } else {
-                        outl += f64::from(row[i]) * wv as f64 * f64::from(wq.scale[j]);
-                    }
-                }
-                want[r * N + j] = dot as f64 * f64::from(s) * f64::from(wq.scale[j]) + outl;
-            }
+        let mut reports = Vec::new();
+        for t in [1usize, 37] {
+            let m = self.imma_prepare(
+                false,
+                n,
+                k,
+                t as u32,
+                (&[st.wq.ptr], act.xq.ptr, act.acc.ptr),
+            )?;
+            let out = self.llm_int8_bnb(&m, &st, &act, &s, (x_d.ptr, y_d.ptr), (n, k, t as u32))?;
+            let buf = if out == y_d.ptr { &y_d } else { &s.y2 };
+            let y: Vec<f16> = self.dev.dtoh(buf, t * N)?;
+            reports.push(cpu::compare(
+                &format!("llm-int8 (bitsandbytes sequence, outliers found on the GPU) T={t}"),
+                &f32s(&y),
+                &llm_int8_ref(&xf[..t * K], &wq, t),
+                1e-2,
+                1e-2,
+            ));
         }
-        Ok(vec![cpu::compare(
-            "llm-int8 (outliers in fp16) T=37",
-            &f32s(&y),
-            &want,
-            1e-2,
-            1e-2,
-        )])
+        Ok(reports)
     }
+}
+
+/// The CPU reference of LLM.int8() with threshold 6: columns holding any |x| >= 6 go through
+/// fp16 (x times the dequantized int8 weight), the rest through the row-wise int8 product.
+fn llm_int8_ref(xf: &[f32], wq: &quant::Int8Rows, t: usize) -> Vec<f64> {
+    let outlier: Vec<bool> = (0..K)
+        .map(|i| (0..t).any(|r| xf[r * K + i].abs() >= 6.0))
+        .collect();
+    let mut want = vec![0f64; t * N];
+    for r in 0..t {
+        let row = &xf[r * K..(r + 1) * K];
+        let absmax = row
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !outlier[*i])
+            .fold(0f32, |a, (_, v)| a.max(v.abs()));
+        let s = if absmax > 0.0 { absmax / 127.0 } else { 1.0 };
+        for j in 0..N {
+            let mut dot = 0i64;
+            let mut outl = 0f64;
+            for i in 0..K {
+                let wv = i64::from(wq.q[j * K + i]);
+                if outlier[i] {
+                    outl += f64::from(row[i]) * wv as f64 * f64::from(wq.scale[j]);
+                } else {
+                    let xq = (row[i] / s).round().clamp(-127.0, 127.0) as i64;
+                    dot += xq * wv;
+                }
+            }
+            want[r * N + j] = dot as f64 * f64::from(s) * f64::from(wq.scale[j]) + outl;
+        }
+    }
+    want
 }

@@ -355,6 +355,7 @@ impl CudaTimer {
             | GemmPath::Fp8RowGemmOnly
             | GemmPath::Fp8TensorGemmOnly
             | GemmPath::Int4Mma
+            | GemmPath::Int4Gemv
             | GemmPath::Int4DequantCublas
             | GemmPath::LlmInt8Bnb => self.time_quant(g, path, (n, k, t)),
         }

@@ -42,6 +42,7 @@ mod cublas;
 mod device;
 mod elementwise;
 mod gemm;
+mod llm_int8;
 mod method;
 mod moe;
 mod quant_gemm;

@@ -11,10 +11,26 @@ use cudarc::cublaslt::{result as ltres, sys as ltsys};
 use super::CudaTimer;
 use super::cublas::LT_WORKSPACE;
 use super::device::{Buf, GpuErr, cfg, grid_for};
-use super::gemm::{GemmState, I8Weights, Int8Act};
+use super::gemm::GemmState;
+use super::llm_int8::BnbInt8;
 use super::timing::MAX_COPIES;
 use crate::calibrate::sweep::{GemmPath, LLM_INT8_OUTLIER_SHARE};
 use crate::error::{Error, Result};
+
+/// Most tokens the W4A16 GEMV takes (4 m16 tiles).
+pub(super) const GEMV_MAX_T: u32 = 64;
+
+/// `(groups of 128 channels per CTA, CTAs along k)` of the W4A16 GEMV for an `n × k` layer on
+/// `sms` SMs: 4 groups a CTA (one 4 KB load burst per warp), more per CTA only where that would
+/// make over 8 CTAs per SM (each CTA pays its reduction and launch), so that every layer puts
+/// several 16 KB bursts in flight on every SM.
+pub fn w4_gemv_plan(n: u32, k: u32, sms: u32) -> (u32, u32) {
+    let groups = (k / 128).max(1);
+    let units = (n / 64) * groups.div_ceil(4);
+    let rounds = (units / (8 * sms.max(1))).max(1);
+    let gps = (4 * rounds).min(groups);
+    (gps, groups.div_ceil(gps))
+}
 
 /// Static activation scale of the per-tensor FP8 path (x uniform in ±1, so ±448 · 1/448).
 pub(super) const FP8_TENSOR_INV_SCALE: f32 = 448.0;
@@ -36,17 +52,11 @@ pub(super) struct QuantState {
     /// Split-k accumulator `[tmax][n]` f32 and the dequantized weights `[n][k]` f16.
     acc: Buf,
     wdq: Buf,
-    llm: Outliers,
-}
-
-/// LLM.int8()'s outlier columns: the mask `[k]`, their indices, x's outlier columns
-/// `[tmax][nc]` and the weights' dequantized outlier columns `[n][nc]`.
-pub(super) struct Outliers {
-    colmask: Buf,
-    cols: Buf,
-    nc: u32,
-    xs: Buf,
-    ws: Buf,
+    /// The GEMV's split-k sums `[GEMV_MAX_T][n]` f32 and its counters `[n/64]`: zeroed once,
+    /// left zeroed by every call.
+    gv_acc: Buf,
+    gv_cnt: Buf,
+    bnb: BnbInt8,
 }
 
 /// cuBLASLt descriptors of one FP8 GEMM (TN, e4m3 in, bf16 out, fp32 accumulate).
@@ -326,36 +336,37 @@ impl CudaTimer {
         Ok(())
     }
 
+    /// The packed weights to fp16 `[n][k]`: one CTA per 64 columns × 128 channels.
     pub(super) fn w4_dequant(&self, wp: u64, sp: u64, wdq: u64, n: u32, k: u32) -> Result<()> {
-        let lanes = u64::from(k / 16) * u64::from(n / 64) * 32;
-        launch!(self.dev, "w4_dequant", cfg(grid_for(lanes, 256, 65_536), 256, 0); wp, sp, wdq, n as i32, k as i32)
+        launch!(self.dev, "w4_dequant", cfg((n / 64, k / 128, 1), 256, 0); wp, sp, wdq, n as i32, k as i32)
     }
 
-    /// bitsandbytes 0.50's LLM.int8() forward (threshold 6.0, weights int8 with row scales):
-    /// quantize x's rows with the outlier columns zeroed, int8 GEMM, dequantize, then
-    /// `y += x[:, cols] · (W[:, cols] · s / 127)ᵀ` in fp16.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn llm_int8(
+    /// W4A16 by the GEMV kernel (`t <= GEMV_MAX_T`): `y[T×n] = x · Wᵀ` in one launch; `acc`
+    /// and `cnt` zeroed (and left so).
+    pub(super) fn w4a16_gemv(
         &self,
-        m: &super::cublas::Imma,
-        w: &I8Weights,
-        a: &Int8Act,
-        q: &Outliers,
+        (gps, splits): (u32, u32),
+        (wp, sp, acc, cnt): (u64, u64, u64, u64),
         (x, y): (u64, u64),
         (n, k, t): (u32, u32, u32),
     ) -> Result<()> {
-        launch!(self.dev, "quant_rows_outliers", cfg((t, 1, 1), 256, 0);
-            x, q.colmask.ptr, a.xq.ptr, a.sx.ptr, k as i32)?;
-        self.imma_run(m, w.wq.ptr, a.xq.ptr, a.acc.ptr)?;
-        let quads = u64::from(t) * u64::from(n) / 4;
-        launch!(self.dev, "dequant_i32", cfg(grid_for(quads, 256, 65_536), 256, 0);
-            a.acc.ptr, a.sx.ptr, w.wscale.ptr, y, t as i32, n as i32)?;
-        let nc = q.nc;
-        launch!(self.dev, "gather_cols", cfg(grid_for(u64::from(t * nc), 256, 65_536), 256, 0);
-            x, q.cols.ptr, q.xs.ptr, t as i32, k as i32, nc as i32)?;
-        launch!(self.dev, "dequant_cols", cfg(grid_for(u64::from(n) * u64::from(nc), 256, 65_536), 256, 0);
-            w.wq.ptr, w.wscale.ptr, q.cols.ptr, q.ws.ptr, n as i32, k as i32, nc as i32)?;
-        self.gemmex_beta(q.ws.ptr, q.xs.ptr, y, (n, nc, t), 1.0)
+        let mt = match t {
+            0 => return Err(Error::Internal("W4A16 GEMV at 0 tokens".into())),
+            1..=16 => 1,
+            17..=32 => 2,
+            33..=GEMV_MAX_T => 4,
+            _ => return Err(Error::Internal(format!("W4A16 GEMV at {t} tokens"))),
+        };
+        let name = format!("w4a16_gemv_m{mt}");
+        launch!(self.dev, &name, cfg((n / 64, splits, 1), 128, 0);
+            x, wp, sp, y, acc, cnt, t as i32, n as i32, k as i32, gps as i32)
+    }
+
+    /// Zero a buffer of 32-bit words.
+    pub(super) fn zero_words(&self, b: &Buf) -> Result<()> {
+        let words = (b.bytes / 4) as u64;
+        launch!(self.dev, "zero_f32", cfg(grid_for(words, 256, 65_536), 256, 0); b.ptr, words)?;
+        self.dev.stream.synchronize().gpu("synchronize")
     }
 
     /// The quantized weights of an `n × k` layer, in as many copies as the timer rotates over.
@@ -392,11 +403,11 @@ impl CudaTimer {
         let nc = ((f64::from(k) * LLM_INT8_OUTLIER_SHARE).round() as u32).max(1);
         // outlier columns spread over x (every k/nc-th column), as the paper's feature dims are
         let cols: Vec<i32> = (0..nc).map(|i| (i * (k / nc)) as i32).collect();
-        let mut mask = vec![0u8; ku];
-        for &c in &cols {
-            mask[c as usize] = 1;
-        }
-        let llm = self.outlier_state(&mask, &cols, nu)?;
+        let bnb = BnbInt8::new(&mut self.dev, tmax as u32, n, k, &cols)?;
+        let gv_acc = self.dev.alloc(4 * GEMV_MAX_T as usize * nu)?;
+        let gv_cnt = self.dev.alloc(4 * nu / 64)?;
+        self.zero_words(&gv_acc)?;
+        self.zero_words(&gv_cnt)?;
         Ok(QuantState {
             fp8_w,
             fp8_wscale_row,
@@ -407,19 +418,9 @@ impl CudaTimer {
             int4,
             acc: self.dev.alloc(4 * tmax * nu)?,
             wdq: self.dev.alloc(2 * numel)?,
-            llm,
-        })
-    }
-
-    /// The outlier buffers for columns `cols` (mask `mask`) of a layer with `n` outputs.
-    pub(super) fn outlier_state(&self, mask: &[u8], cols: &[i32], n: usize) -> Result<Outliers> {
-        let (tmax, nc) = (self.bounds.max_tokens as usize, cols.len());
-        Ok(Outliers {
-            colmask: self.dev.upload(mask)?,
-            cols: self.dev.upload(cols)?,
-            nc: nc as u32,
-            xs: self.dev.alloc(2 * tmax * nc)?,
-            ws: self.dev.alloc(2 * n * nc)?,
+            gv_acc,
+            gv_cnt,
+            bnb,
         })
     }
 
@@ -470,18 +471,56 @@ impl CudaTimer {
                     s.gemmex_run(q.wdq.ptr, x, y, n, k, t)
                 })
             }
+            GemmPath::Int4Gemv => {
+                if q.int4.is_empty() || t > GEMV_MAX_T {
+                    return Err(missing());
+                }
+                self.bench(q.int4.len(), &|s, i| {
+                    let (wp, sp) = &q.int4[i];
+                    let plan = w4_gemv_plan(n, k, s.dev.info.sm_count);
+                    s.w4a16_gemv(
+                        plan,
+                        (wp.ptr, sp.ptr, q.gv_acc.ptr, q.gv_cnt.ptr),
+                        (x, y),
+                        (n, k, t),
+                    )
+                })
+            }
             GemmPath::LlmInt8Bnb => {
                 let (w, a) = g.int8.as_ref().ok_or_else(missing)?;
                 let ws: Vec<u64> = w.iter().map(|b| b.wq.ptr).collect();
                 let m = self.imma_prepare(false, n, k, t, (&ws, a.xq.ptr, a.acc.ptr))?;
-                self.bench(w.len(), &|s, i| {
-                    s.llm_int8(&m, &w[i], a, &q.llm, (x, y), (n, k, t))
+                let xb = q.bnb.x.ptr;
+                self.bench_host(w.len(), &|s, i| {
+                    s.llm_int8_bnb(&m, &w[i], a, &q.bnb, (xb, y), (n, k, t))
+                        .map(|_| ())
                 })
             }
             other => Err(Error::Internal(format!(
                 "{} is not a quantized path",
                 other.key()
             ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::w4_gemv_plan;
+
+    #[test]
+    fn gemv_plan_covers_every_group_with_several_ctas_per_sm() {
+        // llama-3.1-8b shapes on 132 SMs: (n, k) -> (groups per CTA, CTAs along k)
+        assert_eq!(w4_gemv_plan(4096, 4096, 132), (4, 8));
+        assert_eq!(w4_gemv_plan(6144, 4096, 132), (4, 8));
+        assert_eq!(w4_gemv_plan(28672, 4096, 132), (12, 3));
+        assert_eq!(w4_gemv_plan(4096, 14336, 132), (4, 28));
+        for (n, k) in [(64, 128), (128, 512), (8192, 28672), (1024, 384)] {
+            let (gps, splits) = w4_gemv_plan(n, k, 132);
+            assert!(
+                gps * splits >= k / 128 && gps * (splits - 1) < k / 128,
+                "{n}x{k}"
+            );
         }
     }
 }
