@@ -264,16 +264,7 @@ impl GpuProfile {
                 return Err(format!("{origin}: `{name}` must be a positive number"));
             }
         }
-        for t in &m.gemm {
-            if let Some(us) = t.host_us_per_call
-                && !(us.is_finite() && us >= 0.0)
-            {
-                return Err(format!(
-                    "{origin}: gemm {} n={} k={}: `host_us_per_call` must be a non-negative number",
-                    t.scheme, t.n, t.k
-                ));
-            }
-        }
+        check_host_times(origin, m)?;
         let series = m
             .gemm
             .iter()
@@ -305,14 +296,7 @@ impl GpuProfile {
         for (what, points) in series {
             check_points(origin, &what, points)?;
         }
-        if let Some(t) = m.moe_gemm.iter().find(|t| {
-            t.top_k == 0 || t.top_k > t.experts || !["bf16", "fp16"].contains(&t.dtype.as_str())
-        }) {
-            return Err(format!(
-                "{origin}: moe_gemm table ({} experts, top_k {}, dtype '{}') needs 1 <= top_k <= experts and dtype bf16 or fp16",
-                t.experts, t.top_k, t.dtype
-            ));
-        }
+        check_moe_tables(origin, m)?;
         for t in &m.attn_decode {
             if t.points.is_empty() {
                 return Err(format!("{origin}: attn_decode table has no points"));
@@ -342,6 +326,34 @@ impl GpuProfile {
             .map_err(Error::BadInput)?;
         Ok(p)
     }
+}
+
+/// A measured host time per call (Python dispatch a GEMM path pays) is a non-negative number.
+fn check_host_times(origin: &str, m: &Measured) -> Result<(), String> {
+    for t in &m.gemm {
+        if let Some(us) = t.host_us_per_call
+            && !(us.is_finite() && us >= 0.0)
+        {
+            return Err(format!(
+                "{origin}: gemm {} n={} k={}: `host_us_per_call` must be a non-negative number",
+                t.scheme, t.n, t.k
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A grouped MoE table routes 1..=experts experts per token, in a 16-bit dtype.
+fn check_moe_tables(origin: &str, m: &Measured) -> Result<(), String> {
+    if let Some(t) = m.moe_gemm.iter().find(|t| {
+        t.top_k == 0 || t.top_k > t.experts || !["bf16", "fp16"].contains(&t.dtype.as_str())
+    }) {
+        return Err(format!(
+            "{origin}: moe_gemm table ({} experts, top_k {}, dtype '{}') needs 1 <= top_k <= experts and dtype bf16 or fp16",
+            t.experts, t.top_k, t.dtype
+        ));
+    }
+    Ok(())
 }
 
 fn check_points(origin: &str, what: &str, points: &[(u32, f64)]) -> Result<(), String> {

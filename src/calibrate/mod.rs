@@ -17,6 +17,7 @@ mod nvrtc;
 pub mod quant;
 pub mod raw;
 pub mod reference;
+mod shapes;
 pub mod sweep;
 pub mod timer;
 

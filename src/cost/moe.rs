@@ -208,6 +208,15 @@ impl MoeShape {
             kernels.gemm(Quant::Fp16, self.router.0, self.router.1, t),
             self.moe_layers,
         );
+        // dispatch, as vLLM's fused MoE runs it before the expert GEMMs: a top-k softmax over
+        // each token's router logits, then the t·k assignments sorted into expert order (the
+        // rows gathered per expert): two small kernels a dense FFN does not launch
+        for bytes in [4.0 * t * self.experts, 2.0 * t * self.top_k * self.hidden] {
+            add(
+                kernels.elementwise_like(ElementwiseKind::RmsnormResidual, self.hidden, t, bytes),
+                self.moe_layers,
+            );
+        }
         // combine: read k expert outputs per token (fp16), write one row
         let combine_bytes = 2.0 * t * self.hidden * (self.top_k + 1.0);
         add(

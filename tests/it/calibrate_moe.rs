@@ -173,7 +173,7 @@ fn moe_only_run_merges_and_the_cost_model_prices_experts_from_it() {
     let o = cardplan(&[
         "step",
         "--gpu",
-        "h200",
+        "h100-sxm",
         "--model",
         "qwen3-30b-a3b",
         "--batch",
