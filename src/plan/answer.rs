@@ -68,6 +68,12 @@ fn question(req: &PlanRequest) -> Question {
         gpu_name: t.gpu.name.clone(),
         model: t.model.key.clone(),
         quant: t.quant.to_string(),
+        experts: t
+            .model
+            .moe
+            .as_ref()
+            .and_then(|m| m.expert_format)
+            .map(|f| f.key().to_string()),
         kv: t.kv.to_string(),
         engine: req.engine.key.clone(),
         scenario: req.spec.scenario.key.clone(),

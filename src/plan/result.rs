@@ -21,6 +21,9 @@ pub struct Question {
     pub gpu_name: String,
     pub model: String,
     pub quant: String,
+    /// How the checkpoint stores its MoE experts when not in the scheme (gpt-oss: mxfp4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts: Option<String>,
     pub kv: String,
     pub engine: String,
     pub scenario: String,

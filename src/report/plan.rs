@@ -15,10 +15,13 @@ use crate::sim::LatencySummary;
 pub fn headline(r: &PlanResult) -> String {
     let q = &r.question;
     format!(
-        "{} users · {} {} (KV {}) on {} ({}) · engine {} · scenario {}",
+        "{} users · {} {}{} (KV {}) on {} ({}) · engine {} · scenario {}",
         thousands(q.users),
         q.model,
         q.quant,
+        q.experts
+            .as_ref()
+            .map_or(String::new(), |e| format!(", experts {e}")),
         q.kv,
         super::server::gpus(r),
         q.gpu_name,

@@ -396,3 +396,25 @@ fn fit_says_total_versus_active_for_moe_only() {
     assert_eq!(v["moe"]["total_params"], 46_702_792_704u64);
     assert_eq!(v["moe"]["top_k"], 2);
 }
+
+#[test]
+fn a_plan_for_gpt_oss_names_its_expert_format_beside_the_scheme() {
+    let o = cardplan(&[
+        "plan",
+        "--users",
+        "5000",
+        "--model",
+        "gpt-oss-120b",
+        "--gpu",
+        "h200",
+        "--window-requests",
+        "100",
+        "--replications",
+        "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    let head = out.lines().next().unwrap_or_default();
+    assert!(head.contains("gpt-oss-120b fp16, experts mxfp4"), "{head}");
+    assert!(out.contains("tensor parallel: TP"), "{out}");
+}
