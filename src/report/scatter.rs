@@ -87,7 +87,11 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) -> R
         .map_err(draw_err)?;
         return Ok(());
     };
-    let mut chart = ChartBuilder::on(root)
+    // the legend in its own panel beside the plot, where it cannot hide a marker
+    let (w, _) = root.dim_in_pixel();
+    let (plot, side) = root.split_horizontally((w as f64 * 0.6) as u32);
+    draw_legend(&side, s)?;
+    let mut chart = ChartBuilder::on(&plot)
         .caption(&s.title, (FAMILY, 22))
         .margin(14)
         .x_label_area_size(48)
@@ -124,14 +128,6 @@ pub fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, s: &Scatter) -> R
     for g in &s.groups {
         draw_group(&mut chart, g)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.9))
-        .border_style(RGBColor(200, 200, 200))
-        .label_font((FAMILY, 14))
-        .draw()
-        .map_err(draw_err)?;
     // which side of the line is which, in the empty lower-right corner
     chart
         .draw_series(std::iter::once(Text::new(
@@ -158,32 +154,75 @@ type LogChart<'a, DB> = ChartContext<
 /// One dataset's markers: the `i`-th colour and the `i`-th shape (circle, triangle, square,
 /// cross), hollow for rows that do not count.
 fn draw_group<'a, DB: DrawingBackend + 'a>(chart: &mut LogChart<'a, DB>, g: &Group) -> Result<()> {
-    let i = g.style;
-    let c = palette(i);
-    let style = if g.hollow {
-        c.stroke_width(2)
-    } else {
-        c.filled()
-    };
+    let (style, line) = looks(g);
     let pts = g.points.iter().copied();
-    let anno = match i % 4 {
+    match g.style % 4 {
         0 => chart.draw_series(pts.map(|p| Circle::new(p, 6, style))),
         1 => chart.draw_series(pts.map(|p| TriangleMarker::new(p, 8, style))),
         2 => chart.draw_series(
             pts.map(|p| EmptyElement::at(p) + Rectangle::new([(-5, -5), (5, 5)], style)),
         ),
-        _ => chart.draw_series(pts.map(|p| Cross::new(p, 6, c.stroke_width(3)))),
+        _ => chart.draw_series(pts.map(|p| Cross::new(p, 6, line))),
     }
     .map_err(draw_err)?;
-    let legend_style = style;
-    anno.label(g.name.clone())
-        .legend(move |(x, y)| match i % 4 {
-            0 => Circle::new((x + 10, y), 6, legend_style).into_dyn(),
-            1 => TriangleMarker::new((x + 10, y), 8, legend_style).into_dyn(),
-            2 => Rectangle::new([(x + 5, y - 5), (x + 15, y + 5)], legend_style).into_dyn(),
-            _ => Cross::new((x + 10, y), 6, c.stroke_width(3)).into_dyn(),
-        });
     Ok(())
+}
+
+/// A group's marker styles (body, cross): filled where its rows count; where they do not, an
+/// outline, and a paler colour for the shapes an outline cannot tell apart (triangle, cross).
+fn looks(g: &Group) -> (ShapeStyle, ShapeStyle) {
+    let c = palette(g.style);
+    if !g.hollow {
+        return (c.filled(), c.stroke_width(3));
+    }
+    let pale = c.mix(0.4);
+    match g.style % 4 {
+        1 => (pale.filled(), pale.stroke_width(3)),
+        _ => (c.stroke_width(2), pale.stroke_width(3)),
+    }
+}
+
+/// A legend marker, drawn at pixel coordinates.
+type Mark<DB> = DynElement<'static, DB, (i32, i32)>;
+
+/// The key: bands, the y = x line and one line per group, top to bottom in `area`.
+fn draw_legend<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, s: &Scatter) -> Result<()> {
+    let font = (FAMILY, 13).into_font();
+    let y_of = |i: usize| 56 + 20 * i as i32;
+    let mut keys: Vec<(Mark<DB>, String)> = Vec::new();
+    for (w, alpha) in BANDS {
+        let y = y_of(keys.len());
+        let band = Rectangle::new([(6, y - 5), (26, y + 5)], BLACK.mix(alpha).filled());
+        keys.push((
+            band.into_dyn(),
+            format!("within ±{}%", sig_str(w * 100.0, 2)),
+        ));
+    }
+    let y = y_of(keys.len());
+    let line = PathElement::new(vec![(6, y), (26, y)], BLACK);
+    keys.push((line.into_dyn(), "predicted = measured".into()));
+    for g in &s.groups {
+        let y = y_of(keys.len());
+        keys.push((marker(g, (16, y)), g.name.clone()));
+    }
+    for (i, (m, text)) in keys.iter().enumerate() {
+        area.draw(m).map_err(draw_err)?;
+        area.draw(&Text::new(text.clone(), (34, y_of(i) - 7), font.clone()))
+            .map_err(draw_err)?;
+    }
+    Ok(())
+}
+
+/// The group's marker at pixel `at`: its shape and colour, hollow where it does not count.
+fn marker<DB: DrawingBackend>(g: &Group, at: (i32, i32)) -> Mark<DB> {
+    let (style, line) = looks(g);
+    let (x, y) = at;
+    match g.style % 4 {
+        0 => Circle::new(at, 6, style).into_dyn(),
+        1 => TriangleMarker::new(at, 8, style).into_dyn(),
+        2 => Rectangle::new([(x - 5, y - 5), (x + 5, y + 5)], style).into_dyn(),
+        _ => Cross::new(at, 6, line).into_dyn(),
+    }
 }
 
 #[cfg(test)]

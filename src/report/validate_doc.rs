@@ -11,26 +11,27 @@ use super::validate::{
 use crate::validate::record::{Dataset, METRICS, Metric, point};
 use crate::validate::stats::{NOMINAL, leave_one_out};
 
-/// The chart of one metric: a group per dataset, and one (hollow) for its fitted rows.
+/// The chart of one metric: a group per dataset, and one (hollow) for its rows that are not
+/// counted (fitted, or overloaded and judged on their own targets).
 pub fn scatter(sets: &[Dataset], m: &Metric) -> Scatter {
     let mut groups = Vec::new();
     for (style, d) in sets.iter().enumerate() {
-        for fitted in [false, true] {
+        for aside in [false, true] {
             let points: Vec<(f64, f64)> = d
                 .rows
                 .iter()
-                .filter(|r| r.fitted.is_some() == fitted)
+                .filter(|r| (r.fitted.is_some() || r.overloaded) == aside)
                 .filter_map(|r| point(r, m).map(|p| (p.measured, p.predicted)))
                 .collect();
             if !points.is_empty() {
                 groups.push(Group {
-                    name: if fitted {
-                        format!("{} (fitted, not counted)", d.name)
+                    name: if aside {
+                        format!("{} · not counted", d.name)
                     } else {
                         d.name.clone()
                     },
                     points,
-                    hollow: fitted,
+                    hollow: aside,
                     style,
                 });
             }
@@ -49,8 +50,9 @@ pub fn document(v: &ValidationView<'_>) -> Document {
     let mut d = Document::new("cardplan validate: predictions against published measurements");
     d.para(
         "Every row of profiles/validation/ rerun through the simulator and compared with what was \
-         published. Markers: one shape and colour per dataset; hollow markers are rows a \
-         parameter was fitted to (not counted). Grey bands: within ±10% and ±25%.",
+         published. Markers: one shape and colour per dataset; hollow or pale \
+         markers are rows that are not counted (a parameter was fitted to them, or the server was \
+         overloaded). Grey bands: within ±10% and ±25%.",
     );
     d.heading("Error by metric");
     d.para(super::validate::METRICS_NOTE);
