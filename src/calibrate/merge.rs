@@ -60,20 +60,12 @@ pub fn merge_quant(base: GpuProfile, fresh: &Measured, schemes: &[String]) -> Re
             .notes
             .retain(|n| !n.starts_with("quantized tables merged from"));
     }
-    m.provenance.notes.push(format!(
-        "quantized tables merged from a --quant-only run ({} GEMM tables{}) on {} ({} SMs, \
-         driver {}, CUDA {}) at {}, cardplan {} {}, timing {}; that run's notes follow, prefixed 'quant-only:'",
+    let what = format!(
+        "quantized tables merged from a --quant-only run ({} GEMM tables{})",
         redo.join(", "),
-        if fp8_kv { ", fp8-KV decode" } else { "" },
-        p.device,
-        p.sm_count,
-        p.driver,
-        p.cuda,
-        p.date,
-        p.cardplan_version,
-        p.git_rev,
-        p.timing
-    ));
+        if fp8_kv { ", fp8-KV decode" } else { "" }
+    );
+    m.provenance.notes.push(merged_from(&what, p, "quant-only"));
     m.provenance
         .notes
         .retain(|n| !(n.starts_with("quant-only: ") && stale(n)));
@@ -83,4 +75,14 @@ pub fn merge_quant(base: GpuProfile, fresh: &Measured, schemes: &[String]) -> Re
     out.validate("merged profile")
         .map_err(|e| Error::Internal(format!("merging produced an invalid profile: {e}")))?;
     Ok(out)
+}
+
+/// The provenance note of tables merged from another run: `what` was merged, on which device,
+/// driver and build, and the prefix the run's own notes carry after it.
+pub(crate) fn merged_from(what: &str, p: &crate::profile::Provenance, prefix: &str) -> String {
+    format!(
+        "{what} on {} ({} SMs, driver {}, CUDA {}) at {}, cardplan {} {}, timing {}; that run's \
+         notes follow, prefixed '{prefix}:'",
+        p.device, p.sm_count, p.driver, p.cuda, p.date, p.cardplan_version, p.git_rev, p.timing
+    )
 }

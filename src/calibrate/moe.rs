@@ -291,19 +291,13 @@ pub fn merge_moe(base: GpuProfile, fresh: &crate::profile::Measured) -> Result<G
     m.provenance
         .notes
         .retain(|n| !n.starts_with("moe tables merged from") && !n.starts_with("moe-only: "));
-    m.provenance.notes.push(format!(
-        "moe tables merged from a --moe-only run ({} moe_gemm tables) on {} ({} SMs, driver {}, \
-         CUDA {}) at {}, cardplan {} {}, timing {}; that run's notes follow, prefixed 'moe-only:'",
-        fresh.moe_gemm.len(),
-        p.device,
-        p.sm_count,
-        p.driver,
-        p.cuda,
-        p.date,
-        p.cardplan_version,
-        p.git_rev,
-        p.timing
-    ));
+    let what = format!(
+        "moe tables merged from a --moe-only run ({} moe_gemm tables)",
+        fresh.moe_gemm.len()
+    );
+    m.provenance
+        .notes
+        .push(super::merge::merged_from(&what, p, "moe-only"));
     m.provenance
         .notes
         .extend(p.notes.iter().map(|n| format!("moe-only: {n}")));
